@@ -1,0 +1,155 @@
+"""Run configuration: frozen dataclasses holding every default in one place.
+
+The CLI builds these once from its options and passes them down; core code never reads
+globals or the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from stylize.errors import InputError
+
+
+class Backbone(str, Enum):
+    """Feature extractor networks."""
+
+    vgg16 = "vgg16"  # bundled ImageNet VGG-16 (works offline)
+    vgg19 = "vgg19"  # torchvision IMAGENET1K_V1, downloaded on first use
+    vgg16_imagenet = "vgg16-imagenet"  # torchvision IMAGENET1K_V1, downloaded on first use
+
+
+class StyleLossKind(str, Enum):
+    """Statistic that describes style."""
+
+    gram = "gram"
+    meanstd = "meanstd"
+
+
+class OptimizerKind(str, Enum):
+    lbfgs = "lbfgs"
+    adam = "adam"
+
+
+class InitKind(str, Enum):
+    content = "content"
+    random = "random"
+    style = "style"
+
+
+LayerWeights = tuple[tuple[str, float], ...]
+
+DEFAULT_CONTENT_LAYERS: LayerWeights = (("relu4_2", 1.0),)
+DEFAULT_STYLE_LAYERS: LayerWeights = tuple(
+    (name, 1.0) for name in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+)
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """Which network gives features, and where its weights come from."""
+
+    name: Backbone | None = None  # None: vgg16, or whatever architecture `weights` holds
+    weights: Path | None = None
+    download_progress: bool = True
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of J = alpha * J_content + beta * J_style + tv * J_tv, and the layers used."""
+
+    content_weight: float = 1.0
+    style_weight: float = 30.0
+    tv_weight: float = 1e-2
+    content_layers: LayerWeights = DEFAULT_CONTENT_LAYERS
+    style_layers: LayerWeights = DEFAULT_STYLE_LAYERS
+    style_loss: StyleLossKind = StyleLossKind.gram
+
+    def __post_init__(self) -> None:
+        for label, value in (("content weight", self.content_weight), ("style weight", self.style_weight),
+                             ("tv weight", self.tv_weight)):
+            if not value >= 0:  # also rejects NaN
+                raise InputError(f"the {label} must be zero or positive, got {value}")
+        if not self.content_layers and self.content_weight > 0:
+            raise InputError("give at least one content layer")
+        if not self.style_layers:
+            raise InputError("give at least one style layer")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Options of the iterative (Gatys et al.) optimisation."""
+
+    size: int = 512  # long side of the output, pixels
+    scales: tuple[int, ...] | int | None = None  # explicit sizes, a number of scales, or None (auto)
+    iterations: tuple[int, ...] | None = None  # per scale; one value applies to every scale; None: auto
+    optimizer: OptimizerKind = OptimizerKind.lbfgs
+    learning_rate: float = 0.02  # Adam only, in pixel units of a [0,1] image
+    init: InitKind = InitKind.content
+    seed: int = 0
+    style_scale: float = 1.0  # style image long side relative to the output's
+    style_blend: tuple[float, ...] | None = None  # one weight per style image; None: equal
+    preserve_color: bool = False
+    save_every: int = 0  # 0: no intermediate images
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        if self.size < 16:
+            raise InputError(f"--size must be at least 16 pixels, got {self.size}")
+        if self.iterations is not None and any(n < 1 for n in self.iterations):
+            raise InputError("--iterations must be positive")
+        if not self.style_scale > 0:
+            raise InputError(f"--style-scale must be positive, got {self.style_scale}")
+        if not self.learning_rate > 0:
+            raise InputError(f"--lr must be positive, got {self.learning_rate}")
+        if self.save_every < 0:
+            raise InputError("--save-every must be zero or positive")
+        if self.style_blend is not None:
+            if any(not w >= 0 for w in self.style_blend) or sum(self.style_blend) <= 0:
+                raise InputError("--style-blend weights must be non-negative and not all zero")
+
+
+def parse_layer_weights(text: str, option: str) -> LayerWeights:
+    """Parse ``"relu1_1,relu2_1:0.5"`` into ``(("relu1_1", 1.0), ("relu2_1", 0.5))``."""
+    result: list[tuple[str, float]] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, _, weight_text = item.partition(":")
+        weight = 1.0
+        if weight_text:
+            try:
+                weight = float(weight_text)
+            except ValueError:
+                raise InputError(f"{option}: '{weight_text}' is not a number (write layer:weight, e.g. relu1_1:0.5)") from None
+            if not weight >= 0:
+                raise InputError(f"{option}: layer weights must be zero or positive, got {weight_text}")
+        result.append((name.strip().lower(), weight))
+    if not result:
+        raise InputError(f"{option}: give at least one layer, e.g. relu4_2")
+    return tuple(result)
+
+
+def parse_numbers(text: str, option: str, kind: type = float) -> tuple:
+    """Parse a comma-separated list such as ``"0.7,0.3"``; errors name the option."""
+    try:
+        values = tuple(kind(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InputError(f"{option}: expected comma-separated numbers like 0.7,0.3, got '{text}'") from None
+    if not values:
+        raise InputError(f"{option}: expected at least one number")
+    return values
+
+
+def parse_scales(text: str) -> tuple[int, ...] | int:
+    """``"3"`` means three scales, each twice the last, ending at --size; ``"128,256"`` lists sizes."""
+    values = parse_numbers(text, "--scales", int)
+    if len(values) == 1 and values[0] < 16:
+        if values[0] < 1:
+            raise InputError("--scales must be at least 1")
+        return values[0]
+    if any(v < 16 for v in values):
+        raise InputError("--scales: every size must be at least 16 pixels")
+    return values

@@ -1,0 +1,84 @@
+"""Choosing the compute device: CUDA first, then Apple MPS, then the CPU."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+from stylize.errors import DeviceError
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One device the tool can use."""
+
+    spec: str  # what --device takes, e.g. "cuda:0"
+    name: str
+    memory_bytes: int | None
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """Turn ``auto|cpu|cuda|cuda:N|mps`` into a torch device, checking that it is available."""
+    spec = spec.strip().lower()
+    if not _DEVICE_RE.match(spec):
+        raise DeviceError(f"unknown device '{spec}'; use auto, cpu, cuda, cuda:N or mps")
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device '{spec}' requested but CUDA is not available here; use --device cpu or auto")
+        device = torch.device(spec)
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise DeviceError(f"device '{spec}' does not exist: this machine has {count} CUDA device(s), "
+                              f"cuda:0 to cuda:{count - 1}")
+        return device
+    if spec == "mps" and not _mps_available():
+        raise DeviceError("device 'mps' requested but Apple MPS is not available here; use --device cpu or auto")
+    return torch.device(spec)
+
+
+def available_devices() -> list[DeviceInfo]:
+    """Every device usable here, the CPU last."""
+    devices: list[DeviceInfo] = []
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            devices.append(DeviceInfo(f"cuda:{index}", props.name, props.total_memory))
+    if _mps_available():
+        devices.append(DeviceInfo("mps", "Apple Metal (MPS)", None))
+    devices.append(DeviceInfo("cpu", _cpu_name(), None))
+    return devices
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or "CPU"
+
+
+def make_deterministic(device: torch.device) -> None:
+    """Ask for deterministic kernels so the same inputs and seed give the same output."""
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False

@@ -1,0 +1,28 @@
+"""Exceptions raised by stylize's core; each message tells the user what to do.
+
+The CLI maps every :class:`StylizeError` to a one-line message and exit code 2.
+"""
+
+
+class StylizeError(Exception):
+    """Base class for errors caused by the user's input or environment."""
+
+
+class InputError(StylizeError):
+    """An input file or option value is unusable."""
+
+
+class ImageError(InputError):
+    """An image file is missing, unreadable, not an image, or too small."""
+
+
+class OutputError(StylizeError):
+    """The output cannot be written (exists already, folder not writable, ...)."""
+
+
+class WeightsError(StylizeError):
+    """Backbone weights are missing, unreadable or of the wrong architecture."""
+
+
+class DeviceError(StylizeError):
+    """The requested device does not exist or is not available."""

@@ -1,0 +1,178 @@
+"""Image files in and out: tolerant reading, atomic no-clobber writing.
+
+Images leave this module as float tensors ``[1,3,H,W]`` in [0,1] (alpha, when present, as
+``[1,1,H,W]``) and come back the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from stylize.errors import ImageError, OutputError
+
+# Output formats by file suffix, and whether each can carry an alpha channel.
+FORMATS: dict[str, tuple[str, bool]] = {
+    ".png": ("PNG", True),
+    ".jpg": ("JPEG", False),
+    ".jpeg": ("JPEG", False),
+    ".webp": ("WEBP", True),
+    ".tif": ("TIFF", True),
+    ".tiff": ("TIFF", True),
+}
+DEFAULT_MAX_PIXELS = 200_000_000  # refuse decompression bombs before decoding
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded image: RGB in [0,1], plus alpha when the file had transparency."""
+
+    rgb: torch.Tensor  # [1,3,H,W] float32
+    alpha: torch.Tensor | None  # [1,1,H,W] float32 or None
+    path: Path
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return self.rgb.shape[-2], self.rgb.shape[-1]
+
+
+def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Read an image file, apply its EXIF orientation and convert any mode to RGB (+ alpha)."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a directory, expected an image file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: the file is empty (0 bytes)")
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageError(f"{path}: {width}x{height} is more than {max_pixels:,} pixels; "
+                                 "refusing to decode it (raise the limit if the image is genuine)")
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            rgb, alpha = _to_tensors(img)
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        raise ImageError(f"{path}: not an image file that can be read (PNG, JPEG, WebP, TIFF, BMP, ...)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"{path}: the image is truncated or corrupt ({exc})") from None
+    return LoadedImage(rgb=rgb, alpha=alpha, path=path)
+
+
+def _to_tensors(img: Image.Image) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Convert a PIL image of any mode into RGB and optional alpha tensors in [0,1]."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        gray = _high_depth_gray(img)
+        return gray.expand(1, 3, -1, -1).contiguous(), None
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        img.mode == "P" and "transparency" in img.info)
+    img = img.convert("RGBA" if has_alpha else "RGB")
+    data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+    channels = 4 if has_alpha else 3
+    tensor = data.view(img.height, img.width, channels).permute(2, 0, 1).unsqueeze(0).float().contiguous() / 255.0
+    if has_alpha:
+        return tensor[:, :3].contiguous(), tensor[:, 3:].contiguous()
+    return tensor, None
+
+
+def _high_depth_gray(img: Image.Image) -> torch.Tensor:
+    """16-bit, 32-bit integer and float single-channel images as [1,1,H,W] in [0,1]."""
+    if img.mode == "F":
+        values = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.float32).clone()
+        values = values.clamp(0.0, 1.0) if values.max() <= 1.0 else values / values.max()
+    else:
+        img = img.convert("I")  # 32-bit signed, native byte order
+        values = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.int32).float()
+        # 16-bit files decode into mode I; anything above 255 means the full 16-bit range.
+        values = values / (65535.0 if values.max() > 255 else 255.0)
+    return values.clamp(0.0, 1.0).view(1, 1, img.height, img.width)
+
+
+def fit_long_side(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """Size with the given long side and the same aspect ratio (each side at least 1)."""
+    scale = long_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize ``[B,C,H,W]`` to ``size`` (height, width), antialiased when shrinking."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    return F.interpolate(image, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0.0, 1.0)
+
+
+def check_output(path: Path, overwrite: bool) -> None:
+    """Fail early, before any work, if ``path`` cannot be written as an image."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory; give a file name such as {path / 'out.png'}")
+    if path.suffix.lower() not in FORMATS:
+        known = ", ".join(sorted(FORMATS))
+        raise OutputError(f"{path}: unknown image format '{path.suffix}'; use one of {known}")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: exists already; pass --overwrite to replace it or choose another name")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".stylize-probe-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{parent}: cannot write the output there ({exc.strerror or exc})") from None
+
+
+def save_image(image: torch.Tensor, path: Path, alpha: torch.Tensor | None = None,
+               overwrite: bool = False, quality: int = 95) -> None:
+    """Write ``image`` ([1,3,H,W] in [0,1]) atomically: a temporary file, then a rename.
+
+    Without ``overwrite`` an existing file is never replaced, even one that appeared while we
+    worked (the final step is a hard link, which fails if the name is taken).
+    """
+    path = Path(path)
+    fmt, keeps_alpha = FORMATS.get(path.suffix.lower(), (None, False))
+    if fmt is None:
+        raise OutputError(f"{path}: unknown image format '{path.suffix}'")
+    pil = to_pil(image, alpha if keeps_alpha else None)
+    options: dict = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            pil.save(handle, format=fmt, **options)
+            handle.flush()
+            os.fsync(handle.fileno())
+        _commit(tmp, path, overwrite)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _commit(tmp: Path, path: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputError(f"{path}: exists already; pass --overwrite to replace it") from None
+    except OSError:  # file systems without hard links: check, then rename
+        if path.exists():
+            raise OutputError(f"{path}: exists already; pass --overwrite to replace it") from None
+        os.replace(tmp, path)
+
+
+def to_pil(image: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:
+    """Convert ``[1,3,H,W]`` (and optional ``[1,1,H,W]`` alpha) in [0,1] to a PIL image."""
+    planes = image[0] if alpha is None else torch.cat([image[0], alpha[0]], dim=0)
+    data = (planes.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    mode = "RGB" if alpha is None else "RGBA"
+    return Image.frombytes(mode, (data.shape[2], data.shape[1]), data.permute(1, 2, 0).contiguous().numpy().tobytes())

@@ -1,0 +1,131 @@
+"""Perceptual losses: content, style (Gram or mean/std) and total variation.
+
+Normalisation, and why it differs from Gatys et al. (2016):
+
+* Gram matrices are divided by the number of positions H*W, so a Gram is the *average* outer
+  product of feature vectors. It then no longer grows with the image, which is what lets the
+  same style weight work at every scale of a coarse-to-fine run and with ``--style-scale``.
+* Each layer's error is *relative*: ``||G - A||^2 / ||A||^2`` (content: ``||F - P||^2 / ||P||^2``).
+  Gatys' ``1/(4 N^2 M^2)`` factor leaves layers with many channels or large activations orders
+  of magnitude apart, so per-layer weights had to absorb that; relative errors make every layer
+  start on the same footing and make the per-layer weights lambda mean what they say.
+  Layer weights are normalised to sum to one, so adding a layer does not change the balance
+  between content and style.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from stylize.config import LayerWeights, LossConfig, StyleLossKind
+
+_EPS = 1e-8
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """``[B,C,H,W] -> [B,C,C]``: F F^T divided by H*W (see module docstring)."""
+    flat = features.flatten(2)
+    return flat @ flat.transpose(1, 2) / flat.shape[-1]
+
+
+def mean_std(features: torch.Tensor) -> torch.Tensor:
+    """``[B,C,H,W] -> [B,2,C]``: per-channel mean and standard deviation over positions."""
+    flat = features.flatten(2)
+    mean = flat.mean(dim=2)
+    std = (flat.var(dim=2, unbiased=False) + _EPS).sqrt()
+    return torch.stack([mean, std], dim=1)
+
+
+def style_statistic(kind: StyleLossKind, features: torch.Tensor) -> torch.Tensor:
+    """The statistic that describes style at one layer."""
+    return gram_matrix(features) if kind is StyleLossKind.gram else mean_std(features)
+
+
+def relative_error(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``||value - target||^2 / ||target||^2`` per batch item, averaged over the batch.
+
+    ``target`` may have batch size 1 and is then broadcast over ``value``'s batch.
+    """
+    dims = tuple(range(1, value.dim()))
+    err = (value - target).pow(2).sum(dim=dims)
+    norm = target.pow(2).sum(dim=dims).clamp_min(_EPS)
+    return (err / norm).mean()
+
+
+def tv_loss(image: torch.Tensor) -> torch.Tensor:
+    """Total variation: mean squared difference between horizontal and vertical neighbours."""
+    dx = image[..., :, 1:] - image[..., :, :-1]
+    dy = image[..., 1:, :] - image[..., :-1, :]
+    return dx.pow(2).mean() + dy.pow(2).mean()
+
+
+def _normalised(layers: LayerWeights) -> dict[str, float]:
+    total = sum(w for _, w in layers)
+    return {name: w / total for name, w in layers if w > 0} if total > 0 else {}
+
+
+def content_layer_weights(config: LossConfig) -> dict[str, float]:
+    """Content layers in use (weight > 0) with weights summing to one."""
+    return _normalised(config.content_layers) if config.content_weight > 0 else {}
+
+
+def style_layer_weights(config: LossConfig) -> dict[str, float]:
+    """Style layers in use (weight > 0) with weights summing to one."""
+    return _normalised(config.style_layers)
+
+
+def required_layers(config: LossConfig) -> list[str]:
+    """Every layer the loss reads, for the feature extractor."""
+    return list(dict.fromkeys([*content_layer_weights(config), *style_layer_weights(config)]))
+
+
+@dataclass(frozen=True)
+class LossParts:
+    """The weighted terms of the objective (tensors, so callers can backpropagate)."""
+
+    total: torch.Tensor
+    content: torch.Tensor
+    style: torch.Tensor
+    tv: torch.Tensor
+
+    def as_floats(self) -> dict[str, float]:
+        return {k: float(getattr(self, k).detach()) for k in ("total", "content", "style", "tv")}
+
+
+class PerceptualLoss(nn.Module):
+    """J = alpha * J_content + beta * J_style + tv * J_tv, with fixed style targets."""
+
+    def __init__(self, config: LossConfig, style_targets: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.config = config
+        self.content_weights = content_layer_weights(config)
+        self.style_weights = style_layer_weights(config)
+        for name in self.style_weights:
+            self.register_buffer(f"target_{name}", style_targets[name].detach(), persistent=False)
+
+    def forward(self, image: torch.Tensor, features: dict[str, torch.Tensor],
+                content_targets: dict[str, torch.Tensor]) -> LossParts:
+        zero = image.new_zeros(())
+        content = sum((w * relative_error(features[n], content_targets[n])
+                       for n, w in self.content_weights.items()), zero)
+        style = sum((w * relative_error(style_statistic(self.config.style_loss, features[n]),
+                                        getattr(self, f"target_{n}"))
+                     for n, w in self.style_weights.items()), zero)
+        tv = tv_loss(image) if self.config.tv_weight > 0 else zero
+        c, s, t = self.config.content_weight * content, self.config.style_weight * style, self.config.tv_weight * tv
+        return LossParts(total=c + s + t, content=c, style=s, tv=t)
+
+
+def style_targets(features: list[dict[str, torch.Tensor]], blend: list[float],
+                  kind: StyleLossKind) -> dict[str, torch.Tensor]:
+    """Blend the style statistics of several style images with the given weights."""
+    total = sum(blend)
+    targets: dict[str, torch.Tensor] = {}
+    for feats, weight in zip(features, blend):
+        for name, value in feats.items():
+            stat = style_statistic(kind, value) * (weight / total)
+            targets[name] = targets[name] + stat if name in targets else stat
+    return targets

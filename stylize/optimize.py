@@ -1,0 +1,223 @@
+"""The iterative method of Gatys et al.: optimise the pixels of an image, coarse to fine.
+
+Each scale optimises at one resolution and hands its result, upsampled, to the next. Most of
+the structure forms cheaply at low resolution, so the expensive full-size iterations only add
+detail; this is what makes the default run fast (see benchmarks/iterative.py).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from stylize.color import preserve_color
+from stylize.config import InitKind, OptimizerKind, RunConfig
+from stylize.errors import ImageError
+from stylize.features import FeatureExtractor, min_image_side
+from stylize.imageio import fit_long_side, resize
+from stylize.losses import (LossParts, PerceptualLoss, content_layer_weights, required_layers,
+                            style_layer_weights, style_targets)
+
+# Automatic schedule (tuned at 512 px on GPU with benchmarks/sweep_defaults.py): two scales,
+# half size then full size; starting at 128 px gave coarse, blotchy strokes that the final scale
+# could not undo, and a worse final objective.
+AUTO_SCALES = 2
+FINAL_ITERATIONS = 60  # iterations at the final scale ...
+ITERATION_GROWTH = 2.5  # ... and this many times more at each halving of the size
+MAX_AUTO_ITERATIONS = 400
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported after every iteration."""
+
+    scale: int  # 0-based index of the current scale
+    scales: int
+    height: int
+    width: int
+    iteration: int  # 1-based, within the scale
+    iterations: int
+    losses: dict[str, float]
+    elapsed: float  # seconds since the run started
+
+
+@dataclass(frozen=True)
+class Result:
+    image: torch.Tensor  # [1,3,H,W] in [0,1], on the CPU
+    losses: dict[str, float]
+    interrupted: bool  # Ctrl-C: `image` is the best one so far
+
+
+ProgressFn = Callable[[Progress], None]
+SnapshotFn = Callable[[torch.Tensor, Progress], None]
+
+
+def plan_schedule(height: int, width: int, config: RunConfig, min_side: int) -> list[tuple[tuple[int, int], int]]:
+    """[(output (h, w), iterations)] for each scale, smallest first."""
+    sizes = _scale_sizes(config)
+    plan = [fit_long_side(height, width, s) for s in sizes]
+    usable = [hw for hw in plan if min(hw) >= min_side]
+    if not usable:
+        raise ImageError(f"--size {config.size} gives a {plan[-1][1]}x{plan[-1][0]} image; the network needs "
+                         f"at least {min_side} px on each side: raise --size")
+    iterations = _iterations(config, len(usable))
+    return list(zip(usable, iterations))
+
+
+def _scale_sizes(config: RunConfig) -> list[int]:
+    """Long sides of the scales: listed ones below --size, or a number of halvings ending at it."""
+    if isinstance(config.scales, tuple):
+        return [*sorted({s for s in config.scales if s < config.size}), config.size]
+    count = config.scales if config.scales is not None else (AUTO_SCALES if config.size >= 256 else 1)
+    return [round(config.size / 2 ** (count - 1 - i)) for i in range(count)]
+
+
+def _iterations(config: RunConfig, count: int) -> list[int]:
+    if config.iterations is None:
+        return [min(MAX_AUTO_ITERATIONS, round(FINAL_ITERATIONS * ITERATION_GROWTH ** (count - 1 - i)))
+                for i in range(count)]
+    if len(config.iterations) == 1:
+        return list(config.iterations) * count
+    if len(config.iterations) != count:
+        raise ImageError(f"--iterations lists {len(config.iterations)} values but the run has {count} scales")
+    return list(config.iterations)
+
+
+class ScaleProblem:
+    """The objective at one resolution: content targets and blended style targets."""
+
+    def __init__(self, extractor: FeatureExtractor, config: RunConfig, content: torch.Tensor,
+                 styles: list[torch.Tensor], size: tuple[int, int]) -> None:
+        self.extractor = extractor
+        loss_cfg = config.loss
+        self.content_layers = set(content_layer_weights(loss_cfg))
+        style_layers = set(style_layer_weights(loss_cfg))
+        self.content = resize(content, size)
+        with torch.no_grad():
+            feats = extractor(self.content)
+            self.content_targets = {n: feats[n] for n in self.content_layers}
+            long_side = max(8, round(config.style_scale * max(size)))
+            style_feats = []
+            for style in styles:
+                feats = extractor(resize(style, fit_long_side(*style.shape[-2:], long_side)))
+                style_feats.append({n: feats[n] for n in style_layers})
+        blend = list(config.style_blend) if config.style_blend else [1.0] * len(styles)
+        self.loss_fn = PerceptualLoss(loss_cfg, style_targets(style_feats, blend, loss_cfg.style_loss))
+
+    def __call__(self, image: torch.Tensor) -> LossParts:
+        return self.loss_fn(image, self.extractor(image), self.content_targets)
+
+
+def initial_image(config: RunConfig, content: torch.Tensor, styles: list[torch.Tensor]) -> torch.Tensor:
+    """The starting point of the first scale, at the content's size."""
+    if config.init is InitKind.random:
+        generator = torch.Generator().manual_seed(config.seed)
+        # Mid-grey noise: white noise as in Gatys et al., but not so strong that it dominates TV.
+        noise = torch.rand(content.shape, generator=generator)
+        return (0.5 + 0.5 * (noise - 0.5)).to(content.device)
+    if config.init is InitKind.style:
+        return resize(styles[0], tuple(content.shape[-2:]))
+    return content.clone()
+
+
+def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: RunConfig,
+                  extractor: FeatureExtractor, on_progress: ProgressFn | None = None,
+                  on_snapshot: SnapshotFn | None = None) -> Result:
+    """Stylise ``content`` ([1,3,H,W] in [0,1]) with ``styles``; tensors are moved to the extractor's device."""
+    device = next(extractor.parameters()).device
+    torch.manual_seed(config.seed)
+    content = content.to(device)
+    styles = [s.to(device) for s in styles]
+    min_side = min_image_side(extractor.arch, required_layers(config.loss))
+    schedule = plan_schedule(*content.shape[-2:], config, min_side)
+    start = time.perf_counter()
+    image = initial_image(config, resize(content, schedule[0][0]), [resize(s, schedule[0][0]) for s in styles])
+    best, losses = image, {}
+    for index, (size, iterations) in enumerate(schedule):
+        problem = ScaleProblem(extractor, config, content, styles, size)
+        image = resize(best, size) if index else image
+        state = ScaleOptimizer(problem, config, image)
+        try:
+            for it in range(1, iterations + 1):
+                state.step()
+                progress = Progress(index, len(schedule), size[0], size[1], it, iterations, state.last_losses,
+                                    time.perf_counter() - start)
+                if on_progress:
+                    on_progress(progress)
+                if on_snapshot and config.save_every and it % config.save_every == 0:
+                    on_snapshot(_finish(state.image.detach(), problem.content, config), progress)
+            state.evaluate()
+        except KeyboardInterrupt:
+            return Result(_finish(state.best, problem.content, config).cpu(), state.best_losses, interrupted=True)
+        best, losses = state.best, state.best_losses
+    return Result(_finish(best, problem.content, config).cpu(), losses, interrupted=False)
+
+
+def _finish(image: torch.Tensor, content: torch.Tensor, config: RunConfig) -> torch.Tensor:
+    image = image.detach().clamp(0.0, 1.0)
+    return preserve_color(image, content) if config.preserve_color else image
+
+
+class ScaleOptimizer:
+    """One optimiser over the pixels at one resolution, remembering the best image seen."""
+
+    def __init__(self, problem: ScaleProblem, config: RunConfig, image: torch.Tensor) -> None:
+        self.problem = problem
+        self.image = image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+        self.adam = config.optimizer is OptimizerKind.adam
+        self.learning_rate = config.learning_rate
+        self.optimizer = self._new_optimizer()
+        self.best = self.image.detach().clone()
+        self.best_loss = math.inf
+        self.best_losses: dict[str, float] = {}
+        self.last_losses: dict[str, float] = {}
+        self._evaluations = 0
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        if self.adam:
+            return torch.optim.Adam([self.image], lr=self.learning_rate)
+        # No line search: one evaluation per iteration, and L-BFGS's own curvature estimate
+        # (H_diag = s.y / y.y) makes the step length independent of the loss scale and hence of
+        # the image size. torch's strong-Wolfe search doubled the cost per iteration and, at
+        # 512 px, stalled for good on a non-descent direction. Tolerances of 0: run every
+        # iteration asked for (the default tolerances stop early on the tiny per-pixel
+        # gradients of large images).
+        return torch.optim.LBFGS([self.image], lr=1.0, max_iter=1, history_size=50,
+                                 tolerance_grad=0.0, tolerance_change=0.0)
+
+    def _closure(self) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        parts = self.problem(self.image)
+        parts.total.backward()
+        if self._evaluations == 0:  # the first evaluation of a step is at the current image
+            self._record(parts)
+        self._evaluations += 1
+        return parts.total
+
+    def _record(self, parts: LossParts) -> None:
+        self.last_losses = parts.as_floats()
+        if self.last_losses["total"] < self.best_loss:
+            self.best_loss = self.last_losses["total"]
+            self.best_losses = self.last_losses
+            self.best = self.image.detach().clone()
+
+    def step(self) -> None:
+        before = self.last_losses.get("total", math.inf)
+        self._evaluations = 0
+        self.optimizer.step(self._closure)
+        if not self.adam and self.last_losses["total"] >= before:
+            # The last step went uphill: L-BFGS's curvature memory is stale (in float32 it can
+            # even give a non-descent direction forever). Restart it from the current image.
+            self.optimizer = self._new_optimizer()
+        if self.adam:
+            with torch.no_grad():
+                self.image.clamp_(0.0, 1.0)
+
+    def evaluate(self) -> None:
+        """Score the image after the last step, so it can count as the best."""
+        with torch.no_grad():
+            self._record(self.problem(self.image))

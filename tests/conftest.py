@@ -1,0 +1,56 @@
+"""Shared fixtures: small generated images, so the suite needs no files from outside the repo."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "samples"
+SHARED = REPO.parent / "shared" / "data"
+
+
+def scene(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A small photo-like image: gradient sky, a bright disc, a dark ground with texture."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.linspace(0, 1, height).view(-1, 1).expand(height, width)
+    x = torch.linspace(0, 1, width).view(1, -1).expand(height, width)
+    r = 0.3 + 0.5 * y
+    gr = 0.5 + 0.3 * x
+    b = 0.9 - 0.5 * y
+    disc = ((x - 0.3) ** 2 + (y - 0.3) ** 2 < 0.02).float()
+    ground = (y > 0.65 + 0.05 * torch.sin(x * 12)).float()
+    img = torch.stack([r, gr, b]) * (1 - ground) + ground * torch.stack([0.2 + 0 * x, 0.35 + 0 * x, 0.1 + 0 * x])
+    img = img * (1 - disc) + disc
+    img = (img + 0.05 * torch.rand(img.shape, generator=g)).clamp(0, 1)
+    data = (img * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    return Image.fromarray(data, "RGB")
+
+
+def stripes(width: int, height: int) -> Image.Image:
+    """A strongly textured 'painting': diagonal coloured stripes."""
+    img = Image.new("RGB", (width, height))
+    px = img.load()
+    for j in range(height):
+        for i in range(width):
+            t = math.sin((i + 2 * j) / 3.0)
+            px[i, j] = (int(128 + 120 * t), int(200 * (t > 0)), int(128 - 120 * t))
+    return img
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    path = tmp_path / "photo.png"
+    scene(48, 40).save(path)
+    return path
+
+
+@pytest.fixture
+def painting(tmp_path: Path) -> Path:
+    path = tmp_path / "painting.png"
+    stripes(40, 40).save(path)
+    return path

@@ -1,0 +1,219 @@
+"""The command line as a user meets it: Typer's CliRunner on tiny generated images."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from stylize.cli import app
+
+from conftest import scene
+
+runner = CliRunner()
+FAST = ["--size", "48", "--iterations", "3", "--quiet"]
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_run_writes_the_output(photo, painting, tmp_path):
+    out = tmp_path / "out.png"
+    result = invoke("run", photo, painting, "-o", out, *FAST)
+    assert result.exit_code == 0, result.output
+    assert "saved" in result.stdout
+    with Image.open(out) as img:
+        assert img.size == (48, 40) and img.mode == "RGB"
+
+
+def test_default_output_name_beside_the_photo(photo, painting):
+    result = invoke("run", photo, painting, *FAST)
+    assert result.exit_code == 0, result.output
+    assert (photo.parent / "photo_x_painting.png").is_file()
+
+
+def test_output_folder_gets_the_default_name(photo, painting, tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    assert invoke("run", photo, painting, "-o", folder, *FAST).exit_code == 0
+    assert (folder / "photo_x_painting.png").is_file()
+
+
+def test_existing_output_is_not_overwritten(photo, painting, tmp_path):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"keep me")
+    result = invoke("run", photo, painting, "-o", out, *FAST)
+    assert_one_line_error(result, "exists", "--overwrite")
+    assert out.read_bytes() == b"keep me"
+    assert invoke("run", photo, painting, "-o", out, "--overwrite", *FAST).exit_code == 0
+    assert out.read_bytes() != b"keep me"
+
+
+def test_same_seed_same_file(photo, painting, tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    for out in (a, b):
+        assert invoke("run", photo, painting, "-o", out, "--init", "random", "--seed", "5", *FAST).exit_code == 0
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_alpha_channel_is_kept(tmp_path, painting):
+    rgba = scene(48, 40).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize((48, 40)))
+    photo = tmp_path / "cutout.png"
+    rgba.save(photo)
+    out = tmp_path / "out.png"
+    assert invoke("run", photo, painting, "-o", out, *FAST).exit_code == 0
+    with Image.open(out) as img:
+        assert img.mode == "RGBA"
+        original = rgba.getchannel("A")
+        kept = img.getchannel("A")
+        assert max(abs(p - q) for p, q in zip(original.tobytes(), kept.tobytes())) <= 2
+
+
+def test_save_every_writes_intermediate_images(photo, painting, tmp_path):
+    out = tmp_path / "out.png"
+    result = invoke("run", photo, painting, "-o", out, "--size", "48", "--iterations", "4", "--save-every", "2",
+                    "--quiet")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("out.scale*")) == ["out.scale1.iter0002.png", "out.scale1.iter0004.png"]
+
+
+def test_several_styles_blended_with_preserved_colour(photo, painting, tmp_path):
+    second = tmp_path / "second.png"
+    scene(40, 40, seed=3).save(second)
+    out = tmp_path / "blend.jpg"
+    result = invoke("run", photo, painting, second, "--style-blend", "0.7,0.3", "--preserve-color", "-o", out,
+                    "--style-loss", "meanstd", "--optimizer", "adam", *FAST)
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).format == "JPEG"
+
+
+def test_progress_bar_shows_scales_and_losses(photo, painting, tmp_path):
+    result = invoke("run", photo, painting, "-o", tmp_path / "o.png", "--size", "64", "--scales", "2",
+                    "--iterations", "2")
+    assert result.exit_code == 0, result.output
+    assert "scale 2/2" in result.stderr and "loss" in result.stderr
+
+
+def _bad(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing", "directory", "text", "empty", "truncated", "tiny"])
+def test_bad_content_image(case, painting, tmp_path):
+    if case == "missing":
+        path, message = tmp_path / "nope.jpg", "no such file"
+    elif case == "directory":
+        path, message = tmp_path, "directory"
+    elif case == "text":
+        path, message = _bad(tmp_path, "notes.jpg", b"just some text"), "not an image"
+    elif case == "empty":
+        path, message = _bad(tmp_path, "empty.jpg", b""), "empty"
+    elif case == "truncated":
+        full = tmp_path / "full.jpg"
+        scene(64, 64).save(full)
+        path, message = _bad(tmp_path, "cut.jpg", full.read_bytes()[:600]), "truncated"
+    else:
+        path, message = tmp_path / "tiny.png", "at least 16 px"
+        scene(10, 10).save(path)
+    out = tmp_path / "out.png"
+    assert_one_line_error(invoke("run", path, painting, "-o", out, *FAST), message)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--style-weight", "-1"], "style weight"),
+    (["--content-weight", "nan"], "content weight"),
+    (["--style-layers", "relu1_1,relu4_3x"], "did you mean relu4_3"),
+    (["--content-layers", "relu9_9"], "unknown content layer"),
+    (["--backbone", "resnet"], "resnet"),
+    (["--style-blend", "0.5,abc"], "--style-blend"),
+    (["--style-blend", "0.5,0.2,0.3"], "3 weights for 1 style"),
+    (["--device", "tpu"], "unknown device"),
+    (["--size", "8"], "--size"),
+    (["--iterations", "0"], "--iterations"),
+    (["--style-layers", "relu1_1:x"], "not a number"),
+    (["--style-scale", "0"], "--style-scale"),
+])
+def test_bad_options(photo, painting, tmp_path, args, message):
+    out = tmp_path / "out.png"
+    result = invoke("run", photo, painting, "-o", out, "--quiet", *args)
+    assert_one_line_error(result, message)
+    assert not out.exists()
+
+
+def test_unavailable_cuda_is_explained(photo, painting, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert_one_line_error(invoke("run", photo, painting, "--device", "cuda", *FAST), "CUDA is not available")
+
+
+def test_unwritable_output_folder(photo, painting, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert_one_line_error(invoke("run", photo, painting, "-o", blocker / "out.png", *FAST), "cannot write")
+
+
+def test_unknown_output_format(photo, painting, tmp_path):
+    assert_one_line_error(invoke("run", photo, painting, "-o", tmp_path / "out.xyz", *FAST), "unknown image format")
+
+
+def test_missing_style_argument(photo):
+    assert_one_line_error(invoke("run", photo), "style image")
+
+
+def test_weights_of_the_wrong_architecture(photo, painting, tmp_path):
+    weights = tmp_path / "w.pth"
+    weights.write_text("garbage")
+    assert_one_line_error(invoke("run", photo, painting, "--weights", weights, *FAST), "w.pth")
+
+
+def test_info_text_and_json():
+    text = invoke("info")
+    assert text.exit_code == 0 and "auto picks" in text.stdout and "bundled" in text.stdout
+    data = json.loads(invoke("info", "--json").stdout)
+    assert data["auto_device"] in {d["device"] for d in data["devices"]} | {"cuda:0", "mps"}
+    assert data["backbones"]["vgg16"].startswith("bundled")
+    assert set(data["backbones"]) == {"vgg16", "vgg19", "vgg16-imagenet"}
+    assert data["cpu_threads"] >= 1 and data["torch"]
+
+
+def test_ctrl_c_keeps_the_best_image_and_exits_non_zero(photo, painting, tmp_path):
+    """A real SIGINT to a real process: the output is complete and the exit code is 130."""
+    out = tmp_path / "out.png"
+    cmd = [sys.executable, "-m", "stylize", "run", str(photo), str(painting), "-o", str(out), "--size", "64",
+           "--iterations", "100000", "--scales", "1", "--save-every", "2", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "out.scale1.iter0004.png").exists():
+        time.sleep(0.1)  # wait until the optimisation is under way
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    with Image.open(out) as img:
+        img.load()
+        assert img.size == (64, 53)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary files

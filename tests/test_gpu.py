@@ -1,0 +1,50 @@
+"""Checks that need a CUDA device; skipped, with the reason, everywhere else."""
+
+import pytest
+import torch
+
+from stylize.config import BackboneConfig, InitKind, LossConfig, RunConfig
+from stylize.device import make_deterministic, resolve_device
+from stylize.features import FeatureExtractor, load_weights
+from stylize.imageio import load_image, resize
+from stylize.losses import required_layers
+from stylize.optimize import ScaleProblem, run_iterative
+
+from conftest import SAMPLES
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")]
+
+
+@pytest.fixture(scope="module")
+def setup():
+    weights = load_weights(BackboneConfig())
+    cpu = FeatureExtractor(weights.arch, weights.state, required_layers(LossConfig()))
+    gpu = FeatureExtractor(weights.arch, weights.state, required_layers(LossConfig())).to("cuda")
+    content = resize(load_image(SAMPLES / "chelsea.jpg").rgb, (96, 128))
+    style = resize(load_image(SAMPLES / "swirls.jpg").rgb, (96, 128))
+    return cpu, gpu, content, style
+
+
+def test_auto_picks_cuda():
+    assert resolve_device("auto").type == "cuda"
+
+
+def test_cuda_run_is_deterministic(setup):
+    _, gpu, content, style = setup
+    make_deterministic(torch.device("cuda"))
+    config = RunConfig(size=128, iterations=(20,), init=InitKind.random, seed=1)
+    a = run_iterative(content, [style], config, gpu).image
+    b = run_iterative(content, [style], config, gpu).image
+    assert torch.equal(a, b)
+
+
+def test_cuda_reaches_the_same_quality_as_cpu(setup):
+    cpu, gpu, content, style = setup
+    config = RunConfig(size=128, iterations=(40,))
+    objective = []
+    for extractor in (cpu, gpu):
+        image = run_iterative(content, [style], config, extractor).image
+        with torch.no_grad():
+            objective.append(ScaleProblem(cpu, config, content, [style], (96, 128))(image).total.item())
+    assert objective[1] == pytest.approx(objective[0], rel=0.15)

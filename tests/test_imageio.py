@@ -1,0 +1,134 @@
+import io
+import os
+
+import pytest
+import torch
+from PIL import Image
+
+from stylize.errors import ImageError, OutputError
+from stylize.imageio import check_output, fit_long_side, load_image, resize, save_image
+
+from conftest import scene
+
+
+def test_rgb_roundtrip_is_exact(tmp_path):
+    src = tmp_path / "a.png"
+    scene(20, 10).save(src)
+    img = load_image(src)
+    assert img.rgb.shape == (1, 3, 10, 20) and img.alpha is None and img.size == (10, 20)
+    out = tmp_path / "b.png"
+    save_image(img.rgb, out)
+    assert torch.equal(load_image(out).rgb, img.rgb)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "CMYK", "LA", "RGBA"])
+def test_any_mode_becomes_rgb(tmp_path, mode):
+    path = tmp_path / ("x.jpg" if mode == "CMYK" else "x.png")
+    scene(16, 12).convert(mode).save(path)
+    img = load_image(path)
+    assert img.rgb.shape == (1, 3, 12, 16)
+    assert 0.0 <= img.rgb.min() and img.rgb.max() <= 1.0
+    assert (img.alpha is not None) == (mode in ("LA", "RGBA"))
+
+
+def test_palette_with_transparency_keeps_alpha(tmp_path):
+    rgba = Image.new("RGBA", (8, 8), (255, 0, 0, 255))
+    rgba.putpixel((0, 0), (0, 0, 0, 0))
+    path = tmp_path / "p.png"
+    rgba.convert("P").save(path, transparency=0)
+    assert load_image(path).alpha is not None
+
+
+def test_sixteen_bit_gray_uses_full_range(tmp_path):
+    gradient = Image.new("I;16", (4, 2))
+    for i in range(4):
+        gradient.putpixel((i, 0), i * 20000)
+        gradient.putpixel((i, 1), 65535)
+    path = tmp_path / "g16.png"
+    gradient.save(path)
+    img = load_image(path)
+    assert img.rgb[0, 0, 1, 0].item() == pytest.approx(1.0)
+    assert img.rgb[0, 0, 0, 1].item() == pytest.approx(20000 / 65535, abs=1e-4)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise for display
+    scene(30, 20).save(path, exif=exif)
+    assert load_image(path).size == (30, 20)  # (height, width) after rotation
+
+
+def test_alpha_is_saved_in_png(tmp_path):
+    rgb, alpha = torch.rand(1, 3, 6, 5), torch.linspace(0, 1, 30).view(1, 1, 6, 5)
+    path = tmp_path / "a.png"
+    save_image(rgb, path, alpha)
+    back = load_image(path)
+    assert back.alpha is not None
+    assert torch.allclose(back.alpha, alpha, atol=1 / 255)
+
+
+@pytest.mark.parametrize("name,data,message", [
+    ("empty.png", b"", "empty"),
+    ("notes.png", b"hello, I am text", "not an image"),
+])
+def test_unreadable_files(tmp_path, name, data, message):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ImageError, match=message):
+        load_image(path)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_image(tmp_path, fmt):
+    buffer = io.BytesIO()
+    scene(64, 64).save(buffer, format=fmt)
+    path = tmp_path / "cut.img"
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(ImageError, match="truncated or corrupt"):
+        load_image(path)
+
+
+def test_missing_and_directory(tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        load_image(tmp_path / "nope.jpg")
+    with pytest.raises(ImageError, match="directory"):
+        load_image(tmp_path)
+
+
+def test_decompression_bomb_refused_before_decoding(tmp_path):
+    path = tmp_path / "big.png"
+    Image.new("L", (3000, 2000)).save(path)
+    with pytest.raises(ImageError, match="more than"):
+        load_image(path, max_pixels=1_000_000)
+
+
+def test_save_never_overwrites_without_permission(tmp_path):
+    path = tmp_path / "out.png"
+    path.write_bytes(b"precious")
+    with pytest.raises(OutputError, match="exists"):
+        save_image(torch.rand(1, 3, 4, 4), path)
+    assert path.read_bytes() == b"precious"
+    save_image(torch.rand(1, 3, 4, 4), path, overwrite=True)
+    assert load_image(path).size == (4, 4)
+    assert sorted(os.listdir(tmp_path)) == ["out.png"]  # no temporary files left behind
+
+
+def test_check_output_rules(tmp_path):
+    check_output(tmp_path / "new" / "dir" / "x.png", overwrite=False)  # creates the folders
+    assert (tmp_path / "new" / "dir").is_dir()
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="cannot write"):
+        check_output(blocker / "x.png", overwrite=False)
+    with pytest.raises(OutputError, match="unknown image format"):
+        check_output(tmp_path / "x.gifx", overwrite=False)
+    with pytest.raises(OutputError, match="directory"):
+        check_output(tmp_path / "new", overwrite=False)
+
+
+def test_resize_helpers():
+    assert fit_long_side(300, 400, 200) == (150, 200)
+    assert fit_long_side(400, 300, 100) == (100, 75)
+    small = resize(torch.rand(1, 3, 40, 30), (20, 15))
+    assert small.shape == (1, 3, 20, 15) and small.min() >= 0 and small.max() <= 1

@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from stylize.config import LossConfig, StyleLossKind
+from stylize.losses import (PerceptualLoss, gram_matrix, mean_std, relative_error, required_layers, style_statistic,
+                            style_targets, tv_loss)
+
+
+def test_gram_of_known_tensor_is_normalised_by_positions():
+    f = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 1, 2)  # C=2, H*W=2
+    expected = torch.tensor([[5.0, 11.0], [11.0, 25.0]]) / 2
+    assert torch.allclose(gram_matrix(f)[0], expected)
+
+
+def test_gram_does_not_grow_with_image_size():
+    f = torch.rand(1, 4, 8, 8)
+    tiled = f.repeat(1, 1, 2, 2)  # same statistics, four times the positions
+    assert torch.allclose(gram_matrix(f), gram_matrix(tiled), atol=1e-6)
+
+
+def test_mean_std_of_known_channels():
+    f = torch.tensor([[1.0, 3.0], [5.0, 5.0]]).view(1, 2, 1, 2)
+    stats = mean_std(f)[0]
+    assert torch.allclose(stats[0], torch.tensor([2.0, 5.0]))
+    assert torch.allclose(stats[1], torch.tensor([1.0, 0.0]), atol=1e-3)
+
+
+def test_tv_of_checkerboard_and_constant():
+    i, j = torch.meshgrid(torch.arange(6), torch.arange(6), indexing="ij")
+    board = ((i + j) % 2).float().expand(1, 3, 6, 6)
+    assert tv_loss(board).item() == pytest.approx(2.0)
+    assert tv_loss(torch.full((1, 3, 6, 6), 0.4)).item() == 0.0
+
+
+def test_relative_error_scale():
+    t = torch.rand(2, 5) + 0.1
+    assert relative_error(t, t).item() == 0.0
+    assert relative_error(torch.zeros_like(t), t).item() == pytest.approx(1.0)
+    assert relative_error(3 * t, t).item() == pytest.approx(4.0, rel=1e-5)
+
+
+def test_style_targets_blend_is_weighted_average():
+    a, b = torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4)
+    blended = style_targets([{"relu1_1": a}, {"relu1_1": b}], [0.7, 0.3], StyleLossKind.gram)["relu1_1"]
+    assert torch.allclose(blended, 0.7 * gram_matrix(a) + 0.3 * gram_matrix(b), atol=1e-6)
+
+
+def test_perceptual_loss_terms_and_layer_weights():
+    cfg = LossConfig(content_weight=2.0, style_weight=10.0, tv_weight=0.5,
+                     content_layers=(("relu2_1", 1.0),), style_layers=(("relu1_1", 1.0), ("relu2_1", 3.0)))
+    assert required_layers(cfg) == ["relu2_1", "relu1_1"]
+    feats = {"relu1_1": torch.rand(1, 3, 4, 4), "relu2_1": torch.rand(1, 5, 2, 2)}
+    style = {"relu1_1": torch.rand(1, 3, 4, 4), "relu2_1": torch.rand(1, 5, 2, 2)}
+    targets = style_targets([style], [1.0], StyleLossKind.gram)
+    loss = PerceptualLoss(cfg, targets)
+    image = torch.rand(1, 3, 8, 8)
+    parts = loss(image, feats, {"relu2_1": feats["relu2_1"]})
+    assert parts.content.item() == 0.0  # content features equal their targets
+    expected_style = 10.0 * (0.25 * relative_error(gram_matrix(feats["relu1_1"]), targets["relu1_1"])
+                             + 0.75 * relative_error(gram_matrix(feats["relu2_1"]), targets["relu2_1"]))
+    assert parts.style.item() == pytest.approx(expected_style.item(), rel=1e-5)
+    assert parts.tv.item() == pytest.approx(0.5 * tv_loss(image).item())
+    assert parts.total.item() == pytest.approx(parts.style.item() + parts.tv.item(), rel=1e-6)
+
+
+def test_meanstd_statistic_differs_from_gram():
+    f = torch.rand(1, 4, 3, 3)
+    assert style_statistic(StyleLossKind.meanstd, f).shape == (1, 2, 4)
+    assert style_statistic(StyleLossKind.gram, f).shape == (1, 4, 4)
+
+
+def test_negative_weights_rejected():
+    from stylize.errors import InputError
+
+    with pytest.raises(InputError, match="style weight"):
+        LossConfig(style_weight=-1.0)

@@ -1,0 +1,142 @@
+"""The iterative optimiser, with the real bundled VGG at small sizes."""
+
+import pytest
+import torch
+
+from stylize.config import BackboneConfig, InitKind, LossConfig, OptimizerKind, RunConfig, StyleLossKind
+from stylize.color import rgb_to_yiq
+from stylize.errors import ImageError
+from stylize.features import FeatureExtractor, load_weights
+from stylize.losses import required_layers
+from stylize.imageio import load_image, resize
+from stylize.optimize import ScaleProblem, plan_schedule, run_iterative
+
+from conftest import SAMPLES
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    weights = load_weights(BackboneConfig())
+    return FeatureExtractor(weights.arch, weights.state, required_layers(LossConfig()))
+
+
+@pytest.fixture(scope="module")
+def pair():
+    content = resize(load_image(SAMPLES / "chelsea.jpg").rgb, (96, 128))
+    style = resize(load_image(SAMPLES / "swirls.jpg").rgb, (96, 128))
+    return content, style
+
+
+def test_default_schedule_is_coarse_to_fine():
+    plan = plan_schedule(384, 512, RunConfig(size=512), min_side=16)
+    assert plan == [((192, 256), 150), ((384, 512), 60)]
+    assert plan_schedule(384, 512, RunConfig(size=100), 16) == [((75, 100), 60)]
+    three = plan_schedule(384, 512, RunConfig(size=512, scales=3), min_side=16)
+    assert three == [((96, 128), 375), ((192, 256), 150), ((384, 512), 60)]
+
+
+def test_schedule_options():
+    assert [hw for hw, _ in plan_schedule(400, 400, RunConfig(size=400, scales=1), 16)] == [(400, 400)]
+    plan = plan_schedule(400, 400, RunConfig(size=400, scales=(100, 200), iterations=(5, 6, 7)), 16)
+    assert plan == [((100, 100), 5), ((200, 200), 6), ((400, 400), 7)]
+    with pytest.raises(ImageError, match="3 scales"):
+        plan_schedule(400, 400, RunConfig(size=400, scales=(100, 200), iterations=(5, 6)), 16)
+
+
+def test_tiny_scales_are_skipped_for_panoramas():
+    plan = plan_schedule(40, 1000, RunConfig(size=1000, scales=(100, 500)), min_side=16)
+    assert [hw for hw, _ in plan] == [(20, 500), (40, 1000)]
+
+
+def _objective(extractor, config, content, style, image):
+    with torch.no_grad():
+        return ScaleProblem(extractor, config, content, [style], tuple(content.shape[-2:]))(image)
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_lbfgs_converges_at_every_size(extractor, pair, size):
+    """Style loss falls by a large factor at each size, while the photo stays recognisable."""
+    content, style = (resize(t, (size * 3 // 4, size)) for t in pair)
+    config = RunConfig(size=size, scales=1, iterations=(40,))
+    result = run_iterative(content, [style], config, extractor)
+    start = _objective(extractor, config, content, style, content)
+    end = _objective(extractor, config, content, style, result.image)
+    assert end.style < start.style / 10
+    # The photo stays recognisable: its luminance pattern survives, and its VGG content features
+    # are much closer than the painting's.
+    painting = _objective(extractor, config, content, style, style)
+    assert end.content < 0.75 * painting.content
+    assert _luminance_correlation(result.image, content) > 0.5
+    assert abs(_luminance_correlation(result.image, style)) < 0.3
+
+
+def _luminance_correlation(a, b):
+    lum = lambda x: (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).flatten()  # noqa: E731
+    return torch.corrcoef(torch.stack([lum(a), lum(b)]))[0, 1].item()
+
+
+def test_same_seed_same_output_random_init(extractor, pair):
+    content, style = pair
+    config = RunConfig(size=64, iterations=(4,), init=InitKind.random, seed=3)
+    a = run_iterative(content, [style], config, extractor).image
+    b = run_iterative(content, [style], config, extractor).image
+    c = run_iterative(content, [style], RunConfig(size=64, iterations=(4,), init=InitKind.random, seed=4),
+                      extractor).image
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_multiscale_reports_progress_for_each_scale(extractor, pair):
+    content, style = pair
+    seen = []
+    config = RunConfig(size=128, scales=(64,), iterations=(3, 2))
+    result = run_iterative(content, [style], config, extractor, on_progress=seen.append)
+    assert [(p.scale, p.iteration, p.width) for p in seen] == [(0, 1, 64), (0, 2, 64), (0, 3, 64),
+                                                               (1, 1, 128), (1, 2, 128)]
+    assert result.image.shape == (1, 3, 96, 128) and not result.interrupted
+    assert all(p.losses["total"] > 0 for p in seen)
+
+
+def test_ctrl_c_returns_best_image_so_far(extractor, pair):
+    content, style = pair
+
+    def interrupt(progress):
+        if progress.iteration == 3:
+            raise KeyboardInterrupt
+
+    result = run_iterative(content, [style], RunConfig(size=64, iterations=(10,)), extractor, on_progress=interrupt)
+    assert result.interrupted
+    assert result.image.shape == (1, 3, 48, 64) and torch.isfinite(result.image).all()
+    assert result.losses["total"] > 0
+
+
+def test_adam_and_meanstd_reduce_the_loss(extractor, pair):
+    content, style = pair
+    config = RunConfig(size=64, iterations=(30,), optimizer=OptimizerKind.adam,
+                       loss=LossConfig(style_loss=StyleLossKind.meanstd))
+    small_content, small_style = resize(content, (48, 64)), resize(style, (48, 64))
+    result = run_iterative(content, [style], config, extractor)
+    start = _objective(extractor, config, small_content, small_style, small_content)
+    end = _objective(extractor, config, small_content, small_style, result.image)
+    assert end.total < start.total / 2
+    assert result.image.min() >= 0 and result.image.max() <= 1
+
+
+def test_preserve_color_keeps_the_photos_chrominance(extractor, pair):
+    content, style = pair
+    config = RunConfig(size=64, iterations=(5,), preserve_color=True)
+    result = run_iterative(content, [style], config, extractor)
+    expected_iq = rgb_to_yiq(resize(content, (48, 64)))[:, 1:]
+    got_iq = rgb_to_yiq(result.image)[:, 1:]
+    assert (got_iq - expected_iq).abs().mean() < 0.01
+
+
+def test_style_blend_moves_the_result_towards_the_heavier_style(extractor, pair):
+    content, style = pair
+    flat = torch.full_like(style, 0.5)
+    flat[:, 0] = 0.9  # a plain red 'painting'
+    common = dict(size=64, iterations=(15,))
+    red_heavy = run_iterative(content, [style, flat], RunConfig(style_blend=(0.1, 0.9), **common), extractor).image
+    swirl_heavy = run_iterative(content, [style, flat], RunConfig(style_blend=(0.9, 0.1), **common), extractor).image
+    redness = lambda img: (img[:, 0] - img[:, 1:].mean(dim=1)).mean()  # noqa: E731
+    assert redness(red_heavy) > redness(swirl_heavy)
