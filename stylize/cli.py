@@ -73,7 +73,7 @@ def run(
     content: Annotated[Path, typer.Argument(help="The photo to stylize.", metavar="CONTENT",
                                                    show_default=False)],
     styles: Annotated[Optional[list[Path]], typer.Argument(help="One or more style images (paintings).",
-                                                           metavar="STYLE...", show_default=False)] = None,
+                                                           metavar="STYLE", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output image (.png, .jpg, .webp, .tif). "
                       "Default: CONTENT_x_STYLE.png beside the photo.", show_default=False)] = None,
     size: Annotated[int, typer.Option(help="Long side of the output in pixels.")] = DEFAULT_RUN.size,
