@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -20,8 +19,8 @@ from typer.core import TyperGroup
 
 from stylize import __version__
 from stylize.config import (Backbone, BackboneConfig, InitKind, LossConfig, OptimizerKind, RunConfig, StyleLossKind,
-                            parse_layer_weights, parse_numbers, parse_scales)
-from stylize.errors import ImageError, InputError, StylizeError
+                            NormKind, TrainConfig, parse_layer_weights, parse_numbers, parse_scales)
+from stylize.errors import InputError, StylizeError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -42,6 +41,8 @@ class _OneLineErrors(TyperGroup):
             # Click's usage errors (typer vendors Click in recent releases, so match by shape).
             if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
                 raise
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `stylize`: the help was shown
+                return sys.exit(0) if standalone_mode else 0
             err_console.print(f"error: {exc.format_message()}", markup=False, highlight=False, soft_wrap=True)
             rv = exc.exit_code
         code = rv if isinstance(rv, int) else 0
@@ -76,7 +77,8 @@ def run(
                                                            metavar="STYLE", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output image (.png, .jpg, .webp, .tif). "
                       "Default: CONTENT_x_STYLE.png beside the photo.", show_default=False)] = None,
-    size: Annotated[int, typer.Option(help="Long side of the output in pixels.")] = DEFAULT_RUN.size,
+    size: Annotated[Optional[int], typer.Option(help="Long side of the output in pixels. [default: 512; with "
+                    "--model: the photo's own size]", show_default=False)] = None,
     iterations: Annotated[Optional[str], typer.Option(help="Iterations per scale: one number for every scale, "
                           "or a list such as 150,60. Default: 60 at full size, 2.5 times more at each halving.")] = None,
     scales: Annotated[Optional[str], typer.Option(help="Coarse-to-fine schedule: a number of scales, each twice the "
@@ -106,13 +108,19 @@ def run(
     seed: Annotated[int, typer.Option(help="Random seed (same inputs, seed and device: same output).")] = DEFAULT_RUN.seed,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="A trained model file (stylize train) or "
+                     "a bundled model's name (stylize models): one forward pass, no STYLE.",
+                     show_default=False)] = None,
 ) -> None:
-    """Stylize CONTENT with one or more STYLE images (Gatys et al.'s iterative method)."""
+    """Stylize CONTENT with one or more STYLE images (Gatys et al.'s iterative method), or with --model."""
     from stylize import job as jobs  # heavy imports (torch) only when a command runs
 
+    if model is not None:
+        _run_model(content, styles, model, output, size, preserve_color, device, overwrite)
+        return
     try:
         if not styles:
-            raise InputError("give at least one style image: stylize run PHOTO PAINTING")
+            raise InputError("give at least one style image (stylize run PHOTO PAINTING) or a --model")
         loss = LossConfig(
             content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
             content_layers=parse_layer_weights(content_layers, "--content-layers"),
@@ -121,7 +129,7 @@ def run(
         if blend is not None and len(blend) != len(styles):
             raise InputError(f"--style-blend has {len(blend)} weights for {len(styles)} style image(s)")
         config = RunConfig(
-            size=size, scales=parse_scales(scales) if scales else None,
+            size=DEFAULT_RUN.size if size is None else size, scales=parse_scales(scales) if scales else None,
             iterations=parse_numbers(iterations, "--iterations", int) if iterations else None,
             optimizer=optimizer, learning_rate=lr, init=init, seed=seed, style_scale=style_scale,
             style_blend=blend, preserve_color=preserve_color, save_every=save_every, loss=loss)
@@ -138,6 +146,28 @@ def run(
     losses = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
     console.print(f"saved {job.output} ({w}x{h}) in {result.seconds:.1f} s; loss: {losses}", markup=False,
                   highlight=False, soft_wrap=True)
+
+
+def _run_model(content: Path, styles: Optional[list[Path]], model: str, output: Optional[Path], size: Optional[int],
+               preserve_color: bool, device: str, overwrite: bool) -> None:
+    from stylize import job as jobs
+
+    try:
+        if styles:
+            raise InputError("--model stylizes with a trained network: give no STYLE images with it")
+        job = jobs.prepare_fast(content, model, output, size, preserve_color, device, overwrite)
+        result = jobs.execute_fast(job)
+    except StylizeError as exc:
+        raise _fail(str(exc)) from None
+    h, w = result.image.shape[-2:]
+    console.print(f"saved {job.output} ({w}x{h}) in {result.seconds:.2f} s with {job.model.path.name}",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
+def _format_losses(losses: dict[str, float]) -> str:
+    """``loss 1.23 (content 0.5 style 0.7 tv 0.03)`` for the progress bars."""
+    parts = " ".join(f"{k} {v:.3g}" for k, v in losses.items() if k != "total")
+    return f"loss {losses.get('total', 0.0):.4g} ({parts})"
 
 
 class _progress_display:
@@ -166,13 +196,133 @@ class _progress_display:
         share = weights[p.scale] / sum(weights)
         finished = sum(weights[:p.scale]) / sum(weights)
         description = f"scale {p.scale + 1}/{p.scales} {p.width}x{p.height} it {p.iteration}/{p.iterations}"
-        losses = " ".join(f"{k[0]}={v:.3g}" for k, v in p.losses.items() if k != "total")
         self.progress.update(self.task, total=1.0, completed=finished + share * p.iteration / p.iterations,
-                             description=description, losses=f"loss {p.losses.get('total', 0):.4g} ({losses})")
+                             description=description, losses=_format_losses(p.losses))
 
     def __exit__(self, *exc: Any) -> None:
         if self.progress is not None:
             self.progress.__exit__(*exc)
+
+
+# -------------------------------------------------------------------------------------- train
+
+DEFAULT_TRAIN = TrainConfig()
+
+
+@app.command()
+def train(
+    style: Annotated[Path, typer.Argument(help="The painting to learn.", metavar="STYLE", show_default=False)],
+    data: Annotated[Path, typer.Option("-d", "--data", help="Folder of training photos (searched recursively).",
+                                       show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Model file to write (.pt).", show_default=False)],
+    image_size: Annotated[int, typer.Option(help="Side of the square training crops.")] = DEFAULT_TRAIN.image_size,
+    batch_size: Annotated[int, typer.Option(help="Photos per step.")] = DEFAULT_TRAIN.batch_size,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps [default: 2000 unless --epochs].",
+                                                 show_default=False)] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Passes over the photos, instead of --steps.",
+                                                    show_default=False)] = None,
+    lr: Annotated[float, typer.Option("--lr", help="Adam's learning rate.")] = DEFAULT_TRAIN.learning_rate,
+    content_weight: Annotated[float, typer.Option(help="alpha.")] = DEFAULT_TRAIN.loss.content_weight,
+    style_weight: Annotated[float, typer.Option(help="beta.")] = DEFAULT_TRAIN.loss.style_weight,
+    tv_weight: Annotated[float, typer.Option(help="Total-variation weight.")] = DEFAULT_TRAIN.loss.tv_weight,
+    style_size: Annotated[Optional[int], typer.Option(help="Long side of the style image [default: "
+                          "--image-size].", show_default=False)] = None,
+    backbone: Annotated[Optional[Backbone], typer.Option(help="Feature network [default: vgg16, bundled].",
+                                                         show_default=False)] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="Local torchvision VGG state dict.",
+                                                    show_default=False)] = None,
+    norm: Annotated[NormKind, typer.Option(help="Normalisation in the network.")] = NormKind.instance,
+    width: Annotated[int, typer.Option(help="Channels of the first layer (classic: 32; small preset: 16).")] = 32,
+    blocks: Annotated[int, typer.Option(help="Residual blocks (classic: 5; small preset: 3).")] = 5,
+    checkpoint_every: Annotated[int, typer.Option(help="Write a resumable checkpoint every N steps.")] = (
+        DEFAULT_TRAIN.checkpoint_every),
+    resume: Annotated[Optional[Path], typer.Option(help="Continue from a checkpoint (MODEL.ckpt.pt).",
+                                                   show_default=False)] = None,
+    preview: Annotated[Optional[Path], typer.Option(help="Stylize this image at every checkpoint.",
+                                                    show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = DEFAULT_TRAIN.seed,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    workers: Annotated[int, typer.Option(help="Background data-loading processes.")] = DEFAULT_TRAIN.workers,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model file.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train a fast feed-forward network for STYLE on a folder of photos (Johnson et al.)."""
+    from stylize import train as training
+    from stylize.transformer import TransformerConfig
+
+    try:
+        loss = LossConfig(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight)
+        config = TrainConfig(image_size=image_size, batch_size=batch_size, steps=steps, epochs=epochs,
+                             learning_rate=lr, style_size=style_size, checkpoint_every=checkpoint_every, seed=seed,
+                             workers=workers, loss=loss)
+        network = TransformerConfig(width=width, blocks=blocks, norm=norm)
+        job = training.prepare_training(style, data, output, config, network,
+                                        BackboneConfig(name=backbone, weights=weights, download_progress=not quiet),
+                                        device, overwrite, resume, preview)
+        if job.skipped:
+            err_console.print(f"warning: skipped {len(job.skipped)} unreadable file(s) in {data}", markup=False)
+        console.print(f"training on {len(job.photos)} photos, {job.total_steps} steps of {batch_size}, "
+                      f"from step {job.start_step}, on {job.device}", markup=False, highlight=False)
+        with _train_display(quiet, job.start_step, job.total_steps) as report:
+            result = training.train(job, on_progress=report)
+    except StylizeError as exc:
+        raise _fail(str(exc)) from None
+    if result.interrupted:
+        err_console.print(f"interrupted at step {result.steps_done}: checkpoint {result.checkpoint}; resume with "
+                          f"the same command plus --resume {result.checkpoint}", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    console.print(f"saved {result.output} after {result.steps_done} steps (checkpoint {result.checkpoint})",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
+class _train_display:
+    def __init__(self, quiet: bool, start: int, total: int) -> None:
+        self.quiet, self.start, self.total = quiet, start, total
+        self.progress: Progress | None = None
+
+    def __enter__(self):
+        if self.quiet:
+            return None
+        self.progress = Progress(TextColumn("step {task.completed}/{task.total}"), BarColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                                 console=err_console)
+        self.progress.__enter__()
+        self.task = self.progress.add_task("train", total=self.total, completed=self.start, info="")
+        return self.update
+
+    def update(self, p: Any) -> None:
+        assert self.progress is not None
+        self.progress.update(self.task, completed=p.step,
+                             info=f"{p.images_per_second:.1f} img/s {_format_losses(p.losses)}")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+
+# ------------------------------------------------------------------------------------- models
+
+@app.command()
+def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the bundled models (name, style, size, how trained)."""
+    from stylize.modelfile import bundled_models, load_model
+
+    rows = []
+    for path in bundled_models():
+        meta = load_model(path).meta
+        training = meta.get("training", {})
+        rows.append({"name": path.stem, "style": meta.get("style_name", "?"), "mb": round(path.stat().st_size / 1e6, 1),
+                     "steps": meta.get("steps"), "image_size": training.get("image_size"),
+                     "style_weight": training.get("style_weight"), "photos": training.get("photos")})
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    if not rows:
+        console.print("no bundled models", markup=False)
+    for r in rows:
+        console.print(f"{r['name']:<12} style {r['style']:<18} {r['mb']} MB  {r['steps']} steps at "
+                      f"{r['image_size']} px, style weight {r['style_weight']}, {r['photos']} photos",
+                      markup=False, highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------------------- info

@@ -6,6 +6,7 @@ globals or the command line.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -37,6 +38,14 @@ class InitKind(str, Enum):
     content = "content"
     random = "random"
     style = "style"
+
+
+class NormKind(str, Enum):
+    """Normalisation in the fast transformer network."""
+
+    instance = "instance"
+    batch = "batch"
+    ibn = "ibn"  # IBN-Net (Pan et al. 2018): half instance, half batch norm in the early layers
 
 
 LayerWeights = tuple[tuple[str, float], ...]
@@ -153,3 +162,45 @@ def parse_scales(text: str) -> tuple[int, ...] | int:
     if any(v < 16 for v in values):
         raise InputError("--scales: every size must be at least 16 pixels")
     return values
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of `stylize train` (fast, feed-forward stylisation)."""
+
+    image_size: int = 256  # side of the square training crops
+    batch_size: int = 4
+    steps: int | None = None  # exactly one of steps / epochs; neither: DEFAULT_TRAIN_STEPS
+    epochs: float | None = None
+    learning_rate: float = 1e-3
+    style_size: int | None = None  # long side of the style image; None: image_size
+    checkpoint_every: int = 500
+    seed: int = 0
+    workers: int = 0  # background data-loading processes
+    loss: LossConfig = field(default_factory=lambda: LossConfig(style_weight=30.0, tv_weight=1e-2))
+
+    def __post_init__(self) -> None:
+        if self.image_size < 32:
+            raise InputError(f"--image-size must be at least 32, got {self.image_size}")
+        if self.batch_size < 1:
+            raise InputError("--batch-size must be at least 1")
+        if self.steps is not None and self.epochs is not None:
+            raise InputError("give --steps or --epochs, not both")
+        if (self.steps is not None and self.steps < 1) or (self.epochs is not None and not self.epochs > 0):
+            raise InputError("--steps and --epochs must be positive")
+        if not self.learning_rate > 0:
+            raise InputError(f"--lr must be positive, got {self.learning_rate}")
+        if self.checkpoint_every < 1:
+            raise InputError("--checkpoint-every must be at least 1")
+        if self.workers < 0:
+            raise InputError("--workers must be zero or positive")
+
+    def total_steps(self, dataset_size: int) -> int:
+        if self.steps is not None:
+            return self.steps
+        if self.epochs is not None:
+            return max(1, math.ceil(self.epochs * dataset_size / self.batch_size))
+        return DEFAULT_TRAIN_STEPS
+
+
+DEFAULT_TRAIN_STEPS = 2000

@@ -6,7 +6,6 @@ Images leave this module as float tensors ``[1,3,H,W]`` in [0,1] (alpha, when pr
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from stylize.atomic import atomic_write
 from stylize.errors import ImageError, OutputError
 
 # Output formats by file suffix, and whether each can carry an alpha channel.
@@ -133,41 +133,14 @@ def check_output(path: Path, overwrite: bool) -> None:
 
 def save_image(image: torch.Tensor, path: Path, alpha: torch.Tensor | None = None,
                overwrite: bool = False, quality: int = 95) -> None:
-    """Write ``image`` ([1,3,H,W] in [0,1]) atomically: a temporary file, then a rename.
-
-    Without ``overwrite`` an existing file is never replaced, even one that appeared while we
-    worked (the final step is a hard link, which fails if the name is taken).
-    """
+    """Write ``image`` ([1,3,H,W] in [0,1]) atomically; never replace a file without ``overwrite``."""
     path = Path(path)
     fmt, keeps_alpha = FORMATS.get(path.suffix.lower(), (None, False))
     if fmt is None:
         raise OutputError(f"{path}: unknown image format '{path.suffix}'")
     pil = to_pil(image, alpha if keeps_alpha else None)
     options: dict = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            pil.save(handle, format=fmt, **options)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _commit(tmp, path, overwrite)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _commit(tmp: Path, path: Path, overwrite: bool) -> None:
-    if overwrite:
-        os.replace(tmp, path)
-        return
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise OutputError(f"{path}: exists already; pass --overwrite to replace it") from None
-    except OSError:  # file systems without hard links: check, then rename
-        if path.exists():
-            raise OutputError(f"{path}: exists already; pass --overwrite to replace it") from None
-        os.replace(tmp, path)
+    atomic_write(path, lambda handle: pil.save(handle, format=fmt, **options), overwrite)
 
 
 def to_pil(image: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:

@@ -1,4 +1,7 @@
-"""One iterative stylisation as a user asks for it: files in, checks up front, one file out.
+"""One stylisation as a user asks for it: files in, checks up front, one file out.
+
+Iterative (:func:`prepare` / :func:`execute`) or with a trained network (:func:`prepare_fast` /
+:func:`execute_fast`).
 
 Everything that can be wrong with the inputs or the output is found in :func:`prepare`, before
 any optimisation starts, so a bad option never costs minutes of work.
@@ -16,7 +19,10 @@ from stylize.config import BackboneConfig, RunConfig
 from stylize.device import make_deterministic, resolve_device
 from stylize.errors import ImageError, OutputError
 from stylize.features import FeatureExtractor, check_layers, load_weights, min_image_side
-from stylize.imageio import LoadedImage, check_output, load_image, resize, save_image
+from stylize.color import preserve_color
+from stylize.imageio import LoadedImage, check_output, fit_long_side, load_image, resize, save_image
+from stylize.modelfile import LoadedModel, load_model
+from stylize.transformer import stylize_image
 from stylize.losses import content_layer_weights, required_layers, style_layer_weights
 from stylize.optimize import Progress, ProgressFn, plan_schedule, run_iterative
 
@@ -102,3 +108,51 @@ def _alpha(job: Job, image: torch.Tensor) -> torch.Tensor | None:
     if job.content.alpha is None:
         return None
     return resize(job.content.alpha, tuple(image.shape[-2:]))
+
+
+@dataclass(frozen=True)
+class FastJob:
+    content: LoadedImage
+    output: Path
+    overwrite: bool
+    model: LoadedModel
+    device: torch.device
+    size: int | None
+    preserve_color: bool
+
+
+def default_fast_output(content: Path, model: Path) -> Path:
+    return content.parent / f"{content.stem}_x_{model.stem}.png"
+
+
+def prepare_fast(content: Path, model: Path | str, output: Path | None, size: int | None, preserve_color: bool,
+                 device: str, overwrite: bool) -> FastJob:
+    """Validate inputs and load a trained network (a file or a bundled model's name)."""
+    loaded = load_model(model)
+    content_img = load_image(Path(content))
+    named = default_fast_output(Path(content), loaded.path)
+    if output is None:
+        output = named
+    elif Path(output).is_dir():
+        output = Path(output) / named.name
+    check_output(Path(output), overwrite)
+    if size is not None and size < 16:
+        raise ImageError(f"--size must be at least 16 pixels, got {size}")
+    torch_device = resolve_device(device)
+    make_deterministic(torch_device)
+    loaded.network.to(torch_device)
+    return FastJob(content_img, Path(output), overwrite, loaded, torch_device, size, preserve_color)
+
+
+def execute_fast(job: FastJob) -> JobResult:
+    """Stylise in one forward pass and write the output atomically."""
+    start = time.perf_counter()
+    image = job.content.rgb
+    if job.size is not None:
+        image = resize(image, fit_long_side(*image.shape[-2:], job.size))
+    result = stylize_image(job.model.network, image, job.device)
+    if job.preserve_color:
+        result = preserve_color(result, image)
+    alpha = None if job.content.alpha is None else resize(job.content.alpha, tuple(result.shape[-2:]))
+    save_image(result, job.output, alpha, overwrite=job.overwrite)
+    return JobResult(result, {}, False, time.perf_counter() - start)

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# One prepared GPU session: the GPU-marked tests, the benchmarks on CUDA, and (with
+# TRAIN_MODELS=1) training the bundled models. Run from the repository root on a CUDA machine:
+#   STYLIZE_SHARED=path/to/shared/data OUT=results/ bash benchmarks/gpu.sh
+set -uo pipefail
+export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
+OUT=${OUT:-gpu-results}
+DATA=${STYLIZE_SHARED:-../shared/data}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py -rs 2>&1 | tail -4
+python3 benchmarks/iterative.py --device cuda --content "$DATA/content/tubingen.jpg" --style "$DATA/styles/starry_night.jpg"
+python3 benchmarks/fast.py --device cuda --repeats 20 --train-steps 30
+[ "${SCHEDULES:-0}" = 1 ] && STYLIZE_SHARED="$DATA" python3 benchmarks/schedules.py --device cuda
+if [ "${TRAIN_MODELS:-0}" = 1 ]; then
+  for spec in ${MODELS:-starry_night:30}; do
+    style=${spec%%:*}; weight=${spec##*:}
+    start=$(date +%s)
+    # SIGINT on time-out: the trainer then writes a resumable checkpoint.
+    timeout -s INT "${TRAIN_TIMEOUT:-120}" python3 -m stylize train "$DATA/styles/$style.jpg" -d "$DATA/photos" \
+      -o "$OUT/${style}_sw${weight}.pt" --style-weight "$weight" --steps "${STEPS:-3000}" --workers 8 --quiet \
+      --checkpoint-every 500 --overwrite
+    rc=$?
+    echo "trained $style sw=$weight in $(( $(date +%s) - start )) s (exit $rc)"
+    python3 - "$OUT/${style}_sw${weight}" <<'PY'
+import sys
+from pathlib import Path
+from stylize.modelfile import load_model, save_model
+stem = Path(sys.argv[1])
+model, ckpt = stem.with_suffix(".pt"), stem.with_name(stem.name + ".ckpt.pt")
+if not model.exists() and ckpt.exists():  # stopped early: keep the weights, drop optimiser state
+    loaded = load_model(ckpt)
+    save_model(model, loaded.network.eval(), loaded.meta)
+    print("kept checkpoint at step", loaded.meta.get("steps"))
+ckpt.unlink(missing_ok=True)
+PY
+  done
+  python3 - "$OUT" "$DATA" <<'PY'
+import sys
+from pathlib import Path
+from PIL import Image
+import torch
+from stylize.imageio import load_image, resize, fit_long_side, to_pil
+from stylize.modelfile import load_model
+from stylize.transformer import stylize_image
+out, data = Path(sys.argv[1]), Path(sys.argv[2])
+rows = []
+for model in sorted(out.glob("*.pt")):
+    net = load_model(model).network.cuda()
+    cells = []
+    for name in ("tubingen", "golden_gate"):
+        img = load_image(data / "content" / f"{name}.jpg").rgb
+        img = resize(img, fit_long_side(*img.shape[-2:], 512))
+        cells.append(to_pil(stylize_image(net, img, torch.device("cuda"))))
+    rows.append((model.stem, cells))
+w, h = 512, 384
+sheet = Image.new("RGB", (2 * w, h * len(rows)), "white")
+for r, (label, cells) in enumerate(rows):
+    for c, cell in enumerate(cells):
+        sheet.paste(cell.resize((w, h)), (c * w, r * h))
+    print("row", r, label)
+sheet.save(out / "models_sheet.jpg", quality=85)
+PY
+fi

@@ -1,0 +1,45 @@
+"""Writing files so that nothing is lost: a temporary file in the same folder, then a rename."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from stylize.errors import OutputError
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], overwrite: bool = False) -> None:
+    """Call ``write`` on a temporary file beside ``path``, then move it into place.
+
+    A reader never sees a half-written file. Without ``overwrite`` an existing file is never
+    replaced, even one that appeared while we worked: the final step is a hard link, which
+    fails if the name is taken.
+    """
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        _commit(tmp, path, overwrite)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _commit(tmp: Path, path: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputError(f"{path}: exists already; pass --overwrite to replace it") from None
+    except OSError:  # file systems without hard links: check, then rename
+        if path.exists():
+            raise OutputError(f"{path}: exists already; pass --overwrite to replace it") from None
+        os.replace(tmp, path)

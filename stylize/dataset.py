@@ -1,0 +1,112 @@
+"""Training photos: a folder read recursively, random crops and flips, reproducible per step.
+
+The batch for step k depends only on (seed, k): epoch permutations and crop parameters come
+from generators seeded by the step, so a resumed training sees exactly the batches an
+uninterrupted one would, whatever the number of loader workers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from stylize.errors import InputError
+from stylize.imageio import fit_long_side, load_image, resize
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class PhotoScan:
+    paths: list[Path]
+    skipped: list[Path]  # files with an image suffix that could not be opened
+
+
+def scan_photos(root: Path) -> PhotoScan:
+    """Every readable image under ``root`` (recursively), sorted; raise if there is none."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder of training photos")
+    good: list[Path] = []
+    skipped: list[Path] = []
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+        try:
+            with Image.open(path) as img:
+                img.verify()  # header and structure; cheap, no full decode
+            good.append(path)
+        except Exception:  # PIL raises many types for broken files
+            skipped.append(path)
+    if not good:
+        extra = f" ({len(skipped)} unreadable)" if skipped else ""
+        raise InputError(f"{root}: no usable images found{extra}; expected .jpg/.png/... photos, searched recursively")
+    return PhotoScan(good, skipped)
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item k is the ``[B,3,S,S]`` batch for training step k."""
+
+    def __init__(self, paths: list[Path], image_size: int, batch_size: int, seed: int, steps: int) -> None:
+        self.paths = paths
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.seed = seed
+        self.steps = steps
+        self._perm: tuple[int, torch.Tensor] | None = None
+        self.failed: list[Path] = []
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if self._perm is None or self._perm[0] != epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm = (epoch, torch.randperm(len(self.paths), generator=generator))
+        return self._perm[1]
+
+    def __getitem__(self, step: int) -> torch.Tensor:
+        crops = []
+        for j in range(self.batch_size):
+            sample = step * self.batch_size + j
+            epoch, offset = divmod(sample, len(self.paths))
+            index = int(self._permutation(epoch)[offset])
+            generator = torch.Generator().manual_seed(self.seed * 7_919 + sample)
+            crops.append(self._crop(index, generator))
+        return torch.cat(crops)
+
+    def _crop(self, index: int, generator: torch.Generator) -> torch.Tensor:
+        # A photo that fails to decode is replaced by the next one, deterministically.
+        for attempt in range(len(self.paths)):
+            path = self.paths[(index + attempt) % len(self.paths)]
+            try:
+                image = load_image(path).rgb
+                break
+            except InputError:
+                self.failed.append(path)
+        else:
+            raise InputError("none of the training photos could be decoded")
+        return random_crop(image, self.image_size, generator)
+
+
+def random_crop(image: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Scale so the short side is 1-1.5x ``size``, crop a square at random, flip half the time."""
+    h, w = image.shape[-2:]
+    scale = 1.0 + 0.5 * float(torch.rand((), generator=generator))
+    short = math.ceil(size * scale)
+    new_h, new_w = (short, max(short, round(w * short / h))) if h <= w else (max(short, round(h * short / w)), short)
+    image = resize(image, (new_h, new_w))
+    top = int(torch.randint(0, new_h - size + 1, (), generator=generator))
+    left = int(torch.randint(0, new_w - size + 1, (), generator=generator))
+    crop = image[..., top:top + size, left:left + size]
+    if float(torch.rand((), generator=generator)) < 0.5:
+        crop = crop.flip(-1)
+    return crop.contiguous()
+
+
+def style_image(path: Path, long_side: int) -> torch.Tensor:
+    """The style image resized to the given long side, ``[1,3,H,W]``."""
+    image = load_image(path).rgb
+    return resize(image, fit_long_side(*image.shape[-2:], long_side))

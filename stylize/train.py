@@ -1,0 +1,177 @@
+"""Training a feed-forward transformer network against the perceptual losses (Johnson et al. 2016).
+
+The style targets are computed once; each step stylises a batch of photo crops and compares the
+result's VGG features with the photos' (content) and with the style's Gram matrices.
+Checkpoints are model files that can be resumed: the step count, optimiser state and the
+step-seeded data order continue exactly where they stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from stylize.config import BackboneConfig, TrainConfig
+from stylize.dataset import StepBatches, scan_photos, style_image
+from stylize.device import make_deterministic, resolve_device
+from stylize.errors import InputError, OutputError
+from stylize.features import FeatureExtractor, check_layers, load_weights
+from stylize.imageio import LoadedImage, check_output, load_image, save_image
+from stylize.losses import PerceptualLoss, content_layer_weights, required_layers, style_layer_weights, style_targets
+from stylize.modelfile import load_model, save_model
+from stylize.transformer import TransformerConfig, TransformerNet, stylize_image
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    step: int  # steps done so far
+    steps: int
+    images_per_second: float
+    losses: dict[str, float]
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    steps_done: int
+    interrupted: bool
+    output: Path | None  # the model file, when training finished
+    checkpoint: Path
+
+
+@dataclass
+class TrainJob:
+    style_path: Path
+    photos: list[Path]
+    skipped: list[Path]
+    output: Path
+    overwrite: bool
+    config: TrainConfig
+    network: TransformerNet
+    optimizer: torch.optim.Optimizer
+    start_step: int
+    total_steps: int
+    extractor: FeatureExtractor
+    loss_fn: PerceptualLoss
+    device: torch.device
+    meta: dict
+    preview: LoadedImage | None
+
+
+def checkpoint_path(output: Path) -> Path:
+    """Where the resumable checkpoint of a training that writes ``output`` goes."""
+    return output.with_name(f"{output.stem}.ckpt{output.suffix or '.pt'}")
+
+
+def preview_path(output: Path, step: int) -> Path:
+    return output.with_name(f"{output.stem}.preview-{step:06d}.png")
+
+
+def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig, network: TransformerConfig,
+                     backbone: BackboneConfig, device: str, overwrite: bool, resume: Path | None = None,
+                     preview: Path | None = None) -> TrainJob:
+    """Check every input, load the photos list, the network and the style targets."""
+    style_bytes = _read_style(style)
+    scan = scan_photos(data)
+    output = Path(output)
+    if output.suffix != ".pt":
+        raise OutputError(f"{output}: model files end in .pt")
+    if output.exists() and not overwrite:
+        raise OutputError(f"{output}: exists already; pass --overwrite to replace it or choose another name")
+    check_output(output.with_suffix(".png"), overwrite=True)  # the folder is writable
+    preview_image = load_image(preview) if preview else None
+    torch_device = resolve_device(device)
+    make_deterministic(torch_device)
+    weights = load_weights(backbone)
+    check_layers(weights.arch, list(content_layer_weights(config.loss)), "content layer")
+    check_layers(weights.arch, list(style_layer_weights(config.loss)), "style layer")
+    extractor = FeatureExtractor(weights.arch, weights.state, required_layers(config.loss)).to(torch_device)
+    torch.manual_seed(config.seed)
+    start_step, optimizer_state = 0, None
+    if resume is not None:
+        loaded = load_model(resume)
+        if loaded.resume is None:
+            raise InputError(f"{resume}: a finished model, not a checkpoint; resume from {checkpoint_path(output)}")
+        if loaded.meta.get("style_sha256") != hashlib.sha256(style_bytes).hexdigest():
+            raise InputError(f"{resume}: was trained on another style image than {style}")
+        net = loaded.network
+        start_step, optimizer_state = int(loaded.resume["step"]), loaded.resume["optimizer"]
+    else:
+        net = TransformerNet(network)
+    net = net.to(torch_device).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    long_side = config.style_size or config.image_size
+    with torch.no_grad():
+        feats = extractor(style_image(style, long_side).to(torch_device))
+    targets = style_targets([{n: feats[n] for n in style_layer_weights(config.loss)}], [1.0], config.loss.style_loss)
+    total = config.total_steps(len(scan.paths))
+    if start_step >= total:
+        raise InputError(f"the checkpoint has {start_step} steps already; ask for more with --steps")
+    meta = {
+        "style_name": Path(style).name,
+        "style_sha256": hashlib.sha256(style_bytes).hexdigest(),
+        "backbone": weights.source,
+        "training": {**{k: v for k, v in asdict(config).items() if k != "loss"},
+                     "content_weight": config.loss.content_weight, "style_weight": config.loss.style_weight,
+                     "tv_weight": config.loss.tv_weight, "data": Path(data).name, "photos": len(scan.paths),
+                     "steps": total},
+    }
+    return TrainJob(Path(style), scan.paths, scan.skipped, output, overwrite, config, net, optimizer, start_step,
+                    total, extractor, PerceptualLoss(config.loss, targets).to(torch_device), torch_device, meta,
+                    preview_image)
+
+
+def _read_style(style: Path) -> bytes:
+    load_image(Path(style))  # validates: exists, is an image, not truncated
+    return Path(style).read_bytes()
+
+
+def train(job: TrainJob, on_progress: Callable[[TrainProgress], None] | None = None) -> TrainResult:
+    """Run the training loop; Ctrl-C writes a resumable checkpoint and returns."""
+    cfg = job.config
+    batches = StepBatches(job.photos, cfg.image_size, cfg.batch_size, cfg.seed, job.total_steps)
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(job.start_step, job.total_steps),
+                                         num_workers=cfg.workers, pin_memory=job.device.type == "cuda")
+    content_layers = set(content_layer_weights(cfg.loss))
+    done = job.start_step
+    start = time.perf_counter()
+    try:
+        for batch in loader:
+            batch = batch.to(job.device, non_blocking=True)
+            with torch.no_grad():
+                content_targets = {n: f for n, f in job.extractor(batch).items() if n in content_layers}
+            output = job.network(batch)
+            parts = job.loss_fn(output, job.extractor(output), content_targets)
+            job.optimizer.zero_grad(set_to_none=True)
+            parts.total.backward()
+            job.optimizer.step()
+            done += 1
+            if on_progress:
+                elapsed = time.perf_counter() - start
+                on_progress(TrainProgress(done, job.total_steps, (done - job.start_step) * cfg.batch_size / elapsed,
+                                          parts.as_floats(), elapsed))
+            if done % cfg.checkpoint_every == 0 and done < job.total_steps:
+                _checkpoint(job, done)
+    except KeyboardInterrupt:
+        return TrainResult(done, True, None, _checkpoint(job, done))
+    checkpoint = _checkpoint(job, done)
+    job.network.eval()
+    save_model(job.output, job.network, {**job.meta, "steps": done}, overwrite=job.overwrite)
+    return TrainResult(done, False, job.output, checkpoint)
+
+
+def _checkpoint(job: TrainJob, step: int) -> Path:
+    path = checkpoint_path(job.output)
+    resume = {"step": step, "optimizer": job.optimizer.state_dict()}
+    save_model(path, job.network, {**job.meta, "steps": step}, resume=resume, overwrite=True)
+    if job.preview is not None:
+        save_image(stylize_image(job.network, job.preview.rgb, job.device), preview_path(job.output, step),
+                   overwrite=True)
+    return path

@@ -1,0 +1,155 @@
+"""Training on a handful of tiny generated photos, checkpoints, resume, model files."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from stylize.cli import app
+from stylize.config import BackboneConfig, LossConfig, TrainConfig
+from stylize.errors import InputError
+from stylize.modelfile import ModelFileError, load_model, save_model
+from stylize.train import checkpoint_path, prepare_training, train
+from stylize.transformer import TransformerConfig, TransformerNet
+
+from conftest import scene, stripes
+
+TINY_NET = TransformerConfig(width=8, blocks=1)
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(3):
+        scene(40 + 4 * i, 36, seed=i).save(folder / f"p{i}.png")
+    scene(50, 40, seed=9).save(folder / "sub" / "deep.jpg")
+    (folder / "broken.jpg").write_bytes(b"not really a jpeg")
+    (folder / "notes.txt").write_text("ignored")
+    return folder
+
+
+@pytest.fixture
+def style(tmp_path: Path) -> Path:
+    path = tmp_path / "style.png"
+    stripes(40, 40).save(path)
+    return path
+
+
+def config(**kw) -> TrainConfig:
+    return TrainConfig(image_size=32, batch_size=2, checkpoint_every=2, loss=LossConfig(style_weight=30.0), **kw)
+
+
+def _prepare(style, photos, out, cfg, resume=None):
+    return prepare_training(style, photos, out, cfg, TINY_NET, BackboneConfig(), "cpu", overwrite=False,
+                            resume=resume)
+
+
+def test_training_writes_a_model_that_reloads(style, photos, tmp_path):
+    out = tmp_path / "m.pt"
+    job = _prepare(style, photos, out, config(steps=3))
+    assert len(job.photos) == 4 and [p.name for p in job.skipped] == ["broken.jpg"]
+    seen = []
+    result = train(job, on_progress=seen.append)
+    assert result.steps_done == 3 and not result.interrupted
+    assert [p.step for p in seen] == [1, 2, 3] and all(p.losses["total"] > 0 for p in seen)
+    model = load_model(out)
+    assert model.meta["steps"] == 3 and model.meta["style_name"] == "style.png" and model.resume is None
+    assert model.network.config == TINY_NET
+    assert checkpoint_path(out).is_file()
+
+
+def test_resume_continues_to_the_same_weights(style, photos, tmp_path):
+    straight = tmp_path / "straight.pt"
+    train(_prepare(style, photos, straight, config(steps=4)))
+    split = tmp_path / "split.pt"
+    first = train(_prepare(style, photos, split, config(steps=2)))
+    assert load_model(first.checkpoint).resume["step"] == 2
+    split.unlink()
+    resumed = _prepare(style, photos, split, config(steps=4), resume=first.checkpoint)
+    assert resumed.start_step == 2
+    train(resumed)
+    a = load_model(straight).network.state_dict()
+    b = load_model(split).network.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_interrupted_training_writes_a_checkpoint(style, photos, tmp_path):
+    out = tmp_path / "m.pt"
+
+    def stop(progress):
+        if progress.step == 1:
+            raise KeyboardInterrupt
+
+    result = train(_prepare(style, photos, out, config(steps=5)), on_progress=stop)
+    assert result.interrupted and result.steps_done == 1 and not out.exists()
+    assert load_model(result.checkpoint).resume["step"] == 1
+
+
+def test_empty_or_unusable_folder(style, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no usable images"):
+        _prepare(style, empty, tmp_path / "m.pt", config(steps=1))
+    (empty / "bad.png").write_bytes(b"xx")
+    with pytest.raises(InputError, match="1 unreadable"):
+        _prepare(style, empty, tmp_path / "m.pt", config(steps=1))
+
+
+@pytest.mark.parametrize("payload,message", [
+    (b"garbage bytes", "not a readable"),
+    ({"hello": 1}, "not a stylize model"),
+    ({"format": "stylize-model", "version": 99}, "newer"),
+    ({"format": "stylize-model", "version": 1, "network": {"width": 8, "blocks": 1, "norm": "instance"},
+      "state_dict": {"x": torch.zeros(1)}}, "damaged"),
+])
+def test_bad_model_files(tmp_path, payload, message):
+    path = tmp_path / "bad.pt"
+    if isinstance(payload, bytes):
+        path.write_bytes(payload)
+    else:
+        torch.save(payload, path)
+    with pytest.raises(ModelFileError, match=message):
+        load_model(path)
+
+
+def test_model_file_round_trip_without_pickle(tmp_path):
+    net = TransformerNet(TINY_NET)
+    path = tmp_path / "m.pt"
+    save_model(path, net, {"style_name": "s.png"})
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == "stylize-model" and raw["version"] == 1
+    back = load_model(path).network
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        assert torch.allclose(back(x), net.eval()(x))
+
+
+def test_cli_train_then_run_with_the_model(style, photos, tmp_path):
+    runner = CliRunner()
+    model = tmp_path / "m.pt"
+    result = runner.invoke(app, ["train", str(style), "-d", str(photos), "-o", str(model), "--steps", "2",
+                                 "--image-size", "32", "--batch-size", "2", "--width", "8", "--blocks", "1",
+                                 "--preview", str(photos / "p0.png"), "--checkpoint-every", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 unreadable" in result.stderr
+    assert (tmp_path / "m.preview-000001.png").is_file()
+    photo = photos / "p1.png"
+    out = tmp_path / "styled.png"
+    result = runner.invoke(app, ["run", str(photo), "--model", str(model), "-o", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    from PIL import Image
+
+    assert Image.open(out).size == Image.open(photo).size
+    bad = runner.invoke(app, ["run", str(photo), "--model", str(tmp_path / "nope.pt")])
+    assert bad.exit_code == 2 and "no such model" in bad.stderr
+    both = runner.invoke(app, ["run", str(photo), str(style), "--model", str(model)])
+    assert both.exit_code == 2 and "no STYLE" in both.stderr
+    exists = runner.invoke(app, ["train", str(style), "-d", str(photos), "-o", str(model), "--steps", "1"])
+    assert exists.exit_code == 2 and "exists" in exists.stderr
+
+
+def test_models_command_lists_bundled_models():
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0

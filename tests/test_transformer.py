@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from stylize.config import NormKind
+from stylize.transformer import CLASSIC, SMALL, TransformerConfig, TransformerNet, stylize_image
+
+
+@pytest.mark.parametrize("size", [(1, 1), (5, 7), (31, 17), (64, 48), (3, 100)])
+def test_any_size_comes_back_the_same_size_in_range(size):
+    net = TransformerNet(SMALL).eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, *size))
+    assert out.shape == (1, 3, *size)
+    assert out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize("norm", list(NormKind))
+def test_every_norm_runs_forward_and_backward(norm):
+    net = TransformerNet(TransformerConfig(width=8, blocks=2, norm=norm))
+    x = torch.rand(2, 3, 20, 24)
+    net(x).mean().backward()
+    assert all(p.grad is not None for p in net.parameters())
+
+
+def test_batch_norm_uses_running_statistics_at_inference():
+    net = TransformerNet(TransformerConfig(width=8, blocks=1, norm=NormKind.batch))
+    net.train()
+    for _ in range(3):
+        net(torch.rand(4, 3, 16, 16))
+    a, b = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    # In eval mode an image's output does not depend on what else is in the batch.
+    single = stylize_image(net, a, torch.device("cpu"))
+    paired = stylize_image(net, torch.cat([a, b]), torch.device("cpu"))[:1]
+    assert torch.allclose(single, paired, atol=1e-5)
+    assert net.training  # restored
+
+
+def test_ibn_mixes_instance_and_batch_norm_early_only():
+    net = TransformerNet(TransformerConfig(width=8, blocks=4, norm=NormKind.ibn))
+    names = [type(m).__name__ for m in net.encoder.modules()]
+    assert "IBNorm" in names
+    assert "IBNorm" not in [type(m).__name__ for m in net.decoder.modules()]
+
+
+def test_presets_and_stable_state_dict_keys():
+    classic = TransformerNet(CLASSIC)
+    keys = list(classic.state_dict())
+    assert keys[:4] == ["encoder.0.conv.weight", "encoder.0.conv.bias", "encoder.0.norm.weight", "encoder.0.norm.bias"]
+    assert "head.1.weight" in keys and "residuals.4.conv2.conv.weight" in keys
+    n_classic = sum(p.numel() for p in classic.parameters())
+    n_small = sum(p.numel() for p in TransformerNet(SMALL).parameters())
+    assert 1.5e6 < n_classic < 2e6 and n_small < n_classic / 4
+
+
+def test_config_round_trip_and_validation():
+    config = TransformerConfig(width=24, blocks=3, norm=NormKind.ibn)
+    assert TransformerConfig.from_dict(config.to_dict()) == config
+    from stylize.errors import InputError
+
+    with pytest.raises(InputError, match="--width"):
+        TransformerConfig(width=2)
