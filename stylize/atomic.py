@@ -22,6 +22,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], overwrite: bool 
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -29,6 +30,12 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], overwrite: bool 
         _commit(tmp, path, overwrite)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _commit(tmp: Path, path: Path, overwrite: bool) -> None:
