@@ -80,7 +80,7 @@ def run(
     size: Annotated[Optional[int], typer.Option(help="Long side of the output in pixels. [default: 512; with "
                     "--model: the photo's own size]", show_default=False)] = None,
     iterations: Annotated[Optional[str], typer.Option(help="Iterations per scale: one number for every scale, "
-                          "or a list such as 150,60. Default: 60 at full size, 2.5 times more at each halving.")] = None,
+                          "or a list such as 200,70. Default: 200 at half size, 70 at full size.")] = None,
     scales: Annotated[Optional[str], typer.Option(help="Coarse-to-fine schedule: a number of scales, each twice the "
                       "last (1 = single scale), or sizes such as 128,256. Default: 2 (half size, then full).")] = None,
     optimizer: Annotated[OptimizerKind, typer.Option(help="Optimiser.")] = DEFAULT_RUN.optimizer,

@@ -92,7 +92,9 @@ class LossParts:
     tv: torch.Tensor
 
     def as_floats(self) -> dict[str, float]:
-        return {k: float(getattr(self, k).detach()) for k in ("total", "content", "style", "tv")}
+        # One device-to-host copy for all four (each float() on a GPU tensor is a sync).
+        values = torch.stack([self.total, self.content, self.style, self.tv]).detach().tolist()
+        return dict(zip(("total", "content", "style", "tv"), values))
 
 
 class PerceptualLoss(nn.Module):

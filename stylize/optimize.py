@@ -22,13 +22,13 @@ from stylize.imageio import fit_long_side, resize
 from stylize.losses import (LossParts, PerceptualLoss, content_layer_weights, required_layers,
                             style_layer_weights, style_targets)
 
-# Automatic schedule (tuned at 512 px on GPU with benchmarks/sweep_defaults.py): two scales,
-# half size then full size; starting at 128 px gave coarse, blotchy strokes that the final scale
-# could not undo, and a worse final objective.
+# Automatic schedule: two scales, half size then full size, with 200 and 70 iterations.
+# Chosen with benchmarks/sweep_defaults.py and benchmarks/schedules.py (on a GPU): starting at
+# 128 px gave coarse, blotchy strokes; among two-scale schedules costing under a quarter of the
+# classic 500 full-size iterations, 200+70 came closest to (and on two of three pairs beat) the
+# classic run's final objective. Earlier scales of a longer schedule get AUTO_ITERATIONS[0].
 AUTO_SCALES = 2
-FINAL_ITERATIONS = 60  # iterations at the final scale ...
-ITERATION_GROWTH = 2.5  # ... and this many times more at each halving of the size
-MAX_AUTO_ITERATIONS = 400
+AUTO_ITERATIONS = (400, 200, 70)  # the last entries are used, the final scale last
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,8 @@ def _scale_sizes(config: RunConfig) -> list[int]:
 
 def _iterations(config: RunConfig, count: int) -> list[int]:
     if config.iterations is None:
-        return [min(MAX_AUTO_ITERATIONS, round(FINAL_ITERATIONS * ITERATION_GROWTH ** (count - 1 - i)))
-                for i in range(count)]
+        auto = [AUTO_ITERATIONS[0]] * max(0, count - len(AUTO_ITERATIONS)) + list(AUTO_ITERATIONS)
+        return auto[-count:]
     if len(config.iterations) == 1:
         return list(config.iterations) * count
     if len(config.iterations) != count:

@@ -29,10 +29,10 @@ def pair():
 
 def test_default_schedule_is_coarse_to_fine():
     plan = plan_schedule(384, 512, RunConfig(size=512), min_side=16)
-    assert plan == [((192, 256), 150), ((384, 512), 60)]
-    assert plan_schedule(384, 512, RunConfig(size=100), 16) == [((75, 100), 60)]
-    three = plan_schedule(384, 512, RunConfig(size=512, scales=3), min_side=16)
-    assert three == [((96, 128), 375), ((192, 256), 150), ((384, 512), 60)]
+    assert plan == [((192, 256), 200), ((384, 512), 70)]
+    assert plan_schedule(384, 512, RunConfig(size=100), 16) == [((75, 100), 70)]
+    four = plan_schedule(384, 512, RunConfig(size=512, scales=4), min_side=16)
+    assert four == [((48, 64), 400), ((96, 128), 400), ((192, 256), 200), ((384, 512), 70)]
 
 
 def test_schedule_options():
