@@ -8,6 +8,7 @@ uninterrupted one would, whatever the number of loader workers.
 from __future__ import annotations
 
 import math
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +105,11 @@ def random_crop(image: torch.Tensor, size: int, generator: torch.Generator) -> t
     if float(torch.rand((), generator=generator)) < 0.5:
         crop = crop.flip(-1)
     return crop.contiguous()
+
+
+def ignore_sigint_in_worker(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the main process, which writes the checkpoint."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def style_image(path: Path, long_side: int) -> torch.Tensor:

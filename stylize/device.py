@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -60,8 +61,15 @@ def available_devices() -> list[DeviceInfo]:
             devices.append(DeviceInfo(f"cuda:{index}", props.name, props.total_memory))
     if _mps_available():
         devices.append(DeviceInfo("mps", "Apple Metal (MPS)", None))
-    devices.append(DeviceInfo("cpu", _cpu_name(), None))
+    devices.append(DeviceInfo("cpu", _cpu_name(), _system_memory()))
     return devices
+
+
+def _system_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on every platform
+        return None
 
 
 def _cpu_name() -> str:

@@ -135,13 +135,14 @@ def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: Run
     min_side = min_image_side(extractor.arch, required_layers(config.loss))
     schedule = plan_schedule(*content.shape[-2:], config, min_side)
     start = time.perf_counter()
-    image = initial_image(config, resize(content, schedule[0][0]), [resize(s, schedule[0][0]) for s in styles])
-    best, losses = image, {}
-    for index, (size, iterations) in enumerate(schedule):
-        problem = ScaleProblem(extractor, config, content, styles, size)
-        image = resize(best, size) if index else image
-        state = ScaleOptimizer(problem, config, image)
-        try:
+    first = schedule[0][0]
+    best = initial_image(config, resize(content, first), [resize(s, first) for s in styles])
+    best_content, losses = resize(content, first), {}
+    state: ScaleOptimizer | None = None
+    try:
+        for index, (size, iterations) in enumerate(schedule):
+            problem = ScaleProblem(extractor, config, content, styles, size)
+            state = ScaleOptimizer(problem, config, resize(best, size))
             for it in range(1, iterations + 1):
                 state.step()
                 progress = Progress(index, len(schedule), size[0], size[1], it, iterations, state.last_losses,
@@ -151,10 +152,13 @@ def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: Run
                 if on_snapshot and config.save_every and it % config.save_every == 0:
                     on_snapshot(_finish(state.image.detach(), problem.content, config), progress)
             state.evaluate()
-        except KeyboardInterrupt:
-            return Result(_finish(state.best, problem.content, config).cpu(), state.best_losses, interrupted=True)
-        best, losses = state.best, state.best_losses
-    return Result(_finish(best, problem.content, config).cpu(), losses, interrupted=False)
+            best, best_content, losses = state.best, problem.content, state.best_losses
+            state = None
+    except KeyboardInterrupt:
+        if state is not None and state.best_losses:  # this scale has already improved on the last
+            best, best_content, losses = state.best, state.problem.content, state.best_losses
+        return Result(_finish(best, best_content, config).cpu(), losses, interrupted=True)
+    return Result(_finish(best, best_content, config).cpu(), losses, interrupted=False)
 
 
 def _finish(image: torch.Tensor, content: torch.Tensor, config: RunConfig) -> torch.Tensor:

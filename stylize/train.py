@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from stylize.config import BackboneConfig, TrainConfig
-from stylize.dataset import StepBatches, scan_photos, style_image
+from stylize.dataset import StepBatches, ignore_sigint_in_worker, scan_photos, style_image
 from stylize.device import make_deterministic, resolve_device
 from stylize.errors import InputError, OutputError
 from stylize.features import FeatureExtractor, check_layers, load_weights
@@ -138,7 +138,8 @@ def train(job: TrainJob, on_progress: Callable[[TrainProgress], None] | None = N
     cfg = job.config
     batches = StepBatches(job.photos, cfg.image_size, cfg.batch_size, cfg.seed, job.total_steps)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(job.start_step, job.total_steps),
-                                         num_workers=cfg.workers, pin_memory=job.device.type == "cuda")
+                                         num_workers=cfg.workers, pin_memory=job.device.type == "cuda",
+                                         worker_init_fn=ignore_sigint_in_worker if cfg.workers else None)
     content_layers = set(content_layer_weights(cfg.loss))
     done = job.start_step
     start = time.perf_counter()

@@ -13,7 +13,7 @@ from stylize.modelfile import ModelFileError, load_model, save_model
 from stylize.train import checkpoint_path, prepare_training, train
 from stylize.transformer import TransformerConfig, TransformerNet
 
-from conftest import scene, stripes
+from conftest import scene
 
 TINY_NET = TransformerConfig(width=8, blocks=1)
 
@@ -31,10 +31,8 @@ def photos(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def style(tmp_path: Path) -> Path:
-    path = tmp_path / "style.png"
-    stripes(40, 40).save(path)
-    return path
+def style(painting: Path) -> Path:
+    return painting
 
 
 def config(**kw) -> TrainConfig:
@@ -55,7 +53,7 @@ def test_training_writes_a_model_that_reloads(style, photos, tmp_path):
     assert result.steps_done == 3 and not result.interrupted
     assert [p.step for p in seen] == [1, 2, 3] and all(p.losses["total"] > 0 for p in seen)
     model = load_model(out)
-    assert model.meta["steps"] == 3 and model.meta["style_name"] == "style.png" and model.resume is None
+    assert model.meta["steps"] == 3 and model.meta["style_name"] == "painting.png" and model.resume is None
     assert model.network.config == TINY_NET
     assert checkpoint_path(out).is_file()
 
@@ -153,3 +151,12 @@ def test_cli_train_then_run_with_the_model(style, photos, tmp_path):
 def test_models_command_lists_bundled_models():
     result = CliRunner().invoke(app, ["models"])
     assert result.exit_code == 0
+
+
+def test_background_loader_gives_the_same_training(style, photos, tmp_path):
+    """Batches depend on the step only, so a worker process changes nothing."""
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    train(_prepare(style, photos, a, config(steps=2)))
+    train(_prepare(style, photos, b, config(steps=2, workers=1)))
+    sa, sb = load_model(a).network.state_dict(), load_model(b).network.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
