@@ -217,9 +217,13 @@ class ScaleOptimizer:
             # The last step went uphill: L-BFGS's curvature memory is stale (in float32 it can
             # even give a non-descent direction forever). Restart it from the current image.
             self.optimizer = self._new_optimizer()
-        if self.adam:
-            with torch.no_grad():
-                self.image.clamp_(0.0, 1.0)
+        # Keep the pixels in range at every step (projected optimisation). Left free, L-BFGS
+        # matches the style with values outside [0,1] and the final clamp then loses part of it:
+        # at 256 px after 100 iterations the delivered image's objective was 8 % worse. (L-BFGS's
+        # memory records the intended step, so the projection makes it approximate; that did not
+        # slow convergence.)
+        with torch.no_grad():
+            self.image.clamp_(0.0, 1.0)
 
     def evaluate(self) -> None:
         """Score the image after the last step, so it can count as the best."""
