@@ -14,7 +14,7 @@ python3 benchmarks/iterative.py --device cuda --content "$DATA/content/tubingen.
 python3 benchmarks/fast.py --device cuda --repeats 20 --train-steps 30
 [ "${SCHEDULES:-0}" = 1 ] && STYLIZE_SHARED="$DATA" python3 benchmarks/schedules.py --device cuda
 if [ "${TRAIN_MODELS:-0}" = 1 ]; then
-  for spec in ${MODELS:-starry_night:30}; do
+  for spec in ${MODELS:-starry_night:3 the_scream:3 shipwreck:3}; do
     style=${spec%%:*}; weight=${spec##*:}
     start=$(date +%s)
     # SIGINT on time-out: the trainer then writes a resumable checkpoint.
