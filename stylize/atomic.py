@@ -32,6 +32,23 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], overwrite: bool 
         tmp.unlink(missing_ok=True)
 
 
+def check_writable(path: Path, overwrite: bool) -> None:
+    """Fail early, before any work, if ``path`` is a folder, exists (without ``overwrite``), or
+    its folder cannot be created or written."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory; give a file name inside it")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: exists already; pass --overwrite to replace it or choose another name")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".stylize-probe-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{parent}: cannot write the output there ({exc.strerror or exc})") from None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -6,7 +6,6 @@ Images leave this module as float tensors ``[1,3,H,W]`` in [0,1] (alpha, when pr
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from stylize.atomic import atomic_write
+from stylize.atomic import atomic_write, check_writable
 from stylize.errors import ImageError, OutputError
 
 # Output formats by file suffix, and whether each can carry an alpha channel.
@@ -120,15 +119,7 @@ def check_output(path: Path, overwrite: bool) -> None:
     if path.suffix.lower() not in FORMATS:
         known = ", ".join(sorted(FORMATS))
         raise OutputError(f"{path}: unknown image format '{path.suffix}'; use one of {known}")
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path}: exists already; pass --overwrite to replace it or choose another name")
-    parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=".stylize-probe-"):
-            pass
-    except OSError as exc:
-        raise OutputError(f"{parent}: cannot write the output there ({exc.strerror or exc})") from None
+    check_writable(path, overwrite)
 
 
 def save_image(image: torch.Tensor, path: Path, alpha: torch.Tensor | None = None,

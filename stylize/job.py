@@ -51,6 +51,13 @@ def default_output(content: Path, styles: list[Path]) -> Path:
     return content.parent / f"{content.stem}_x_{'+'.join(s.stem for s in styles)}.png"
 
 
+def _resolve_output(output: Path | None, default: Path) -> Path:
+    """``-o`` as given; without it the default name; ``-o FOLDER``: the default name inside it."""
+    if output is None:
+        return default
+    return Path(output) / default.name if Path(output).is_dir() else Path(output)
+
+
 def snapshot_path(output: Path, scale: int, iteration: int) -> Path:
     """Where ``--save-every`` puts the image of a given scale and iteration."""
     return output.with_name(f"{output.stem}.scale{scale + 1}.iter{iteration:04d}{output.suffix}")
@@ -59,11 +66,7 @@ def snapshot_path(output: Path, scale: int, iteration: int) -> Path:
 def prepare(content: Path, styles: list[Path], output: Path | None, config: RunConfig,
             backbone: BackboneConfig, device: str, overwrite: bool) -> Job:
     """Validate every input and option, load images and the network; raise StylizeError on any problem."""
-    named = default_output(Path(content), [Path(s) for s in styles])
-    if output is None:
-        output = named
-    elif Path(output).is_dir():  # -o FOLDER: the default name inside it
-        output = Path(output) / named.name
+    output = _resolve_output(output, default_output(Path(content), [Path(s) for s in styles]))
     content_img = load_image(Path(content))
     style_imgs = [load_image(Path(s)) for s in styles]
     check_output(output, overwrite)
@@ -130,18 +133,14 @@ def prepare_fast(content: Path, model: Path | str, output: Path | None, size: in
     """Validate inputs and load a trained network (a file or a bundled model's name)."""
     loaded = load_model(model)
     content_img = load_image(Path(content))
-    named = default_fast_output(Path(content), loaded.path)
-    if output is None:
-        output = named
-    elif Path(output).is_dir():
-        output = Path(output) / named.name
-    check_output(Path(output), overwrite)
+    output = _resolve_output(output, default_fast_output(Path(content), loaded.path))
+    check_output(output, overwrite)
     if size is not None and size < 16:
         raise ImageError(f"--size must be at least 16 pixels, got {size}")
     torch_device = resolve_device(device)
     make_deterministic(torch_device)
     loaded.network.to(torch_device)
-    return FastJob(content_img, Path(output), overwrite, loaded, torch_device, size, preserve_color)
+    return FastJob(content_img, output, overwrite, loaded, torch_device, size, preserve_color)
 
 
 def execute_fast(job: FastJob) -> JobResult:

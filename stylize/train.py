@@ -16,12 +16,13 @@ from pathlib import Path
 
 import torch
 
+from stylize.atomic import check_writable
 from stylize.config import BackboneConfig, TrainConfig
 from stylize.dataset import StepBatches, ignore_sigint_in_worker, scan_photos, style_image
 from stylize.device import make_deterministic, resolve_device
 from stylize.errors import InputError, OutputError
 from stylize.features import FeatureExtractor, check_layers, load_weights
-from stylize.imageio import LoadedImage, check_output, load_image, save_image
+from stylize.imageio import LoadedImage, load_image, save_image
 from stylize.losses import PerceptualLoss, content_layer_weights, required_layers, style_layer_weights, style_targets
 from stylize.modelfile import load_model, save_model
 from stylize.transformer import TransformerConfig, TransformerNet, stylize_image
@@ -81,9 +82,7 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
     output = Path(output)
     if output.suffix != ".pt":
         raise OutputError(f"{output}: model files end in .pt")
-    if output.exists() and not overwrite:
-        raise OutputError(f"{output}: exists already; pass --overwrite to replace it or choose another name")
-    check_output(output.with_suffix(".png"), overwrite=True)  # the folder is writable
+    check_writable(output, overwrite)
     preview_image = load_image(preview) if preview else None
     torch_device = resolve_device(device)
     make_deterministic(torch_device)
