@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
+
 
 from stylize.config import BackboneConfig, LossConfig, RunConfig
 from stylize.device import resolve_device
@@ -22,6 +22,7 @@ from stylize.features import load_extractor
 from stylize.imageio import load_image, resize, to_pil
 from stylize.losses import required_layers
 from stylize.optimize import ScaleProblem, run_iterative
+from stylize.sheet import grid
 
 SHARED = Path(os.environ.get("STYLIZE_SHARED", Path(__file__).resolve().parents[2] / "shared" / "data"))
 QUICK = bool(os.environ.get("SWEEP_QUICK"))  # a smoke test of this script
@@ -68,24 +69,8 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 results.append(row)
                 cells.append((f"sw={sw:g} {label} J={row['objective']:.3f}", to_pil(result.image)))
-        sheet(cells, len(SCHEDULES)).save(out / f"sheet_{content_name}_{style_name}.jpg", quality=88)
+        grid([(label, img, True) for label, img in cells], len(SCHEDULES), 384).save(out / f"sheet_{content_name}_{style_name}.jpg", quality=88)
     (out / "sweep.json").write_text(json.dumps(results, indent=1))
-
-
-def sheet(cells: list[tuple[str, Image.Image]], columns: int, width: int = 384) -> Image.Image:
-    thumbs = []
-    for label, img in cells:
-        img = img.copy()
-        img.thumbnail((width, width))
-        ImageDraw.Draw(img).rectangle((0, 0, img.width, 14), fill=(0, 0, 0))
-        ImageDraw.Draw(img).text((3, 1), label, fill=(255, 255, 255))
-        thumbs.append(img)
-    h = max(t.height for t in thumbs)
-    rows = (len(thumbs) + columns - 1) // columns
-    canvas = Image.new("RGB", (columns * width, rows * h), (255, 255, 255))
-    for i, t in enumerate(thumbs):
-        canvas.paste(t, ((i % columns) * width, (i // columns) * h))
-    return canvas
 
 
 if __name__ == "__main__":

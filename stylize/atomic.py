@@ -19,7 +19,10 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], overwrite: bool 
     fails if the name is taken.
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write it there ({exc.strerror or exc})") from None
     tmp = Path(tmp_name)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
@@ -28,6 +31,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], overwrite: bool 
             handle.flush()
             os.fsync(handle.fileno())
         _commit(tmp, path, overwrite)
+    except OSError as exc:  # disk full, permissions changed while we worked, ...
+        raise OutputError(f"{path}: could not be written ({exc.strerror or exc})") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -40,13 +45,17 @@ def check_writable(path: Path, overwrite: bool) -> None:
         raise OutputError(f"{path}: is a directory; give a file name inside it")
     if path.exists() and not overwrite:
         raise OutputError(f"{path}: exists already; pass --overwrite to replace it or choose another name")
-    parent = path.parent
+    check_folder(path.parent)
+
+
+def check_folder(folder: Path) -> None:
+    """Create ``folder`` if needed and check that files can be written in it."""
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=".stylize-probe-"):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".stylize-probe-"):
             pass
     except OSError as exc:
-        raise OutputError(f"{parent}: cannot write the output there ({exc.strerror or exc})") from None
+        raise OutputError(f"{folder}: cannot write the output there ({exc.strerror or exc})") from None
 
 
 def _umask() -> int:

@@ -14,18 +14,22 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from typer.core import TyperGroup
 
 from stylize import __version__
-from stylize.config import (Backbone, BackboneConfig, InitKind, LossConfig, OptimizerKind, RunConfig, StyleLossKind,
-                            NormKind, TrainConfig, parse_layer_weights, parse_numbers, parse_scales)
+from stylize.config import (Backbone, BackboneConfig, ImageFormat, InitKind, LossConfig, NormKind, OptimizerKind,
+                            OutputConfig, Pairing, RunConfig, StyleLossKind, TrainConfig, parse_layer_weights,
+                            parse_numbers, parse_scales)
 from stylize.errors import InputError, StylizeError
 
+EXIT_FAILED_JOBS = 1  # a batch ran, but some of its jobs failed
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_RUN = RunConfig()
 DEFAULT_LOSS = LossConfig()
+DEFAULT_OUTPUT = OutputConfig()
 
 
 class _OneLineErrors(TyperGroup):
@@ -71,13 +75,14 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 
 @app.command()
 def run(
-    content: Annotated[Path, typer.Argument(help="The photo to stylize.", metavar="CONTENT",
-                                                   show_default=False)],
-    styles: Annotated[Optional[list[Path]], typer.Argument(help="One or more style images (paintings).",
-                                                           metavar="STYLE", show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output image (.png, .jpg, .webp, .tif). "
-                      "Default: CONTENT_x_STYLE.png beside the photo.", show_default=False)] = None,
-    size: Annotated[Optional[int], typer.Option(help="Long side of the output in pixels. [default: 512; with "
+    inputs: Annotated[list[Path], typer.Argument(help="CONTENT then STYLE images: files, folders or quoted glob "
+                      "patterns. With --style or --model every argument is a CONTENT.", metavar="CONTENT [STYLE]...",
+                      show_default=False)],
+    style_option: Annotated[Optional[list[Path]], typer.Option("--style", "-s", help="A style image, folder or "
+                            "pattern (repeatable); then every argument is a CONTENT.", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output image or folder. Default: "
+                      "CONTENT_x_STYLE.png beside the photo; a batch needs a folder.", show_default=False)] = None,
+    size: Annotated[Optional[int], typer.Option(help="Long side of the output in pixels. \\[default: 512; with "
                     "--model: the photo's own size]", show_default=False)] = None,
     iterations: Annotated[Optional[str], typer.Option(help="Iterations per scale: one number for every scale, "
                           "or a list such as 200,70. Default: 200 at half size, 70 at full size.")] = None,
@@ -95,50 +100,138 @@ def run(
                             "e.g. relu1_1:2,relu2_1,relu3_1.")] = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1",
     style_loss: Annotated[StyleLossKind, typer.Option(help="Style statistic: Gram matrices or per-channel "
                           "mean and std.")] = DEFAULT_LOSS.style_loss,
-    style_blend: Annotated[Optional[str], typer.Option(help="Weights of several style images, e.g. 0.7,0.3.")] = None,
+    style_blend: Annotated[Optional[str], typer.Option(help="Blend all the style images into one style with these "
+                           "weights, e.g. 0.7,0.3 (without it: one result per style).")] = None,
     style_scale: Annotated[float, typer.Option(help="Size of the style image relative to the output.")] = DEFAULT_RUN.style_scale,
     preserve_color: Annotated[bool, typer.Option("--preserve-color", help="Keep the photo's colours "
                               "(transfer luminance only).")] = False,
     save_every: Annotated[int, typer.Option(help="Save an intermediate image every N iterations.")] = 0,
     backbone: Annotated[Optional[Backbone], typer.Option(help="Feature network. vgg16 is bundled; vgg19 and "
-                        "vgg16-imagenet are downloaded by torchvision. [default: vgg16]", show_default=False)] = None,
+                        "vgg16-imagenet are downloaded by torchvision. \\[default: vgg16]", show_default=False)] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Local torchvision VGG-16/19 state dict (full model or "
                        "features only).", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed (same inputs, seed and device: same output).")] = DEFAULT_RUN.seed,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="A trained model file (stylize train) or "
                      "a bundled model's name (stylize models): one forward pass, no STYLE.",
                      show_default=False)] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also search sub-folders of folder "
+                         "inputs.")] = False,
+    pairs: Annotated[Pairing, typer.Option(help="product: every content with every style; zip: the first with "
+                     "the first, ...")] = DEFAULT_OUTPUT.pairs,
+    name: Annotated[str, typer.Option(help="Output file names in a batch: {content}, {style}, {dir} (sub-folder "
+                    "of a --recursive input), {ext}.")] = DEFAULT_OUTPUT.template,
+    image_format: Annotated[Optional[ImageFormat], typer.Option("--format", help="Output format \\[default: from "
+                            "-o, else png].", show_default=False)] = None,
+    quality: Annotated[int, typer.Option(help="JPEG/WebP quality (1-100).")] = DEFAULT_OUTPUT.quality,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (a batch otherwise "
+                         "skips them, so re-running it resumes it).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the planned jobs and exit.")] = False,
+    contact_sheet: Annotated[Optional[Path], typer.Option(help="Also write one image with the inputs and "
+                             "results in a grid.", show_default=False)] = None,
+    batch_size: Annotated[int, typer.Option(help="With --model: photos of the same size per forward "
+                          "pass.")] = DEFAULT_OUTPUT.batch_size,
+    tile: Annotated[Optional[int], typer.Option(help="With --model: stylise in tiles of this many pixels "
+                    "(0: never) \\[default: only when an image would not fit in memory].",
+                    show_default=False)] = None,
+    max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels than this (decompression "
+                          "bombs).")] = DEFAULT_OUTPUT.max_pixels,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Stylize CONTENT with one or more STYLE images (Gatys et al.'s iterative method), or with --model."""
-    from stylize import job as jobs  # heavy imports (torch) only when a command runs
+    """Stylize photos with paintings (Gatys et al.'s iterative method) or with a trained --model.
 
-    if model is not None:
-        _run_model(content, styles, model, output, size, preserve_color, device, overwrite)
-        return
+    One photo and one style write one image; folders, patterns or several images make a batch."""
+    from stylize import batch as planning
+
     try:
-        if not styles:
-            raise InputError("give at least one style image (stylize run PHOTO PAINTING) or a --model")
-        loss = LossConfig(
-            content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
-            content_layers=parse_layer_weights(content_layers, "--content-layers"),
-            style_layers=parse_layer_weights(style_layers, "--style-layers"), style_loss=style_loss)
+        out_cfg = OutputConfig(template=name, format=image_format, quality=quality, pairs=pairs,
+                               recursive=recursive, overwrite=overwrite, max_pixels=max_pixels,
+                               batch_size=batch_size, tile=tile)
+        content_specs, style_specs = _split_inputs(inputs, style_option, model)
+        contents = planning.expand(content_specs, recursive, "content")
+        styles = planning.expand(style_specs, recursive, "style") if style_specs else []
         blend = parse_numbers(style_blend, "--style-blend") if style_blend else None
         if blend is not None and len(blend) != len(styles):
             raise InputError(f"--style-blend has {len(blend)} weights for {len(styles)} style image(s)")
-        config = RunConfig(
-            size=DEFAULT_RUN.size if size is None else size, scales=parse_scales(scales) if scales else None,
-            iterations=parse_numbers(iterations, "--iterations", int) if iterations else None,
-            optimizer=optimizer, learning_rate=lr, init=init, seed=seed, style_scale=style_scale,
-            style_blend=blend, preserve_color=preserve_color, save_every=save_every, loss=loss)
-        backbone_cfg = BackboneConfig(name=backbone, weights=weights, download_progress=not quiet)
-        job = jobs.prepare(content, list(styles), output, config, backbone_cfg, device, overwrite)
-        with _progress_display(quiet) as report:
-            result = jobs.execute(job, on_progress=report)
+        groups = [tuple(s.path for s in styles)] if blend or model else [(s.path,) for s in styles]
+        single = (len(contents) == 1 and len(groups) == 1 and contents[0].explicit
+                  and all(s.explicit for s in styles))
+        folder, file = planning.output_folder(output, batch=not single)
+        ext = _extension(image_format, file)
+        model_name = _model_name(model) if model else None
+        jobs = planning.plan(planning.pair(contents, groups, pairs), folder, name, ext, model_name, file)
+        if contact_sheet is not None:
+            from stylize.imageio import check_output
+            check_output(contact_sheet, overwrite)
+        if dry_run:
+            _print_plan(jobs, overwrite)
+            return
+        if model is None:
+            loss = LossConfig(
+                content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
+                content_layers=parse_layer_weights(content_layers, "--content-layers"),
+                style_layers=parse_layer_weights(style_layers, "--style-layers"), style_loss=style_loss)
+            config = RunConfig(
+                size=DEFAULT_RUN.size if size is None else size, scales=parse_scales(scales) if scales else None,
+                iterations=parse_numbers(iterations, "--iterations", int) if iterations else None,
+                optimizer=optimizer, learning_rate=lr, init=init, seed=seed, style_scale=style_scale,
+                style_blend=blend, preserve_color=preserve_color, save_every=save_every, loss=loss)
+            backbone_cfg = BackboneConfig(name=backbone, weights=weights, download_progress=not quiet)
+            if single:
+                _single_iterative(jobs[0], config, backbone_cfg, device, out_cfg, quiet)
+            else:
+                _batch(jobs, out_cfg, quiet, contact_sheet, iterative=(config, backbone_cfg, device))
+        else:
+            from stylize.job import Fast
+            stylizer = Fast(model, device, size, preserve_color, tile)
+            if single:
+                _single_fast(jobs[0], stylizer, out_cfg)
+            else:
+                _batch(jobs, out_cfg, quiet, contact_sheet, fast=stylizer)
+        if single and contact_sheet is not None:
+            _write_sheet(jobs, set(), contact_sheet, overwrite)
     except StylizeError as exc:
         raise _fail(str(exc)) from None
+
+
+def _split_inputs(inputs: list[Path], style_option: Optional[list[Path]], model: Optional[str]
+                  ) -> tuple[list[Path], list[Path]]:
+    """(content specs, style specs): with --style or --model every argument is a content."""
+    if model is not None:
+        if style_option:
+            raise InputError("--model stylizes with a trained network: give no --style with it")
+        return list(inputs), []
+    if style_option:
+        return list(inputs), list(style_option)
+    if len(inputs) < 2:
+        raise InputError("give at least one style image (stylize run PHOTO PAINTING), --style or a --model")
+    return [inputs[0]], list(inputs[1:])
+
+
+def _extension(image_format: Optional[ImageFormat], file: Optional[Path]) -> str:
+    if file is None:
+        return (image_format or ImageFormat.png).value
+    suffix = file.suffix.lower().lstrip(".")
+    if image_format is not None and suffix not in (image_format.value, {"jpg": "jpeg", "tiff": "tif"}.get(
+            image_format.value)):
+        raise InputError(f"-o {file} and --format {image_format.value} disagree; give one of them")
+    return suffix
+
+
+def _model_name(model: str) -> str:
+    from stylize.modelfile import resolve_model
+
+    return resolve_model(model).stem
+
+
+def _single_iterative(planned: Any, config: RunConfig, backbone: BackboneConfig, device: str, out: OutputConfig,
+                      quiet: bool) -> None:
+    from stylize import job as jobs
+
+    job = jobs.prepare(planned.content.path, list(planned.styles), planned.output, config, backbone, device,
+                       out.overwrite, out.quality, out.max_pixels)
+    with _progress_display(quiet) as report:
+        result = jobs.execute(job, on_progress=report)
     if result.interrupted:
         err_console.print(f"interrupted: kept the best image so far in {job.output}", markup=False)
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -148,20 +241,75 @@ def run(
                   highlight=False, soft_wrap=True)
 
 
-def _run_model(content: Path, styles: Optional[list[Path]], model: str, output: Optional[Path], size: Optional[int],
-               preserve_color: bool, device: str, overwrite: bool) -> None:
+def _single_fast(planned: Any, stylizer: Any, out: OutputConfig) -> None:
     from stylize import job as jobs
 
-    try:
-        if styles:
-            raise InputError("--model stylizes with a trained network: give no STYLE images with it")
-        job = jobs.prepare_fast(content, model, output, size, preserve_color, device, overwrite)
-        result = jobs.execute_fast(job)
-    except StylizeError as exc:
-        raise _fail(str(exc)) from None
+    job = jobs.prepare_fast(planned.content.path, stylizer, planned.output, out.overwrite, out.quality,
+                            out.max_pixels)
+    result = jobs.execute_fast(job)
     h, w = result.image.shape[-2:]
-    console.print(f"saved {job.output} ({w}x{h}) in {result.seconds:.2f} s with {job.model.path.name}",
+    console.print(f"saved {job.output} ({w}x{h}) in {result.seconds:.2f} s with {stylizer.model.path.name}",
                   markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_plan(jobs: list[Any], overwrite: bool) -> None:
+    table = Table(title=f"{len(jobs)} planned job(s)", title_justify="left")
+    for column in ("content", "style", "output", "action"):
+        table.add_column(column, overflow="fold")
+    for job in jobs:
+        action = ("overwrite" if overwrite else "skip (exists)") if job.exists else "stylize"
+        table.add_row(str(job.content.path), job.style_label, str(job.output), action)
+    console.print(table)
+
+
+def _batch(jobs: list[Any], out: OutputConfig, quiet: bool, contact_sheet: Optional[Path],
+           iterative: Optional[tuple] = None, fast: Any = None) -> None:
+    from stylize import batchrun
+
+    todo = sum(1 for j in jobs if not j.exists or out.overwrite)
+    console.print(f"{len(jobs)} job(s): {todo} to do, {len(jobs) - todo} done already", markup=False,
+                  highlight=False)
+    with _batch_display(quiet, len(jobs), iterative is not None) as (on_job, on_progress):
+        if iterative is not None:
+            from stylize.job import Iterative
+            stylizer = Iterative(*iterative)
+            summary = batchrun.run_iterative_batch(jobs, stylizer, out, on_job, on_progress)
+        else:
+            summary = batchrun.run_fast_batch(jobs, fast, out, on_job)
+    _print_summary(summary, len(jobs))
+    if contact_sheet is not None:
+        failed = {id(o.job) for o in summary.failed}
+        _write_sheet(jobs, failed, contact_sheet, out.overwrite)
+    if summary.interrupted:
+        err_console.print("interrupted: finished outputs are kept; run the same command again to do the rest",
+                          markup=False)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.failed:
+        raise typer.Exit(EXIT_FAILED_JOBS)
+
+
+def _print_summary(summary: Any, total: int) -> None:
+    from stylize.batchrun import Status
+
+    table = Table(title="batch summary", title_justify="left", show_header=False)
+    table.add_column("status")
+    table.add_column("count", justify="right")
+    for status in Status:
+        table.add_row(status.value, str(summary.count(status)))
+    untried = total - len(summary.outcomes)
+    if untried:
+        table.add_row("not started", str(untried))
+    console.print(table)
+    for outcome in summary.failed:
+        console.print(f"failed: {outcome.job.content.path} x {outcome.job.style_label}: {outcome.reason}",
+                      markup=False, highlight=False, soft_wrap=True)
+
+
+def _write_sheet(jobs: list[Any], failed: set[int], path: Path, overwrite: bool) -> None:
+    from stylize.batchrun import write_contact_sheet
+
+    write_contact_sheet(jobs, failed, path, overwrite)
+    console.print(f"contact sheet: {path}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _format_losses(losses: dict[str, float]) -> str:
@@ -177,17 +325,23 @@ class _progress_display:
         self.quiet = quiet
         self.progress: Progress | None = None
         self.task: Any = None
-        self.done: dict[int, float] = {}
+        self.owned = False
 
     def __enter__(self):
         if self.quiet:
             return None
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
                                  console=err_console, transient=False)
         self.progress.__enter__()
-        self.task = self.progress.add_task("starting", total=None, losses="")
+        self.attach(self.progress)
+        self.owned = True
         return self.update
+
+    def attach(self, progress: Progress) -> None:
+        """Show the image's bar inside another display (a batch's)."""
+        self.progress = progress
+        self.task = self.progress.add_task("starting", total=None, info="")
 
     def update(self, p: Any) -> None:
         assert self.progress is not None
@@ -197,7 +351,40 @@ class _progress_display:
         finished = sum(weights[:p.scale]) / sum(weights)
         description = f"scale {p.scale + 1}/{p.scales} {p.width}x{p.height} it {p.iteration}/{p.iterations}"
         self.progress.update(self.task, total=1.0, completed=finished + share * p.iteration / p.iterations,
-                             description=description, losses=_format_losses(p.losses))
+                             description=description, info=_format_losses(p.losses))
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None and self.owned:
+            self.progress.__exit__(*exc)
+
+
+class _batch_display:
+    """An overall bar over the jobs and, for iterative runs, a bar for the image in progress."""
+
+    def __init__(self, quiet: bool, total: int, per_image: bool) -> None:
+        self.quiet, self.total, self.per_image = quiet, total, per_image
+        self.progress: Progress | None = None
+        self.image = _progress_display(quiet)
+
+    def __enter__(self):
+        if self.quiet:
+            return None, None
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                                 console=err_console, transient=False)
+        self.progress.__enter__()
+        self.task = self.progress.add_task(f"jobs 0/{self.total}", total=self.total, info="")
+        if self.per_image:
+            self.image.attach(self.progress)
+        return self.on_job, (self.image.update if self.per_image else None)
+
+    def on_job(self, event: Any) -> None:
+        assert self.progress is not None
+        finished = event.index + (1 if event.outcome is not None else 0)
+        info = f"{event.job.content.path.name} x {event.job.style_label}"
+        if event.outcome is not None:
+            info = f"{event.outcome.status.value}: {info}"
+        self.progress.update(self.task, completed=finished, description=f"jobs {finished}/{self.total}", info=info)
 
     def __exit__(self, *exc: Any) -> None:
         if self.progress is not None:
@@ -217,7 +404,7 @@ def train(
     output: Annotated[Path, typer.Option("-o", "--output", help="Model file to write (.pt).", show_default=False)],
     image_size: Annotated[int, typer.Option(help="Side of the square training crops.")] = DEFAULT_TRAIN.image_size,
     batch_size: Annotated[int, typer.Option(help="Photos per step.")] = DEFAULT_TRAIN.batch_size,
-    steps: Annotated[Optional[int], typer.Option(help="Training steps [default: 2000 unless --epochs].",
+    steps: Annotated[Optional[int], typer.Option(help="Training steps \\[default: 2000 unless --epochs].",
                                                  show_default=False)] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Passes over the photos, instead of --steps.",
                                                     show_default=False)] = None,
@@ -225,9 +412,9 @@ def train(
     content_weight: Annotated[float, typer.Option(help="alpha.")] = DEFAULT_TRAIN.loss.content_weight,
     style_weight: Annotated[float, typer.Option(help="beta.")] = DEFAULT_TRAIN.loss.style_weight,
     tv_weight: Annotated[float, typer.Option(help="Total-variation weight.")] = DEFAULT_TRAIN.loss.tv_weight,
-    style_size: Annotated[Optional[int], typer.Option(help="Long side of the style image [default: "
+    style_size: Annotated[Optional[int], typer.Option(help="Long side of the style image \\[default: "
                           "--image-size].", show_default=False)] = None,
-    backbone: Annotated[Optional[Backbone], typer.Option(help="Feature network [default: vgg16, bundled].",
+    backbone: Annotated[Optional[Backbone], typer.Option(help="Feature network \\[default: vgg16, bundled].",
                                                          show_default=False)] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Local torchvision VGG state dict.",
                                                     show_default=False)] = None,

@@ -48,6 +48,22 @@ class NormKind(str, Enum):
     ibn = "ibn"  # IBN-Net (Pan et al. 2018): half instance, half batch norm in the early layers
 
 
+class ImageFormat(str, Enum):
+    """Output file formats (--format)."""
+
+    png = "png"
+    jpg = "jpg"
+    webp = "webp"
+    tiff = "tiff"
+
+
+class Pairing(str, Enum):
+    """How content images meet style images in a batch."""
+
+    product = "product"  # every content with every style
+    zip = "zip"  # the first content with the first style, the second with the second, ...
+
+
 LayerWeights = tuple[tuple[str, float], ...]
 
 DEFAULT_CONTENT_LAYERS: LayerWeights = (("relu4_2", 1.0),)
@@ -206,3 +222,33 @@ class TrainConfig:
 
 
 DEFAULT_TRAIN_STEPS = 2000
+
+
+DEFAULT_TEMPLATE = "{content}_x_{style}.{ext}"
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """How results are written and how a batch of them is run (`stylize run` on many files)."""
+
+    template: str = DEFAULT_TEMPLATE  # --name: {content}, {style}, {dir}, {ext}
+    format: ImageFormat | None = None  # None: from -o's suffix, else png
+    quality: int = 95  # JPEG and WebP
+    pairs: Pairing = Pairing.product
+    recursive: bool = False
+    overwrite: bool = False
+    # Refuse decompression bombs (a header claiming 100k x 100k pixels) before decoding anything.
+    # 150 megapixels is a 15000x10000 photo; --max-pixels raises the limit.
+    max_pixels: int = 150_000_000
+    batch_size: int = 1  # photos per forward pass of a trained network
+    tile: int | None = None  # trained networks: None: tile when needed; 0: never; N: tiles of N px
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.quality <= 100:
+            raise InputError(f"--quality must be between 1 and 100, got {self.quality}")
+        if self.max_pixels < 1:
+            raise InputError("--max-pixels must be positive")
+        if self.batch_size < 1:
+            raise InputError("--batch-size must be at least 1")
+        if self.tile is not None and self.tile < 0:
+            raise InputError("--tile must be 0 (never tile) or a tile size in pixels")

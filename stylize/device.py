@@ -65,6 +65,32 @@ def available_devices() -> list[DeviceInfo]:
     return devices
 
 
+def memory_budget(device: torch.device) -> int | None:
+    """Bytes that one computation may use on ``device`` now: the free GPU memory, or on the CPU
+    the memory the system reports as available; None where it cannot be known."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    if device.type == "mps":
+        mps = getattr(torch, "mps", None)
+        if mps is not None and hasattr(mps, "recommended_max_memory"):
+            return int(mps.recommended_max_memory() - mps.current_allocated_memory())
+        return None
+    return _available_system_memory()
+
+
+def _available_system_memory() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    total = _system_memory()  # elsewhere: assume half of it is free
+    return None if total is None else total // 2
+
+
 def _system_memory() -> int | None:
     try:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

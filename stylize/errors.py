@@ -26,3 +26,7 @@ class WeightsError(StylizeError):
 
 class DeviceError(StylizeError):
     """The requested device does not exist or is not available."""
+
+
+class ResourceError(StylizeError):
+    """The work would not fit in the device's memory."""

@@ -77,6 +77,20 @@ def min_image_side(arch: str, layers: list[str]) -> int:
     return 2**pools
 
 
+def conv_values_per_pixel(arch: str, layers: list[str]) -> float:
+    """Convolution outputs per input pixel up to the deepest of ``layers`` (channels / stride^2,
+    summed): what the memory of a forward and backward pass grows with."""
+    names = layer_names(arch)
+    deepest = max(names.index(layer) for layer in layers)
+    total, stride, channels = 0.0, 1, iter(c for c in ARCHITECTURES[arch] if c != "M")
+    for name in names[: deepest + 1]:
+        if name.startswith("pool"):
+            stride *= 2
+        elif name.startswith("conv"):
+            total += next(channels) / stride**2
+    return total
+
+
 class FeatureExtractor(nn.Module):
     """Frozen VGG returning a dict of the requested layers' activations."""
 

@@ -6,6 +6,8 @@ Images leave this module as float tensors ``[1,3,H,W]`` in [0,1] (alpha, when pr
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stylize.atomic import atomic_write, check_writable
+from stylize.config import OutputConfig
 from stylize.errors import ImageError, OutputError
 
 # Output formats by file suffix, and whether each can carry an alpha channel.
@@ -25,7 +28,26 @@ FORMATS: dict[str, tuple[str, bool]] = {
     ".tif": ("TIFF", True),
     ".tiff": ("TIFF", True),
 }
-DEFAULT_MAX_PIXELS = 200_000_000  # refuse decompression bombs before decoding
+QUALITY_FORMATS = ("JPEG", "WEBP")
+DEFAULT_QUALITY = OutputConfig.quality
+DEFAULT_MAX_PIXELS = OutputConfig.max_pixels
+ORIENTATION_TAG = 0x0112
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """What an output keeps of its photo's file: the colour profile and EXIF (upright)."""
+
+    icc_profile: bytes | None = None  # only an RGB profile: the output is RGB
+    exif: bytes | None = None  # orientation tag removed: the pixels are already upright
+
+    def save_options(self) -> dict:
+        options: dict = {}
+        if self.icc_profile:
+            options["icc_profile"] = self.icc_profile
+        if self.exif:
+            options["exif"] = self.exif
+        return options
 
 
 @dataclass(frozen=True)
@@ -35,6 +57,7 @@ class LoadedImage:
     rgb: torch.Tensor  # [1,3,H,W] float32
     alpha: torch.Tensor | None  # [1,1,H,W] float32 or None
     path: Path
+    metadata: "Metadata | None" = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -52,21 +75,56 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: the file is empty (0 bytes)")
     try:
-        with Image.open(path) as img:
-            width, height = img.size
+        with _pillow_limit_off(), Image.open(path) as img:
+            width, height = img.size  # from the header: nothing is decoded yet
             if width * height > max_pixels:
-                raise ImageError(f"{path}: {width}x{height} is more than {max_pixels:,} pixels; "
-                                 "refusing to decode it (raise the limit if the image is genuine)")
+                raise ImageError(f"{path}: {width}x{height} is {width * height:,} pixels, more than the limit of "
+                                 f"{max_pixels:,}; refusing to decode it (raise --max-pixels if it is genuine)")
             img.load()
+            metadata = _metadata(img)  # before exif_transpose, which can drop the ICC profile
             img = ImageOps.exif_transpose(img)
             rgb, alpha = _to_tensors(img)
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError):
+    except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file that can be read (PNG, JPEG, WebP, TIFF, BMP, ...)") from None
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageError(f"{path}: the image is truncated or corrupt ({exc})") from None
-    return LoadedImage(rgb=rgb, alpha=alpha, path=path)
+    except MemoryError:
+        raise ImageError(f"{path}: not enough memory to decode it; lower --max-pixels or free memory") from None
+    return LoadedImage(rgb=rgb, alpha=alpha, path=path, metadata=metadata)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding; raise ImageError if unreadable."""
+    try:
+        with _pillow_limit_off(), Image.open(path) as img:
+            return img.size
+    except (OSError, ValueError, SyntaxError, EOFError):
+        raise ImageError(f"{path}: not an image file that can be read") from None
+
+
+@contextmanager
+def _pillow_limit_off() -> Iterator[None]:
+    """Pillow's own bomb check fires at a fixed size with a message about Pillow; ours (above)
+    names the limit and how to raise it, so Pillow's is off while we open a file."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _metadata(img: Image.Image) -> Metadata:
+    icc = img.info.get("icc_profile")
+    # The output is RGB: a CMYK or grey profile would misdescribe its pixels.
+    if not icc or len(icc) < 20 or icc[16:20] != b"RGB ":
+        icc = None
+    exif = Image.Exif()
+    exif.load(img.getexif().tobytes())  # a copy: exif_transpose still needs the orientation
+    exif.pop(ORIENTATION_TAG, None)
+    return Metadata(icc_profile=icc, exif=exif.tobytes() if len(exif) else None)
 
 
 def _to_tensors(img: Image.Image) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -123,15 +181,35 @@ def check_output(path: Path, overwrite: bool) -> None:
 
 
 def save_image(image: torch.Tensor, path: Path, alpha: torch.Tensor | None = None,
-               overwrite: bool = False, quality: int = 95) -> None:
-    """Write ``image`` ([1,3,H,W] in [0,1]) atomically; never replace a file without ``overwrite``."""
+               overwrite: bool = False, quality: int = DEFAULT_QUALITY, metadata: Metadata | None = None) -> None:
+    """Write ``image`` ([1,3,H,W] in [0,1]) atomically; never replace a file without ``overwrite``.
+
+    ``alpha`` is resized to the image if needed; ``metadata`` (colour profile, EXIF) is kept."""
     path = Path(path)
     fmt, keeps_alpha = FORMATS.get(path.suffix.lower(), (None, False))
     if fmt is None:
         raise OutputError(f"{path}: unknown image format '{path.suffix}'")
-    pil = to_pil(image, alpha if keeps_alpha else None)
-    options: dict = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    atomic_write(path, lambda handle: pil.save(handle, format=fmt, **options), overwrite)
+    if alpha is not None and keeps_alpha:
+        alpha = resize(alpha, tuple(image.shape[-2:]))
+    save_picture(to_pil(image, alpha if keeps_alpha else None), path, overwrite, quality,
+                 metadata.save_options() if metadata is not None else {})
+
+
+def save_picture(picture: Image.Image, path: Path, overwrite: bool = False, quality: int = DEFAULT_QUALITY,
+                 options: dict | None = None) -> None:
+    """Write a PIL image atomically in the format its suffix names."""
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower(), (None, False))[0]
+    if fmt is None:
+        raise OutputError(f"{path}: unknown image format '{path.suffix}'")
+    options = {**(options or {}), **({"quality": quality} if fmt in QUALITY_FORMATS else {})}
+    atomic_write(path, lambda handle: picture.save(handle, format=fmt, **options), overwrite)
+
+
+def save_result(image: torch.Tensor, content: LoadedImage, path: Path, overwrite: bool = False,
+                quality: int = DEFAULT_QUALITY) -> None:
+    """Save a stylised ``content``: with the photo's alpha channel, colour profile and EXIF."""
+    save_image(image, path, content.alpha, overwrite, quality, content.metadata)
 
 
 def to_pil(image: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:

@@ -1,10 +1,10 @@
-"""One stylisation as a user asks for it: files in, checks up front, one file out.
+"""Stylising photos as a user asks for it: the networks loaded once, checks before any work.
 
-Iterative (:func:`prepare` / :func:`execute`) or with a trained network (:func:`prepare_fast` /
-:func:`execute_fast`).
-
-Everything that can be wrong with the inputs or the output is found in :func:`prepare`, before
-any optimisation starts, so a bad option never costs minutes of work.
+:class:`Iterative` (Gatys et al.: the VGG, style statistics cached across photos) and
+:class:`Fast` (a trained network) are shared by a single run (:func:`prepare` /
+:func:`execute`, :func:`prepare_fast` / :func:`execute_fast`) and by batches (stylize.batchrun).
+Everything that can be wrong with the inputs or the output is found before the optimisation
+starts, so a bad option never costs minutes of work.
 """
 
 from __future__ import annotations
@@ -15,17 +15,123 @@ from pathlib import Path
 
 import torch
 
-from stylize.config import BackboneConfig, RunConfig
-from stylize.device import make_deterministic, resolve_device
-from stylize.errors import ImageError, OutputError
-from stylize.features import FeatureExtractor, check_layers, load_weights, min_image_side
 from stylize.color import preserve_color
-from stylize.imageio import LoadedImage, check_output, fit_long_side, load_image, resize, save_image
-from stylize.modelfile import LoadedModel, load_model
-from stylize.transformer import stylize_image
+from stylize.config import BackboneConfig, RunConfig
+from stylize.device import make_deterministic, memory_budget, resolve_device
+from stylize.errors import ImageError, OutputError, ResourceError
+from stylize.features import FeatureExtractor, check_layers, load_weights, min_image_side
+from stylize.imageio import (DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, check_output, fit_long_side,
+                             load_image, resize, save_result)
 from stylize.losses import content_layer_weights, required_layers, style_layer_weights
-from stylize.optimize import Progress, ProgressFn, plan_schedule, run_iterative
+from stylize.modelfile import LoadedModel, load_model
+from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, estimate_memory, largest_fitting_size,
+                              plan_schedule, run_iterative)
+from stylize.tiling import MIN_TILE, estimate_bytes, largest_fitting_side, stylize_tiled
+from stylize.transformer import stylize_image
 
+GB = 2**30
+
+
+class Iterative:
+    """The VGG and the run's configuration, loaded once; style statistics cached across photos."""
+
+    def __init__(self, config: RunConfig, backbone: BackboneConfig, device: str) -> None:
+        self.device = resolve_device(device)
+        weights = load_weights(backbone)
+        check_layers(weights.arch, list(content_layer_weights(config.loss)), "content layer")
+        check_layers(weights.arch, list(style_layer_weights(config.loss)), "style layer")
+        layers = required_layers(config.loss)
+        self.min_side = min_image_side(weights.arch, layers)
+        self.config = config
+        self.arch = weights.arch
+        make_deterministic(self.device)
+        self.extractor = FeatureExtractor(weights.arch, weights.state, layers).to(self.device)
+        self.cache = StyleCache()
+
+    def check(self, content: LoadedImage, styles: list[LoadedImage]) -> list[tuple[tuple[int, int], int]]:
+        """Raise if an image is too small or the run would not fit in memory; return the schedule."""
+        for image in (content, *styles):
+            if min(image.size) < self.min_side:
+                h, w = image.size
+                raise ImageError(f"{image.path}: {w}x{h} is too small; the network needs at least "
+                                 f"{self.min_side} px on each side")
+        schedule = plan_schedule(*content.size, self.config, self.min_side)
+        height, width = schedule[-1][0]
+        need, budget = estimate_memory(self.arch, self.config, height, width), memory_budget(self.device)
+        if budget is not None and need > budget:
+            fits = largest_fitting_size(self.arch, self.config, height, width, budget)
+            raise ResourceError(f"a {width}x{height} iterative run needs about {need / GB:.1f} GB but {self.device} "
+                                f"has {budget / GB:.1f} GB free; use --size {fits // 16 * 16} or less, "
+                                "or a trained --model (tiled, any size)")
+        return schedule
+
+    def run(self, content: LoadedImage, styles: list[LoadedImage], on_progress: ProgressFn | None = None,
+            on_snapshot=None) -> Result:
+        return run_iterative(content.rgb, [s.rgb for s in styles], self.config, self.extractor,
+                             on_progress=on_progress, on_snapshot=on_snapshot, cache=self.cache)
+
+
+class Fast:
+    """A trained network on its device, with the run's --size, --preserve-color and --tile."""
+
+    def __init__(self, model: Path | str, device: str, size: int | None = None, keep_color: bool = False,
+                 tile: int | None = None) -> None:
+        if size is not None and size < 16:
+            raise ImageError(f"--size must be at least 16 pixels, got {size}")
+        if tile is not None and tile != 0 and tile < MIN_TILE:
+            raise ImageError(f"--tile must be 0 (never tile) or at least {MIN_TILE} pixels, got {tile}")
+        self.model: LoadedModel = load_model(model)
+        self.device = resolve_device(device)
+        make_deterministic(self.device)
+        self.model.network.to(self.device)
+        self.size, self.keep_color, self.tile = size, keep_color, tile
+
+    @property
+    def name(self) -> str:
+        return self.model.path.stem
+
+    def input(self, content: LoadedImage) -> torch.Tensor:
+        """The photo at the size it is stylised at."""
+        image = content.rgb
+        return image if self.size is None else resize(image, fit_long_side(*image.shape[-2:], self.size))
+
+    def tile_for(self, height: int, width: int, batch: int = 1) -> int | None:
+        """The tile size for an image (None: one pass). Tiles when asked, or when one pass would
+        not fit in half the free memory (the rest is for the image, result and system)."""
+        if self.tile == 0:
+            return None
+        if self.tile is not None:
+            return self.tile if max(height, width) > self.tile else None
+        budget = memory_budget(self.device)
+        if budget is None or batch * estimate_bytes(self.model.network, height, width) <= budget // 2:
+            return None
+        return max(MIN_TILE, min(1024, largest_fitting_side(self.model.network, budget // 2)) // 4 * 4)
+
+    def fits_batch(self, height: int, width: int, batch: int) -> bool:
+        return self.tile_for(height, width, batch) is None
+
+    def run(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Stylise same-size images in one pass, or one by one in tiles when they are too large."""
+        height, width = images[0].shape[-2:]
+        if len(images) > 1 and self.fits_batch(height, width, len(images)):
+            results = list(stylize_image(self.model.network, torch.cat(images), self.device).split(1))
+        else:
+            results = [self._one(image) for image in images]
+        if self.keep_color:
+            results = [preserve_color(r, i) for r, i in zip(results, images)]
+        return results
+
+    def _one(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        tile = self.tile_for(height, width)
+        if tile is None:
+            return stylize_image(self.model.network, image, self.device)
+        budget = memory_budget(self.device)
+        stats_side = largest_fitting_side(self.model.network, budget // 2, height / width) if budget else tile
+        return stylize_tiled(self.model.network, image, self.device, tile, max(tile, stats_side))
+
+
+# ------------------------------------------------------------------------------- single runs
 
 @dataclass(frozen=True)
 class Job:
@@ -33,8 +139,8 @@ class Job:
     styles: list[LoadedImage]
     output: Path
     overwrite: bool
-    config: RunConfig
-    extractor: FeatureExtractor
+    quality: int
+    stylizer: Iterative
     schedule: list[tuple[tuple[int, int], int]]
 
 
@@ -46,51 +152,27 @@ class JobResult:
     seconds: float
 
 
-def default_output(content: Path, styles: list[Path]) -> Path:
-    """``photo_x_painting.png`` beside the photo."""
-    return content.parent / f"{content.stem}_x_{'+'.join(s.stem for s in styles)}.png"
-
-
-def _resolve_output(output: Path | None, default: Path) -> Path:
-    """``-o`` as given; without it the default name; ``-o FOLDER``: the default name inside it."""
-    if output is None:
-        return default
-    return Path(output) / default.name if Path(output).is_dir() else Path(output)
-
-
 def snapshot_path(output: Path, scale: int, iteration: int) -> Path:
     """Where ``--save-every`` puts the image of a given scale and iteration."""
     return output.with_name(f"{output.stem}.scale{scale + 1}.iter{iteration:04d}{output.suffix}")
 
 
-def prepare(content: Path, styles: list[Path], output: Path | None, config: RunConfig,
-            backbone: BackboneConfig, device: str, overwrite: bool) -> Job:
+def prepare(content: Path, styles: list[Path], output: Path, config: RunConfig, backbone: BackboneConfig,
+            device: str, overwrite: bool, quality: int = DEFAULT_QUALITY,
+            max_pixels: int = DEFAULT_MAX_PIXELS) -> Job:
     """Validate every input and option, load images and the network; raise StylizeError on any problem."""
-    output = _resolve_output(output, default_output(Path(content), [Path(s) for s in styles]))
-    content_img = load_image(Path(content))
-    style_imgs = [load_image(Path(s)) for s in styles]
+    content_img = load_image(Path(content), max_pixels)
+    style_imgs = [load_image(Path(s), max_pixels) for s in styles]
     check_output(output, overwrite)
-    torch_device = resolve_device(device)
-    weights = load_weights(backbone)
-    check_layers(weights.arch, list(content_layer_weights(config.loss)), "content layer")
-    check_layers(weights.arch, list(style_layer_weights(config.loss)), "style layer")
-    layers = required_layers(config.loss)
-    min_side = min_image_side(weights.arch, layers)
-    for image in (content_img, *style_imgs):
-        if min(image.size) < min_side:
-            h, w = image.size
-            raise ImageError(f"{image.path}: {w}x{h} is too small; the network needs at least "
-                             f"{min_side} px on each side")
-    schedule = plan_schedule(*content_img.size, config, min_side)
+    stylizer = Iterative(config, backbone, device)
+    schedule = stylizer.check(content_img, style_imgs)
     if config.save_every:
         for index, (_, iterations) in enumerate(schedule):
             for it in range(config.save_every, iterations + 1, config.save_every):
                 path = snapshot_path(output, index, it)
                 if path.exists() and not overwrite:
                     raise OutputError(f"{path}: exists already; pass --overwrite to replace it")
-    make_deterministic(torch_device)
-    extractor = FeatureExtractor(weights.arch, weights.state, layers).to(torch_device)
-    return Job(content_img, style_imgs, output, overwrite, config, extractor, schedule)
+    return Job(content_img, style_imgs, output, overwrite, quality, stylizer, schedule)
 
 
 def execute(job: Job, on_progress: ProgressFn | None = None) -> JobResult:
@@ -98,19 +180,11 @@ def execute(job: Job, on_progress: ProgressFn | None = None) -> JobResult:
     start = time.perf_counter()
 
     def snapshot(image: torch.Tensor, p: Progress) -> None:
-        save_image(image, snapshot_path(job.output, p.scale, p.iteration), _alpha(job, image), overwrite=True)
+        save_result(image, job.content, snapshot_path(job.output, p.scale, p.iteration), True, job.quality)
 
-    result = run_iterative(job.content.rgb, [s.rgb for s in job.styles], job.config, job.extractor,
-                           on_progress=on_progress, on_snapshot=snapshot)
-    save_image(result.image, job.output, _alpha(job, result.image), overwrite=job.overwrite)
+    result = job.stylizer.run(job.content, job.styles, on_progress, snapshot)
+    save_result(result.image, job.content, job.output, job.overwrite, job.quality)
     return JobResult(result.image, result.losses, result.interrupted, time.perf_counter() - start)
-
-
-def _alpha(job: Job, image: torch.Tensor) -> torch.Tensor | None:
-    """The photo's alpha channel at the output's size, or None."""
-    if job.content.alpha is None:
-        return None
-    return resize(job.content.alpha, tuple(image.shape[-2:]))
 
 
 @dataclass(frozen=True)
@@ -118,40 +192,22 @@ class FastJob:
     content: LoadedImage
     output: Path
     overwrite: bool
-    model: LoadedModel
-    device: torch.device
-    size: int | None
-    preserve_color: bool
+    quality: int
+    stylizer: Fast
 
 
-def default_fast_output(content: Path, model: Path) -> Path:
-    return content.parent / f"{content.stem}_x_{model.stem}.png"
-
-
-def prepare_fast(content: Path, model: Path | str, output: Path | None, size: int | None, preserve_color: bool,
-                 device: str, overwrite: bool) -> FastJob:
-    """Validate inputs and load a trained network (a file or a bundled model's name)."""
-    loaded = load_model(model)
-    content_img = load_image(Path(content))
-    output = _resolve_output(output, default_fast_output(Path(content), loaded.path))
+def prepare_fast(content: Path, stylizer: Fast, output: Path, overwrite: bool, quality: int = DEFAULT_QUALITY,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> FastJob:
+    """Validate the photo and the output for a run with a trained network."""
+    content_img = load_image(Path(content), max_pixels)
     check_output(output, overwrite)
-    if size is not None and size < 16:
-        raise ImageError(f"--size must be at least 16 pixels, got {size}")
-    torch_device = resolve_device(device)
-    make_deterministic(torch_device)
-    loaded.network.to(torch_device)
-    return FastJob(content_img, output, overwrite, loaded, torch_device, size, preserve_color)
+    return FastJob(content_img, output, overwrite, quality, stylizer)
 
 
 def execute_fast(job: FastJob) -> JobResult:
-    """Stylise in one forward pass and write the output atomically."""
+    """Stylise in one forward pass (or in tiles) and write the output atomically."""
     start = time.perf_counter()
-    image = job.content.rgb
-    if job.size is not None:
-        image = resize(image, fit_long_side(*image.shape[-2:], job.size))
-    result = stylize_image(job.model.network, image, job.device)
-    if job.preserve_color:
-        result = preserve_color(result, image)
-    alpha = None if job.content.alpha is None else resize(job.content.alpha, tuple(result.shape[-2:]))
-    save_image(result, job.output, alpha, overwrite=job.overwrite)
+    result = job.stylizer.run([job.stylizer.input(job.content)])[0]
+    save_result(result, job.content, job.output, job.overwrite, job.quality)
     return JobResult(result, {}, False, time.perf_counter() - start)
+

@@ -121,13 +121,23 @@ class PerceptualLoss(nn.Module):
         return LossParts(total=c + s + t, content=c, style=s, tv=t)
 
 
+def style_statistics(features: dict[str, torch.Tensor], kind: StyleLossKind) -> dict[str, torch.Tensor]:
+    """The style statistic (Gram matrix or mean/std) of each layer's features."""
+    return {name: style_statistic(kind, value) for name, value in features.items()}
+
+
+def blend_statistics(statistics: list[dict[str, torch.Tensor]], blend: list[float]) -> dict[str, torch.Tensor]:
+    """Weighted average of several style images' statistics (weights need not sum to one)."""
+    total = sum(blend)
+    targets: dict[str, torch.Tensor] = {}
+    for stats, weight in zip(statistics, blend):
+        for name, stat in stats.items():
+            stat = stat * (weight / total)
+            targets[name] = targets[name] + stat if name in targets else stat
+    return targets
+
+
 def style_targets(features: list[dict[str, torch.Tensor]], blend: list[float],
                   kind: StyleLossKind) -> dict[str, torch.Tensor]:
     """Blend the style statistics of several style images with the given weights."""
-    total = sum(blend)
-    targets: dict[str, torch.Tensor] = {}
-    for feats, weight in zip(features, blend):
-        for name, value in feats.items():
-            stat = style_statistic(kind, value) * (weight / total)
-            targets[name] = targets[name] + stat if name in targets else stat
-    return targets
+    return blend_statistics([style_statistics(f, kind) for f in features], blend)

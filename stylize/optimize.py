@@ -7,6 +7,7 @@ detail; this is what makes the default run fast (see benchmarks/iterative.py).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -17,10 +18,10 @@ import torch
 from stylize.color import preserve_color
 from stylize.config import InitKind, OptimizerKind, RunConfig
 from stylize.errors import ImageError
-from stylize.features import FeatureExtractor, min_image_side
+from stylize.features import FeatureExtractor, conv_values_per_pixel, min_image_side
 from stylize.imageio import fit_long_side, resize
-from stylize.losses import (LossParts, PerceptualLoss, content_layer_weights, required_layers,
-                            style_layer_weights, style_targets)
+from stylize.losses import (LossParts, PerceptualLoss, blend_statistics, content_layer_weights, required_layers,
+                            style_layer_weights, style_statistics)
 
 # Automatic schedule: two scales, half size then full size, with 200 and 70 iterations.
 # Chosen with benchmarks/sweep_defaults.py and benchmarks/schedules.py (on a GPU): starting at
@@ -29,6 +30,32 @@ from stylize.losses import (LossParts, PerceptualLoss, content_layer_weights, re
 # classic run's final objective. Earlier scales of a longer schedule get AUTO_ITERATIONS[0].
 AUTO_SCALES = 2
 AUTO_ITERATIONS = (400, 200, 70)  # the last entries are used, the final scale last
+
+
+# Memory of an iterative run, per pixel of the largest scale. Measured on the CPU as the peak
+# resident memory of 3-iteration single-scale runs (768x576, VGG-16 to relu5_1): 3.3 kB per
+# pixel, i.e. 12.4 bytes per convolution output (kept for the backward pass, plus its
+# gradient); L-BFGS adds its memory of 2 x history images, and the rest (weights, style
+# features, the images of the schedule) is about 300 MB.
+BYTES_PER_CONV_VALUE = 12.5
+FIXED_BYTES = 300 * 2**20
+LBFGS_HISTORY = 50
+
+
+def estimate_memory(arch: str, config: RunConfig, height: int, width: int) -> int:
+    """Rough peak memory in bytes of an iterative run whose largest scale is height x width."""
+    values = conv_values_per_pixel(arch, required_layers(config.loss))
+    optimizer_images = 2 if config.optimizer is OptimizerKind.adam else 2 * LBFGS_HISTORY
+    per_pixel = BYTES_PER_CONV_VALUE * values + 12 * (optimizer_images + 4)  # + image, grad, best, content
+    return int(per_pixel * height * width + FIXED_BYTES)
+
+
+def largest_fitting_size(arch: str, config: RunConfig, height: int, width: int, budget: int) -> int:
+    """The largest --size (long side) whose run fits ``budget`` bytes, for an image of this shape."""
+    per_pixel = (estimate_memory(arch, config, height, width) - FIXED_BYTES) / (height * width)
+    pixels = max(0.0, (budget - FIXED_BYTES) / per_pixel)
+    aspect = min(height, width) / max(height, width)
+    return int((pixels / aspect) ** 0.5)
 
 
 @dataclass(frozen=True)
@@ -87,26 +114,49 @@ def _iterations(config: RunConfig, count: int) -> list[int]:
     return list(config.iterations)
 
 
+class StyleCache:
+    """Style statistics per (style image, size), so that a batch computes each only once.
+
+    Keyed by the identity of the style tensor the caller passed in (the cache keeps a reference
+    to it, so the identity cannot be reused); valid for one extractor and loss configuration.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[int, int], tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
+
+    def get(self, style: torch.Tensor, long_side: int,
+            compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        key = (id(style), long_side)
+        if key not in self._entries:
+            self._entries[key] = (style, compute())
+        return self._entries[key][1]
+
+
 class ScaleProblem:
     """The objective at one resolution: content targets and blended style targets."""
 
     def __init__(self, extractor: FeatureExtractor, config: RunConfig, content: torch.Tensor,
-                 styles: list[torch.Tensor], size: tuple[int, int]) -> None:
+                 styles: list[torch.Tensor], size: tuple[int, int], cache: StyleCache | None = None,
+                 keys: list[torch.Tensor] | None = None) -> None:
         self.extractor = extractor
         loss_cfg = config.loss
         self.content_layers = set(content_layer_weights(loss_cfg))
         style_layers = set(style_layer_weights(loss_cfg))
         self.content = resize(content, size)
+        long_side = max(8, round(config.style_scale * max(size)))
+
+        def statistics(style: torch.Tensor) -> dict[str, torch.Tensor]:
+            feats = extractor(resize(style, fit_long_side(*style.shape[-2:], long_side)))
+            return style_statistics({n: feats[n] for n in style_layers}, loss_cfg.style_loss)
+
         with torch.no_grad():
             feats = extractor(self.content)
             self.content_targets = {n: feats[n] for n in self.content_layers}
-            long_side = max(8, round(config.style_scale * max(size)))
-            style_feats = []
-            for style in styles:
-                feats = extractor(resize(style, fit_long_side(*style.shape[-2:], long_side)))
-                style_feats.append({n: feats[n] for n in style_layers})
+            cache = cache or StyleCache()
+            stats = [cache.get(key, long_side, functools.partial(statistics, style))
+                     for style, key in zip(styles, keys or styles)]
         blend = list(config.style_blend) if config.style_blend else [1.0] * len(styles)
-        self.loss_fn = PerceptualLoss(loss_cfg, style_targets(style_feats, blend, loss_cfg.style_loss))
+        self.loss_fn = PerceptualLoss(loss_cfg, blend_statistics(stats, blend))
 
     def __call__(self, image: torch.Tensor) -> LossParts:
         return self.loss_fn(image, self.extractor(image), self.content_targets)
@@ -126,12 +176,14 @@ def initial_image(config: RunConfig, content: torch.Tensor, styles: list[torch.T
 
 def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: RunConfig,
                   extractor: FeatureExtractor, on_progress: ProgressFn | None = None,
-                  on_snapshot: SnapshotFn | None = None) -> Result:
-    """Stylise ``content`` ([1,3,H,W] in [0,1]) with ``styles``; tensors are moved to the extractor's device."""
+                  on_snapshot: SnapshotFn | None = None, cache: StyleCache | None = None) -> Result:
+    """Stylise ``content`` ([1,3,H,W] in [0,1]) with ``styles``; tensors are moved to the extractor's device.
+
+    ``cache`` keeps style statistics between runs with the same extractor and config (a batch)."""
     device = next(extractor.parameters()).device
     torch.manual_seed(config.seed)
     content = content.to(device)
-    styles = [s.to(device) for s in styles]
+    keys, styles = styles, [s.to(device) for s in styles]
     min_side = min_image_side(extractor.arch, required_layers(config.loss))
     schedule = plan_schedule(*content.shape[-2:], config, min_side)
     start = time.perf_counter()
@@ -141,7 +193,7 @@ def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: Run
     state: ScaleOptimizer | None = None
     try:
         for index, (size, iterations) in enumerate(schedule):
-            problem = ScaleProblem(extractor, config, content, styles, size)
+            problem = ScaleProblem(extractor, config, content, styles, size, cache, keys)
             state = ScaleOptimizer(problem, config, resize(best, size))
             for it in range(1, iterations + 1):
                 state.step()

@@ -123,8 +123,9 @@ def _bad(tmp_path: Path, name: str, data: bytes) -> Path:
 def test_bad_content_image(case, painting, tmp_path):
     if case == "missing":
         path, message = tmp_path / "nope.jpg", "no such file"
-    elif case == "directory":
-        path, message = tmp_path, "directory"
+    elif case == "directory":  # a folder is a batch input; an empty one has nothing to do
+        path, message = tmp_path / "empty", "no content images"
+        path.mkdir()
     elif case == "text":
         path, message = _bad(tmp_path, "notes.jpg", b"just some text"), "not an image"
     elif case == "empty":

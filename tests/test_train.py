@@ -142,8 +142,8 @@ def test_cli_train_then_run_with_the_model(style, photos, tmp_path):
     assert Image.open(out).size == Image.open(photo).size
     bad = runner.invoke(app, ["run", str(photo), "--model", str(tmp_path / "nope.pt")])
     assert bad.exit_code == 2 and "no such model" in bad.stderr
-    both = runner.invoke(app, ["run", str(photo), str(style), "--model", str(model)])
-    assert both.exit_code == 2 and "no STYLE" in both.stderr
+    both = runner.invoke(app, ["run", str(photo), "--style", str(style), "--model", str(model)])
+    assert both.exit_code == 2 and "no --style" in both.stderr
     exists = runner.invoke(app, ["train", str(style), "-d", str(photos), "-o", str(model), "--steps", "1"])
     assert exists.exit_code == 2 and "exists" in exists.stderr
 

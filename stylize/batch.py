@@ -1,0 +1,190 @@
+"""Batch planning: which images to stylise with which styles, and where each result goes.
+
+Pure path work, no torch: files, folders and glob patterns expand into sources; sources pair
+into jobs (every content x style, or zipped); a name template gives each job its output path.
+Everything that could go wrong with the plan (nothing matched, a template that would write
+outside the output folder, two jobs writing the same file) is found here, before any work.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+from stylize.atomic import check_folder
+from stylize.config import Pairing
+from stylize.errors import InputError, OutputError
+
+# Files a folder or pattern contributes (case-insensitive).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
+TEMPLATE_FIELDS = ("content", "style", "dir", "ext")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class Source:
+    """An input image and where it sits below the folder or pattern that named it."""
+
+    path: Path
+    subdir: str = ""  # the {dir} field: sub-folder below the given folder ("" at its top)
+    explicit: bool = True  # named as a file, not found in a folder or by a pattern
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    content: Source
+    styles: tuple[Path, ...]  # blended into one style; empty with a trained model
+    style_label: str  # the {style} field: style stems joined by "+", or the model's name
+    output: Path
+    exists: bool  # the output is there already (skipped unless --overwrite)
+
+
+def expand(specs: list[Path | str], recursive: bool, what: str) -> list[Source]:
+    """Files, folders (searched recursively with ``recursive``) and glob patterns, in natural order.
+
+    ``what`` names the inputs in messages ("content", "style"). Duplicates are dropped."""
+    found: list[Source] = []
+    for spec in specs:
+        text = str(spec)
+        path = Path(text)
+        if path.is_file():
+            found.append(Source(path))
+        elif path.is_dir():
+            found += _from_folder(path, recursive, what)
+        elif _GLOB_CHARS.search(text):
+            found += _from_pattern(text, what)
+        else:
+            raise InputError(f"{text}: no such file or folder (a {what} input)")
+    unique: dict[Path, Source] = {}
+    for source in found:
+        unique.setdefault(source.path.resolve(), source)
+    return list(unique.values())
+
+
+def _from_folder(folder: Path, recursive: bool, what: str) -> list[Source]:
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    images = [p for p in candidates if _is_image_name(p.relative_to(folder)) and p.is_file()]
+    if not images:
+        hint = "" if recursive or not any(p.is_dir() for p in folder.iterdir()) else "; add --recursive for sub-folders"
+        raise InputError(f"{folder}: no {what} images in this folder (looked for "
+                         f"{', '.join(sorted(IMAGE_SUFFIXES))}){hint}")
+    return [Source(p, _subdir(p.parent.relative_to(folder)), explicit=False) for p in sorted(images, key=natural_key)]
+
+
+def _from_pattern(pattern: str, what: str) -> list[Source]:
+    root = _pattern_root(pattern)
+    matches = [Path(m) for m in glob.glob(pattern, recursive=True)]
+    images = [p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    if not images:
+        raise InputError(f"{pattern}: no {what} images match this pattern")
+    return [Source(p, _subdir(p.parent.relative_to(root)) if p.is_relative_to(root) else "", explicit=False)
+            for p in sorted(images, key=natural_key)]
+
+
+def _pattern_root(pattern: str) -> Path:
+    """The folder part of a pattern before its first wildcard: 'photos/**/*.jpg' -> photos."""
+    parts = Path(pattern).parts
+    fixed = [p for p in parts[: next(i for i, p in enumerate(parts) if _GLOB_CHARS.search(p))]]
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _is_image_name(relative: Path) -> bool:
+    # Hidden files and folders are skipped: .part files of writes in progress, .DS_Store, ...
+    return relative.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in relative.parts)
+
+
+def _subdir(relative: Path) -> str:
+    return "" if str(relative) == "." else relative.as_posix()
+
+
+def natural_key(path: Path) -> list:
+    """Sort key that puts img2 before img10."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(path))]
+
+
+def pair(contents: list[Source], style_groups: list[tuple[Path, ...]], pairing: Pairing
+         ) -> list[tuple[Source, tuple[Path, ...]]]:
+    """(content, styles) for every job; ``style_groups`` holds one group per output style."""
+    if pairing is Pairing.zip:
+        if len(contents) != len(style_groups):
+            raise InputError(f"--pairs zip needs as many styles as contents: got {len(contents)} content and "
+                             f"{len(style_groups)} style image(s); use --pairs product for every combination")
+        return list(zip(contents, style_groups))
+    return [(content, group) for content in contents for group in style_groups]
+
+
+def check_template(template: str) -> None:
+    """Raise InputError for a --name template with unknown or malformed fields."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise InputError(f"--name '{template}': {exc}; fields look like {{content}}") from None
+    for name in fields:
+        if name not in TEMPLATE_FIELDS:
+            known = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+            raise InputError(f"--name '{template}': unknown field {{{name}}}; use {known}")
+
+
+def render(template: str, folder: Path, content: Source, style_label: str, ext: str) -> Path:
+    """The output path of one job inside ``folder``; refuse one that would land outside it."""
+    name = template.format(content=content.path.stem, style=style_label, dir=content.subdir or ".", ext=ext)
+    relative = Path(name)
+    if relative.is_absolute() or not name.strip() or ".." in relative.parts:
+        raise OutputError(f"--name '{template}' gives '{name}', which is not inside the output folder {folder}; "
+                          "use a relative name without '..'")
+    return folder / relative
+
+
+def output_folder(output: Path | None, batch: bool) -> tuple[Path | None, Path | None]:
+    """(folder, file) from ``-o``: an existing folder or a name without a suffix is a folder; a
+    name with a suffix is a file (single runs only); without ``-o`` a single run writes beside
+    its photo (None, None)."""
+    if output is None:
+        if batch:
+            raise OutputError("a batch writes many images: give an output folder with -o DIR")
+        return None, None
+    output = Path(output)
+    if output.suffix and not output.is_dir():
+        if batch:
+            raise OutputError(f"-o {output}: a batch writes many images; give a folder, and name the files "
+                              "with --name")
+        return None, output
+    return output, None
+
+
+def plan(pairs: list[tuple[Source, tuple[Path, ...]]], folder: Path | None, template: str, ext: str,
+         model_name: str | None = None, file: Path | None = None) -> list[PlannedJob]:
+    """Output paths for every (content, styles) pair; two jobs writing one file is an error.
+
+    ``folder`` None: beside each photo; ``file``: the one output of a single run."""
+    check_template(template)
+    jobs: list[PlannedJob] = []
+    seen: dict[Path, PlannedJob] = {}
+    for content, styles in pairs:
+        label = model_name if model_name is not None else "+".join(s.stem for s in styles)
+        if file is not None:
+            output = file
+        else:
+            output = render(template, content.path.parent if folder is None else folder, content, label, ext)
+        job = PlannedJob(content, styles, label, output, output.exists())
+        if output in seen:
+            other = seen[output]
+            raise OutputError(f"{_describe(other)} and {_describe(job)} would both write {output}; put "
+                              "{content}, {style} or {dir} into --name to tell them apart")
+        seen[output] = job
+        jobs.append(job)
+    return jobs
+
+
+def _describe(job: PlannedJob) -> str:
+    return f"{job.content.path} x {job.style_label}"
+
+
+
+def prepare_folders(jobs: list[PlannedJob]) -> None:
+    """Create the output folders and check that they are writable, before any work."""
+    for folder in dict.fromkeys(job.output.parent for job in jobs):
+        check_folder(folder)

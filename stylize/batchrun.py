@@ -1,0 +1,238 @@
+"""Running a planned batch: every job tried, failures reported, nothing done twice.
+
+A file that fails (corrupt, too small, too large) is recorded with its reason and the batch
+goes on. Outputs are written atomically, so Ctrl-C leaves only finished files: the image in
+flight is discarded, and re-running the batch skips what is done. The networks, the VGG and
+each style image's statistics are loaded or computed once; trained networks process same-size
+photos together while a background thread reads the next ones.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import torch
+
+from stylize.batch import PlannedJob, prepare_folders
+from stylize.errors import StylizeError
+from stylize.config import OutputConfig
+from stylize.imageio import LoadedImage, load_image, save_picture, save_result
+from stylize.sheet import contact_sheet
+from stylize.job import Fast, Iterative
+from stylize.optimize import ProgressFn
+
+
+class Status(str, Enum):
+    done = "done"
+    skipped = "skipped"  # the output exists (re-running a batch resumes it)
+    failed = "failed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job: PlannedJob
+    status: Status
+    reason: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """Reported when a job starts (``outcome`` None) and when it ends."""
+
+    index: int  # 0-based position in the plan
+    total: int
+    job: PlannedJob
+    outcome: Outcome | None
+
+
+JobFn = Callable[[JobEvent], None]
+
+
+@dataclass
+class Summary:
+    outcomes: list[Outcome] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C: the jobs without an outcome were not tried
+
+    def count(self, status: Status) -> int:
+        return sum(1 for o in self.outcomes if o.status is status)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status is Status.failed]
+
+
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, torch.OutOfMemoryError) or isinstance(exc, MemoryError):
+        return "out of memory (try a smaller --size, or --tile with a model)"
+    return str(exc)
+
+
+# Errors that fail one job and let the batch go on; anything else is a bug and stops it.
+JOB_ERRORS = (StylizeError, torch.OutOfMemoryError, MemoryError)
+
+
+def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: OutputConfig,
+                        on_job: JobFn | None = None, on_progress: ProgressFn | None = None) -> Summary:
+    """Gatys et al. for each job in turn; each style image is read once."""
+    prepare_folders(jobs)
+    summary = Summary()
+    styles: dict[Path, LoadedImage | StylizeError] = {}
+    for index, job in enumerate(jobs):
+        if job.exists and not options.overwrite:
+            _record(summary, on_job, index, len(jobs), Outcome(job, Status.skipped, "exists"))
+            continue
+        if on_job:
+            on_job(JobEvent(index, len(jobs), job, None))
+        start = time.perf_counter()
+        try:
+            content = load_image(job.content.path, options.max_pixels)
+            style_images = [_style(styles, path, options.max_pixels) for path in job.styles]
+            stylizer.check(content, style_images)
+            result = stylizer.run(content, style_images, on_progress)
+            if result.interrupted:  # Ctrl-C inside the optimiser: discard the unfinished image
+                summary.interrupted = True
+                return summary
+            save_result(result.image, content, job.output, options.overwrite, options.quality)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            return summary
+        except JOB_ERRORS as exc:
+            _record(summary, on_job, index, len(jobs), Outcome(job, Status.failed, _failure(exc)))
+            continue
+        _record(summary, on_job, index, len(jobs), Outcome(job, Status.done, seconds=time.perf_counter() - start))
+    return summary
+
+
+def _style(cache: dict[Path, LoadedImage | StylizeError], path: Path, max_pixels: int) -> LoadedImage:
+    """Each style image is read once per batch (and an unreadable one fails every job fast)."""
+    if path not in cache:
+        try:
+            cache[path] = load_image(path, max_pixels)
+        except StylizeError as exc:
+            cache[path] = exc
+    found = cache[path]
+    if isinstance(found, StylizeError):
+        raise found
+    return found
+
+
+def _record(summary: Summary, on_job: JobFn | None, index: int, total: int, outcome: Outcome) -> None:
+    summary.outcomes.append(outcome)
+    if on_job:
+        on_job(JobEvent(index, total, outcome.job, outcome))
+
+
+def run_fast_batch(jobs: list[PlannedJob], stylizer: Fast, options: OutputConfig,
+                   on_job: JobFn | None = None) -> Summary:
+    """A trained network over every job; same-size photos go through it together."""
+    prepare_folders(jobs)
+    summary = Summary()
+    todo: list[tuple[int, PlannedJob]] = []
+    for index, job in enumerate(jobs):
+        if job.exists and not options.overwrite:
+            _record(summary, on_job, index, len(jobs), Outcome(job, Status.skipped, "exists"))
+        else:
+            todo.append((index, job))
+    loader = _Loader(todo, options.max_pixels, prefetch=2 * options.batch_size)
+    pending: dict[tuple[int, int], list[tuple[int, PlannedJob, LoadedImage, torch.Tensor]]] = {}
+    try:
+        for index, job, loaded in loader:
+            if on_job:
+                on_job(JobEvent(index, len(jobs), job, None))
+            if isinstance(loaded, BaseException):
+                _record(summary, on_job, index, len(jobs), Outcome(job, Status.failed, _failure(loaded)))
+                continue
+            image = stylizer.input(loaded)
+            group = pending.setdefault(tuple(image.shape[-2:]), [])
+            group.append((index, job, loaded, image))
+            if len(group) >= options.batch_size:
+                _flush(pending.pop(tuple(image.shape[-2:])), stylizer, options, summary, on_job, len(jobs))
+            elif sum(len(g) for g in pending.values()) > 2 * options.batch_size:
+                # Photos of many sizes: do not hold more than a few batches' worth in memory.
+                largest = max(pending, key=lambda k: len(pending[k]))
+                _flush(pending.pop(largest), stylizer, options, summary, on_job, len(jobs))
+        for key in list(pending):
+            _flush(pending.pop(key), stylizer, options, summary, on_job, len(jobs))
+    except KeyboardInterrupt:  # the photos in flight are dropped; their outputs were never started
+        summary.interrupted = True
+    finally:
+        loader.close()
+    order = {id(job): index for index, job in enumerate(jobs)}
+    summary.outcomes.sort(key=lambda o: order[id(o.job)])
+    return summary
+
+
+def _flush(group: list[tuple[int, PlannedJob, LoadedImage, torch.Tensor]], stylizer: Fast, options: OutputConfig,
+           summary: Summary, on_job: JobFn | None, total: int) -> None:
+    start = time.perf_counter()
+    try:
+        results = stylizer.run([image for _, _, _, image in group])
+    except JOB_ERRORS as exc:
+        for index, job, _, _ in group:
+            _record(summary, on_job, index, total, Outcome(job, Status.failed, _failure(exc)))
+        return
+    seconds = (time.perf_counter() - start) / len(group)
+    for (index, job, loaded, _), result in zip(group, results):
+        try:
+            save_result(result, loaded, job.output, options.overwrite, options.quality)
+        except JOB_ERRORS as exc:
+            _record(summary, on_job, index, total, Outcome(job, Status.failed, _failure(exc)))
+            continue
+        _record(summary, on_job, index, total, Outcome(job, Status.done, seconds=seconds))
+
+
+class _Loader:
+    """Reads photos in a background thread (decoding overlaps with the network's work)."""
+
+    _END = object()
+
+    def __init__(self, jobs: list[tuple[int, PlannedJob]], max_pixels: int, prefetch: int) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, args=(jobs, max_pixels), daemon=True)
+        self._thread.start()
+
+    def _work(self, jobs: list[tuple[int, PlannedJob]], max_pixels: int) -> None:
+        for index, job in jobs:
+            if self._stop.is_set():
+                return
+            try:
+                item: LoadedImage | BaseException = load_image(job.content.path, max_pixels)
+            except JOB_ERRORS as exc:
+                item = exc
+            self._put((index, job, item))
+        self._put(self._END)
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[tuple[int, PlannedJob, LoadedImage | BaseException]]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def write_contact_sheet(jobs: list[PlannedJob], failed: set[int], path: Path, overwrite: bool) -> None:
+    """One image of the batch: a row per photo, a column per style; ``failed`` holds id()s of jobs."""
+    contents = list(dict.fromkeys(job.content.path for job in jobs))
+    styles = list(dict.fromkeys((job.style_label, job.styles[0] if len(job.styles) == 1 else None) for job in jobs))
+    results = {(job.content.path, job.style_label): (None if id(job) in failed else job.output) for job in jobs}
+    save_picture(contact_sheet(contents, styles, results), path, overwrite)

@@ -1,0 +1,272 @@
+"""Batches: planning (pure path work) and whole batches through the command line."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from stylize.batch import expand, natural_key, output_folder, pair, plan
+from stylize.cli import app
+from stylize.config import Pairing
+from stylize.errors import InputError, OutputError
+from stylize.imageio import load_image
+from stylize.modelfile import save_model
+from stylize.transformer import TransformerConfig, TransformerNet
+
+from conftest import scene, stripes
+
+runner = CliRunner()
+FAST = ["--size", "40", "--iterations", "2", "--quiet"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """Two good photos, one in a sub-folder, a corrupt file, a tiny image and a text file."""
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    scene(48, 40, seed=1).save(photos / "img2.jpg")
+    scene(48, 40, seed=2).save(photos / "img10.png")
+    scene(40, 48, seed=3).save(photos / "sub" / "deep.jpg")
+    (photos / "broken.jpg").write_bytes(b"not a jpeg at all")
+    scene(8, 8).save(photos / "tiny.png")
+    (photos / "notes.txt").write_text("not an image")
+    (photos / ".hidden.png").write_bytes(b"")
+    return photos
+
+
+@pytest.fixture
+def styles(tmp_path: Path) -> list[Path]:
+    paths = [tmp_path / "s1.png", tmp_path / "s2.png"]
+    stripes(40, 40).save(paths[0])
+    scene(40, 40, seed=9).save(paths[1])
+    return paths
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path / "tiny.pt"
+    save_model(path, TransformerNet(TransformerConfig(width=4, blocks=1)), {"style_name": "s1.png"})
+    return path
+
+
+# ------------------------------------------------------------------------------------ planning
+
+def test_folders_patterns_and_natural_order(folder):
+    names = [s.path.name for s in expand([folder], recursive=False, what="content")]
+    assert names == ["broken.jpg", "img2.jpg", "img10.png", "tiny.png"]  # no .txt, no hidden file
+    deep = expand([folder], recursive=True, what="content")
+    assert [(s.path.name, s.subdir) for s in deep if s.subdir] == [("deep.jpg", "sub")]
+    pattern = expand([str(folder / "**" / "*.jpg")], recursive=False, what="content")
+    assert sorted(s.path.name for s in pattern) == ["broken.jpg", "deep.jpg", "img2.jpg"]
+    assert not any(s.explicit for s in pattern)
+    assert sorted(["a10", "a9", "a1"], key=lambda n: natural_key(Path(n))) == ["a1", "a9", "a10"]
+
+
+def test_nothing_to_expand_is_a_clear_error(tmp_path, folder):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no content images"):
+        expand([tmp_path / "empty"], False, "content")
+    with pytest.raises(InputError, match="no style images match"):
+        expand([str(tmp_path / "*.gif")], False, "style")
+    with pytest.raises(InputError, match="add --recursive"):
+        expand([folder.parent], False, "content")  # only sub-folders hold images
+
+
+def test_product_and_zip_pairing(folder, styles):
+    contents = expand([folder / "img2.jpg", folder / "img10.png"], False, "content")
+    groups = [(s,) for s in styles]
+    assert len(pair(contents, groups, Pairing.product)) == 4
+    zipped = pair(contents, groups, Pairing.zip)
+    assert [(c.path.name, g[0].name) for c, g in zipped] == [("img2.jpg", "s1.png"), ("img10.png", "s2.png")]
+    with pytest.raises(InputError, match="as many styles as contents"):
+        pair(contents, groups[:1], Pairing.zip)
+
+
+def test_template_fields_escapes_and_collisions(folder, styles, tmp_path):
+    out = tmp_path / "out"
+    contents = expand([folder], True, "content")
+    jobs = plan(pair(contents, [(styles[0],)], Pairing.product), out, "{dir}/{style}-{content}.{ext}", "webp")
+    assert out / "sub" / "s1-deep.webp" in [j.output for j in jobs]
+    assert out / "s1-img2.webp" in [j.output for j in jobs]
+    for bad in ("../{content}.png", "/tmp/{content}.png", "{content}/../../x.png"):
+        with pytest.raises(OutputError, match="not inside the output folder"):
+            plan(pair(contents, [(styles[0],)], Pairing.product), out, bad, "png")
+    with pytest.raises(InputError, match=r"unknown field \{photo\}"):
+        plan(pair(contents, [(styles[0],)], Pairing.product), out, "{photo}.png", "png")
+    with pytest.raises(OutputError, match="would both write"):
+        plan(pair(contents, [(styles[0],)], Pairing.product), out, "{style}.{ext}", "png")
+
+
+def test_output_option_rules(tmp_path):
+    assert output_folder(None, batch=False) == (None, None)
+    assert output_folder(tmp_path / "x.jpg", batch=False) == (None, tmp_path / "x.jpg")
+    assert output_folder(tmp_path / "results", batch=True) == (tmp_path / "results", None)
+    with pytest.raises(OutputError, match="give an output folder"):
+        output_folder(None, batch=True)
+    with pytest.raises(OutputError, match="give a folder"):
+        output_folder(tmp_path / "x.jpg", batch=True)
+
+
+# --------------------------------------------------------------------------- iterative batches
+
+def test_batch_reports_failures_continues_and_resumes(folder, styles, tmp_path):
+    out = tmp_path / "out"
+    result = invoke("run", folder, "-s", styles[0], "-o", out, *FAST)
+    assert result.exit_code == 1, result.output  # something failed, the rest is done
+    assert sorted(p.name for p in out.iterdir()) == ["img10_x_s1.png", "img2_x_s1.png"]
+    assert "broken.jpg" in result.stdout and "not an image" in result.stdout
+    assert "tiny.png" in result.stdout and "too small" in result.stdout
+    assert "Traceback" not in result.output
+    done = {p: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = invoke("run", folder, "-s", styles[0], "-o", out, *FAST)
+    assert again.exit_code == 1 and "2 done already" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == done  # nothing redone
+    redo = invoke("run", folder / "img2.jpg", folder / "img10.png", "-s", styles[0], "-o", out, "--overwrite", *FAST)
+    assert redo.exit_code == 0, redo.output
+    assert all(p.stat().st_mtime_ns != done[p] for p in out.iterdir())
+
+
+def test_product_of_contents_and_styles_with_name_and_format(folder, styles, tmp_path):
+    out = tmp_path / "out"
+    result = invoke("run", folder / "img2.jpg", folder / "img10.png", "-s", styles[0], "-s", styles[1], "-o", out,
+                    "--name", "{style}/{content}.{ext}", "--format", "jpg", "--quality", "60", *FAST)
+    assert result.exit_code == 0, result.output
+    made = sorted(str(p.relative_to(out)) for p in out.rglob("*.jpg"))
+    assert made == ["s1/img10.jpg", "s1/img2.jpg", "s2/img10.jpg", "s2/img2.jpg"]
+    with Image.open(out / "s1" / "img2.jpg") as img:
+        assert img.format == "JPEG" and img.size == (40, 33)
+
+
+def test_zip_pairs_and_dry_run_writes_nothing(folder, styles, tmp_path):
+    out = tmp_path / "out"
+    args = ["run", folder / "img2.jpg", folder / "img10.png", "-s", styles[0], "-s", styles[1], "-o", out,
+            "--pairs", "zip"]
+    dry = invoke(*args, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "img2_x_s1.png" in dry.stdout and "img10_x_s2.png" in dry.stdout and "img2_x_s2" not in dry.stdout
+    assert not out.exists()
+    assert invoke(*args, *FAST).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["img10_x_s2.png", "img2_x_s1.png"]
+
+
+def test_batch_needs_an_output_folder_and_a_safe_template(folder, styles, tmp_path):
+    result = invoke("run", folder, "-s", styles[0], *FAST)
+    assert result.exit_code == 2 and "-o DIR" in result.stderr
+    escape = invoke("run", folder, "-s", styles[0], "-o", tmp_path / "out", "--name", "../{content}.png", *FAST)
+    assert escape.exit_code == 2 and "not inside the output folder" in escape.stderr
+    clash = invoke("run", folder, "-s", styles[0], "-o", tmp_path / "out", "--name", "same.png", *FAST)
+    assert clash.exit_code == 2 and "would both write" in clash.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_style_statistics_are_computed_once_per_batch(folder, styles):
+    from stylize.batch import plan as make_plan
+    from stylize.batchrun import run_iterative_batch
+    from stylize.config import BackboneConfig, OutputConfig, RunConfig
+    from stylize.job import Iterative
+
+    stylizer = Iterative(RunConfig(size=32, iterations=(1,)), BackboneConfig(), "cpu")
+    computed = []
+    original = stylizer.cache.get
+
+    def counting(style, long_side, compute):
+        return original(style, long_side, lambda: computed.append(long_side) or compute())
+
+    stylizer.cache.get = counting  # type: ignore[method-assign]
+    contents = expand([folder / "img2.jpg", folder / "img10.png"], False, "content")
+    jobs = make_plan(pair(contents, [(styles[0],)], Pairing.product), folder.parent / "o", "{content}.{ext}", "png")
+    summary = run_iterative_batch(jobs, stylizer, OutputConfig())
+    assert [o.status.value for o in summary.outcomes] == ["done", "done"]
+    assert computed == [32]  # one scale, one style, two photos of one size: computed once
+
+
+def test_contact_sheet_shows_inputs_and_results(folder, styles, tmp_path):
+    sheet = tmp_path / "sheet.png"
+    result = invoke("run", folder / "img2.jpg", folder / "broken.jpg", "-s", styles[0], "-s", styles[1],
+                    "-o", tmp_path / "out", "--contact-sheet", sheet, *FAST)
+    assert result.exit_code == 1, result.output
+    with Image.open(sheet) as img:
+        assert img.size == (3 * 256, 3 * (256 + 14))  # header row + 2 photos; photo + 2 styles
+        grey = img.getpixel((256 + 128, 2 * 270 + 140))  # broken.jpg x s1 failed: a grey cell
+        assert grey == (200, 200, 200)
+        result_cell = img.crop((256, 270 + 14, 512, 540))
+        assert len(result_cell.getcolors(maxcolors=100_000)) > 50  # a real picture
+
+
+def test_ctrl_c_in_a_batch_leaves_only_finished_files(folder, styles, tmp_path):
+    """A real SIGINT while the second photo is in flight: one output, no partial file, exit 130;
+    running the same command again does the rest."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-u", "-m", "stylize", "run", str(folder / "img2.jpg"), str(folder / "img10.png"),
+           "-s", str(styles[0]), "-o", str(out), "--size", "40", "--scales", "1", "--quiet"]
+    proc = subprocess.Popen([*cmd, "--iterations", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert "2 to do" in proc.stdout.readline()  # the batch has started
+    time.sleep(3)  # well into the first photo's (endless) optimisation
+    proc.send_signal(signal.SIGINT)
+    output, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert not out.exists() or list(out.iterdir()) == []  # the unfinished image was discarded
+    done = subprocess.run([*cmd, "--iterations", "2"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["img10_x_s1.png", "img2_x_s1.png"]
+
+
+def test_iterative_run_too_large_for_memory_is_refused(folder, styles, tmp_path):
+    out = tmp_path / "o.png"
+    result = invoke("run", folder / "img2.jpg", styles[0], "-o", out, "--size", "200000", "--quiet")
+    assert result.exit_code == 2, result.output
+    assert "needs about" in result.stderr and "use --size" in result.stderr
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------ model batches
+
+def test_model_batches_same_size_photos_and_matches_one_by_one(tmp_path, model):
+    photos = tmp_path / "same"
+    photos.mkdir()
+    for i in range(4):
+        scene(40, 32, seed=i).save(photos / f"p{i}.png")
+    scene(24, 36, seed=7).save(photos / "odd.png")
+    one, four = tmp_path / "one", tmp_path / "four"
+    assert invoke("run", photos, "--model", model, "-o", one, "--device", "cpu").exit_code == 0
+    result = invoke("run", photos, "--model", model, "-o", four, "--batch-size", "4", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in one.iterdir())
+    assert names == sorted(p.name for p in four.iterdir()) and len(names) == 5
+    for name in names:
+        a, b = load_image(one / name).rgb, load_image(four / name).rgb
+        assert (a - b).abs().max() * 255 <= 1.01  # batched convolutions may round differently by one level
+
+
+def test_model_batch_groups_by_size(tmp_path, model):
+    from stylize.batchrun import run_fast_batch
+    from stylize.config import OutputConfig
+    from stylize.job import Fast
+
+    photos = tmp_path / "mixed"
+    photos.mkdir()
+    for i, size in enumerate([(40, 32), (24, 36), (40, 32), (24, 36), (40, 32)]):
+        scene(*size, seed=i).save(photos / f"p{i}.png")
+    stylizer = Fast(model, "cpu")
+    passes = []
+    stylizer.model.network.register_forward_hook(lambda m, i, o: passes.append(o.shape[0]))
+    contents = expand([photos], False, "content")
+    jobs = plan(pair(contents, [()], Pairing.product), tmp_path / "out", "{content}.{ext}", "png", "tiny")
+    summary = run_fast_batch(jobs, stylizer, OutputConfig(batch_size=2))
+    assert [o.status.value for o in summary.outcomes] == ["done"] * 5
+    assert sorted(passes) == [1, 2, 2]  # two pairs of same-size photos, then the one left over
