@@ -1,12 +1,14 @@
 import io
 import os
+import struct
+import zlib
 
 import pytest
 import torch
 from PIL import Image
 
 from stylize.errors import ImageError, OutputError
-from stylize.imageio import check_output, fit_long_side, load_image, resize, save_image
+from stylize.imageio import check_output, fit_long_side, load_image, resize, save_image, save_result
 
 from conftest import scene
 
@@ -132,3 +134,68 @@ def test_resize_helpers():
     assert fit_long_side(400, 300, 100) == (100, 75)
     small = resize(torch.rand(1, 3, 40, 30), (20, 15))
     assert small.shape == (1, 3, 20, 15) and small.min() >= 0 and small.max() <= 1
+
+
+def _claims(path, width: int, height: int) -> None:
+    """Rewrite a PNG's header to claim another size (a decompression bomb): nothing else changes."""
+    data = bytearray(path.read_bytes())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4:ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17:ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr:ihdr + 17])))
+    path.write_bytes(bytes(data))
+
+
+def test_bomb_header_refused_before_any_allocation(tmp_path):
+    path = tmp_path / "bomb.png"
+    Image.new("RGB", (4, 4)).save(path)
+    _claims(path, 100_000, 100_000)
+    with pytest.raises(ImageError, match=r"100000x100000 is 10,000,000,000 pixels.*--max-pixels"):
+        load_image(path)
+    with pytest.raises(ImageError, match="truncated or corrupt"):  # a raised limit lets it try (and fail)
+        load_image(path, max_pixels=10**11)
+
+
+def test_cli_bomb_is_one_line_and_max_pixels_raises_the_limit(tmp_path, painting):
+    from typer.testing import CliRunner
+
+    from stylize.cli import app
+
+    path = tmp_path / "bomb.png"
+    Image.new("RGB", (4, 4)).save(path)
+    _claims(path, 100_000, 100_000)
+    result = CliRunner().invoke(app, ["run", str(path), str(painting), "-o", str(tmp_path / "o.png"), "-q"])
+    assert result.exit_code == 2 and "--max-pixels" in result.stderr and "Traceback" not in result.output
+    photo = tmp_path / "photo.png"
+    scene(64, 48).save(photo)
+    small = CliRunner().invoke(app, ["run", str(photo), str(painting), "-o", str(tmp_path / "o.png"),
+                                     "--max-pixels", "1000", "-q"])
+    assert small.exit_code == 2 and "more than the limit of 1,000" in small.stderr
+
+
+def test_colour_profile_and_exif_are_kept_orientation_normalised(tmp_path):
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated
+    exif[0x010F] = "Stylize Camera Co."  # Make
+    src = tmp_path / "camera.jpg"
+    scene(30, 20).save(src, icc_profile=profile, exif=exif)
+    loaded = load_image(src)
+    assert loaded.size == (30, 20)  # upright
+    for suffix in (".png", ".jpg", ".webp", ".tiff"):
+        out = tmp_path / f"out{suffix}"
+        save_result(loaded.rgb, loaded, out)
+        with Image.open(out) as img:
+            assert img.info.get("icc_profile") == profile, suffix
+            kept = img.getexif()
+            assert kept.get(0x010F) == "Stylize Camera Co.", suffix
+            assert kept.get(0x0112, 1) == 1, suffix  # the pixels are upright: no rotation on display
+        assert load_image(out).size == (30, 20)
+
+
+def test_cmyk_profile_is_not_attached_to_rgb_output(tmp_path):
+    src = tmp_path / "print.jpg"
+    fake_cmyk_profile = bytes(16) + b"CMYK" + bytes(108)
+    scene(16, 16).convert("CMYK").save(src, icc_profile=fake_cmyk_profile)
+    assert load_image(src).metadata.icc_profile is None
