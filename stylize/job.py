@@ -126,9 +126,11 @@ class Fast:
         tile = self.tile_for(height, width)
         if tile is None:
             return stylize_image(self.model.network, image, self.device)
+        # Instance-norm statistics come from the whole photo at up to twice the tile's side: close
+        # to the full-size statistics, at about four tiles' memory.
         budget = memory_budget(self.device)
-        stats_side = largest_fitting_side(self.model.network, budget // 2, height / width) if budget else tile
-        return stylize_tiled(self.model.network, image, self.device, tile, max(tile, stats_side))
+        fits = largest_fitting_side(self.model.network, budget // 2, height / width) if budget else tile
+        return stylize_tiled(self.model.network, image, self.device, tile, max(tile, min(2 * tile, fits)))
 
 
 # ------------------------------------------------------------------------------- single runs
