@@ -160,12 +160,12 @@ def run(
         ext = _extension(image_format, file)
         model_name = _model_name(model) if model else None
         jobs = planning.plan(planning.pair(contents, groups, pairs), folder, name, ext, model_name, file)
-        if contact_sheet is not None:
-            from stylize.imageio import check_output
-            check_output(contact_sheet, overwrite)
         if dry_run:
             _print_plan(jobs, overwrite)
             return
+        if contact_sheet is not None:
+            from stylize.imageio import check_output
+            check_output(contact_sheet, overwrite)
         if model is None:
             loss = LossConfig(
                 content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
