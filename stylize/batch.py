@@ -1,6 +1,6 @@
 """Batch planning: which images to stylise with which styles, and where each result goes.
 
-Pure path work, no torch: files, folders and glob patterns expand into sources; sources pair
+Path work only: files, folders and glob patterns expand into sources; sources pair
 into jobs (every content x style, or zipped); a name template gives each job its output path.
 Everything that could go wrong with the plan (nothing matched, a template that would write
 outside the output folder, two jobs writing the same file) is found here, before any work.
@@ -17,6 +17,7 @@ from pathlib import Path
 from stylize.atomic import check_folder
 from stylize.config import Pairing
 from stylize.errors import InputError, OutputError
+from stylize.imageio import FORMATS
 
 # Files a folder or pattern contributes (case-insensitive).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
@@ -170,6 +171,9 @@ def plan(pairs: list[tuple[Source, tuple[Path, ...]]], folder: Path | None, temp
         else:
             output = render(template, content.path.parent if folder is None else folder, content, label, ext)
         job = PlannedJob(content, styles, label, output, output.exists())
+        if output.suffix.lower() not in FORMATS:
+            raise OutputError(f"--name '{template}' gives '{output.name}', which has no image suffix; end it "
+                              f"with .{{ext}} or one of {', '.join(sorted(FORMATS))}")
         if output in seen:
             other = seen[output]
             raise OutputError(f"{_describe(other)} and {_describe(job)} would both write {output}; put "
@@ -182,6 +186,15 @@ def plan(pairs: list[tuple[Source, tuple[Path, ...]]], folder: Path | None, temp
 def _describe(job: PlannedJob) -> str:
     return f"{job.content.path} x {job.style_label}"
 
+
+
+def without_outputs(contents: list[Source], folder: Path | None) -> list[Source]:
+    """Drop photos found (by a folder or pattern) inside the output folder: earlier results must
+    not become new inputs when a batch is run again with -o inside its input folder."""
+    if folder is None:
+        return contents
+    root = folder.resolve()
+    return [c for c in contents if c.explicit or not c.path.resolve().is_relative_to(root)]
 
 
 def prepare_folders(jobs: list[PlannedJob]) -> None:

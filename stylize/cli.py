@@ -159,6 +159,9 @@ def run(
         folder, file = planning.output_folder(output, batch=not single)
         ext = _extension(image_format, file)
         model_name = _model_name(model) if model else None
+        contents = planning.without_outputs(contents, folder)
+        if not contents:
+            raise InputError("every content image is inside the output folder; give -o another folder")
         jobs = planning.plan(planning.pair(contents, groups, pairs), folder, name, ext, model_name, file)
         if dry_run:
             _print_plan(jobs, overwrite)

@@ -108,6 +108,8 @@ def test_template_fields_escapes_and_collisions(folder, styles, tmp_path):
         plan(pair(contents, [(styles[0],)], Pairing.product), out, "{photo}.png", "png")
     with pytest.raises(OutputError, match="would both write"):
         plan(pair(contents, [(styles[0],)], Pairing.product), out, "{style}.{ext}", "png")
+    with pytest.raises(OutputError, match="no image suffix"):
+        plan(pair(contents, [(styles[0],)], Pairing.product), out, "{content}", "png")
 
 
 def test_output_option_rules(tmp_path):
@@ -137,6 +139,14 @@ def test_batch_reports_failures_continues_and_resumes(folder, styles, tmp_path):
     redo = invoke("run", folder / "img2.jpg", folder / "img10.png", "-s", styles[0], "-o", out, "--overwrite", *FAST)
     assert redo.exit_code == 0, redo.output
     assert all(p.stat().st_mtime_ns != done[p] for p in out.iterdir())
+
+
+def test_results_inside_the_input_folder_are_not_new_inputs(folder, styles):
+    out = folder / "styled"
+    first = invoke("run", folder / "img2.jpg", folder / "img10.png", "-s", styles[0], "-o", out, *FAST)
+    assert first.exit_code == 0, first.output
+    again = invoke("run", folder, "-r", "-s", styles[0], "-o", out, "--dry-run")
+    assert again.exit_code == 0 and "_x_s1_x_s1" not in again.stdout and "skip (exists)" in again.stdout
 
 
 def test_product_of_contents_and_styles_with_name_and_format(folder, styles, tmp_path):
