@@ -22,6 +22,7 @@ import torch
 from stylize.batch import PlannedJob, prepare_folders
 from stylize.errors import StylizeError
 from stylize.config import OutputConfig
+from stylize.distributed import SINGLE, World, gather, shard
 from stylize.imageio import LoadedImage, load_image, save_picture, save_result
 from stylize.sheet import contact_sheet
 from stylize.job import Fast, Iterative
@@ -230,9 +231,28 @@ class _Loader:
         self._thread.join(timeout=5)
 
 
-def write_contact_sheet(jobs: list[PlannedJob], failed: set[int], path: Path, overwrite: bool) -> None:
-    """One image of the batch: a row per photo, a column per style; ``failed`` holds id()s of jobs."""
+def write_contact_sheet(jobs: list[PlannedJob], summary: Summary, path: Path, overwrite: bool) -> None:
+    """One image of the batch: a row per photo, a column per style; failed jobs grey."""
+    failed = {o.job.output for o in summary.failed}
     contents = list(dict.fromkeys(job.content.path for job in jobs))
     styles = list(dict.fromkeys((job.style_label, job.styles[0] if len(job.styles) == 1 else None) for job in jobs))
-    results = {(job.content.path, job.style_label): (None if id(job) in failed else job.output) for job in jobs}
+    results = {(job.content.path, job.style_label): (None if job.output in failed else job.output) for job in jobs}
     save_picture(contact_sheet(contents, styles, results), path, overwrite)
+
+
+def run_batch(jobs: list[PlannedJob], stylizer: Iterative | Fast, options: OutputConfig, world: World = SINGLE,
+              on_job: JobFn | None = None, on_progress: ProgressFn | None = None) -> Summary:
+    """Run a planned batch; under torchrun each rank does its share of the jobs still to do and
+    every rank gets the summary of all of them."""
+    todo = [job for job in jobs if options.overwrite or not job.exists]
+    mine = shard(todo, world)
+    if isinstance(stylizer, Fast):
+        summary = run_fast_batch(mine, stylizer, options, on_job)
+    else:
+        summary = run_iterative_batch(mine, stylizer, options, on_job, on_progress)
+    parts = gather(summary, world)
+    planned = {id(job) for job in todo}
+    skipped = [Outcome(job, Status.skipped, "exists") for job in jobs if id(job) not in planned]
+    order = {job.output: index for index, job in enumerate(jobs)}  # jobs are copies after gathering
+    outcomes = sorted(skipped + [o for part in parts for o in part.outcomes], key=lambda o: order[o.job.output])
+    return Summary(outcomes, interrupted=any(part.interrupted for part in parts))

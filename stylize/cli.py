@@ -142,8 +142,12 @@ def run(
 
     One photo and one style write one image; folders, patterns or several images make a batch."""
     from stylize import batch as planning
+    from stylize import distributed
 
+    world = distributed.world_from_env()
     try:
+        device = distributed.device_for(device, world)
+        quiet = quiet or not world.main  # under torchrun only rank 0 shows progress
         out_cfg = OutputConfig(template=name, format=image_format, quality=quality, pairs=pairs,
                                recursive=recursive, overwrite=overwrite, max_pixels=max_pixels,
                                batch_size=batch_size, tile=tile)
@@ -164,8 +168,14 @@ def run(
             raise InputError("every content image is inside the output folder; give -o another folder")
         jobs = planning.plan(planning.pair(contents, groups, pairs), folder, name, ext, model_name, file)
         if dry_run:
-            _print_plan(jobs, overwrite)
+            if world.main:
+                _print_plan(jobs, overwrite)
             return
+        if world.distributed:
+            if single and not world.main:
+                return  # one image: rank 0 makes it
+            from stylize.device import resolve_device
+            distributed.start(resolve_device(device), world)
         if contact_sheet is not None:
             from stylize.imageio import check_output
             check_output(contact_sheet, overwrite)
@@ -183,18 +193,24 @@ def run(
             if single:
                 _single_iterative(jobs[0], config, backbone_cfg, device, out_cfg, quiet)
             else:
-                _batch(jobs, out_cfg, quiet, contact_sheet, iterative=(config, backbone_cfg, device))
+                from stylize.job import Iterative
+                _batch(jobs, Iterative(config, backbone_cfg, device), out_cfg, quiet, contact_sheet, world)
         else:
             from stylize.job import Fast
             stylizer = Fast(model, device, size, preserve_color, tile)
             if single:
                 _single_fast(jobs[0], stylizer, out_cfg)
             else:
-                _batch(jobs, out_cfg, quiet, contact_sheet, fast=stylizer)
+                _batch(jobs, stylizer, out_cfg, quiet, contact_sheet, world)
         if single and contact_sheet is not None:
-            _write_sheet(jobs, set(), contact_sheet, overwrite)
+            from stylize.batchrun import Summary
+            _write_sheet(jobs, Summary(), contact_sheet, overwrite)
     except StylizeError as exc:
+        if not world.main:
+            raise typer.Exit(EXIT_BAD_INPUT) from None  # rank 0 says it
         raise _fail(str(exc)) from None
+    finally:
+        distributed.stop(world)
 
 
 def _split_inputs(inputs: list[Path], style_option: Optional[list[Path]], model: Optional[str]
@@ -265,27 +281,27 @@ def _print_plan(jobs: list[Any], overwrite: bool) -> None:
     console.print(table)
 
 
-def _batch(jobs: list[Any], out: OutputConfig, quiet: bool, contact_sheet: Optional[Path],
-           iterative: Optional[tuple] = None, fast: Any = None) -> None:
+def _batch(jobs: list[Any], stylizer: Any, out: OutputConfig, quiet: bool, contact_sheet: Optional[Path],
+           world: Any) -> None:
     from stylize import batchrun
+    from stylize.job import Iterative
 
     todo = sum(1 for j in jobs if not j.exists or out.overwrite)
-    console.print(f"{len(jobs)} job(s): {todo} to do, {len(jobs) - todo} done already", markup=False,
-                  highlight=False)
-    with _batch_display(quiet, len(jobs), iterative is not None) as (on_job, on_progress):
-        if iterative is not None:
-            from stylize.job import Iterative
-            stylizer = Iterative(*iterative)
-            summary = batchrun.run_iterative_batch(jobs, stylizer, out, on_job, on_progress)
-        else:
-            summary = batchrun.run_fast_batch(jobs, fast, out, on_job)
-    _print_summary(summary, len(jobs))
-    if contact_sheet is not None:
-        failed = {id(o.job) for o in summary.failed}
-        _write_sheet(jobs, failed, contact_sheet, out.overwrite)
+    if world.main:
+        shared = f", shared by {world.size} processes" if world.distributed else ""
+        console.print(f"{len(jobs)} job(s): {todo} to do{shared}, {len(jobs) - todo} done already", markup=False,
+                      highlight=False)
+    per_image = isinstance(stylizer, Iterative)
+    with _batch_display(quiet, -(-todo // world.size), per_image) as (on_job, on_progress):
+        summary = batchrun.run_batch(jobs, stylizer, out, world, on_job, on_progress)
+    if world.main:
+        _print_summary(summary, len(jobs))
+        if contact_sheet is not None:
+            _write_sheet(jobs, summary, contact_sheet, out.overwrite)
     if summary.interrupted:
-        err_console.print("interrupted: finished outputs are kept; run the same command again to do the rest",
-                          markup=False)
+        if world.main:
+            err_console.print("interrupted: finished outputs are kept; run the same command again to do the rest",
+                              markup=False)
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed:
         raise typer.Exit(EXIT_FAILED_JOBS)
@@ -304,14 +320,15 @@ def _print_summary(summary: Any, total: int) -> None:
         table.add_row("not started", str(untried))
     console.print(table)
     for outcome in summary.failed:
-        console.print(f"failed: {outcome.job.content.path} x {outcome.job.style_label}: {outcome.reason}",
+        reason = outcome.reason.removeprefix(f"{outcome.job.content.path}: ")
+        console.print(f"failed: {outcome.job.content.path} x {outcome.job.style_label}: {reason}",
                       markup=False, highlight=False, soft_wrap=True)
 
 
-def _write_sheet(jobs: list[Any], failed: set[int], path: Path, overwrite: bool) -> None:
+def _write_sheet(jobs: list[Any], summary: Any, path: Path, overwrite: bool) -> None:
     from stylize.batchrun import write_contact_sheet
 
-    write_contact_sheet(jobs, failed, path, overwrite)
+    write_contact_sheet(jobs, summary, path, overwrite)
     console.print(f"contact sheet: {path}", markup=False, highlight=False, soft_wrap=True)
 
 

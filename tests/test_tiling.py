@@ -91,6 +91,7 @@ def test_cli_tile_option_keeps_size_and_picture(tmp_path, network):
         assert result.exit_code == 0, result.output
     with Image.open(tiled) as img:
         assert img.size == (333, 250)
-    assert (load_image(tiled).rgb - load_image(whole).rgb).abs().mean() < 2e-3
+    # statistics from the photo at twice the tile side (256 px here): close, not identical
+    assert (load_image(tiled).rgb - load_image(whole).rgb).abs().mean() < 0.02
     bad = runner.invoke(app, ["run", str(photo), "--model", str(model), "--tile", "50"])
     assert bad.exit_code == 2 and "--tile" in bad.stderr
