@@ -171,7 +171,7 @@ def plan(pairs: list[tuple[Source, tuple[Path, ...]]], folder: Path | None, temp
         else:
             output = render(template, content.path.parent if folder is None else folder, content, label, ext)
         job = PlannedJob(content, styles, label, output, output.exists())
-        if output.suffix.lower() not in FORMATS:
+        if file is None and output.suffix.lower() not in FORMATS:
             raise OutputError(f"--name '{template}' gives '{output.name}', which has no image suffix; end it "
                               f"with .{{ext}} or one of {', '.join(sorted(FORMATS))}")
         if output in seen:

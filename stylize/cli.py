@@ -454,10 +454,18 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train a fast feed-forward network for STYLE on a folder of photos (Johnson et al.)."""
+    from stylize import distributed
     from stylize import train as training
+    from stylize.device import resolve_device
     from stylize.transformer import TransformerConfig
 
+    world = distributed.world_from_env()
+    say = console.print if world.main else (lambda *a, **k: None)  # under torchrun rank 0 speaks
     try:
+        device = distributed.device_for(device, world)
+        if world.distributed:
+            distributed.start(resolve_device(device), world)
+        quiet = quiet or not world.main
         loss = LossConfig(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight)
         config = TrainConfig(image_size=image_size, batch_size=batch_size, steps=steps, epochs=epochs,
                              learning_rate=lr, style_size=style_size, checkpoint_every=checkpoint_every, seed=seed,
@@ -465,21 +473,29 @@ def train(
         network = TransformerConfig(width=width, blocks=blocks, norm=norm)
         job = training.prepare_training(style, data, output, config, network,
                                         BackboneConfig(name=backbone, weights=weights, download_progress=not quiet),
-                                        device, overwrite, resume, preview)
-        if job.skipped:
+                                        device, overwrite, resume, preview, world)
+        if job.skipped and world.main:
             err_console.print(f"warning: skipped {len(job.skipped)} unreadable file(s) in {data}", markup=False)
-        console.print(f"training on {len(job.photos)} photos, {job.total_steps} steps of {batch_size}, "
-                      f"from step {job.start_step}, on {job.device}", markup=False, highlight=False)
+        steps_of = (f"{batch_size} x {world.size} processes = {batch_size * world.size} photos"
+                    if world.distributed else f"{batch_size}")
+        say(f"training on {len(job.photos)} photos, {job.total_steps} steps of {steps_of}, "
+            f"from step {job.start_step}, on {job.device}", markup=False, highlight=False)
         with _train_display(quiet, job.start_step, job.total_steps) as report:
             result = training.train(job, on_progress=report)
     except StylizeError as exc:
+        if not world.main:
+            raise typer.Exit(EXIT_BAD_INPUT) from None  # rank 0 says it
         raise _fail(str(exc)) from None
+    finally:
+        distributed.stop(world)
     if result.interrupted:
-        err_console.print(f"interrupted at step {result.steps_done}: checkpoint {result.checkpoint}; resume with "
-                          f"the same command plus --resume {result.checkpoint}", markup=False, soft_wrap=True)
+        if world.main:
+            err_console.print(f"interrupted at step {result.steps_done}: checkpoint {result.checkpoint}; resume "
+                              f"with the same command plus --resume {result.checkpoint}", markup=False,
+                              soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED)
-    console.print(f"saved {result.output} after {result.steps_done} steps (checkpoint {result.checkpoint})",
-                  markup=False, highlight=False, soft_wrap=True)
+    say(f"saved {result.output} after {result.steps_done} steps (checkpoint {result.checkpoint})",
+        markup=False, highlight=False, soft_wrap=True)
 
 
 class _train_display:

@@ -213,11 +213,12 @@ class TrainConfig:
         if self.workers < 0:
             raise InputError("--workers must be zero or positive")
 
-    def total_steps(self, dataset_size: int) -> int:
+    def total_steps(self, dataset_size: int, processes: int = 1) -> int:
+        """Steps to train; an epoch takes fewer steps when several processes share each step."""
         if self.steps is not None:
             return self.steps
         if self.epochs is not None:
-            return max(1, math.ceil(self.epochs * dataset_size / self.batch_size))
+            return max(1, math.ceil(self.epochs * dataset_size / (self.batch_size * processes)))
         return DEFAULT_TRAIN_STEPS
 
 

@@ -50,10 +50,17 @@ def scan_photos(root: Path) -> PhotoScan:
 class StepBatches(torch.utils.data.Dataset):
     """Item k is the ``[B,3,S,S]`` batch for training step k."""
 
-    def __init__(self, paths: list[Path], image_size: int, batch_size: int, seed: int, steps: int) -> None:
+    def __init__(self, paths: list[Path], image_size: int, batch_size: int, seed: int, steps: int,
+                 part: tuple[int, int] = (0, 1)) -> None:
+        """``batch_size`` is the global batch; with ``part=(rank, ranks)`` this process makes only
+        its share of it (torch.distributed: every rank a different slice of the same batch)."""
+        rank, ranks = part
+        if batch_size % ranks:
+            raise InputError(f"a batch of {batch_size} cannot be shared by {ranks} processes")
         self.paths = paths
         self.image_size = image_size
         self.batch_size = batch_size
+        self.rows = range(rank * batch_size // ranks, (rank + 1) * batch_size // ranks)
         self.seed = seed
         self.steps = steps
         self._perm: tuple[int, torch.Tensor] | None = None
@@ -70,7 +77,7 @@ class StepBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> torch.Tensor:
         crops = []
-        for j in range(self.batch_size):
+        for j in self.rows:
             sample = step * self.batch_size + j
             epoch, offset = divmod(sample, len(self.paths))
             index = int(self._permutation(epoch)[offset])

@@ -15,11 +15,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from stylize.atomic import check_writable
 from stylize.config import BackboneConfig, TrainConfig
 from stylize.dataset import StepBatches, ignore_sigint_in_worker, scan_photos, style_image
 from stylize.device import make_deterministic, resolve_device
+from stylize.distributed import SINGLE, World
 from stylize.errors import InputError, OutputError
 from stylize.features import FeatureExtractor, check_layers, load_weights
 from stylize.imageio import LoadedImage, load_image, save_image
@@ -62,6 +64,8 @@ class TrainJob:
     device: torch.device
     meta: dict
     preview: LoadedImage | None
+    world: World = SINGLE
+    model: torch.nn.Module | None = None  # what the step runs: the network, or its DDP wrapper
 
 
 def checkpoint_path(output: Path) -> Path:
@@ -75,8 +79,12 @@ def preview_path(output: Path, step: int) -> Path:
 
 def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig, network: TransformerConfig,
                      backbone: BackboneConfig, device: str, overwrite: bool, resume: Path | None = None,
-                     preview: Path | None = None) -> TrainJob:
-    """Check every input, load the photos list, the network and the style targets."""
+                     preview: Path | None = None, world: World = SINGLE) -> TrainJob:
+    """Check every input, load the photos list, the network and the style targets.
+
+    Under torchrun (``world``), every process prepares the same job; the network is wrapped in
+    DistributedDataParallel, which starts every rank from rank 0's weights and averages the
+    gradients, so each step trains on the global batch of ``batch_size`` x processes."""
     style_bytes = _read_style(style)
     scan = scan_photos(data)
     output = Path(output)
@@ -103,6 +111,9 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
     else:
         net = TransformerNet(network)
     net = net.to(torch_device).train()
+    model: torch.nn.Module = net
+    if world.distributed:
+        model = DistributedDataParallel(net, device_ids=[torch_device.index] if torch_device.type == "cuda" else None)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
@@ -110,7 +121,7 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
     with torch.no_grad():
         feats = extractor(style_image(style, long_side).to(torch_device))
     targets = style_targets([{n: feats[n] for n in style_layer_weights(config.loss)}], [1.0], config.loss.style_loss)
-    total = config.total_steps(len(scan.paths))
+    total = config.total_steps(len(scan.paths), world.size)
     if start_step >= total:
         raise InputError(f"the checkpoint has {start_step} steps already; ask for more with --steps")
     meta = {
@@ -120,11 +131,11 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
         "training": {**{k: v for k, v in asdict(config).items() if k != "loss"},
                      "content_weight": config.loss.content_weight, "style_weight": config.loss.style_weight,
                      "tv_weight": config.loss.tv_weight, "data": Path(data).name, "photos": len(scan.paths),
-                     "steps": total},
+                     "steps": total, "processes": world.size},
     }
     return TrainJob(Path(style), scan.paths, scan.skipped, output, overwrite, config, net, optimizer, start_step,
                     total, extractor, PerceptualLoss(config.loss, targets).to(torch_device), torch_device, meta,
-                    preview_image)
+                    preview_image, world, model)
 
 
 def _read_style(style: Path) -> bytes:
@@ -135,7 +146,10 @@ def _read_style(style: Path) -> bytes:
 def train(job: TrainJob, on_progress: Callable[[TrainProgress], None] | None = None) -> TrainResult:
     """Run the training loop; Ctrl-C writes a resumable checkpoint and returns."""
     cfg = job.config
-    batches = StepBatches(job.photos, cfg.image_size, cfg.batch_size, cfg.seed, job.total_steps)
+    world = job.world
+    batches = StepBatches(job.photos, cfg.image_size, cfg.batch_size * world.size, cfg.seed, job.total_steps,
+                          part=(world.rank, world.size))
+    model = job.model or job.network
     loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(job.start_step, job.total_steps),
                                          num_workers=cfg.workers, pin_memory=job.device.type == "cuda",
                                          worker_init_fn=ignore_sigint_in_worker if cfg.workers else None)
@@ -147,7 +161,7 @@ def train(job: TrainJob, on_progress: Callable[[TrainProgress], None] | None = N
             batch = batch.to(job.device, non_blocking=True)
             with torch.no_grad():
                 content_targets = {n: f for n, f in job.extractor(batch).items() if n in content_layers}
-            output = job.network(batch)
+            output = model(batch)
             parts = job.loss_fn(output, job.extractor(output), content_targets)
             job.optimizer.zero_grad(set_to_none=True)
             parts.total.backward()
@@ -155,20 +169,24 @@ def train(job: TrainJob, on_progress: Callable[[TrainProgress], None] | None = N
             done += 1
             if on_progress:
                 elapsed = time.perf_counter() - start
-                on_progress(TrainProgress(done, job.total_steps, (done - job.start_step) * cfg.batch_size / elapsed,
-                                          parts.as_floats(), elapsed))
+                images = (done - job.start_step) * cfg.batch_size * world.size
+                on_progress(TrainProgress(done, job.total_steps, images / elapsed, parts.as_floats(), elapsed))
             if done % cfg.checkpoint_every == 0 and done < job.total_steps:
                 _checkpoint(job, done)
     except KeyboardInterrupt:
         return TrainResult(done, True, None, _checkpoint(job, done))
     checkpoint = _checkpoint(job, done)
     job.network.eval()
-    save_model(job.output, job.network, {**job.meta, "steps": done}, overwrite=job.overwrite)
+    if world.main:
+        save_model(job.output, job.network, {**job.meta, "steps": done}, overwrite=job.overwrite)
     return TrainResult(done, False, job.output, checkpoint)
 
 
 def _checkpoint(job: TrainJob, step: int) -> Path:
+    """Rank 0 writes the checkpoint (every rank holds the same weights) and the preview."""
     path = checkpoint_path(job.output)
+    if not job.world.main:
+        return path
     resume = {"step": step, "optimizer": job.optimizer.state_dict()}
     save_model(path, job.network, {**job.meta, "steps": step}, resume=resume, overwrite=True)
     if job.preview is not None:
