@@ -141,7 +141,6 @@ def run(
     """Stylize photos with paintings (Gatys et al.'s iterative method) or with a trained --model.
 
     One photo and one style write one image; folders, patterns or several images make a batch."""
-    from stylize import batch as planning
     from stylize import distributed
 
     world = distributed.world_from_env()
@@ -151,22 +150,8 @@ def run(
         out_cfg = OutputConfig(template=name, format=image_format, quality=quality, pairs=pairs,
                                recursive=recursive, overwrite=overwrite, max_pixels=max_pixels,
                                batch_size=batch_size, tile=tile)
-        content_specs, style_specs = _split_inputs(inputs, style_option, model)
-        contents = planning.expand(content_specs, recursive, "content")
-        styles = planning.expand(style_specs, recursive, "style") if style_specs else []
         blend = parse_numbers(style_blend, "--style-blend") if style_blend else None
-        if blend is not None and len(blend) != len(styles):
-            raise InputError(f"--style-blend has {len(blend)} weights for {len(styles)} style image(s)")
-        groups = [tuple(s.path for s in styles)] if blend or model else [(s.path,) for s in styles]
-        single = (len(contents) == 1 and len(groups) == 1 and contents[0].explicit
-                  and all(s.explicit for s in styles))
-        folder, file = planning.output_folder(output, batch=not single)
-        ext = _extension(image_format, file)
-        model_name = _model_name(model) if model else None
-        contents = planning.without_outputs(contents, folder)
-        if not contents:
-            raise InputError("every content image is inside the output folder; give -o another folder")
-        jobs = planning.plan(planning.pair(contents, groups, pairs), folder, name, ext, model_name, file)
+        jobs, single = _plan(inputs, style_option, model, blend, output, out_cfg)
         if dry_run:
             if world.main:
                 _print_plan(jobs, overwrite)
@@ -211,6 +196,28 @@ def run(
         raise _fail(str(exc)) from None
     finally:
         distributed.stop(world)
+
+
+def _plan(inputs: list[Path], style_option: Optional[list[Path]], model: Optional[str],
+          blend: Optional[tuple[float, ...]], output: Optional[Path], out: OutputConfig) -> tuple[list[Any], bool]:
+    """The jobs (content, styles, output path) and whether this is a single run (one photo file,
+    one style) rather than a batch."""
+    from stylize import batch as planning
+
+    content_specs, style_specs = _split_inputs(inputs, style_option, model)
+    contents = planning.expand(content_specs, out.recursive, "content")
+    styles = planning.expand(style_specs, out.recursive, "style") if style_specs else []
+    if blend is not None and len(blend) != len(styles):
+        raise InputError(f"--style-blend has {len(blend)} weights for {len(styles)} style image(s)")
+    groups = [tuple(s.path for s in styles)] if blend or model else [(s.path,) for s in styles]
+    single = len(contents) == 1 and len(groups) == 1 and contents[0].explicit and all(s.explicit for s in styles)
+    folder, file = planning.output_folder(output, batch=not single)
+    contents = planning.without_outputs(contents, folder)
+    if not contents:
+        raise InputError("every content image is inside the output folder; give -o another folder")
+    model_name = _model_name(model) if model else None
+    pairs = planning.pair(contents, groups, out.pairs)
+    return planning.plan(pairs, folder, out.template, _extension(out.format, file), model_name, file), single
 
 
 def _split_inputs(inputs: list[Path], style_option: Optional[list[Path]], model: Optional[str]
