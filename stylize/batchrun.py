@@ -69,14 +69,16 @@ class Summary:
         return [o for o in self.outcomes if o.status is Status.failed]
 
 
+# torch.OutOfMemoryError is torch >= 2.5; before, CUDA's was the only one.
+_OUT_OF_MEMORY = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), MemoryError)
+# Errors that fail one job and let the batch go on; anything else is a bug and stops it.
+JOB_ERRORS = (StylizeError, *_OUT_OF_MEMORY)
+
+
 def _failure(exc: BaseException) -> str:
-    if isinstance(exc, torch.OutOfMemoryError) or isinstance(exc, MemoryError):
+    if isinstance(exc, _OUT_OF_MEMORY):
         return "out of memory (try a smaller --size, or --tile with a model)"
     return str(exc)
-
-
-# Errors that fail one job and let the batch go on; anything else is a bug and stops it.
-JOB_ERRORS = (StylizeError, torch.OutOfMemoryError, MemoryError)
 
 
 def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: OutputConfig,
