@@ -91,6 +91,8 @@ def run(
     optimizer: Annotated[OptimizerKind, typer.Option(help="Optimiser.")] = DEFAULT_RUN.optimizer,
     lr: Annotated[float, typer.Option("--lr", help="Adam's learning rate.")] = DEFAULT_RUN.learning_rate,
     init: Annotated[InitKind, typer.Option(help="Starting image.")] = DEFAULT_RUN.init,
+    init_image: Annotated[Optional[Path], typer.Option(help="Start from this image instead (e.g. the output of "
+                          "an interrupted run, to go on from it).", show_default=False)] = None,
     content_weight: Annotated[float, typer.Option(help="alpha: weight of the content loss.")] = DEFAULT_LOSS.content_weight,
     style_weight: Annotated[float, typer.Option(help="beta: weight of the style loss.")] = DEFAULT_LOSS.style_weight,
     tv_weight: Annotated[float, typer.Option(help="Weight of total-variation smoothing.")] = DEFAULT_LOSS.tv_weight,
@@ -176,7 +178,9 @@ def run(
                 style_blend=blend, preserve_color=preserve_color, save_every=save_every, loss=loss)
             backbone_cfg = BackboneConfig(name=backbone, weights=weights, download_progress=not quiet)
             if single:
-                _single_iterative(jobs[0], config, backbone_cfg, device, out_cfg, quiet)
+                _single_iterative(jobs[0], config, backbone_cfg, device, out_cfg, quiet, init_image)
+            elif init_image is not None:
+                raise InputError("--init-image is for a single photo, not a batch")
             else:
                 from stylize.job import Iterative
                 _batch(jobs, Iterative(config, backbone_cfg, device), out_cfg, quiet, contact_sheet, world)
@@ -251,15 +255,17 @@ def _model_name(model: str) -> str:
 
 
 def _single_iterative(planned: Any, config: RunConfig, backbone: BackboneConfig, device: str, out: OutputConfig,
-                      quiet: bool) -> None:
+                      quiet: bool, init_image: Optional[Path]) -> None:
     from stylize import job as jobs
 
     job = jobs.prepare(planned.content.path, list(planned.styles), planned.output, config, backbone, device,
-                       out.overwrite, out.quality, out.max_pixels)
+                       out.overwrite, out.quality, out.max_pixels, init_image)
     with _progress_display(quiet) as report:
         result = jobs.execute(job, on_progress=report)
     if result.interrupted:
-        err_console.print(f"interrupted: kept the best image so far in {job.output}", markup=False)
+        err_console.print(f"interrupted: kept the best image so far in {job.output}; go on from it with the same "
+                          f"command plus --init-image {job.output} --overwrite (and --scales 1 to stay at full "
+                          "size)", markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     h, w = result.image.shape[-2:]
     losses = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())

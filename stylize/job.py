@@ -66,9 +66,10 @@ class Iterative:
         return schedule
 
     def run(self, content: LoadedImage, styles: list[LoadedImage], on_progress: ProgressFn | None = None,
-            on_snapshot=None) -> Result:
+            on_snapshot=None, init: LoadedImage | None = None) -> Result:
         return run_iterative(content.rgb, [s.rgb for s in styles], self.config, self.extractor,
-                             on_progress=on_progress, on_snapshot=on_snapshot, cache=self.cache)
+                             on_progress=on_progress, on_snapshot=on_snapshot, cache=self.cache,
+                             init=None if init is None else init.rgb)
 
 
 class Fast:
@@ -144,6 +145,7 @@ class Job:
     quality: int
     stylizer: Iterative
     schedule: list[tuple[tuple[int, int], int]]
+    init: LoadedImage | None = None
 
 
 @dataclass(frozen=True)
@@ -161,9 +163,12 @@ def snapshot_path(output: Path, scale: int, iteration: int) -> Path:
 
 def prepare(content: Path, styles: list[Path], output: Path, config: RunConfig, backbone: BackboneConfig,
             device: str, overwrite: bool, quality: int = DEFAULT_QUALITY,
-            max_pixels: int = DEFAULT_MAX_PIXELS) -> Job:
-    """Validate every input and option, load images and the network; raise StylizeError on any problem."""
+            max_pixels: int = DEFAULT_MAX_PIXELS, init: Path | None = None) -> Job:
+    """Validate every input and option, load images and the network; raise StylizeError on any problem.
+
+    ``init``: an image to start from instead of the photo, e.g. the result of an interrupted run."""
     content_img = load_image(Path(content), max_pixels)
+    init_img = load_image(Path(init), max_pixels) if init is not None else None
     style_imgs = [load_image(Path(s), max_pixels) for s in styles]
     check_output(output, overwrite)
     stylizer = Iterative(config, backbone, device)
@@ -174,7 +179,7 @@ def prepare(content: Path, styles: list[Path], output: Path, config: RunConfig, 
                 path = snapshot_path(output, index, it)
                 if path.exists() and not overwrite:
                     raise OutputError(f"{path}: exists already; pass --overwrite to replace it")
-    return Job(content_img, style_imgs, output, overwrite, quality, stylizer, schedule)
+    return Job(content_img, style_imgs, output, overwrite, quality, stylizer, schedule, init_img)
 
 
 def execute(job: Job, on_progress: ProgressFn | None = None) -> JobResult:
@@ -184,7 +189,7 @@ def execute(job: Job, on_progress: ProgressFn | None = None) -> JobResult:
     def snapshot(image: torch.Tensor, p: Progress) -> None:
         save_result(image, job.content, snapshot_path(job.output, p.scale, p.iteration), True, job.quality)
 
-    result = job.stylizer.run(job.content, job.styles, on_progress, snapshot)
+    result = job.stylizer.run(job.content, job.styles, on_progress, snapshot, job.init)
     save_result(result.image, job.content, job.output, job.overwrite, job.quality)
     return JobResult(result.image, result.losses, result.interrupted, time.perf_counter() - start)
 

@@ -176,10 +176,12 @@ def initial_image(config: RunConfig, content: torch.Tensor, styles: list[torch.T
 
 def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: RunConfig,
                   extractor: FeatureExtractor, on_progress: ProgressFn | None = None,
-                  on_snapshot: SnapshotFn | None = None, cache: StyleCache | None = None) -> Result:
+                  on_snapshot: SnapshotFn | None = None, cache: StyleCache | None = None,
+                  init: torch.Tensor | None = None) -> Result:
     """Stylise ``content`` ([1,3,H,W] in [0,1]) with ``styles``; tensors are moved to the extractor's device.
 
-    ``cache`` keeps style statistics between runs with the same extractor and config (a batch)."""
+    ``cache`` keeps style statistics between runs with the same extractor and config (a batch);
+    ``init`` replaces the starting image (e.g. the result of an interrupted run, to go on from it)."""
     device = next(extractor.parameters()).device
     torch.manual_seed(config.seed)
     content = content.to(device)
@@ -188,7 +190,10 @@ def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: Run
     schedule = plan_schedule(*content.shape[-2:], config, min_side)
     start = time.perf_counter()
     first = schedule[0][0]
-    best = initial_image(config, resize(content, first), [resize(s, first) for s in styles])
+    if init is not None:
+        best = resize(init.to(device), first)
+    else:
+        best = initial_image(config, resize(content, first), [resize(s, first) for s in styles])
     best_content, losses = resize(content, first), {}
     state: ScaleOptimizer | None = None
     try:

@@ -218,3 +218,18 @@ def test_ctrl_c_keeps_the_best_image_and_exits_non_zero(photo, painting, tmp_pat
         img.load()
         assert img.size == (64, 53)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary files
+
+
+def test_init_image_goes_on_from_an_earlier_result(photo, painting, tmp_path):
+    def total(result) -> float:
+        assert result.exit_code == 0, result.output
+        return float(result.stdout.split("loss: total ")[1].split(",")[0])
+
+    first = tmp_path / "first.png"
+    base = ["--size", "48", "--scales", "1", "--quiet"]
+    short = total(invoke("run", photo, painting, "-o", first, "--iterations", "5", *base))
+    more = total(invoke("run", photo, painting, "-o", tmp_path / "more.png", "--iterations", "5",
+                        "--init-image", first, *base))
+    assert more < short  # five more iterations from where the first run stopped
+    bad = invoke("run", photo, painting, "-o", tmp_path / "x.png", "--init-image", tmp_path / "nope.png", *base)
+    assert_one_line_error(bad, "no such file")

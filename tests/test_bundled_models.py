@@ -1,0 +1,69 @@
+"""The trained models shipped in the package: listed, loadable by name, and they really stylise."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from stylize.cli import app
+from stylize.config import BackboneConfig, LossConfig
+from stylize.features import load_extractor
+from stylize.imageio import fit_long_side, load_image, resize
+from stylize.losses import PerceptualLoss, required_layers, style_layer_weights, style_targets
+from stylize.modelfile import bundled_models, load_model
+from stylize.transformer import stylize_image
+
+from conftest import SAMPLES, SHARED
+
+NAMES = ["shipwreck", "starry_night", "the_scream"]
+CPU = torch.device("cpu")
+
+
+def test_three_models_are_bundled_and_listed():
+    assert sorted(p.stem for p in bundled_models()) == NAMES
+    result = CliRunner().invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert sorted(rows) == NAMES
+    for row in rows.values():
+        assert row["steps"] >= 1000 and row["photos"] == 294 and row["style"].endswith(".jpg")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bundled_model_by_name_stylises_a_sample(name, tmp_path):
+    out = tmp_path / f"{name}.png"
+    result = CliRunner().invoke(app, ["run", str(SAMPLES / "chelsea.jpg"), "--model", name, "-o", str(out),
+                                      "--size", "128", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    photo = resize(load_image(SAMPLES / "chelsea.jpg").rgb, (85, 128))
+    styled = load_image(out).rgb
+    assert styled.shape == photo.shape
+    assert (styled - photo).abs().mean() > 0.05  # a real change, not the photo back
+
+
+@pytest.mark.skipif(not (SHARED / "styles").is_dir(), reason="needs ../shared/data/styles (the paintings)")
+@pytest.mark.parametrize("name", NAMES)
+def test_bundled_model_moves_the_photo_towards_its_painting(name):
+    """Under the bundled VGG, the output's style loss against the model's own painting is far
+    lower than the photo's, and lower than against the other paintings' models' outputs."""
+    model = load_model(name)
+    loss_cfg = LossConfig(style_weight=1.0, content_weight=0.0, tv_weight=0.0)
+    extractor = load_extractor(BackboneConfig(), required_layers(loss_cfg), CPU)
+    painting = load_image(SHARED / "styles" / model.meta["style_name"]).rgb
+    painting = resize(painting, fit_long_side(*painting.shape[-2:], 256))
+    with torch.no_grad():
+        feats = extractor(painting)
+        targets = style_targets([{n: feats[n] for n in style_layer_weights(loss_cfg)}], [1.0], loss_cfg.style_loss)
+        loss = PerceptualLoss(loss_cfg, targets)
+        photo = resize(load_image(SAMPLES / "astronaut.jpg").rgb, (256, 256))
+
+        def style_loss(image: torch.Tensor) -> float:
+            return float(loss(image, extractor(image), {}).style)
+
+        own = style_loss(stylize_image(model.network, photo, CPU))
+        others = [style_loss(stylize_image(load_model(n).network, photo, CPU)) for n in NAMES if n != name]
+    assert own < 0.5 * style_loss(photo)
+    assert own < min(others)
