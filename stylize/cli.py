@@ -545,9 +545,11 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
 
     rows = []
     for path in bundled_models():
-        meta = load_model(path).meta
+        loaded = load_model(path)
+        meta, net = loaded.meta, loaded.network.config
         training = meta.get("training", {})
         rows.append({"name": path.stem, "style": meta.get("style_name", "?"), "mb": round(path.stat().st_size / 1e6, 1),
+                     "network": f"{net.width}-{2 * net.width}-{4 * net.width}, {net.blocks} blocks, {net.norm.value}",
                      "steps": meta.get("steps"), "image_size": training.get("image_size"),
                      "style_weight": training.get("style_weight"), "photos": training.get("photos")})
     if as_json:
@@ -556,7 +558,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     if not rows:
         console.print("no bundled models", markup=False)
     for r in rows:
-        console.print(f"{r['name']:<12} style {r['style']:<18} {r['mb']} MB  {r['steps']} steps at "
+        console.print(f"{r['name']:<12} style {r['style']:<18} {r['mb']} MB  {r['network']}; {r['steps']} steps at "
                       f"{r['image_size']} px, style weight {r['style_weight']}, {r['photos']} photos",
                       markup=False, highlight=False, soft_wrap=True)
 
