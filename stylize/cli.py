@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import platform
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -64,6 +66,22 @@ err_console = Console(stderr=True)
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+@contextmanager
+def _command(world: Any) -> Iterator[None]:
+    """A command's core errors as one line and exit code 2 (said once, by rank 0 under torchrun);
+    the process group, if any, is left on the way out."""
+    from stylize import distributed
+
+    try:
+        yield
+    except StylizeError as exc:
+        if not world.main:
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise _fail(str(exc)) from None
+    finally:
+        distributed.stop(world)
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
@@ -146,7 +164,7 @@ def run(
     from stylize import distributed
 
     world = distributed.world_from_env()
-    try:
+    with _command(world):
         device = distributed.device_for(device, world)
         quiet = quiet or not world.main  # under torchrun only rank 0 shows progress
         out_cfg = OutputConfig(template=name, format=image_format, quality=quality, pairs=pairs,
@@ -194,12 +212,6 @@ def run(
         if single and contact_sheet is not None:
             from stylize.batchrun import Summary
             _write_sheet(jobs, Summary(), contact_sheet, overwrite)
-    except StylizeError as exc:
-        if not world.main:
-            raise typer.Exit(EXIT_BAD_INPUT) from None  # rank 0 says it
-        raise _fail(str(exc)) from None
-    finally:
-        distributed.stop(world)
 
 
 def _plan(inputs: list[Path], style_option: Optional[list[Path]], model: Optional[str],
@@ -474,7 +486,7 @@ def train(
 
     world = distributed.world_from_env()
     say = console.print if world.main else (lambda *a, **k: None)  # under torchrun rank 0 speaks
-    try:
+    with _command(world):
         device = distributed.device_for(device, world)
         if world.distributed:
             distributed.start(resolve_device(device), world)
@@ -495,12 +507,6 @@ def train(
             f"from step {job.start_step}, on {job.device}", markup=False, highlight=False)
         with _train_display(quiet, job.start_step, job.total_steps) as report:
             result = training.train(job, on_progress=report)
-    except StylizeError as exc:
-        if not world.main:
-            raise typer.Exit(EXIT_BAD_INPUT) from None  # rank 0 says it
-        raise _fail(str(exc)) from None
-    finally:
-        distributed.stop(world)
     if result.interrupted:
         if world.main:
             err_console.print(f"interrupted at step {result.steps_done}: checkpoint {result.checkpoint}; resume "
