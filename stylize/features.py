@@ -180,15 +180,18 @@ def load_weights(config: BackboneConfig) -> LoadedWeights:
 
 def _download_torchvision(backbone: Backbone, progress: bool) -> LoadedWeights:
     cache = torchvision_cache_path(backbone)
-    try:
-        state = torch.hub.load_state_dict_from_url(torchvision_weights_url(backbone), progress=progress,
-                                                   map_location="cpu", weights_only=True)
-    except (URLError, OSError, ConnectionError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise WeightsError(f"cannot download {backbone.value} weights ({reason}); put the file at {cache} "
-                           "or pass --weights PATH to a local torchvision state dict") from None
+    if not cache.is_file():
+        # torch's download_url_to_file writes a temporary file and renames it: never a partial
+        # cache. (load_state_dict_from_url would also print a "Downloading" line before failing.)
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(torchvision_weights_url(backbone), str(cache), progress=progress)
+        except (URLError, OSError, ConnectionError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise WeightsError(f"cannot download {backbone.value} weights ({reason}); put the file at {cache} "
+                               "or pass --weights PATH to a local torchvision state dict") from None
     arch = "vgg19" if backbone is Backbone.vgg19 else "vgg16"
-    return LoadedWeights(arch, _features_only(state, cache), f"torchvision IMAGENET1K_V1 ({cache})")
+    return LoadedWeights(arch, _read_state(cache), f"torchvision IMAGENET1K_V1 ({cache})")
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ import torchvision
 from stylize.config import Backbone, BackboneConfig
 from stylize.errors import InputError, WeightsError
 from stylize.features import (FeatureExtractor, build_features, bundled_weights_path, check_layers, layer_names,
-                              load_weights, min_image_side, weights_status)
+                              load_weights, min_image_side, torchvision_cache_path, weights_status)
 
 
 def torchvision_features(arch: str) -> torch.nn.Sequential:
@@ -119,10 +119,25 @@ def test_offline_download_names_cache_and_weights_option(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise URLError("no network")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(WeightsError) as info:
         load_weights(BackboneConfig(name=Backbone.vgg19))
     message = str(info.value)
     assert str(tmp_path) in message and "--weights" in message and "\n" not in message
     assert weights_status(Backbone.vgg19).startswith("not downloaded")
     assert weights_status(Backbone.vgg16).startswith("bundled")
+
+
+def test_cached_torchvision_weights_load_without_network(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("must not download a cached file")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    cache = torchvision_cache_path(Backbone.vgg19)
+    cache.parent.mkdir(parents=True)
+    _save_full_model_state(cache, "vgg19")
+    loaded = load_weights(BackboneConfig(name=Backbone.vgg19))
+    assert loaded.arch == "vgg19" and "28.weight" in loaded.state
+    assert weights_status(Backbone.vgg19).startswith("cached")
