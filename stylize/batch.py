@@ -187,7 +187,6 @@ def _describe(job: PlannedJob) -> str:
     return f"{job.content.path} x {job.style_label}"
 
 
-
 def without_outputs(contents: list[Source], folder: Path | None) -> list[Source]:
     """Drop photos found (by a folder or pattern) inside the output folder: earlier results must
     not become new inputs when a batch is run again with -o inside its input folder."""

@@ -95,15 +95,6 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     return LoadedImage(rgb=rgb, alpha=alpha, path=path, metadata=metadata)
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file's header, without decoding; raise ImageError if unreadable."""
-    try:
-        with _pillow_limit_off(), Image.open(path) as img:
-            return img.size
-    except (OSError, ValueError, SyntaxError, EOFError):
-        raise ImageError(f"{path}: not an image file that can be read") from None
-
-
 @contextmanager
 def _pillow_limit_off() -> Iterator[None]:
     """Pillow's own bomb check fires at a fixed size with a message about Pillow; ours (above)

@@ -87,10 +87,6 @@ class Fast:
         self.model.network.to(self.device)
         self.size, self.keep_color, self.tile = size, keep_color, tile
 
-    @property
-    def name(self) -> str:
-        return self.model.path.stem
-
     def input(self, content: LoadedImage) -> torch.Tensor:
         """The photo at the size it is stylised at."""
         image = content.rgb
@@ -108,13 +104,10 @@ class Fast:
             return None
         return max(MIN_TILE, min(1024, largest_fitting_side(self.model.network, budget // 2)) // 4 * 4)
 
-    def fits_batch(self, height: int, width: int, batch: int) -> bool:
-        return self.tile_for(height, width, batch) is None
-
     def run(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
         """Stylise same-size images in one pass, or one by one in tiles when they are too large."""
         height, width = images[0].shape[-2:]
-        if len(images) > 1 and self.fits_batch(height, width, len(images)):
+        if len(images) > 1 and self.tile_for(height, width, len(images)) is None:
             results = list(stylize_image(self.model.network, torch.cat(images), self.device).split(1))
         else:
             results = [self._one(image) for image in images]
