@@ -3,7 +3,7 @@
     python benchmarks/batch.py [--device cuda] [--model NAME_OR_PATH] [--huge 6000x4000]
 
 1. A folder of 32 photos of one size (512x384: ../shared/data/photos cropped, or generated
-   scenes without ../shared) through `run_fast_batch`, the code behind `stylize run DIR --model`,
+   scenes without ../shared) through `run_batch`, the code behind `stylize run DIR --model`,
    at --batch-size 1 and larger: images per second, each measured in this run.
 2. A 6000x4000 photo through the tiled path in a child process: its peak resident memory next
    to the estimate for one untiled pass (what auto-tiling avoids), and the time taken.
@@ -24,7 +24,7 @@ import torch
 from PIL import Image, ImageOps
 
 from stylize.batch import expand, pair, plan
-from stylize.batchrun import run_fast_batch
+from stylize.batchrun import Status, run_batch
 from stylize.config import OutputConfig, Pairing
 from stylize.job import Fast
 from stylize.modelfile import bundled_models, save_model
@@ -61,9 +61,9 @@ def throughput(model: Path | str, device: str, photos: Path, batch_size: int, ou
     stylizer = Fast(model, device)
     jobs = plan(pair(expand([photos], False, "content"), [()], Pairing.product), out, "{content}.{ext}", "png", "m")
     start = time.perf_counter()
-    summary = run_fast_batch(jobs, stylizer, OutputConfig(batch_size=batch_size, overwrite=True))
+    summary = run_batch(jobs, stylizer, OutputConfig(batch_size=batch_size, overwrite=True))
     seconds = time.perf_counter() - start
-    assert summary.count(summary.outcomes[0].status) == len(jobs), "every photo must be done"
+    assert summary.count(Status.done) == len(jobs), "every photo must be done"
     return len(jobs) / seconds
 
 

@@ -83,14 +83,11 @@ def _failure(exc: BaseException) -> str:
 
 def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: OutputConfig,
                         on_job: JobFn | None = None, on_progress: ProgressFn | None = None) -> Summary:
-    """Gatys et al. for each job in turn; each style image is read once."""
-    prepare_folders(jobs)
+    """Gatys et al. for each job in turn (all of them: skipping is run_batch's); each style
+    image is read once."""
     summary = Summary()
     styles: dict[Path, LoadedImage | StylizeError] = {}
     for index, job in enumerate(jobs):
-        if job.exists and not options.overwrite:
-            _record(summary, on_job, index, len(jobs), Outcome(job, Status.skipped, "exists"))
-            continue
         if on_job:
             on_job(JobEvent(index, len(jobs), job, None))
         start = time.perf_counter()
@@ -134,16 +131,10 @@ def _record(summary: Summary, on_job: JobFn | None, index: int, total: int, outc
 
 def run_fast_batch(jobs: list[PlannedJob], stylizer: Fast, options: OutputConfig,
                    on_job: JobFn | None = None) -> Summary:
-    """A trained network over every job; same-size photos go through it together."""
-    prepare_folders(jobs)
+    """A trained network over every job (all of them: skipping is run_batch's); same-size photos
+    go through it together. Outcomes come in the order the photos finish."""
     summary = Summary()
-    todo: list[tuple[int, PlannedJob]] = []
-    for index, job in enumerate(jobs):
-        if job.exists and not options.overwrite:
-            _record(summary, on_job, index, len(jobs), Outcome(job, Status.skipped, "exists"))
-        else:
-            todo.append((index, job))
-    loader = _Loader(todo, options.max_pixels, prefetch=2 * options.batch_size)
+    loader = _Loader(list(enumerate(jobs)), options.max_pixels, prefetch=2 * options.batch_size)
     pending: dict[tuple[int, int], list[tuple[int, PlannedJob, LoadedImage, torch.Tensor]]] = {}
     try:
         for index, job, loaded in loader:
@@ -167,8 +158,6 @@ def run_fast_batch(jobs: list[PlannedJob], stylizer: Fast, options: OutputConfig
         summary.interrupted = True
     finally:
         loader.close()
-    order = {id(job): index for index, job in enumerate(jobs)}
-    summary.outcomes.sort(key=lambda o: order[id(o.job)])
     return summary
 
 
@@ -244,8 +233,10 @@ def write_contact_sheet(jobs: list[PlannedJob], summary: Summary, path: Path, ov
 
 def run_batch(jobs: list[PlannedJob], stylizer: Iterative | Fast, options: OutputConfig, world: World = SINGLE,
               on_job: JobFn | None = None, on_progress: ProgressFn | None = None) -> Summary:
-    """Run a planned batch; under torchrun each rank does its share of the jobs still to do and
-    every rank gets the summary of all of them."""
+    """Run a planned batch: existing outputs are skipped (unless --overwrite); under torchrun each
+    rank does its share of the jobs still to do and every rank gets the summary of all of them,
+    in the plan's order."""
+    prepare_folders(jobs)
     todo = [job for job in jobs if options.overwrite or not job.exists]
     mine = shard(todo, world)
     if isinstance(stylizer, Fast):

@@ -184,7 +184,7 @@ def test_batch_needs_an_output_folder_and_a_safe_template(folder, styles, tmp_pa
 
 def test_style_statistics_are_computed_once_per_batch(folder, styles):
     from stylize.batch import plan as make_plan
-    from stylize.batchrun import run_iterative_batch
+    from stylize.batchrun import run_batch
     from stylize.config import BackboneConfig, OutputConfig, RunConfig
     from stylize.job import Iterative
 
@@ -198,7 +198,7 @@ def test_style_statistics_are_computed_once_per_batch(folder, styles):
     stylizer.cache.get = counting  # type: ignore[method-assign]
     contents = expand([folder / "img2.jpg", folder / "img10.png"], False, "content")
     jobs = make_plan(pair(contents, [(styles[0],)], Pairing.product), folder.parent / "o", "{content}.{ext}", "png")
-    summary = run_iterative_batch(jobs, stylizer, OutputConfig())
+    summary = run_batch(jobs, stylizer, OutputConfig())
     assert [o.status.value for o in summary.outcomes] == ["done", "done"]
     assert computed == [32]  # one scale, one style, two photos of one size: computed once
 
@@ -264,7 +264,7 @@ def test_model_batches_same_size_photos_and_matches_one_by_one(tmp_path, model):
 
 
 def test_model_batch_groups_by_size(tmp_path, model):
-    from stylize.batchrun import run_fast_batch
+    from stylize.batchrun import run_batch
     from stylize.config import OutputConfig
     from stylize.job import Fast
 
@@ -277,6 +277,6 @@ def test_model_batch_groups_by_size(tmp_path, model):
     stylizer.model.network.register_forward_hook(lambda m, i, o: passes.append(o.shape[0]))
     contents = expand([photos], False, "content")
     jobs = plan(pair(contents, [()], Pairing.product), tmp_path / "out", "{content}.{ext}", "png", "tiny")
-    summary = run_fast_batch(jobs, stylizer, OutputConfig(batch_size=2))
+    summary = run_batch(jobs, stylizer, OutputConfig(batch_size=2))
     assert [o.status.value for o in summary.outcomes] == ["done"] * 5
     assert sorted(passes) == [1, 2, 2]  # two pairs of same-size photos, then the one left over
