@@ -177,9 +177,7 @@ def save_image(image: torch.Tensor, path: Path, alpha: torch.Tensor | None = Non
 
     ``alpha`` is resized to the image if needed; ``metadata`` (colour profile, EXIF) is kept."""
     path = Path(path)
-    fmt, keeps_alpha = FORMATS.get(path.suffix.lower(), (None, False))
-    if fmt is None:
-        raise OutputError(f"{path}: unknown image format '{path.suffix}'")
+    keeps_alpha = FORMATS.get(path.suffix.lower(), (None, False))[1]  # save_picture rejects unknown ones
     if alpha is not None and keeps_alpha:
         alpha = resize(alpha, tuple(image.shape[-2:]))
     save_picture(to_pil(image, alpha if keeps_alpha else None), path, overwrite, quality,

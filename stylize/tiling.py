@@ -32,16 +32,18 @@ MIN_TILE = 128
 STRIDE = 4  # the network's total downsampling
 
 
+def _bytes_per_pixel(network: TransformerNet) -> int:
+    return _BYTES_PER_PIXEL_PER_WIDTH * network.config.width + _BYTES_PER_PIXEL_FIXED
+
+
 def estimate_bytes(network: TransformerNet, height: int, width: int) -> int:
     """Rough peak memory of stylising a height x width image in one pass."""
-    per_pixel = _BYTES_PER_PIXEL_PER_WIDTH * network.config.width + _BYTES_PER_PIXEL_FIXED
-    return per_pixel * height * width
+    return _bytes_per_pixel(network) * height * width
 
 
 def largest_fitting_side(network: TransformerNet, budget: int, aspect: float = 1.0) -> int:
     """The longest side of an image (of the given height/width aspect) whose pass fits ``budget`` bytes."""
-    per_pixel = _BYTES_PER_PIXEL_PER_WIDTH * network.config.width + _BYTES_PER_PIXEL_FIXED
-    pixels = budget / per_pixel
+    pixels = budget / _bytes_per_pixel(network)
     short_over_long = min(aspect, 1 / aspect)
     return int((pixels / short_over_long) ** 0.5)
 
