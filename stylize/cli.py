@@ -363,6 +363,12 @@ def _format_losses(losses: dict[str, float]) -> str:
     return f"loss {losses.get('total', 0.0):.4g} ({parts})"
 
 
+def _bar() -> Progress:
+    """A progress display on stderr: description, bar, percentage, times, and an info field."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=err_console, transient=False)
+
+
 class _progress_display:
     """A rich progress bar over all scales, fed by the optimiser's progress callback."""
 
@@ -375,9 +381,7 @@ class _progress_display:
     def __enter__(self):
         if self.quiet:
             return None
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                                 console=err_console, transient=False)
+        self.progress = _bar()
         self.progress.__enter__()
         self.attach(self.progress)
         self.owned = True
@@ -410,13 +414,12 @@ class _batch_display:
         self.quiet, self.total, self.per_image = quiet, total, per_image
         self.progress: Progress | None = None
         self.image = _progress_display(quiet)
+        self.finished = 0  # counted: a batch with a model reports photos as they finish, not in order
 
     def __enter__(self):
         if self.quiet:
             return None, None
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                                 console=err_console, transient=False)
+        self.progress = _bar()
         self.progress.__enter__()
         self.task = self.progress.add_task(f"jobs 0/{self.total}", total=self.total, info="")
         if self.per_image:
@@ -425,11 +428,12 @@ class _batch_display:
 
     def on_job(self, event: Any) -> None:
         assert self.progress is not None
-        finished = event.index + (1 if event.outcome is not None else 0)
         info = f"{event.job.content.path.name} x {event.job.style_label}"
         if event.outcome is not None:
+            self.finished += 1
             info = f"{event.outcome.status.value}: {info}"
-        self.progress.update(self.task, completed=finished, description=f"jobs {finished}/{self.total}", info=info)
+        self.progress.update(self.task, completed=self.finished, description=f"jobs {self.finished}/{self.total}",
+                             info=info)
 
     def __exit__(self, *exc: Any) -> None:
         if self.progress is not None:
