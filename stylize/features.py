@@ -254,3 +254,15 @@ def load_extractor(config: BackboneConfig, layers: list[str], device: torch.devi
     """Load the configured backbone's weights and build an extractor for ``layers`` on ``device``."""
     weights = load_weights(config)
     return FeatureExtractor(weights.arch, weights.state, layers).to(device)
+
+
+def load_loss_extractor(config: BackboneConfig, content_layers: list[str], style_layers: list[str],
+                        device: torch.device) -> tuple[FeatureExtractor, str]:
+    """The extractor a perceptual loss needs, on ``device``, and where its weights came from.
+
+    Unknown layers are reported as content or style layers, with a "did you mean"."""
+    weights = load_weights(config)
+    check_layers(weights.arch, content_layers, "content layer")
+    check_layers(weights.arch, style_layers, "style layer")
+    layers = list(dict.fromkeys([*content_layers, *style_layers]))
+    return FeatureExtractor(weights.arch, weights.state, layers).to(device), weights.source

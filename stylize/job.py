@@ -19,7 +19,7 @@ from stylize.color import preserve_color
 from stylize.config import BackboneConfig, RunConfig
 from stylize.device import make_deterministic, memory_budget, resolve_device
 from stylize.errors import ImageError, OutputError, ResourceError
-from stylize.features import FeatureExtractor, check_layers, load_weights, min_image_side
+from stylize.features import load_loss_extractor, min_image_side
 from stylize.imageio import (DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, check_output, fit_long_side,
                              load_image, resize, save_result)
 from stylize.losses import content_layer_weights, required_layers, style_layer_weights
@@ -37,15 +37,12 @@ class Iterative:
 
     def __init__(self, config: RunConfig, backbone: BackboneConfig, device: str) -> None:
         self.device = resolve_device(device)
-        weights = load_weights(backbone)
-        check_layers(weights.arch, list(content_layer_weights(config.loss)), "content layer")
-        check_layers(weights.arch, list(style_layer_weights(config.loss)), "style layer")
-        layers = required_layers(config.loss)
-        self.min_side = min_image_side(weights.arch, layers)
-        self.config = config
-        self.arch = weights.arch
         make_deterministic(self.device)
-        self.extractor = FeatureExtractor(weights.arch, weights.state, layers).to(self.device)
+        self.extractor, _ = load_loss_extractor(backbone, list(content_layer_weights(config.loss)),
+                                                list(style_layer_weights(config.loss)), self.device)
+        self.arch = self.extractor.arch
+        self.min_side = min_image_side(self.arch, required_layers(config.loss))
+        self.config = config
         self.cache = StyleCache()
 
     def check(self, content: LoadedImage, styles: list[LoadedImage]) -> list[tuple[tuple[int, int], int]]:

@@ -23,9 +23,9 @@ from stylize.dataset import StepBatches, ignore_sigint_in_worker, scan_photos, s
 from stylize.device import make_deterministic, resolve_device
 from stylize.distributed import SINGLE, World
 from stylize.errors import InputError, OutputError
-from stylize.features import FeatureExtractor, check_layers, load_weights
+from stylize.features import FeatureExtractor, load_loss_extractor
 from stylize.imageio import LoadedImage, load_image, save_image
-from stylize.losses import PerceptualLoss, content_layer_weights, required_layers, style_layer_weights, style_targets
+from stylize.losses import PerceptualLoss, content_layer_weights, style_layer_weights, style_targets
 from stylize.modelfile import load_model, save_model
 from stylize.transformer import TransformerConfig, TransformerNet, stylize_image
 
@@ -85,7 +85,7 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
     Under torchrun (``world``), every process prepares the same job; the network is wrapped in
     DistributedDataParallel, which starts every rank from rank 0's weights and averages the
     gradients, so each step trains on the global batch of ``batch_size`` x processes."""
-    style_bytes = _read_style(style)
+    style_sha256 = hashlib.sha256(_read_style(style)).hexdigest()
     scan = scan_photos(data)
     output = Path(output)
     if output.suffix != ".pt":
@@ -94,17 +94,15 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
     preview_image = load_image(preview) if preview else None
     torch_device = resolve_device(device)
     make_deterministic(torch_device)
-    weights = load_weights(backbone)
-    check_layers(weights.arch, list(content_layer_weights(config.loss)), "content layer")
-    check_layers(weights.arch, list(style_layer_weights(config.loss)), "style layer")
-    extractor = FeatureExtractor(weights.arch, weights.state, required_layers(config.loss)).to(torch_device)
+    extractor, backbone_source = load_loss_extractor(backbone, list(content_layer_weights(config.loss)),
+                                                     list(style_layer_weights(config.loss)), torch_device)
     torch.manual_seed(config.seed)
     start_step, optimizer_state = 0, None
     if resume is not None:
         loaded = load_model(resume)
         if loaded.resume is None:
             raise InputError(f"{resume}: a finished model, not a checkpoint; resume from {checkpoint_path(output)}")
-        if loaded.meta.get("style_sha256") != hashlib.sha256(style_bytes).hexdigest():
+        if loaded.meta.get("style_sha256") != style_sha256:
             raise InputError(f"{resume}: was trained on another style image than {style}")
         net = loaded.network
         start_step, optimizer_state = int(loaded.resume["step"]), loaded.resume["optimizer"]
@@ -126,8 +124,8 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
         raise InputError(f"the checkpoint has {start_step} steps already; ask for more with --steps")
     meta = {
         "style_name": Path(style).name,
-        "style_sha256": hashlib.sha256(style_bytes).hexdigest(),
-        "backbone": weights.source,
+        "style_sha256": style_sha256,
+        "backbone": backbone_source,
         "training": {**{k: v for k, v in asdict(config).items() if k != "loss"},
                      "content_weight": config.loss.content_weight, "style_weight": config.loss.style_weight,
                      "tv_weight": config.loss.tv_weight, "data": Path(data).name, "photos": len(scan.paths),
