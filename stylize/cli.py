@@ -21,9 +21,9 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from typer.core import TyperGroup
 
 from stylize import __version__
-from stylize.config import (Backbone, BackboneConfig, ImageFormat, InitKind, LossConfig, NormKind, OptimizerKind,
-                            OutputConfig, Pairing, RunConfig, StyleLossKind, TrainConfig, parse_layer_weights,
-                            parse_numbers, parse_scales)
+from stylize.config import (Backbone, BackboneConfig, ExportFormat, ImageFormat, InitKind, LossConfig, NormKind,
+                            OptimizerKind, OutputConfig, Pairing, RunConfig, StyleLossKind, TrainConfig,
+                            parse_layer_weights, parse_numbers, parse_scales)
 from stylize.errors import InputError, StylizeError
 
 EXIT_FAILED_JOBS = 1  # a batch ran, but some of its jobs failed
@@ -69,11 +69,12 @@ def main() -> None:
 
 
 @contextmanager
-def _command(world: Any) -> Iterator[None]:
+def _command(world: Any = None) -> Iterator[None]:
     """A command's core errors as one line and exit code 2 (said once, by rank 0 under torchrun);
     the process group, if any, is left on the way out."""
     from stylize import distributed
 
+    world = world or distributed.World()
     try:
         yield
     except StylizeError as exc:
@@ -132,8 +133,9 @@ def run(
                        "features only).", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed (same inputs, seed and device: same output).")] = DEFAULT_RUN.seed,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="A trained model file (stylize train) or "
-                     "a bundled model's name (stylize models): one forward pass, no STYLE.",
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="A trained model file (stylize train), "
+                     "an exported .onnx/.ts file (stylize export) or a bundled model's name (stylize models): "
+                     "one forward pass, no STYLE.",
                      show_default=False)] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also search sub-folders of folder "
                          "inputs.")] = False,
@@ -292,7 +294,7 @@ def _single_fast(planned: Any, stylizer: Any, out: OutputConfig) -> None:
                             out.max_pixels)
     result = jobs.execute_fast(job)
     h, w = result.image.shape[-2:]
-    console.print(f"saved {job.output} ({w}x{h}) in {result.seconds:.2f} s with {stylizer.model.path.name}",
+    console.print(f"saved {job.output} ({w}x{h}) in {result.seconds:.2f} s with {stylizer.path.name}",
                   markup=False, highlight=False, soft_wrap=True)
 
 
@@ -470,6 +472,8 @@ def train(
     norm: Annotated[NormKind, typer.Option(help="Normalisation in the network.")] = NormKind.instance,
     width: Annotated[int, typer.Option(help="Channels of the first layer (classic: 32; small preset: 16).")] = 32,
     blocks: Annotated[int, typer.Option(help="Residual blocks (classic: 5; small preset: 3).")] = 5,
+    shuffle: Annotated[int, typer.Option(help="1: Johnson et al.'s layout; 2: every layer at half resolution "
+                                         "on 2x2 pixel blocks (the bundled models: 16 wide, 5 blocks).")] = 1,
     checkpoint_every: Annotated[int, typer.Option(help="Write a resumable checkpoint every N steps.")] = (
         DEFAULT_TRAIN.checkpoint_every),
     resume: Annotated[Optional[Path], typer.Option(help="Continue from a checkpoint (MODEL.ckpt.pt).",
@@ -499,7 +503,7 @@ def train(
         config = TrainConfig(image_size=image_size, batch_size=batch_size, steps=steps, epochs=epochs,
                              learning_rate=lr, style_size=style_size, checkpoint_every=checkpoint_every, seed=seed,
                              workers=workers, loss=loss)
-        network = TransformerConfig(width=width, blocks=blocks, norm=norm)
+        network = TransformerConfig(width=width, blocks=blocks, norm=norm, shuffle=shuffle)
         job = training.prepare_training(style, data, output, config, network,
                                         BackboneConfig(name=backbone, weights=weights, download_progress=not quiet),
                                         device, overwrite, resume, preview, world)
@@ -559,7 +563,8 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
         meta, net = loaded.meta, loaded.network.config
         training = meta.get("training", {})
         rows.append({"name": path.stem, "style": meta.get("style_name", "?"), "mb": round(path.stat().st_size / 1e6, 1),
-                     "network": f"{net.width}-{2 * net.width}-{4 * net.width}, {net.blocks} blocks, {net.norm.value}",
+                     "network": f"{net.width}-{2 * net.width}-{4 * net.width}, {net.blocks} blocks, {net.norm.value}"
+                                f"{', on 2x2 blocks' if net.shuffle == 2 else ''}",
                      "steps": meta.get("steps"), "image_size": training.get("image_size"),
                      "style_weight": training.get("style_weight"), "photos": training.get("photos")})
     if as_json:
@@ -574,6 +579,45 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
 
 
 # --------------------------------------------------------------------------------------- info
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="A model file from `stylize train`, or a bundled model's name.",
+                                         show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="The file to write \\[default: the "
+                      "model's name, .onnx or .ts].", show_default=False, dir_okay=False)] = None,
+    export_format: Annotated[Optional[ExportFormat], typer.Option("--format", help="onnx or torchscript "
+                             "\\[default: from -o's suffix, else onnx].", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing file.")] = False,
+) -> None:
+    """Export a trained network as ONNX (onnxruntime) or TorchScript (libtorch); `run --model` takes either."""
+    import torch
+
+    from stylize import exported
+    from stylize.atomic import check_writable
+    from stylize.modelfile import load_model
+
+    with _command():
+        loaded = load_model(model)
+        if output is None:
+            fmt = export_format or ExportFormat.onnx
+            output = Path(loaded.path.stem + (".onnx" if fmt is ExportFormat.onnx else ".ts"))
+        fmt = exported.format_for(output, export_format)
+        check_writable(output, overwrite)
+        exported.export_model(loaded.network, loaded.meta, output, fmt, overwrite)
+        try:
+            runner = exported.load_exported(output, torch.device("cpu"))
+        except exported.ExportError:  # ONNX written, but no onnxruntime here to run it
+            console.print(f"saved {output} ({fmt.value}); not checked: onnxruntime is not installed", markup=False,
+                          soft_wrap=True)
+            return
+        difference = exported.check_export(loaded.network, runner)
+        if difference > 1e-3:
+            raise exported.ExportError(f"{output}: the exported model's output differs from PyTorch's by "
+                                       f"{difference:.2g}; please report this")
+        console.print(f"saved {output} ({fmt.value}); output matches PyTorch's within {difference:.1g}",
+                      markup=False, highlight=False, soft_wrap=True)
+
 
 @app.command()
 def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:

@@ -57,6 +57,13 @@ class ImageFormat(str, Enum):
     tiff = "tiff"
 
 
+class ExportFormat(str, Enum):
+    """File formats of `stylize export`."""
+
+    onnx = "onnx"
+    torchscript = "torchscript"
+
+
 class Pairing(str, Enum):
     """How content images meet style images in a batch."""
 

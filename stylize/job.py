@@ -19,6 +19,7 @@ from stylize.color import preserve_color
 from stylize.config import BackboneConfig, RunConfig
 from stylize.device import make_deterministic, memory_budget, resolve_device
 from stylize.errors import ImageError, OutputError, ResourceError
+from stylize.exported import ExportedModel, is_exported, load_exported
 from stylize.features import load_loss_extractor, min_image_side
 from stylize.imageio import (DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, check_output, fit_long_side,
                              load_image, resize, save_result)
@@ -78,11 +79,19 @@ class Fast:
             raise ImageError(f"--size must be at least 16 pixels, got {size}")
         if tile is not None and tile != 0 and tile < MIN_TILE:
             raise ImageError(f"--tile must be 0 (never tile) or at least {MIN_TILE} pixels, got {tile}")
-        self.model: LoadedModel = load_model(model)
         self.device = resolve_device(device)
         make_deterministic(self.device)
-        self.model.network.to(self.device)
-        self.size, self.keep_color, self.tile = size, keep_color, tile
+        self.exported: ExportedModel | None = None
+        if is_exported(Path(model)):
+            if tile:
+                raise ImageError("--tile works with stylize's own .pt model files; an exported model runs in one pass")
+            self.exported = load_exported(Path(model), self.device)
+            self.path, self.tile = self.exported.path, 0
+        else:
+            self.model: LoadedModel = load_model(model)
+            self.model.network.to(self.device)
+            self.path, self.tile = self.model.path, tile
+        self.size, self.keep_color = size, keep_color
 
     def input(self, content: LoadedImage) -> torch.Tensor:
         """The photo at the size it is stylised at."""
@@ -99,12 +108,15 @@ class Fast:
         budget = memory_budget(self.device)
         if budget is None or batch * estimate_bytes(self.model.network, height, width) <= budget // 2:
             return None
-        return max(MIN_TILE, min(1024, largest_fitting_side(self.model.network, budget // 2)) // 4 * 4)
+        stride = self.model.network.config.stride
+        return max(MIN_TILE, min(1024, largest_fitting_side(self.model.network, budget // 2)) // stride * stride)
 
     def run(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
         """Stylise same-size images in one pass, or one by one in tiles when they are too large."""
         height, width = images[0].shape[-2:]
-        if len(images) > 1 and self.tile_for(height, width, len(images)) is None:
+        if self.exported is not None:
+            results = list(self.exported(torch.cat(images)).split(1))
+        elif len(images) > 1 and self.tile_for(height, width, len(images)) is None:
             results = list(stylize_image(self.model.network, torch.cat(images), self.device).split(1))
         else:
             results = [self._one(image) for image in images]

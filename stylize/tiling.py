@@ -29,11 +29,12 @@ from stylize.transformer import TransformerNet
 _BYTES_PER_PIXEL_PER_WIDTH = 34
 _BYTES_PER_PIXEL_FIXED = 32
 MIN_TILE = 128
-STRIDE = 4  # the network's total downsampling
 
 
 def _bytes_per_pixel(network: TransformerNet) -> int:
-    return _BYTES_PER_PIXEL_PER_WIDTH * network.config.width + _BYTES_PER_PIXEL_FIXED
+    # A shuffled network's largest maps have the same channels at a quarter of the pixels.
+    per_width = _BYTES_PER_PIXEL_PER_WIDTH / network.config.shuffle ** 2
+    return int(per_width * network.config.width) + _BYTES_PER_PIXEL_FIXED
 
 
 def estimate_bytes(network: TransformerNet, height: int, width: int) -> int:
@@ -48,10 +49,10 @@ def largest_fitting_side(network: TransformerNet, budget: int, aspect: float = 1
     return int((pixels / short_over_long) ** 0.5)
 
 
-def overlap_for(tile: int) -> int:
+def overlap_for(tile: int, network: TransformerNet) -> int:
     """Overlap between neighbouring tiles: wider than the network's receptive field's reach
-    (about 50 px for the classic network), but at most half a tile."""
-    return min(128, tile // 2)
+    (about 50 px for the classic network, twice that for a shuffled one), but at most half a tile."""
+    return min(128 * network.config.shuffle, tile // 2)
 
 
 def stylize_tiled(network: TransformerNet, image: torch.Tensor, device: torch.device, tile: int,
@@ -63,17 +64,17 @@ def stylize_tiled(network: TransformerNet, image: torch.Tensor, device: torch.de
     """
     network.eval()
     height, width = image.shape[-2:]
-    overlap = overlap_for(tile)
+    overlap, stride = overlap_for(tile, network), network.config.stride
     with torch.inference_mode():
         small = resize(image, fit_long_side(height, width, min(stats_side, max(height, width))))
         stats = _instance_statistics(network, small.to(device))
         total = torch.zeros(1, 3, height, width)
         weight = torch.zeros(1, 1, height, width)
         with _frozen_instance_norm(network, stats):
-            for y, x in _windows(height, width, tile, overlap):
-                # The last row and column run to the image's edge (up to STRIDE - 1 px more).
-                y1 = y + tile if y + tile + STRIDE <= height else height
-                x1 = x + tile if x + tile + STRIDE <= width else width
+            for y, x in _windows(height, width, tile, overlap, stride):
+                # The last row and column run to the image's edge (up to stride - 1 px more).
+                y1 = y + tile if y + tile + stride <= height else height
+                x1 = x + tile if x + tile + stride <= width else width
                 out = network(image[..., y:y1, x:x1].to(device)).float().cpu()
                 w = _feather(out.shape[-2:], (y, x), (height, width), overlap)
                 total[..., y:y1, x:x1] += out * w
@@ -81,17 +82,18 @@ def stylize_tiled(network: TransformerNet, image: torch.Tensor, device: torch.de
     return (total / weight).clamp_(0.0, 1.0)
 
 
-def _windows(height: int, width: int, tile: int, overlap: int) -> Iterator[tuple[int, int]]:
+def _windows(height: int, width: int, tile: int, overlap: int, stride: int) -> Iterator[tuple[int, int]]:
     """Top-left corners of tiles covering the image; the last row and column end at its edge.
 
-    Corners sit on multiples of the network's stride (4): a tile sampled on another phase of the
-    strided convolutions' grid would come out different from the untiled image."""
+    Corners sit on multiples of the network's stride (4, or 8 for a shuffled one): a tile sampled
+    on another phase of the strided convolutions' grid would come out different from the untiled
+    image."""
     def starts(length: int) -> list[int]:
         if length <= tile:
             return [0]
-        step = (tile - overlap) // STRIDE * STRIDE
+        step = (tile - overlap) // stride * stride
         positions = list(range(0, length - tile, step))
-        return positions + [(length - tile) // STRIDE * STRIDE]
+        return positions + [(length - tile) // stride * stride]
 
     for y in starts(height):
         for x in starts(width):

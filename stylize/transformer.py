@@ -28,24 +28,38 @@ class TransformerConfig:
     width: int = 32  # channels of the first layer; then 2x and 4x
     blocks: int = 5  # residual blocks
     norm: NormKind = NormKind.instance
+    # 2: the network works on 2x2 pixel blocks (pixel unshuffle in, Shi et al.'s sub-pixel
+    # convolution out), i.e. every layer at half the resolution of Johnson et al.'s; 1: theirs.
+    shuffle: int = 1
 
     def __post_init__(self) -> None:
         if self.width < 4 or self.width > 256:
             raise InputError(f"--width must be between 4 and 256, got {self.width}")
         if self.blocks < 0 or self.blocks > 32:
             raise InputError(f"--blocks must be between 0 and 32, got {self.blocks}")
+        if self.shuffle not in (1, 2):
+            raise InputError(f"--shuffle must be 1 or 2, got {self.shuffle}")
+
+    @property
+    def stride(self) -> int:
+        """Total downsampling: inputs are padded to a multiple of it."""
+        return 4 * self.shuffle
 
     def to_dict(self) -> dict:
         return {**asdict(self), "norm": self.norm.value}
 
     @classmethod
     def from_dict(cls, data: dict) -> "TransformerConfig":
-        return cls(width=int(data["width"]), blocks=int(data["blocks"]), norm=NormKind(data["norm"]))
+        return cls(width=int(data["width"]), blocks=int(data["blocks"]), norm=NormKind(data["norm"]),
+                   shuffle=int(data.get("shuffle", 1)))  # files from before `shuffle` existed: 1
 
 
 MIN_SIDE = 16  # smaller inputs are padded up to this
 CLASSIC = TransformerConfig(width=32, blocks=5)  # Johnson et al.'s 32-64-128, 5 residual blocks
 SMALL = TransformerConfig(width=16, blocks=3)  # the faster preset
+# The bundled models' network: 17x faster than CLASSIC at 1024x768 on a 2-core CPU, because
+# no layer works at full resolution (benchmarks/fast.py).
+FAST = TransformerConfig(width=16, blocks=5, shuffle=2)
 
 
 class IBNorm(nn.Module):
@@ -85,7 +99,7 @@ class ConvNormAct(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.upsample > 1:
-            x = F.interpolate(x, scale_factor=self.upsample, mode="nearest")
+            x = F.interpolate(x, scale_factor=float(self.upsample), mode="nearest")
         x = self.norm(self.conv(self.pad(x)))
         return F.relu(x) if self.relu else x
 
@@ -106,9 +120,14 @@ class TransformerNet(nn.Module):
     def __init__(self, config: TransformerConfig = CLASSIC) -> None:
         super().__init__()
         self.config = config
-        w, norm = config.width, config.norm
+        w, norm, s = config.width, config.norm, config.shuffle
+        # Plain ints for forward(), which TorchScript compiles (it cannot read the dataclass).
+        self.stride, self.shuffle, self.min_side = config.stride, s, MIN_SIDE * s  # min_side: a multiple of stride
+        # Johnson et al.'s 9x9 outer convolutions see 9 px; at half resolution 3x3 ones see 6,
+        # and cost 1/36 as much (the full-resolution layers dominated the classic network's time).
+        outer = 9 if s == 1 else 3
         self.encoder = nn.Sequential(
-            ConvNormAct(3, w, 9, norm=norm, early=True),
+            ConvNormAct(3 * s * s, w, outer, norm=norm, early=True),
             ConvNormAct(w, 2 * w, 3, stride=2, norm=norm, early=True),
             ConvNormAct(2 * w, 4 * w, 3, stride=2, norm=norm, early=True),
         )
@@ -120,18 +139,23 @@ class TransformerNet(nn.Module):
             ConvNormAct(4 * w, 2 * w, 3, norm=norm, upsample=2),
             ConvNormAct(2 * w, w, 3, norm=norm, upsample=2),
         )
-        self.head = nn.Sequential(nn.ReflectionPad2d(4), nn.Conv2d(w, 3, 9))
+        self.head = nn.Sequential(nn.ReflectionPad2d(outer // 2), nn.Conv2d(w, 3 * s * s, outer))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        h, w = image.shape[-2:]
-        # Pad to a multiple of 4 (two stride-2 layers) and to at least MIN_SIDE, so that every
-        # reflection pad inside the network is smaller than the map it pads; crop back after.
-        pad_h, pad_w = max(MIN_SIDE, h + (-h) % 4) - h, max(MIN_SIDE, w + (-w) % 4) - w
-        x = image
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        x = self.head(self.decoder(self.residuals(self.encoder(x - 0.5))))
+        h, w = image.shape[-2], image.shape[-1]
+        stride, s, side = self.stride, self.shuffle, self.min_side
+        x = image - 0.5
+        # Pad to at least `side`, so that every reflection pad inside the network is smaller than
+        # the map it pads, and to a multiple of the stride; crop back after. The second pad runs
+        # even when it adds nothing, so that an exported graph pads whatever size it is given.
+        if h < side or w < side:
+            x = F.pad(x, (0, max(0, side - w), 0, max(0, side - h)), mode="replicate")
+        x = F.pad(x, (0, (-x.shape[-1]) % stride, 0, (-x.shape[-2]) % stride), mode="reflect")
+        if s > 1:
+            x = F.pixel_unshuffle(x, s)
+        x = self.head(self.decoder(self.residuals(self.encoder(x))))
+        if s > 1:
+            x = F.pixel_shuffle(x, s)
         return torch.sigmoid(x[..., :h, :w])
 
 

@@ -2,21 +2,23 @@ import pytest
 import torch
 
 from stylize.config import NormKind
-from stylize.transformer import CLASSIC, SMALL, TransformerConfig, TransformerNet, stylize_image
+from stylize.transformer import CLASSIC, FAST, SMALL, TransformerConfig, TransformerNet, stylize_image
 
 
+@pytest.mark.parametrize("config", [SMALL, FAST], ids=["small", "fast"])
 @pytest.mark.parametrize("size", [(1, 1), (5, 7), (31, 17), (64, 48), (3, 100)])
-def test_any_size_comes_back_the_same_size_in_range(size):
-    net = TransformerNet(SMALL).eval()
+def test_any_size_comes_back_the_same_size_in_range(size, config):
+    net = TransformerNet(config).eval()
     with torch.no_grad():
         out = net(torch.rand(1, 3, *size))
     assert out.shape == (1, 3, *size)
     assert out.min() >= 0 and out.max() <= 1
 
 
+@pytest.mark.parametrize("shuffle", [1, 2])
 @pytest.mark.parametrize("norm", list(NormKind))
-def test_every_norm_runs_forward_and_backward(norm):
-    net = TransformerNet(TransformerConfig(width=8, blocks=2, norm=norm))
+def test_every_norm_runs_forward_and_backward(norm, shuffle):
+    net = TransformerNet(TransformerConfig(width=8, blocks=2, norm=norm, shuffle=shuffle))
     x = torch.rand(2, 3, 20, 24)
     net(x).mean().backward()
     assert all(p.grad is not None for p in net.parameters())
@@ -50,12 +52,36 @@ def test_presets_and_stable_state_dict_keys():
     n_classic = sum(p.numel() for p in classic.parameters())
     n_small = sum(p.numel() for p in TransformerNet(SMALL).parameters())
     assert 1.5e6 < n_classic < 2e6 and n_small < n_classic / 4
+    fast = TransformerNet(FAST)
+    assert set(fast.state_dict()) <= set(classic.state_dict())  # same layer names, other shapes
+    assert fast.encoder[0].conv.in_channels == 12 and fast.head[1].out_channels == 12
+
+
+def test_shuffled_network_is_a_network_on_two_by_two_blocks():
+    """Every layer of a shuffled network works at half resolution; only the pixel (un)shuffle
+    touches full resolution, and the output is still pixel-aligned with the input."""
+    torch.manual_seed(0)
+    net = TransformerNet(TransformerConfig(width=8, blocks=1, shuffle=2)).eval()
+    shapes = []
+    net.encoder[0].conv.register_forward_hook(lambda m, i, o: shapes.append(tuple(i[0].shape)))
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 64, 48))
+    assert shapes == [(1, 12, 32 + 2, 24 + 2)]  # half size, plus the 3x3 conv's reflection pad
+    assert out.shape == (1, 3, 64, 48)
+    # Sizes off the stride of 8 are padded and cropped back; the overlap agrees.
+    with torch.no_grad():
+        odd = net(torch.rand(1, 3, 61, 45))
+    assert odd.shape == (1, 3, 61, 45) and net.config.stride == 8
 
 
 def test_config_round_trip_and_validation():
-    config = TransformerConfig(width=24, blocks=3, norm=NormKind.ibn)
+    config = TransformerConfig(width=24, blocks=3, norm=NormKind.ibn, shuffle=2)
     assert TransformerConfig.from_dict(config.to_dict()) == config
+    old = {"width": 16, "blocks": 3, "norm": "instance"}  # a model file from before `shuffle`
+    assert TransformerConfig.from_dict(old) == SMALL
     from stylize.errors import InputError
 
     with pytest.raises(InputError, match="--width"):
         TransformerConfig(width=2)
+    with pytest.raises(InputError, match="--shuffle"):
+        TransformerConfig(shuffle=3)

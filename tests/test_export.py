@@ -1,0 +1,143 @@
+"""`stylize export`: ONNX and TorchScript files that give the PyTorch network's output, at any size."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from stylize.cli import app
+from stylize.config import ExportFormat, NormKind
+from stylize.exported import ExportError, check_export, export_model, is_exported, load_exported
+from stylize.imageio import load_image
+from stylize.modelfile import save_model
+from stylize.transformer import TransformerConfig, TransformerNet
+
+from conftest import scene
+
+CPU = torch.device("cpu")
+runner = CliRunner()
+
+
+def random_network(shuffle: int, norm: NormKind = NormKind.instance) -> TransformerNet:
+    torch.manual_seed(shuffle)
+    net = TransformerNet(TransformerConfig(width=8, blocks=1, norm=norm, shuffle=shuffle))
+    for module in net.modules():  # non-trivial affine parameters and running statistics
+        if isinstance(module, (torch.nn.InstanceNorm2d, torch.nn.BatchNorm2d)):
+            module.weight.data.normal_(1.0, 0.5)
+            module.bias.data.normal_(0.0, 0.5)
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0.0, 0.3)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "tiny.pt"
+    save_model(path, random_network(2), {"style_name": "stripes.png", "steps": 7})
+    return path
+
+
+@pytest.fixture(scope="module")
+def onnx_file(model_file, tmp_path_factory) -> Path:
+    pytest.importorskip("onnxscript", reason="ONNX export needs the [onnx] extra")
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    result = runner.invoke(app, ["export", str(model_file), "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "matches PyTorch" in result.output
+    return path
+
+
+SHAPES = [(1, 3, 64, 64), (1, 3, 75, 101), (2, 3, 40, 33), (1, 3, 9, 200), (1, 3, 1, 1)]
+
+
+@pytest.mark.parametrize("shuffle", [1, 2])
+@pytest.mark.parametrize("norm", [NormKind.instance, NormKind.ibn])
+def test_torchscript_gives_the_same_output_at_any_size(tmp_path, shuffle, norm):
+    net = random_network(shuffle, norm)
+    path = tmp_path / "m.ts"
+    export_model(net, {"style_name": "x"}, path, ExportFormat.torchscript)
+    exported = load_exported(path, CPU)
+    assert exported.meta["style_name"] == "x" and exported.meta["network"]["shuffle"] == shuffle
+    for shape in SHAPES:
+        image = torch.rand(shape)
+        with torch.no_grad():
+            expected = net(image)
+        assert exported(image).shape == shape
+        assert torch.allclose(exported(image), expected, atol=1e-5)
+
+
+def test_onnx_gives_the_same_output_at_any_size(model_file, onnx_file):
+    pytest.importorskip("onnxruntime", reason="running ONNX needs the [onnx] extra")
+    from stylize.modelfile import load_model
+
+    net = load_model(model_file).network
+    exported = load_exported(onnx_file, CPU)
+    assert exported.meta["style_name"] == "stripes.png" and exported.meta["steps"] == 7
+    for shape in SHAPES:  # one graph for every size and batch: the padding is inside it
+        image = torch.rand(shape)
+        with torch.no_grad():
+            expected = net(image)
+        assert torch.allclose(exported(image), expected, atol=1e-5), shape
+    assert check_export(net, exported) < 1e-5
+
+
+def test_run_with_an_exported_model_writes_the_same_picture(tmp_path, model_file, onnx_file):
+    photo = tmp_path / "photo.png"
+    scene(90, 70).save(photo)
+    ts_file = tmp_path / "tiny.ts"
+    assert runner.invoke(app, ["export", str(model_file), "-o", str(ts_file)]).exit_code == 0
+    outputs = {}
+    for name, model in (("pt", model_file), ("onnx", onnx_file), ("ts", ts_file)):
+        out = tmp_path / f"{name}.png"
+        result = runner.invoke(app, ["run", str(photo), "--model", str(model), "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        outputs[name] = load_image(out).rgb
+    assert outputs["pt"].shape == (1, 3, 70, 90)
+    for name in ("onnx", "ts"):
+        assert (outputs[name] - outputs["pt"]).abs().max() <= 1.5 / 255, name
+    # a folder through an exported model: the batch path
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(2):
+        scene(64, 48, seed=i).save(folder / f"p{i}.png")
+    result = runner.invoke(app, ["run", str(folder), "--model", str(onnx_file), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out").glob("*.png"))) == 2
+
+
+def test_export_refuses_bad_requests(tmp_path, model_file):
+    existing = tmp_path / "m.ts"
+    existing.write_bytes(b"keep me")
+    result = runner.invoke(app, ["export", str(model_file), "-o", str(existing)])
+    assert result.exit_code == 2 and "exists" in result.stderr and existing.read_bytes() == b"keep me"
+    result = runner.invoke(app, ["export", str(model_file), "-o", str(tmp_path / "m.bin")])
+    assert result.exit_code == 2 and "--format" in result.stderr
+    result = runner.invoke(app, ["export", str(tmp_path / "missing.pt")])
+    assert result.exit_code == 2 and "no such model" in result.stderr
+    # an exported model does not tile (its instance norms are compiled in)
+    photo = tmp_path / "p.png"
+    scene(40, 40).save(photo)
+    assert runner.invoke(app, ["export", str(model_file), "-o", str(tmp_path / "ok.ts")]).exit_code == 0
+    result = runner.invoke(app, ["run", str(photo), "--model", str(tmp_path / "ok.ts"), "--tile", "256"])
+    assert result.exit_code == 2 and "--tile" in result.stderr
+    assert is_exported(tmp_path / "ok.ts") and not is_exported(model_file)
+
+
+def test_clear_messages_without_the_onnx_packages(tmp_path, model_file, monkeypatch):
+    onnx_path = tmp_path / "m.onnx"
+    onnx_path.write_bytes(b"not really")
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        monkeypatch.setitem(sys.modules, module, None)  # `import` now raises ImportError
+    result = runner.invoke(app, ["export", str(model_file), "-o", str(tmp_path / "x.onnx")])
+    assert result.exit_code == 2 and "pip install 'stylize[onnx]'" in result.stderr
+    assert not (tmp_path / "x.onnx").exists()
+    photo = tmp_path / "p.png"
+    scene(40, 40).save(photo)
+    result = runner.invoke(app, ["run", str(photo), "--model", str(onnx_path)])
+    assert result.exit_code == 2 and "onnxruntime" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    with pytest.raises(ExportError, match="onnxruntime"):
+        load_exported(onnx_path, CPU)
