@@ -112,6 +112,9 @@ class FeatureExtractor(nn.Module):
         self.wanted = indices
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        # Channels-last convolutions: VGG forward+backward about 16 % faster on the CPU (oneDNN's
+        # native layout; benchmarks/iterative.py); callers still pass and get ordinary tensors.
+        self.body.to(memory_format=torch.channels_last)
         self.eval()
         self.requires_grad_(False)
 
@@ -120,6 +123,8 @@ class FeatureExtractor(nn.Module):
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         x = (image - self.mean) / self.std
+        if x.device.type != "mps":  # MPS lacks channels-last kernels for some of these layers
+            x = x.contiguous(memory_format=torch.channels_last)
         out: dict[str, torch.Tensor] = {}
         for index, module in enumerate(self.body):
             x = module(x)

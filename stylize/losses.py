@@ -26,9 +26,33 @@ _EPS = 1e-8
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """``[B,C,H,W] -> [B,C,C]``: F F^T divided by H*W (see module docstring)."""
-    flat = features.flatten(2)
-    return flat @ flat.transpose(1, 2) / flat.shape[-1]
+    """``[B,C,H,W] -> [B,C,C]``: F F^T divided by H*W (see module docstring).
+
+    Works on channels-last features without copying them (they are then read as ``[B,HW,C]``)."""
+    b, c, h, w = features.shape
+    if features.is_contiguous() or not features.is_contiguous(memory_format=torch.channels_last):
+        return _Gram.apply(features.reshape(b, c, h * w), False)
+    return _Gram.apply(features.permute(0, 2, 3, 1).reshape(b, h * w, c), True)
+
+
+class _Gram(torch.autograd.Function):
+    """G = X X^T / n with a backward of one matrix product: dX = (dG + dG^T) X / n. Autograd's
+    own backward of X @ X^T takes two products and a sum of full-size gradients; on the CPU the
+    Gram matrices were the largest cost after the convolutions (benchmarks/iterative.py)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, positions_first: bool) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.positions_first = positions_first
+        n = x.shape[1] if positions_first else x.shape[2]
+        return (x.transpose(1, 2) @ x if positions_first else x @ x.transpose(1, 2)) / n
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        n = x.shape[1] if ctx.positions_first else x.shape[2]
+        sym = (grad + grad.transpose(1, 2)) / n
+        return (x @ sym if ctx.positions_first else sym @ x), None
 
 
 def mean_std(features: torch.Tensor) -> torch.Tensor:
