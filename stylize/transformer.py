@@ -29,7 +29,7 @@ class TransformerConfig:
     blocks: int = 5  # residual blocks
     norm: NormKind = NormKind.instance
     # 2: the network works on 2x2 pixel blocks (pixel unshuffle in, Shi et al.'s sub-pixel
-    # convolution out), i.e. every layer at half the resolution of Johnson et al.'s; 1: theirs.
+    # convolution out): no layer at full resolution; 1: Johnson et al.'s layout.
     shuffle: int = 1
 
     def __post_init__(self) -> None:
@@ -42,8 +42,8 @@ class TransformerConfig:
 
     @property
     def stride(self) -> int:
-        """Total downsampling: inputs are padded to a multiple of it."""
-        return 4 * self.shuffle
+        """Total downsampling (4 in both layouts): inputs are padded to a multiple of it."""
+        return 4
 
     def to_dict(self) -> dict:
         return {**asdict(self), "norm": self.norm.value}
@@ -57,9 +57,9 @@ class TransformerConfig:
 MIN_SIDE = 16  # smaller inputs are padded up to this
 CLASSIC = TransformerConfig(width=32, blocks=5)  # Johnson et al.'s 32-64-128, 5 residual blocks
 SMALL = TransformerConfig(width=16, blocks=3)  # the faster preset
-# The bundled models' network: 17x faster than CLASSIC at 1024x768 on a 2-core CPU, because
-# no layer works at full resolution (benchmarks/fast.py).
-FAST = TransformerConfig(width=16, blocks=5, shuffle=2)
+# The bundled models' network: SMALL's widths on 2x2 pixel blocks, 9x faster than CLASSIC at
+# 1024x768 on a 2-core CPU because no layer works at full resolution (benchmarks/fast.py).
+FAST = TransformerConfig(width=16, blocks=3, shuffle=2)
 
 
 class IBNorm(nn.Module):
@@ -122,21 +122,24 @@ class TransformerNet(nn.Module):
         self.config = config
         w, norm, s = config.width, config.norm, config.shuffle
         # Plain ints for forward(), which TorchScript compiles (it cannot read the dataclass).
-        self.stride, self.shuffle, self.min_side = config.stride, s, MIN_SIDE * s  # min_side: a multiple of stride
-        # Johnson et al.'s 9x9 outer convolutions see 9 px; at half resolution 3x3 ones see 6,
-        # and cost 1/36 as much (the full-resolution layers dominated the classic network's time).
+        self.stride, self.shuffle, self.min_side = config.stride, s, MIN_SIDE  # min_side: a multiple of stride
+        # Shuffled, the first layer already works at half resolution, so one strided layer less
+        # reaches the residual blocks' quarter resolution (a version with them at 1/8 ran twice as
+        # fast but lost the photo in training). Johnson et al.'s 9x9 outer convolutions see 9 px;
+        # at half resolution 3x3 ones see 6, and cost 1/36 as much (the full-resolution layers
+        # dominated the classic network's time).
         outer = 9 if s == 1 else 3
         self.encoder = nn.Sequential(
             ConvNormAct(3 * s * s, w, outer, norm=norm, early=True),
             ConvNormAct(w, 2 * w, 3, stride=2, norm=norm, early=True),
-            ConvNormAct(2 * w, 4 * w, 3, stride=2, norm=norm, early=True),
+            ConvNormAct(2 * w, 4 * w, 3, stride=2 // s, norm=norm, early=True),
         )
         # IBN-Net puts instance norm where appearance is encoded: the encoder and the first half
         # of the residual blocks; deeper layers keep batch statistics for content.
         self.residuals = nn.Sequential(*(ResidualBlock(4 * w, norm, early=i < config.blocks // 2)
                                          for i in range(config.blocks)))
         self.decoder = nn.Sequential(
-            ConvNormAct(4 * w, 2 * w, 3, norm=norm, upsample=2),
+            ConvNormAct(4 * w, 2 * w, 3, norm=norm, upsample=2 // s),
             ConvNormAct(2 * w, w, 3, norm=norm, upsample=2),
         )
         self.head = nn.Sequential(nn.ReflectionPad2d(outer // 2), nn.Conv2d(w, 3 * s * s, outer))

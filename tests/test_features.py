@@ -35,6 +35,41 @@ def test_extractor_returns_requested_layers_and_stops_at_deepest():
     assert out["relu1_1"].shape == (2, 64, 32, 32) and out["relu3_1"].shape == (2, 256, 8, 8)
 
 
+def test_extractor_computes_no_deeper_than_the_layers_asked_for():
+    torch.manual_seed(0)
+    ext = FeatureExtractor("vgg16", build_features("vgg16").state_dict(), ["relu1_1", "relu3_1"])
+    ran = []
+    ext.body[layer_names("vgg16").index("conv2_1")].register_forward_hook(lambda *_: ran.append(True))
+    x = torch.rand(1, 3, 32, 32)
+    shallow = ext(x, {"relu1_1"})
+    assert set(shallow) == {"relu1_1"} and not ran  # content targets skip the deeper style layers
+    full = ext(x)
+    assert ran and torch.equal(shallow["relu1_1"], full["relu1_1"])
+
+
+def test_channels_last_features_and_gram_match_the_plain_layout():
+    """The extractor runs channels-last; its features and Gram matrices (and their gradients)
+    are those of the ordinary layout."""
+    from stylize.losses import gram_matrix
+
+    torch.manual_seed(0)
+    state = build_features("vgg16").state_dict()
+    ext = FeatureExtractor("vgg16", state, ["relu2_1"])
+    plain = build_features("vgg16", layer_names("vgg16").index("relu2_1") + 1)
+    plain.load_state_dict({k: v for k, v in state.items() if k in plain.state_dict()})
+    x = torch.rand(1, 3, 24, 20, requires_grad=True)
+    feats = ext(x)["relu2_1"]
+    assert feats.is_contiguous(memory_format=torch.channels_last)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    expected = plain((x - mean) / std)
+    assert torch.allclose(feats, expected, atol=1e-5)
+    ours = torch.autograd.grad(gram_matrix(feats).square().sum(), x)[0]
+    flat = expected.flatten(2)
+    reference = torch.autograd.grad((flat @ flat.transpose(1, 2) / flat.shape[-1]).square().sum(), x)[0]
+    assert torch.allclose(ours, reference, rtol=1e-4, atol=1e-6)
+
+
 def test_extractor_is_frozen_and_normalises_input():
     state = build_features("vgg16").state_dict()
     ext = FeatureExtractor("vgg16", state, ["conv1_1"])

@@ -68,10 +68,12 @@ def test_shuffled_network_is_a_network_on_two_by_two_blocks():
         out = net(torch.rand(1, 3, 64, 48))
     assert shapes == [(1, 12, 32 + 2, 24 + 2)]  # half size, plus the 3x3 conv's reflection pad
     assert out.shape == (1, 3, 64, 48)
-    # Sizes off the stride of 8 are padded and cropped back; the overlap agrees.
+    residual_input = []
+    net.residuals[0].register_forward_hook(lambda m, i, o: residual_input.append(tuple(i[0].shape)))
     with torch.no_grad():
-        odd = net(torch.rand(1, 3, 61, 45))
-    assert odd.shape == (1, 3, 61, 45) and net.config.stride == 8
+        odd = net(torch.rand(1, 3, 61, 45))  # padded to the stride of 4, cropped back
+    assert odd.shape == (1, 3, 61, 45) and net.config.stride == 4
+    assert residual_input == [(1, 32, 16, 12)]  # the residual blocks at a quarter, as in Johnson et al.
 
 
 def test_config_round_trip_and_validation():
