@@ -4,9 +4,12 @@ Prints, measured side by side in one run on one device:
 1. seconds per iteration of the optimiser at 256 and 512 px next to the bare backbone
    forward+backward at the same size (the overhead ratio);
 2. wall time and final objective (content + style at 512 px, same backbone and layers) of the
-   default `stylize run` schedule next to a classic single-scale 500-iteration L-BFGS run.
+   default `stylize run` schedule, and of other candidate schedules, next to the classic
+   recipe: one single-scale L-BFGS run of 500 iterations with torch's strong-Wolfe line search
+   (history 100, torch's default tolerances), pixels free, clamped to [0,1] at the end.
 
     python benchmarks/iterative.py [--device cuda] [--classic-iterations 500]
+        [--schedules "128,256,512:300,150,25;256,512:200,40"]
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from stylize.config import BackboneConfig, LossConfig, RunConfig
+from stylize.config import BackboneConfig, RunConfig
 from stylize.device import resolve_device
 from stylize.features import load_extractor
-from stylize.imageio import fit_long_side, load_image, resize
+from stylize.imageio import fit_long_side, load_image
 from stylize.losses import required_layers
-from stylize.optimize import ScaleProblem, ScaleOptimizer, run_iterative
+from stylize.optimize import ScaleProblem, ScaleOptimizer, plan_schedule, run_iterative
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -56,48 +59,88 @@ def overhead(extractor, config, content, style, long_side, device, repeats) -> t
     return timed(run.step, device, repeats), timed(bare, device, repeats)
 
 
+def classic_run(problem: ScaleProblem, iterations: int) -> tuple[torch.Tensor, int, int]:
+    """The classic recipe; returns the clamped image, iterations and evaluations done."""
+    image = problem.content.clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS([image], lr=1.0, max_iter=iterations, line_search_fn="strong_wolfe")
+    evaluations = 0
+
+    def closure() -> torch.Tensor:
+        nonlocal evaluations
+        evaluations += 1
+        optimizer.zero_grad(set_to_none=True)
+        loss = problem(image).total
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    done = optimizer.state[optimizer.param_groups[0]["params"][0]]["n_iter"]
+    return image.detach().clamp(0, 1), done, evaluations
+
+
+def parse_schedules(text: str) -> list[RunConfig]:
+    configs = []
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        sizes, iterations = item.split(":")
+        sizes_t = tuple(int(v) for v in sizes.split(","))
+        configs.append(RunConfig(size=sizes_t[-1], scales=sizes_t, iterations=tuple(int(v) for v in iterations.split(","))))
+    return configs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--content", type=Path, default=SHARED / "content" / "tubingen.jpg")
     parser.add_argument("--style", type=Path, default=SHARED / "styles" / "starry_night.jpg")
     parser.add_argument("--classic-iterations", type=int, default=500)
+    parser.add_argument("--schedules", default="", help="more schedules to time, 'sizes:iterations;...'")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--size", type=int, default=512, help="long side of the runs compared")
     args = parser.parse_args()
     if not args.content.exists():  # a machine without ../shared: use the bundled samples
         args.content, args.style = REPO / "samples" / "chelsea.jpg", REPO / "samples" / "swirls.jpg"
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}; {args.content.name} + {args.style.name}")
-    default = RunConfig()
+    default = RunConfig(size=args.size)
     extractor = load_extractor(BackboneConfig(), required_layers(default.loss), device)
     content = load_image(args.content).rgb.to(device)
     style = load_image(args.style).rgb.to(device)
 
     print("\n1. per-iteration overhead (optimiser step vs bare VGG forward+backward)")
-    for side in (256, 512):
+    for side in (args.size // 2, args.size):
         step, bare = overhead(extractor, default, content, style, side, device, args.repeats)
         print(f"   {side} px: step {step * 1000:8.1f} ms   bare {bare * 1000:8.1f} ms   ratio {step / bare:.3f}")
 
-    print("\n2. time to quality at 512 px")
-    classic = RunConfig(scales=1, iterations=(args.classic_iterations,))
-    rows = []
-    for label, config in (("default", default), (f"classic {args.classic_iterations}x L-BFGS", classic)):
+    size = fit_long_side(*content.shape[-2:], default.size)
+    problem = ScaleProblem(extractor, default, content, [style], size)
+
+    def objective(image: torch.Tensor) -> tuple[float, float, float]:
+        with torch.no_grad():
+            parts = problem(image.to(device))
+        return float(parts.content + parts.style), float(parts.content), float(parts.style)
+
+    print(f"\n2. time to quality at {size[1]}x{size[0]}")
+    sync(device)
+    start = time.perf_counter()
+    image, iterations, evaluations = classic_run(problem, args.classic_iterations)
+    sync(device)
+    t_classic = time.perf_counter() - start
+    j_classic, c, s = objective(image)
+    print(f"   classic: {iterations} L-BFGS iterations (strong Wolfe, {evaluations} evaluations) {t_classic:8.1f} s   "
+          f"objective {j_classic:.4f} (content {c:.4f}, style {s:.4f})")
+    min_side = 16
+    for label, config in [("default", default)] + [("candidate", c) for c in parse_schedules(args.schedules)]:
+        plan = plan_schedule(*content.shape[-2:], config, min_side)
+        described = " + ".join(f"{n}@{max(hw)}" for hw, n in plan)
         sync(device)
         start = time.perf_counter()
         result = run_iterative(content, [style], config, extractor)
         sync(device)
         seconds = time.perf_counter() - start
-        size = tuple(result.image.shape[-2:])
-        with torch.no_grad():
-            parts = ScaleProblem(extractor, default, content, [style], size)(result.image.to(device))
-        objective = float(parts.content + parts.style)
-        rows.append((label, seconds, objective))
-        print(f"   {label:<24} {seconds:8.1f} s   objective {objective:.4f} "
-              f"(content {float(parts.content):.4f}, style {float(parts.style):.4f})")
-    (_, t_default, j_default), (_, t_classic, j_classic) = rows
-    print(f"\n   time ratio default/classic: {t_default / t_classic:.3f} (aim <= 0.25); "
-          f"objective ratio: {j_default / j_classic:.3f} (aim <= 1.0)")
+        j, c, s = objective(result.image)
+        print(f"   {label} {described}: {seconds:8.1f} s = {seconds / t_classic:.3f} of classic (aim <= 0.125)   "
+              f"objective {j:.4f} = {j / j_classic:.3f} of classic (aim <= 1) (content {c:.4f}, style {s:.4f})")
 
 
 if __name__ == "__main__":

@@ -156,6 +156,8 @@ def run(
     tile: Annotated[Optional[int], typer.Option(help="With --model: stylise in tiles of this many pixels "
                     "(0: never) \\[default: only when an image would not fit in memory].",
                     show_default=False)] = None,
+    half: Annotated[bool, typer.Option("--half", help="With --model: mixed precision (bfloat16, or float16 on "
+                    "GPUs without it); faster on GPUs, slower on most CPUs.")] = False,
     max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels than this (decompression "
                           "bombs).")] = DEFAULT_OUTPUT.max_pixels,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -187,6 +189,9 @@ def run(
             from stylize.imageio import check_output
             check_output(contact_sheet, overwrite)
         if model is None:
+            if half:
+                raise InputError("--half is for trained networks (--model) and training; the iterative method "
+                                 "runs in float32, which its L-BFGS optimiser needs")
             loss = LossConfig(
                 content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
                 content_layers=parse_layer_weights(content_layers, "--content-layers"),
@@ -206,7 +211,7 @@ def run(
                 _batch(jobs, Iterative(config, backbone_cfg, device), out_cfg, quiet, contact_sheet, world)
         else:
             from stylize.job import Fast
-            stylizer = Fast(model, device, size, preserve_color, tile)
+            stylizer = Fast(model, device, size, preserve_color, tile, half)
             if single:
                 _single_fast(jobs[0], stylizer, out_cfg)
             else:
@@ -482,7 +487,10 @@ def train(
                                                     show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = DEFAULT_TRAIN.seed,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    workers: Annotated[int, typer.Option(help="Background data-loading processes.")] = DEFAULT_TRAIN.workers,
+    workers: Annotated[Optional[int], typer.Option(help="Background data-loading processes \\[default: 0 on "
+                       "the CPU, up to 8 on a GPU].", show_default=False)] = DEFAULT_TRAIN.workers,
+    half: Annotated[bool, typer.Option("--half", help="Mixed precision (bfloat16, or float16 with loss scaling): "
+                    "faster on GPUs, slower on most CPUs.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -502,7 +510,7 @@ def train(
         loss = LossConfig(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight)
         config = TrainConfig(image_size=image_size, batch_size=batch_size, steps=steps, epochs=epochs,
                              learning_rate=lr, style_size=style_size, checkpoint_every=checkpoint_every, seed=seed,
-                             workers=workers, loss=loss)
+                             workers=workers, half=half, loss=loss)
         network = TransformerConfig(width=width, blocks=blocks, norm=norm, shuffle=shuffle)
         job = training.prepare_training(style, data, output, config, network,
                                         BackboneConfig(name=backbone, weights=weights, download_progress=not quiet),

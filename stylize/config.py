@@ -199,7 +199,8 @@ class TrainConfig:
     style_size: int | None = None  # long side of the style image; None: image_size
     checkpoint_every: int = 500
     seed: int = 0
-    workers: int = 0  # background data-loading processes
+    workers: int | None = None  # background data-loading processes; None: 0 on the CPU, up to 8 on a GPU
+    half: bool = False  # mixed precision (--half)
     # A network trained from scratch needs a much lower style weight than the iterative method,
     # which starts from the photo: at 30 (the run default) trained networks lost the photo.
     loss: LossConfig = field(default_factory=lambda: LossConfig(style_weight=3.0, tv_weight=1e-2))
@@ -217,7 +218,7 @@ class TrainConfig:
             raise InputError(f"--lr must be positive, got {self.learning_rate}")
         if self.checkpoint_every < 1:
             raise InputError("--checkpoint-every must be at least 1")
-        if self.workers < 0:
+        if self.workers is not None and self.workers < 0:
             raise InputError("--workers must be zero or positive")
 
     def total_steps(self, dataset_size: int, processes: int = 1) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -116,3 +117,19 @@ def make_deterministic(device: torch.device) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+
+
+def half_dtype(device: torch.device) -> torch.dtype:
+    """The half-precision type for --half: bfloat16 where the device has it (float32's range, so
+    no loss scaling), else float16 (older GPUs, MPS)."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float16 if device.type == "mps" else torch.bfloat16
+
+
+def autocast(device: torch.device, half: bool) -> contextlib.AbstractContextManager:
+    """Mixed precision for --half (convolutions and matrix products in half precision, the
+    rest, e.g. normalisation statistics, in float32); a no-op without it."""
+    if not half:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=half_dtype(device))

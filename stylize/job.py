@@ -74,7 +74,7 @@ class Fast:
     """A trained network on its device, with the run's --size, --preserve-color and --tile."""
 
     def __init__(self, model: Path | str, device: str, size: int | None = None, keep_color: bool = False,
-                 tile: int | None = None) -> None:
+                 tile: int | None = None, half: bool = False) -> None:
         if size is not None and size < 16:
             raise ImageError(f"--size must be at least 16 pixels, got {size}")
         if tile is not None and tile != 0 and tile < MIN_TILE:
@@ -85,13 +85,16 @@ class Fast:
         if is_exported(Path(model)):
             if tile:
                 raise ImageError("--tile works with stylize's own .pt model files; an exported model runs in one pass")
+            if half:
+                raise ImageError("--half works with stylize's own .pt model files; export a model in the precision "
+                                 "you want instead")
             self.exported = load_exported(Path(model), self.device)
             self.path, self.tile = self.exported.path, 0
         else:
             self.model: LoadedModel = load_model(model)
             self.model.network.to(self.device)
             self.path, self.tile = self.model.path, tile
-        self.size, self.keep_color = size, keep_color
+        self.size, self.keep_color, self.half = size, keep_color, half
 
     def input(self, content: LoadedImage) -> torch.Tensor:
         """The photo at the size it is stylised at."""
@@ -117,7 +120,7 @@ class Fast:
         if self.exported is not None:
             results = list(self.exported(torch.cat(images)).split(1))
         elif len(images) > 1 and self.tile_for(height, width, len(images)) is None:
-            results = list(stylize_image(self.model.network, torch.cat(images), self.device).split(1))
+            results = list(stylize_image(self.model.network, torch.cat(images), self.device, self.half).split(1))
         else:
             results = [self._one(image) for image in images]
         if self.keep_color:
@@ -128,12 +131,12 @@ class Fast:
         height, width = image.shape[-2:]
         tile = self.tile_for(height, width)
         if tile is None:
-            return stylize_image(self.model.network, image, self.device)
+            return stylize_image(self.model.network, image, self.device, self.half)
         # Instance-norm statistics come from the whole photo at up to twice the tile's side: close
         # to the full-size statistics, at about four tiles' memory.
         budget = memory_budget(self.device)
         fits = largest_fitting_side(self.model.network, budget // 2, height / width) if budget else tile
-        return stylize_tiled(self.model.network, image, self.device, tile, max(tile, min(2 * tile, fits)))
+        return stylize_tiled(self.model.network, image, self.device, tile, max(tile, min(2 * tile, fits)), self.half)
 
 
 # ------------------------------------------------------------------------------- single runs

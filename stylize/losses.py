@@ -29,6 +29,7 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """``[B,C,H,W] -> [B,C,C]``: F F^T divided by H*W (see module docstring).
 
     Works on channels-last features without copying them (they are then read as ``[B,HW,C]``)."""
+    features = features.float()  # under --half too: sums over many positions need float32
     b, c, h, w = features.shape
     if features.is_contiguous() or not features.is_contiguous(memory_format=torch.channels_last):
         return _Gram.apply(features.reshape(b, c, h * w), False)
@@ -45,14 +46,16 @@ class _Gram(torch.autograd.Function):
         ctx.save_for_backward(x)
         ctx.positions_first = positions_first
         n = x.shape[1] if positions_first else x.shape[2]
-        return (x.transpose(1, 2) @ x if positions_first else x @ x.transpose(1, 2)) / n
+        with torch.autocast(x.device.type, enabled=False):  # float32 under --half too
+            return (x.transpose(1, 2) @ x if positions_first else x @ x.transpose(1, 2)) / n
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         (x,) = ctx.saved_tensors
         n = x.shape[1] if ctx.positions_first else x.shape[2]
-        sym = (grad + grad.transpose(1, 2)) / n
-        return (x @ sym if ctx.positions_first else sym @ x), None
+        sym = (grad + grad.transpose(1, 2)).to(x.dtype) / n
+        with torch.autocast(x.device.type, enabled=False):
+            return (x @ sym if ctx.positions_first else sym @ x), None
 
 
 def mean_std(features: torch.Tensor) -> torch.Tensor:
@@ -73,6 +76,7 @@ def relative_error(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
     ``target`` may have batch size 1 and is then broadcast over ``value``'s batch.
     """
+    value, target = value.float(), target.float()  # no-ops unless under --half
     dims = tuple(range(1, value.dim()))
     err = (value - target).pow(2).sum(dim=dims)
     norm = target.pow(2).sum(dim=dims).clamp_min(_EPS)

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from stylize.device import autocast
 from stylize.imageio import fit_long_side, resize
 from stylize.transformer import TransformerNet
 
@@ -56,16 +57,17 @@ def overlap_for(tile: int) -> int:
 
 
 def stylize_tiled(network: TransformerNet, image: torch.Tensor, device: torch.device, tile: int,
-                  stats_side: int) -> torch.Tensor:
+                  stats_side: int, half: bool = False) -> torch.Tensor:
     """Stylise ``image`` ([1,3,H,W] in [0,1], on the CPU) tile by tile; the result is on the CPU.
 
     ``stats_side``: long side of the downscaled whole image that instance-norm statistics come
-    from (the largest that fits in memory; the image's own size when it fits).
+    from (the largest that fits in memory; the image's own size when it fits). ``half``: in mixed
+    precision (--half).
     """
     network.eval()
     height, width = image.shape[-2:]
     overlap, stride = overlap_for(tile), network.config.stride
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, half):
         small = resize(image, fit_long_side(height, width, min(stats_side, max(height, width))))
         stats = _instance_statistics(network, small.to(device))
         total = torch.zeros(1, 3, height, width)
@@ -128,7 +130,7 @@ def _instance_statistics(network: TransformerNet, image: torch.Tensor) -> dict[n
     stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def record(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        x = inputs[0]
+        x = inputs[0].float()
         stats[module] = (x.mean(dim=(2, 3)), x.var(dim=(2, 3), unbiased=False))
 
     handles = [m.register_forward_pre_hook(record) for m in _instance_norms(network)]

@@ -9,6 +9,7 @@ step-seeded data order continue exactly where they stopped.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from stylize.atomic import check_writable
 from stylize.config import BackboneConfig, TrainConfig
 from stylize.dataset import StepBatches, ignore_sigint_in_worker, scan_photos, style_image
-from stylize.device import make_deterministic, resolve_device
+from stylize.device import autocast, half_dtype, make_deterministic, resolve_device
 from stylize.distributed import SINGLE, World
 from stylize.errors import InputError, OutputError
 from stylize.features import FeatureExtractor, load_loss_extractor
@@ -141,6 +142,14 @@ def _read_style(style: Path) -> bytes:
     return Path(style).read_bytes()
 
 
+def loader_workers(requested: int | None, device: torch.device) -> int:
+    """--workers, or by default: none on the CPU (decoding would take cores from the step), and
+    on a GPU up to 8 processes, which keep a step of a few milliseconds fed."""
+    if requested is not None:
+        return requested
+    return 0 if device.type == "cpu" else min(8, os.cpu_count() or 1)
+
+
 def train(job: TrainJob, on_progress: Callable[[TrainProgress], None] | None = None) -> TrainResult:
     """Run the training loop; Ctrl-C writes a resumable checkpoint and returns."""
     cfg = job.config
@@ -148,22 +157,27 @@ def train(job: TrainJob, on_progress: Callable[[TrainProgress], None] | None = N
     batches = StepBatches(job.photos, cfg.image_size, cfg.batch_size * world.size, cfg.seed, job.total_steps,
                           part=(world.rank, world.size))
     model = job.model or job.network
+    workers = loader_workers(cfg.workers, job.device)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(job.start_step, job.total_steps),
-                                         num_workers=cfg.workers, pin_memory=job.device.type == "cuda",
-                                         worker_init_fn=ignore_sigint_in_worker if cfg.workers else None)
+                                         num_workers=workers, pin_memory=job.device.type == "cuda",
+                                         worker_init_fn=ignore_sigint_in_worker if workers else None)
     content_layers = set(content_layer_weights(cfg.loss))
+    # float16 gradients underflow without loss scaling; bfloat16 (and float32) need none.
+    scaler = torch.amp.GradScaler(job.device.type, enabled=cfg.half and half_dtype(job.device) == torch.float16)
     done = job.start_step
     start = time.perf_counter()
     try:
         for batch in loader:
             batch = batch.to(job.device, non_blocking=True)
-            with torch.no_grad():
-                content_targets = job.extractor(batch, content_layers)  # no deeper than the content layer
-            output = model(batch)
-            parts = job.loss_fn(output, job.extractor(output), content_targets)
+            with autocast(job.device, cfg.half):
+                with torch.no_grad():
+                    content_targets = job.extractor(batch, content_layers)  # no deeper than the content layer
+                output = model(batch)
+                parts = job.loss_fn(output, job.extractor(output), content_targets)
             job.optimizer.zero_grad(set_to_none=True)
-            parts.total.backward()
-            job.optimizer.step()
+            scaler.scale(parts.total).backward()
+            scaler.step(job.optimizer)
+            scaler.update()
             done += 1
             if on_progress:
                 elapsed = time.perf_counter() - start

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylize.config import NormKind
+from stylize.device import autocast
 from stylize.errors import InputError
 
 
@@ -162,11 +163,13 @@ class TransformerNet(nn.Module):
         return torch.sigmoid(x[..., :h, :w])
 
 
-def stylize_image(network: TransformerNet, image: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """One forward pass in inference mode (batch norm uses its running statistics)."""
+def stylize_image(network: TransformerNet, image: torch.Tensor, device: torch.device,
+                  half: bool = False) -> torch.Tensor:
+    """One forward pass in inference mode (batch norm uses its running statistics); ``half``:
+    in mixed precision (--half). The result is float32 on the CPU."""
     was_training = network.training
     network.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, half):
         result = network(image.to(device)).float().cpu()
     network.train(was_training)
     return result

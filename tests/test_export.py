@@ -141,3 +141,18 @@ def test_clear_messages_without_the_onnx_packages(tmp_path, model_file, monkeypa
     assert result.exit_code == 2 and "onnxruntime" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     with pytest.raises(ExportError, match="onnxruntime"):
         load_exported(onnx_path, CPU)
+
+
+def test_half_option(tmp_path, model_file):
+    photo = tmp_path / "p.png"
+    scene(48, 40).save(photo)
+    out = tmp_path / "half.png"
+    result = runner.invoke(app, ["run", str(photo), "--model", str(model_file), "--half", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert load_image(out).rgb.shape == (1, 3, 40, 48)
+    result = runner.invoke(app, ["run", str(photo), str(photo), "--half"])  # the iterative method
+    assert result.exit_code == 2 and "--half is for trained networks" in result.stderr
+    ts_file = tmp_path / "m.ts"
+    assert runner.invoke(app, ["export", str(model_file), "-o", str(ts_file)]).exit_code == 0
+    result = runner.invoke(app, ["run", str(photo), "--model", str(ts_file), "--half"])
+    assert result.exit_code == 2 and "--half" in result.stderr

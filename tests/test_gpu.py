@@ -48,3 +48,29 @@ def test_cuda_reaches_the_same_quality_as_cpu(setup):
         with torch.no_grad():
             objective.append(ScaleProblem(cpu, config, content, [style], (96, 128))(image).total.item())
     assert objective[1] == pytest.approx(objective[0], rel=0.15)
+
+
+def test_cuda_half_precision_inference_is_close_to_float32():
+    from stylize.transformer import FAST, TransformerNet, stylize_image
+
+    torch.manual_seed(0)
+    net = TransformerNet(FAST).cuda()
+    image = torch.rand(2, 3, 256, 320)
+    full = stylize_image(net, image, torch.device("cuda"))
+    half = stylize_image(net, image, torch.device("cuda"), half=True)
+    assert half.dtype == torch.float32
+    assert (half - full).abs().mean() < 0.01
+
+
+def test_cuda_exported_torchscript_matches(tmp_path):
+    from stylize.config import ExportFormat
+    from stylize.exported import export_model, load_exported
+    from stylize.transformer import FAST, TransformerNet
+
+    torch.manual_seed(0)
+    net = TransformerNet(FAST).eval()
+    export_model(net, {}, tmp_path / "m.ts", ExportFormat.torchscript)
+    exported = load_exported(tmp_path / "m.ts", torch.device("cuda"))
+    image = torch.rand(1, 3, 100, 130)
+    with torch.no_grad():
+        assert torch.allclose(exported(image), net(image), atol=1e-3)

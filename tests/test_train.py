@@ -160,3 +160,25 @@ def test_background_loader_gives_the_same_training(style, photos, tmp_path):
     train(_prepare(style, photos, b, config(steps=2, workers=1)))
     sa, sb = load_model(a).network.state_dict(), load_model(b).network.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_half_precision_training_follows_float32(style, photos, tmp_path):
+    """--half (bfloat16 autocast here on the CPU; the same code runs float16 with loss scaling on
+    older GPUs): the losses track float32's and the network learns."""
+    full, half = tmp_path / "full.pt", tmp_path / "half.pt"
+    seen_full, seen_half = [], []
+    train(_prepare(style, photos, full, config(steps=3)), on_progress=seen_full.append)
+    train(_prepare(style, photos, half, config(steps=3, half=True)), on_progress=seen_half.append)
+    for a, b in zip(seen_full, seen_half):
+        assert b.losses["total"] == pytest.approx(a.losses["total"], rel=0.05)
+    assert load_model(half).meta["training"]["half"] is True
+    weights = load_model(half).network.state_dict()
+    assert all(v.dtype == torch.float32 for v in weights.values())  # the model file stays float32
+
+
+def test_default_loader_workers_depend_on_the_device():
+    from stylize.train import loader_workers
+
+    assert loader_workers(None, torch.device("cpu")) == 0
+    assert 1 <= loader_workers(None, torch.device("cuda")) <= 8
+    assert loader_workers(3, torch.device("cpu")) == 3

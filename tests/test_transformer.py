@@ -87,3 +87,16 @@ def test_config_round_trip_and_validation():
         TransformerConfig(width=2)
     with pytest.raises(InputError, match="--shuffle"):
         TransformerConfig(shuffle=3)
+
+
+def test_half_precision_inference_is_close_to_float32():
+    """--half: autocast (bfloat16 on the CPU); the result is float32 and near the full-precision one."""
+    torch.manual_seed(0)
+    net = TransformerNet(TransformerConfig(width=8, blocks=2, shuffle=2))
+    image = torch.rand(1, 3, 40, 56)
+    full = stylize_image(net, image, torch.device("cpu"))
+    half = stylize_image(net, image, torch.device("cpu"), half=True)
+    assert half.dtype == torch.float32 and half.shape == full.shape
+    difference = (half - full).abs()
+    assert difference.mean() < 0.01 and difference.max() < 0.08
+    assert not torch.equal(half, full)  # it did run in lower precision

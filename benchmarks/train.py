@@ -1,0 +1,167 @@
+"""Training throughput: `stylize train`'s loop against a straightforward reference loop.
+
+    python benchmarks/train.py [--device cuda] [--steps 6] [--image-size 256] [--batch-size 4]
+
+Both train the same network (the classic 32-64-128 / 5 blocks unless --width/--blocks/--shuffle
+say otherwise) on the same photos (../shared/data/photos, or generated scenes), same crop size,
+batch, style image, loss (layers, weights, relative errors) and Adam, measured in one run:
+
+- reference: the pytorch/examples fast_neural_style recipe, written plainly: a DataLoader that
+  decodes, resizes and crops each photo every step; the whole VGG run on the photos and on the
+  output (contiguous layout); Gram matrices and their gradients by autograd. (Like the recipe,
+  it computes the style targets once.)
+- stylize: `stylize.train.train` itself (the code behind `stylize train`), with --half when
+  asked (CUDA).
+
+Prints images/s of each after a warm-up step, and the ratio (aim: >= 1.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torchvision import transforms
+
+from stylize.config import BackboneConfig, TrainConfig
+from stylize.dataset import scan_photos, style_image
+from stylize.device import resolve_device
+from stylize.features import build_features, layer_names, load_weights
+from stylize.losses import content_layer_weights, relative_error, style_layer_weights, tv_loss
+from stylize.train import prepare_training, train
+from stylize.transformer import TransformerConfig, TransformerNet
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class PlainVGG(torch.nn.Module):
+    """VGG-16 features returning the listed layers, as the recipe's Vgg16 module does."""
+
+    def __init__(self, layers: list[str]) -> None:
+        super().__init__()
+        names = layer_names("vgg16")
+        self.index = {names.index(n): n for n in layers}
+        self.body = build_features("vgg16", max(self.index) + 1)
+        weights = load_weights(BackboneConfig())
+        self.body.load_state_dict({k: v for k, v in weights.state.items() if k in self.body.state_dict()})
+        self.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = (x - self.mean) / self.std
+        out = {}
+        for i, module in enumerate(self.body):
+            x = module(x)
+            if i in self.index:
+                out[self.index[i]] = x
+        return out
+
+
+def gram(y: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = y.shape
+    features = y.view(b, c, h * w)
+    return features.bmm(features.transpose(1, 2)) / (h * w)
+
+
+class Photos(torch.utils.data.Dataset):
+    def __init__(self, paths: list[Path], size: int) -> None:
+        self.paths = paths
+        self.transform = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor()])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        with Image.open(self.paths[i]) as img:
+            return self.transform(img.convert("RGB"))
+
+
+def reference(photos: list[Path], style: Path, config: TrainConfig, network: TransformerConfig,
+              device: torch.device, steps: int) -> float:
+    loss = config.loss
+    content_w, style_w = content_layer_weights(loss), style_layer_weights(loss)
+    vgg = PlainVGG(list(dict.fromkeys([*content_w, *style_w]))).to(device)
+    torch.manual_seed(config.seed)
+    net = TransformerNet(network).to(device).train()
+    optimizer = torch.optim.Adam(net.parameters(), config.learning_rate)
+    with torch.no_grad():
+        style_feats = vgg(style_image(style, config.style_size or config.image_size).to(device))
+        gram_style = {n: gram(style_feats[n]) for n in style_w}
+    loader = torch.utils.data.DataLoader(Photos(photos, config.image_size), batch_size=config.batch_size, shuffle=True)
+    done, start = 0, 0.0
+    while done <= steps:
+        for x in loader:
+            if done == 1:  # after a warm-up step
+                sync(device)
+                start = time.perf_counter()
+            x = x.to(device)
+            optimizer.zero_grad()
+            y = net(x)
+            features_y, features_x = vgg(y), vgg(x)
+            content = sum(w * relative_error(features_y[n], features_x[n]) for n, w in content_w.items())
+            style_loss = sum(w * relative_error(gram(features_y[n]), gram_style[n]) for n, w in style_w.items())
+            total = loss.content_weight * content + loss.style_weight * style_loss + loss.tv_weight * tv_loss(y)
+            total.backward()
+            optimizer.step()
+            done += 1
+            if done > steps:
+                break
+    sync(device)
+    return steps * config.batch_size / (time.perf_counter() - start)
+
+
+def ours(photos_dir: Path, style: Path, config: TrainConfig, network: TransformerConfig, device: str,
+         steps: int, folder: Path) -> float:
+    job = prepare_training(style, photos_dir, folder / "m.pt", TrainConfig(**{**config.__dict__, "steps": steps + 1}),
+                           network, BackboneConfig(), device, overwrite=True)
+    times: list[float] = []
+    train(job, on_progress=lambda p: times.append(p.elapsed))
+    return steps * config.batch_size / (times[-1] - times[0])  # from the end of the warm-up step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--blocks", type=int, default=5)
+    parser.add_argument("--shuffle", type=int, default=1)
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    network = TransformerConfig(width=args.width, blocks=args.blocks, shuffle=args.shuffle)
+    config = TrainConfig(image_size=args.image_size, batch_size=args.batch_size, checkpoint_every=10**6)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        photos_dir, style = SHARED / "photos", SHARED / "styles" / "starry_night.jpg"
+        if not photos_dir.is_dir():
+            photos_dir, style = folder / "photos", REPO / "samples" / "swirls.jpg"
+            photos_dir.mkdir()
+            for i in range(16):
+                Image.effect_mandelbrot((400, 300), (-2 + i * 0.02, -1.2, 1, 1.2), 100).convert("RGB").save(
+                    photos_dir / f"p{i}.jpg")
+        photos = scan_photos(photos_dir).paths
+        print(f"device: {name}; torch {torch.__version__}; {len(photos)} photos; {args.image_size} px, batch "
+              f"{args.batch_size}; network {network.width}/{network.blocks}/shuffle {network.shuffle}")
+        rate_ref = reference(photos, style, config, network, device, args.steps)
+        rate_ours = ours(photos_dir, style, config, network, args.device, args.steps, folder)
+        print(f"   reference loop (pytorch/examples recipe) {rate_ref:8.2f} images/s")
+        print(f"   stylize train                            {rate_ours:8.2f} images/s   "
+              f"{rate_ours / rate_ref:.2f}x the reference (aim >= 1.5)")
+
+
+if __name__ == "__main__":
+    main()
