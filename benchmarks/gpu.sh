@@ -6,12 +6,15 @@ set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
 OUT=${OUT:-gpu-results}
 DATA=${STYLIZE_SHARED:-../shared/data}
+export STYLIZE_SHARED="$DATA"
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py -rs 2>&1 | tail -4
-python3 benchmarks/iterative.py --device cuda --content "$DATA/content/tubingen.jpg" --style "$DATA/styles/starry_night.jpg"
-python3 benchmarks/fast.py --device cuda --repeats 20 --train-steps 30
+python3 benchmarks/gpu_report.py --device cuda
+python3 benchmarks/fast.py --device cuda --repeats 20
+python3 benchmarks/iterative.py --device cuda --content "$DATA/content/tubingen.jpg" --style "$DATA/styles/starry_night.jpg" \
+  --schedules "${ITERATIVE_SCHEDULES:-}"
 [ "${SCHEDULES:-0}" = 1 ] && STYLIZE_SHARED="$DATA" python3 benchmarks/schedules.py --device cuda
 if [ "${TRAIN_MODELS:-0}" = 1 ]; then
   for spec in ${MODELS:-starry_night:3 the_scream:3 shipwreck:3}; do
@@ -19,7 +22,8 @@ if [ "${TRAIN_MODELS:-0}" = 1 ]; then
     start=$(date +%s)
     # SIGINT on time-out: the trainer then writes a resumable checkpoint.
     timeout -s INT "${TRAIN_TIMEOUT:-120}" python3 -m stylize train "$DATA/styles/$style.jpg" -d "$DATA/photos" \
-      -o "$OUT/${style}_sw${weight}.pt" --style-weight "$weight" --steps "${STEPS:-3000}" --workers 8 --quiet \
+      -o "$OUT/${style}_sw${weight}.pt" --style-weight "$weight" --steps "${STEPS:-3000}" --quiet \
+      --width 16 --blocks 3 --shuffle 2 \
       --checkpoint-every 500 --overwrite
     rc=$?
     echo "trained $style sw=$weight in $(( $(date +%s) - start )) s (exit $rc)"

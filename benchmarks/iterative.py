@@ -15,6 +15,7 @@ Prints, measured side by side in one run on one device:
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from stylize.losses import required_layers
 from stylize.optimize import ScaleProblem, ScaleOptimizer, plan_schedule, run_iterative
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+SHARED = Path(os.environ.get("STYLIZE_SHARED", REPO.parent / "shared" / "data"))  # the GPU script sets it
 
 
 def sync(device: torch.device) -> None:

@@ -19,6 +19,7 @@ Prints images/s of each after a warm-up step, and the ratio (aim: >= 1.5).
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ from stylize.train import prepare_training, train
 from stylize.transformer import TransformerConfig, TransformerNet
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+SHARED = Path(os.environ.get("STYLIZE_SHARED", REPO.parent / "shared" / "data"))  # the GPU script sets it
 
 
 def sync(device: torch.device) -> None:
@@ -139,11 +140,13 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--blocks", type=int, default=5)
     parser.add_argument("--shuffle", type=int, default=1)
+    parser.add_argument("--half", action="store_true", help="stylize train --half (mixed precision)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     network = TransformerConfig(width=args.width, blocks=args.blocks, shuffle=args.shuffle)
-    config = TrainConfig(image_size=args.image_size, batch_size=args.batch_size, checkpoint_every=10**6)
+    config = TrainConfig(image_size=args.image_size, batch_size=args.batch_size, checkpoint_every=10**6,
+                         half=args.half)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         photos_dir, style = SHARED / "photos", SHARED / "styles" / "starry_night.jpg"
@@ -159,7 +162,7 @@ def main() -> None:
         rate_ref = reference(photos, style, config, network, device, args.steps)
         rate_ours = ours(photos_dir, style, config, network, args.device, args.steps, folder)
         print(f"   reference loop (pytorch/examples recipe) {rate_ref:8.2f} images/s")
-        print(f"   stylize train                            {rate_ours:8.2f} images/s   "
+        print(f"   stylize train{' --half' if args.half else '       '}                     {rate_ours:8.2f} images/s   "
               f"{rate_ours / rate_ref:.2f}x the reference (aim >= 1.5)")
 
 

@@ -1,0 +1,95 @@
+"""The GPU figures in one short run: the default 512 px iterative run, fast-model frames per
+second at 1920x1080 in float32 and in half precision, and `stylize train` images/s.
+
+    python benchmarks/gpu_report.py [--device cuda] [--frames 50] [--train-steps 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train import SHARED, ours, reference  # noqa: E402  (the training benchmark's two loops)
+
+from stylize.config import BackboneConfig, RunConfig, TrainConfig  # noqa: E402
+from stylize.dataset import scan_photos  # noqa: E402
+from stylize.device import autocast, resolve_device  # noqa: E402
+from stylize.features import load_extractor  # noqa: E402
+from stylize.imageio import load_image  # noqa: E402
+from stylize.losses import required_layers  # noqa: E402
+from stylize.modelfile import bundled_models, load_model  # noqa: E402
+from stylize.optimize import run_iterative  # noqa: E402
+from stylize.transformer import CLASSIC  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--frames", type=int, default=50)
+    parser.add_argument("--train-steps", type=int, default=30)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script on a CPU")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {name}; torch {torch.__version__}")
+
+    content_path, style_path = SHARED / "content" / "tubingen.jpg", SHARED / "styles" / "starry_night.jpg"
+    if not content_path.exists():
+        content_path, style_path = REPO / "samples" / "chelsea.jpg", REPO / "samples" / "swirls.jpg"
+    content, style = load_image(content_path).rgb, load_image(style_path).rgb
+    config = RunConfig(size=96, iterations=(2,)) if args.smoke else RunConfig()
+    extractor = load_extractor(BackboneConfig(), required_layers(config.loss), device)
+    run_iterative(content, [style], RunConfig(size=128, iterations=(5,)), extractor)  # warm-up
+    sync(device)
+    start = time.perf_counter()
+    run_iterative(content, [style], config, extractor)
+    sync(device)
+    print(f"iterative, default run at {config.size} px ({content_path.name} + {style_path.name}): "
+          f"{time.perf_counter() - start:.2f} s")
+
+    model = load_model(bundled_models()[0])
+    network = model.network.to(device).eval()
+    frame = torch.rand(1, 3, 108, 192, device=device) if args.smoke else torch.rand(1, 3, 1080, 1920, device=device)
+    for half in (False, True):
+        with torch.inference_mode(), autocast(device, half):
+            for _ in range(3):
+                network(frame)
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(args.frames):
+                network(frame)
+            sync(device)
+        fps = args.frames / (time.perf_counter() - start)
+        print(f"fast model {model.path.stem}, 1920x1080, {'half precision' if half else 'float32'}: {fps:.1f} frames/s")
+
+    photos = SHARED / "photos"
+    if photos.is_dir():
+        with tempfile.TemporaryDirectory() as tmp:
+            size = 64 if args.smoke else 256
+            train_config = TrainConfig(image_size=size, checkpoint_every=10**6)
+            style_file = SHARED / "styles" / "starry_night.jpg"
+            ref = reference(scan_photos(photos).paths, style_file, train_config, CLASSIC, device, args.train_steps)
+            print(f"training, {size} px, batch 4, classic network: reference loop {ref:.1f} images/s")
+            for half in (False, True):
+                cfg = TrainConfig(image_size=size, checkpoint_every=10**6, half=half)
+                rate = ours(photos, style_file, cfg, CLASSIC, args.device, args.train_steps, Path(tmp))
+                print(f"   stylize train{' --half' if half else ''}: {rate:.1f} images/s ({rate / ref:.2f}x reference)")
+    else:
+        print("training: skipped (no ../shared/data/photos)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Peak memory of a default 1024 px iterative run and of a 6000x4000 tiled fast run, each in a
+child process, printed next to the size of the image tensors themselves.
+
+    python benchmarks/memory.py [--device cpu] [--iterations 200,70] [--model starry_night]
+
+On the CPU the figure is the child's peak resident memory (ru_maxrss) minus its resident memory
+once torch, the networks and the images are loaded; on CUDA, torch's peak allocated memory.
+L-BFGS's memory (50 pairs of image-sized vectors) is full after 50 iterations of a scale, so a
+shortened schedule with at least 51 iterations at full size measures the same peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from batch import huge_child  # noqa: E402  (the tiled run, shared with batch.py)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("STYLIZE_SHARED", REPO.parent / "shared" / "data"))  # the GPU script sets it
+GIB = 2**30
+
+
+def rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def iterative_child(device_name: str, iterations: str | None) -> None:
+    """Runs in a child process: a default iterative run at 1024 px; prints JSON."""
+    from stylize.config import BackboneConfig, RunConfig
+    from stylize.device import resolve_device
+    from stylize.imageio import load_image
+    from stylize.job import Iterative
+
+    content_path = SHARED / "content" / "tubingen.jpg"
+    style_path = SHARED / "styles" / "starry_night.jpg"
+    if not content_path.exists():
+        content_path, style_path = REPO / "samples" / "chelsea.jpg", REPO / "samples" / "swirls.jpg"
+    config = RunConfig(size=1024, iterations=tuple(int(v) for v in iterations.split(",")) if iterations else None)
+    device = resolve_device(device_name)
+    job = Iterative(config, BackboneConfig(), device_name)
+    content, style = load_image(content_path), load_image(style_path)
+    schedule = job.check(content, [style])
+    base = rss() if device.type == "cpu" else torch.cuda.memory_allocated(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    result = job.run(content, [style])
+    seconds = time.perf_counter() - start
+    peak = rss() if device.type == "cpu" else torch.cuda.max_memory_allocated(device)
+    h, w = result.image.shape[-2:]
+    print(json.dumps({"seconds": seconds, "peak_extra": peak - base, "base": base, "shape": [h, w],
+                      "schedule": [[list(hw), n] for hw, n in schedule],
+                      "image_bytes": 3 * h * w * 4}))
+
+
+def child(args: list[str]) -> dict:
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--iterations", default=None, help="per scale, e.g. 3,55 [default: the default schedule]")
+    parser.add_argument("--model", default="starry_night")
+    parser.add_argument("--child", choices=["iterative", "tiled"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child == "iterative":
+        iterative_child(args.device, args.iterations)
+        return
+    if args.child == "tiled":
+        huge_child(args.model, args.device, 6000, 4000)
+        return
+    print(f"torch {torch.__version__}; device {args.device}")
+    it = child(["--child", "iterative", "--device", args.device] + (["--iterations", args.iterations]
+                                                                        if args.iterations else []))
+    h, w = it["shape"]
+    print(f"iterative, {w}x{h} (schedule {it['schedule']}): {it['seconds']:.0f} s; peak memory over the loaded "
+          f"process {it['peak_extra'] / GIB:.2f} GiB; the output image tensor itself {it['image_bytes'] / GIB:.3f} GiB "
+          f"({it['peak_extra'] / it['image_bytes']:.0f}x); process with VGG and images loaded {it['base'] / GIB:.2f} GiB")
+    tiled = child(["--child", "tiled", "--device", args.device, "--model", args.model])
+    print(f"fast, 6000x4000 tiled (tile {tiled['tile']}, {args.model}): {tiled['seconds']:.0f} s; peak memory over the "
+          f"loaded process {tiled['peak_extra'] / GIB:.2f} GiB; the input tensor itself {tiled['input'] / GIB:.2f} GiB "
+          f"(input + output {2 * tiled['input'] / GIB:.2f} GiB); one untiled pass would need about "
+          f"{tiled['untiled_estimate'] / GIB:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
