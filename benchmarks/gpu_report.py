@@ -7,32 +7,25 @@ second at 1920x1080 in float32 and in half precision, and `stylize train` images
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import SHARED, ours, reference  # noqa: E402  (the training benchmark's two loops)
-
-from stylize.config import BackboneConfig, RunConfig, TrainConfig  # noqa: E402
-from stylize.dataset import scan_photos  # noqa: E402
-from stylize.device import autocast, resolve_device  # noqa: E402
-from stylize.features import load_extractor  # noqa: E402
-from stylize.imageio import load_image  # noqa: E402
-from stylize.losses import required_layers  # noqa: E402
-from stylize.modelfile import bundled_models, load_model  # noqa: E402
-from stylize.optimize import run_iterative  # noqa: E402
-from stylize.transformer import CLASSIC  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO, SHARED, device_name, sync
+from stylize.config import BackboneConfig, RunConfig, TrainConfig
+from stylize.dataset import scan_photos
+from stylize.device import autocast, resolve_device
+from stylize.features import load_extractor
+from stylize.imageio import load_image
+from stylize.losses import required_layers
+from stylize.modelfile import bundled_models, load_model
+from stylize.optimize import run_iterative
+from stylize.transformer import CLASSIC
+from train import ours, reference  # the training benchmark's two loops
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -43,7 +36,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script on a CPU")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = device_name(device)
     print(f"device: {name}; torch {torch.__version__}")
 
     content_path, style_path = SHARED / "content" / "tubingen.jpg", SHARED / "styles" / "starry_night.jpg"

@@ -15,12 +15,12 @@ Prints, measured side by side in one run on one device:
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 import torch
 
+from common import REPO, SHARED, device_name, sync, timed
 from stylize.config import BackboneConfig, RunConfig
 from stylize.device import resolve_device
 from stylize.features import load_extractor
@@ -28,23 +28,8 @@ from stylize.imageio import fit_long_side, load_image
 from stylize.losses import required_layers
 from stylize.optimize import ScaleProblem, ScaleOptimizer, plan_schedule, run_iterative
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("STYLIZE_SHARED", REPO.parent / "shared" / "data"))  # the GPU script sets it
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device: torch.device, repeats: int) -> float:
-    fn()  # warm-up
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    sync(device)
-    return (time.perf_counter() - start) / repeats
 
 
 def overhead(extractor, config, content, style, long_side, device, repeats) -> tuple[float, float]:
@@ -101,7 +86,7 @@ def main() -> None:
     if not args.content.exists():  # a machine without ../shared: use the bundled samples
         args.content, args.style = REPO / "samples" / "chelsea.jpg", REPO / "samples" / "swirls.jpg"
     device = resolve_device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = device_name(device)
     print(f"device: {name}; torch {torch.__version__}; {args.content.name} + {args.style.name}")
     default = RunConfig(size=args.size)
     extractor = load_extractor(BackboneConfig(), required_layers(default.loss), device)

@@ -12,21 +12,17 @@ shortened schedule with at least 51 iterations at full size measures the same pe
 from __future__ import annotations
 
 import argparse
-import os
 import json
 import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from batch import huge_child  # noqa: E402  (the tiled run, shared with batch.py)
+from batch import huge_child  # the tiled run, shared with batch.py
+from common import REPO, SHARED
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("STYLIZE_SHARED", REPO.parent / "shared" / "data"))  # the GPU script sets it
 GIB = 2**30
 
 

@@ -19,7 +19,6 @@ Prints images/s of each after a warm-up step, and the ratio (aim: >= 1.5).
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
+from common import REPO, SHARED, device_name, sync
 from stylize.config import BackboneConfig, TrainConfig
 from stylize.dataset import scan_photos, style_image
 from stylize.device import resolve_device
@@ -36,13 +36,7 @@ from stylize.losses import content_layer_weights, relative_error, style_layer_we
 from stylize.train import prepare_training, train
 from stylize.transformer import TransformerConfig, TransformerNet
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("STYLIZE_SHARED", REPO.parent / "shared" / "data"))  # the GPU script sets it
 
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 class PlainVGG(torch.nn.Module):
@@ -143,7 +137,7 @@ def main() -> None:
     parser.add_argument("--half", action="store_true", help="stylize train --half (mixed precision)")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = device_name(device)
     network = TransformerConfig(width=args.width, blocks=args.blocks, shuffle=args.shuffle)
     config = TrainConfig(image_size=args.image_size, batch_size=args.batch_size, checkpoint_every=10**6,
                          half=args.half)

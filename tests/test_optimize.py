@@ -29,10 +29,25 @@ def pair():
 
 def test_default_schedule_is_coarse_to_fine():
     plan = plan_schedule(384, 512, RunConfig(size=512), min_side=16)
-    assert plan == [((192, 256), 200), ((384, 512), 70)]
-    assert plan_schedule(384, 512, RunConfig(size=100), 16) == [((75, 100), 70)]
+    assert plan == [((192, 256), 100), ((384, 512), 40)]
+    assert plan_schedule(384, 512, RunConfig(size=100), 16) == [((75, 100), 40)]
     four = plan_schedule(384, 512, RunConfig(size=512, scales=4), min_side=16)
-    assert four == [((48, 64), 400), ((96, 128), 400), ((192, 256), 200), ((384, 512), 70)]
+    assert four == [((48, 64), 200), ((96, 128), 200), ((192, 256), 100), ((384, 512), 40)]
+
+
+def test_hand_over_adds_the_detail_that_upsampling_loses(pair):
+    from stylize.optimize import hand_over
+
+    content, _ = pair
+    small = resize(content, (48, 64))
+    # A coarse result equal to the photo hands over the full-size photo itself, not a blurred copy.
+    assert torch.allclose(hand_over(small, small, content), content.clamp(0, 1), atol=1e-6)
+    painted = (small * 0.5 + 0.25).clamp(0, 1)
+    result = hand_over(painted, small, content)
+    assert result.shape == content.shape and result.min() >= 0 and result.max() <= 1
+    blurred = resize(painted, (96, 128))
+    detail = lambda x: (x - resize(resize(x, (48, 64)), (96, 128))).abs().mean()  # noqa: E731
+    assert detail(result) > 2 * detail(blurred)  # the photo's edges are back
 
 
 def test_schedule_options():
