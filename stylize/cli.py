@@ -627,6 +627,15 @@ def export(
                       markup=False, highlight=False, soft_wrap=True)
 
 
+def _package_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 @app.command()
 def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Show versions, devices, the device `auto` picks, and where each backbone's weights are."""
@@ -645,6 +654,7 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
         "auto_device": str(resolve_device("auto")),
         "cpu_threads": torch.get_num_threads(),
         "backbones": {b.value: weights_status(b) for b in Backbone},
+        "onnxruntime": _package_version("onnxruntime"),
     }
     if as_json:
         console.print_json(json.dumps(data))
@@ -654,7 +664,8 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
     for d in data["devices"]:
         memory = f", {d['memory_bytes'] / 2**30:.1f} GiB" if d["memory_bytes"] else ""
         rows.append((f"device {d['device']}", f"{d['name']}{memory}"))
-    rows += [("auto picks", data["auto_device"]), ("cpu threads", str(data["cpu_threads"]))]
+    rows += [("auto picks", data["auto_device"]), ("cpu threads", str(data["cpu_threads"])),
+             ("onnxruntime", data["onnxruntime"] or "not installed (for .onnx models: pip install 'stylize[onnx]')")]
     rows += [(f"backbone {name}", status) for name, status in data["backbones"].items()]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

@@ -199,6 +199,11 @@ def test_info_text_and_json():
     assert data["backbones"]["vgg16"].startswith("bundled")
     assert set(data["backbones"]) == {"vgg16", "vgg19", "vgg16-imagenet"}
     assert data["cpu_threads"] >= 1 and data["torch"]
+    try:
+        import onnxruntime
+        assert data["onnxruntime"] == onnxruntime.__version__
+    except ImportError:
+        assert data["onnxruntime"] is None and "pip install 'stylize[onnx]'" in text.stdout
 
 
 def test_ctrl_c_keeps_the_best_image_and_exits_non_zero(photo, painting, tmp_path):
