@@ -478,7 +478,7 @@ def train(
     width: Annotated[int, typer.Option(help="Channels of the first layer (classic: 32; small preset: 16).")] = 32,
     blocks: Annotated[int, typer.Option(help="Residual blocks (classic: 5; small preset: 3).")] = 5,
     shuffle: Annotated[int, typer.Option(help="1: Johnson et al.'s layout; 2: every layer at half resolution "
-                                         "on 2x2 pixel blocks (the bundled models: 16 wide, 5 blocks).")] = 1,
+                                         "on 2x2 pixel blocks (the bundled models: width 16, 3 blocks).")] = 1,
     checkpoint_every: Annotated[int, typer.Option(help="Write a resumable checkpoint every N steps.")] = (
         DEFAULT_TRAIN.checkpoint_every),
     resume: Annotated[Optional[Path], typer.Option(help="Continue from a checkpoint (MODEL.ckpt.pt).",
@@ -586,7 +586,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
                       markup=False, highlight=False, soft_wrap=True)
 
 
-# --------------------------------------------------------------------------------------- info
+# ------------------------------------------------------------------------------------- export
 
 @app.command()
 def export(
@@ -626,6 +626,8 @@ def export(
         console.print(f"saved {output} ({fmt.value}); output matches PyTorch's within {difference:.1g}",
                       markup=False, highlight=False, soft_wrap=True)
 
+
+# --------------------------------------------------------------------------------------- info
 
 def _package_version(name: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
