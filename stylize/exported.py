@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from stylize.atomic import atomic_write
 from stylize.config import ExportFormat
 from stylize.errors import InputError
-from stylize.transformer import TransformerNet
+from stylize.transformer import MIN_SIDE, TransformerNet, pad_to_min_side
 
 ONNX_OPSET = 18
 SUFFIXES = {".onnx": ExportFormat.onnx, ".ts": ExportFormat.torchscript, ".torchscript": ExportFormat.torchscript}
@@ -115,13 +114,11 @@ class ExportedModel:
 
     @property
     def min_side(self) -> int:
-        return int(self.meta.get("min_side", 32))
+        return int(self.meta.get("min_side", MIN_SIDE))
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         h, w = images.shape[-2:]
-        side = self.min_side
-        if h < side or w < side:  # the graph's own padding needs this much; the network pads the same way
-            images = F.pad(images, (0, max(0, side - w), 0, max(0, side - h)), mode="replicate")
+        images = pad_to_min_side(images, self.min_side)  # as the network does; the graph's own pad needs it
         if self.format is ExportFormat.onnx:
             out = torch.from_numpy(self.runner.run(None, {"image": images.float().contiguous().numpy()})[0])
         else:

@@ -28,7 +28,7 @@ from stylize.modelfile import LoadedModel, load_model
 from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, estimate_memory, largest_fitting_size,
                               plan_schedule, run_iterative)
 from stylize.tiling import MIN_TILE, estimate_bytes, largest_fitting_side, stylize_tiled
-from stylize.transformer import stylize_image
+from stylize.transformer import STRIDE, stylize_image
 
 GB = 2**30
 
@@ -111,8 +111,7 @@ class Fast:
         budget = memory_budget(self.device)
         if budget is None or batch * estimate_bytes(self.model.network, height, width) <= budget // 2:
             return None
-        stride = self.model.network.config.stride
-        return max(MIN_TILE, min(1024, largest_fitting_side(self.model.network, budget // 2)) // stride * stride)
+        return max(MIN_TILE, min(1024, largest_fitting_side(self.model.network, budget // 2)) // STRIDE * STRIDE)
 
     def run(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
         """Stylise same-size images in one pass, or one by one in tiles when they are too large."""

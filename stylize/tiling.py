@@ -20,7 +20,7 @@ from torch import nn
 
 from stylize.device import autocast
 from stylize.imageio import fit_long_side, resize
-from stylize.transformer import TransformerNet
+from stylize.transformer import STRIDE, TransformerNet
 
 # Peak bytes per pixel of one untiled forward pass in inference mode, per channel of the first
 # layer (the full-resolution layers dominate: an upsampled, padded 2w-channel map next to the
@@ -66,17 +66,17 @@ def stylize_tiled(network: TransformerNet, image: torch.Tensor, device: torch.de
     """
     network.eval()
     height, width = image.shape[-2:]
-    overlap, stride = overlap_for(tile), network.config.stride
+    overlap = overlap_for(tile)
     with torch.inference_mode(), autocast(device, half):
         small = resize(image, fit_long_side(height, width, min(stats_side, max(height, width))))
         stats = _instance_statistics(network, small.to(device))
         total = torch.zeros(1, 3, height, width)
         weight = torch.zeros(1, 1, height, width)
         with _frozen_instance_norm(network, stats):
-            for y, x in _windows(height, width, tile, overlap, stride):
-                # The last row and column run to the image's edge (up to stride - 1 px more).
-                y1 = y + tile if y + tile + stride <= height else height
-                x1 = x + tile if x + tile + stride <= width else width
+            for y, x in _windows(height, width, tile, overlap):
+                # The last row and column run to the image's edge (up to STRIDE - 1 px more).
+                y1 = y + tile if y + tile + STRIDE <= height else height
+                x1 = x + tile if x + tile + STRIDE <= width else width
                 out = network(image[..., y:y1, x:x1].to(device)).float().cpu()
                 w = _feather(out.shape[-2:], (y, x), (height, width), overlap)
                 total[..., y:y1, x:x1] += out * w
@@ -84,7 +84,7 @@ def stylize_tiled(network: TransformerNet, image: torch.Tensor, device: torch.de
     return (total / weight).clamp_(0.0, 1.0)
 
 
-def _windows(height: int, width: int, tile: int, overlap: int, stride: int) -> Iterator[tuple[int, int]]:
+def _windows(height: int, width: int, tile: int, overlap: int) -> Iterator[tuple[int, int]]:
     """Top-left corners of tiles covering the image; the last row and column end at its edge.
 
     Corners sit on multiples of the network's stride (4): a tile sampled on another phase of the
@@ -92,9 +92,9 @@ def _windows(height: int, width: int, tile: int, overlap: int, stride: int) -> I
     def starts(length: int) -> list[int]:
         if length <= tile:
             return [0]
-        step = (tile - overlap) // stride * stride
+        step = (tile - overlap) // STRIDE * STRIDE
         positions = list(range(0, length - tile, step))
-        return positions + [(length - tile) // stride * stride]
+        return positions + [(length - tile) // STRIDE * STRIDE]
 
     for y in starts(height):
         for x in starts(width):

@@ -41,11 +41,6 @@ class TransformerConfig:
         if self.shuffle not in (1, 2):
             raise InputError(f"--shuffle must be 1 or 2, got {self.shuffle}")
 
-    @property
-    def stride(self) -> int:
-        """Total downsampling (4 in both layouts): inputs are padded to a multiple of it."""
-        return 4
-
     def to_dict(self) -> dict:
         return {**asdict(self), "norm": self.norm.value}
 
@@ -56,6 +51,7 @@ class TransformerConfig:
 
 
 MIN_SIDE = 16  # smaller inputs are padded up to this
+STRIDE = 4  # total downsampling in both layouts: inputs are padded to a multiple of it
 CLASSIC = TransformerConfig(width=32, blocks=5)  # Johnson et al.'s 32-64-128, 5 residual blocks
 SMALL = TransformerConfig(width=16, blocks=3)  # the faster preset
 # The bundled models' network: SMALL's widths on 2x2 pixel blocks, 9x faster than CLASSIC at
@@ -115,6 +111,15 @@ class ResidualBlock(nn.Module):
         return x + self.conv2(self.conv1(x))
 
 
+def pad_to_min_side(x: torch.Tensor, side: int) -> torch.Tensor:
+    """Replicate the last rows/columns of a smaller image up to ``side`` pixels (reflection could
+    not: its pad must be smaller than the image)."""
+    h, w = x.shape[-2], x.shape[-1]
+    if h < side or w < side:
+        x = F.pad(x, (0, max(0, side - w), 0, max(0, side - h)), mode="replicate")
+    return x
+
+
 class TransformerNet(nn.Module):
     """Image-to-image network: ``[B,3,H,W]`` in [0,1] to the same size in [0,1]."""
 
@@ -123,7 +128,7 @@ class TransformerNet(nn.Module):
         self.config = config
         w, norm, s = config.width, config.norm, config.shuffle
         # Plain ints for forward(), which TorchScript compiles (it cannot read the dataclass).
-        self.stride, self.shuffle, self.min_side = config.stride, s, MIN_SIDE  # min_side: a multiple of stride
+        self.stride, self.shuffle, self.min_side = STRIDE, s, MIN_SIDE  # min_side: a multiple of stride
         # Shuffled, the first layer already works at half resolution, so one strided layer less
         # reaches the residual blocks' quarter resolution (a version with them at 1/8 ran twice as
         # fast but lost the photo in training). Johnson et al.'s 9x9 outer convolutions see 9 px;
@@ -152,8 +157,7 @@ class TransformerNet(nn.Module):
         # Pad to at least `side`, so that every reflection pad inside the network is smaller than
         # the map it pads, and to a multiple of the stride; crop back after. The second pad runs
         # even when it adds nothing, so that an exported graph pads whatever size it is given.
-        if h < side or w < side:
-            x = F.pad(x, (0, max(0, side - w), 0, max(0, side - h)), mode="replicate")
+        x = pad_to_min_side(x, side)
         x = F.pad(x, (0, (-x.shape[-1]) % stride, 0, (-x.shape[-2]) % stride), mode="reflect")
         if s > 1:
             x = F.pixel_unshuffle(x, s)

@@ -13,7 +13,7 @@ from stylize.imageio import load_image
 from stylize.job import Fast
 from stylize.modelfile import save_model
 from stylize.tiling import estimate_bytes, stylize_tiled
-from stylize.transformer import TransformerConfig, TransformerNet, stylize_image
+from stylize.transformer import STRIDE, TransformerConfig, TransformerNet, stylize_image
 
 from conftest import scene
 
@@ -81,7 +81,7 @@ def test_automatic_tiling_when_memory_is_short(tmp_path, network, monkeypatch):
     assert fast.tile_for(200, 300) is None  # fits easily
     monkeypatch.setattr(stylize.job, "memory_budget", lambda device: estimate_bytes(network, 200, 300))
     tile = fast.tile_for(200, 300)
-    assert tile is not None and tile % network.config.stride == 0 and tile < 300
+    assert tile is not None and tile % STRIDE == 0 and tile < 300
     assert Fast(model, "cpu", tile=0).tile_for(200, 300) is None  # --tile 0: never
     assert Fast(model, "cpu", tile=128).tile_for(100, 120) is None  # smaller than one tile
 
