@@ -67,8 +67,12 @@ def throughput(model: Path | str, device: str, photos: Path, batch_size: int, ou
     return len(jobs) / seconds
 
 
-def huge_child(model: str, device: str, width: int, height: int) -> None:
+def huge_child(model: str, device: str, width: int, height: int, reuse: bool = True) -> None:
     """Runs in a child process: one huge image through the tiled path; prints JSON."""
+    from stylize.device import reuse_freed_memory
+
+    if reuse:
+        reuse_freed_memory()  # as the command line does
     stylizer = Fast(model, device, tile=1024)  # as auto-tiling picks where memory is short
     image = torch.rand(1, 3, height, width)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

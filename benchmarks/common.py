@@ -20,9 +20,10 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    """Seconds per call of ``fn``, after one warm-up call."""
-    fn()
+def timed(fn: Callable[[], object], device: torch.device, repeats: int, warm_up: bool = True) -> float:
+    """Seconds per call of ``fn``, after one warm-up call (unless told there is none to make)."""
+    if warm_up:
+        fn()
     sync(device)
     start = time.perf_counter()
     for _ in range(repeats):

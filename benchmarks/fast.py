@@ -26,7 +26,7 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from common import REPO, SHARED, device_name, timed
 from stylize.config import BackboneConfig, ExportFormat, LossConfig
-from stylize.device import resolve_device
+from stylize.device import resolve_device, reuse_freed_memory
 from stylize.features import load_extractor
 from stylize.imageio import load_image, resize, save_image, to_pil
 from stylize.losses import gram_matrix, relative_error, style_layer_weights
@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--model", default="starry_night", help="bundled model (or file) to compare")
     parser.add_argument("--out", type=Path, default=None, help="write the outputs here")
     args = parser.parse_args()
+    reuse_freed_memory()  # as the command line does (every contender runs in this process)
     device = resolve_device(args.device)
     name = device_name(device)
     print(f"device: {name}; torch {torch.__version__}")

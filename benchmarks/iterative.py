@@ -15,6 +15,7 @@ Prints, measured side by side in one run on one device:
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from pathlib import Path
 
@@ -22,10 +23,10 @@ import torch
 
 from common import REPO, SHARED, device_name, sync, timed
 from stylize.config import BackboneConfig, RunConfig
-from stylize.device import resolve_device
-from stylize.features import load_extractor
+from stylize.device import resolve_device, reuse_freed_memory
+from stylize.features import ARCHITECTURES, layer_names, load_extractor
 from stylize.imageio import fit_long_side, load_image
-from stylize.losses import required_layers
+from stylize.losses import required_layers, style_layer_weights
 from stylize.optimize import ScaleProblem, ScaleOptimizer, plan_schedule, run_iterative
 
 
@@ -33,6 +34,8 @@ from stylize.optimize import ScaleProblem, ScaleOptimizer, plan_schedule, run_it
 
 
 def overhead(extractor, config, content, style, long_side, device, repeats) -> tuple[float, float]:
+    """Median seconds of an optimiser step and of a bare forward+backward, timed alternately
+    (one after the other, `repeats` times), so that the machine's drifts hit both alike."""
     size = fit_long_side(*content.shape[-2:], long_side)
     problem = ScaleProblem(extractor, config, content, [style], size)
     image = problem.content.clone().requires_grad_(True)
@@ -42,7 +45,33 @@ def overhead(extractor, config, content, style, long_side, device, repeats) -> t
         torch.autograd.backward(list(feats.values()), [torch.ones_like(f) for f in feats.values()])
 
     run = ScaleOptimizer(problem, config, problem.content)
-    return timed(run.step, device, repeats), timed(bare, device, repeats)
+    steps, bares = [], []
+    for _ in range(repeats):
+        steps.append(timed(run.step, device, 1, warm_up=not steps))
+        bares.append(timed(bare, device, 1, warm_up=not bares))
+    return statistics.median(steps), statistics.median(bares)
+
+
+def gram_share(config: RunConfig) -> float:
+    """Multiply-adds of the Gram matrices (forward and one-product backward) over those of the
+    convolutions (forward and input-gradient backward), per pixel: the least the optimiser's
+    step can cost over the bare backbone if the products ran as fast as the convolutions."""
+    names, plan = layer_names("vgg16"), [c for c in ARCHITECTURES["vgg16"]]
+    style = set(style_layer_weights(config.loss))
+    deepest = max(names.index(n) for n in required_layers(config.loss))
+    conv = gram = 0.0
+    stride, channels_in, index = 1, 3, 0
+    for item in plan:
+        if index > deepest:
+            break
+        if item == "M":
+            stride, index = stride * 2, index + 1
+            continue
+        conv += 9 * channels_in * int(item) / stride**2
+        if names[index + 1] in style:
+            gram += int(item) ** 2 / stride**2
+        channels_in, index = int(item), index + 2
+    return 2 * gram / (2 * conv)
 
 
 def classic_run(problem: ScaleProblem, iterations: int) -> tuple[torch.Tensor, int, int]:
@@ -85,6 +114,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.content.exists():  # a machine without ../shared: use the bundled samples
         args.content, args.style = REPO / "samples" / "chelsea.jpg", REPO / "samples" / "swirls.jpg"
+    reuse_freed_memory()  # as the command line does
     device = resolve_device(args.device)
     name = device_name(device)
     print(f"device: {name}; torch {torch.__version__}; {args.content.name} + {args.style.name}")
@@ -93,7 +123,8 @@ def main() -> None:
     content = load_image(args.content).rgb.to(device)
     style = load_image(args.style).rgb.to(device)
 
-    print("\n1. per-iteration overhead (optimiser step vs bare VGG forward+backward)")
+    print(f"\n1. per-iteration overhead (optimiser step vs bare VGG forward+backward, medians of {args.repeats} "
+          f"alternate runs); the Gram products are {gram_share(default):.1%} of the convolutions' multiply-adds")
     for side in (args.size // 2, args.size):
         step, bare = overhead(extractor, default, content, style, side, device, args.repeats)
         print(f"   {side} px: step {step * 1000:8.1f} ms   bare {bare * 1000:8.1f} ms   ratio {step / bare:.3f}")

@@ -30,12 +30,15 @@ def rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def iterative_child(device_name: str, iterations: str | None) -> None:
+def iterative_child(device_name: str, iterations: str | None, reuse: bool) -> None:
     """Runs in a child process: a default iterative run at 1024 px; prints JSON."""
     from stylize.config import BackboneConfig, RunConfig
-    from stylize.device import resolve_device
+    from stylize.device import resolve_device, reuse_freed_memory
     from stylize.imageio import load_image
     from stylize.job import Iterative
+
+    if reuse:
+        reuse_freed_memory()  # as the command line does
 
     content_path = SHARED / "content" / "tubingen.jpg"
     style_path = SHARED / "styles" / "starry_night.jpg"
@@ -71,22 +74,25 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--iterations", default=None, help="per scale, e.g. 3,55 [default: the default schedule]")
     parser.add_argument("--model", default="starry_night")
+    parser.add_argument("--system-allocator", action="store_true",
+                        help="leave glibc's malloc as it is (the command line sets it to reuse freed memory)")
     parser.add_argument("--child", choices=["iterative", "tiled"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "iterative":
-        iterative_child(args.device, args.iterations)
+        iterative_child(args.device, args.iterations, not args.system_allocator)
         return
     if args.child == "tiled":
-        huge_child(args.model, args.device, 6000, 4000)
+        huge_child(args.model, args.device, 6000, 4000, not args.system_allocator)
         return
-    print(f"torch {torch.__version__}; device {args.device}")
-    it = child(["--child", "iterative", "--device", args.device] + (["--iterations", args.iterations]
-                                                                        if args.iterations else []))
+    print(f"torch {torch.__version__}; device {args.device}; "
+          f"{'system allocator' if args.system_allocator else 'freed memory reused, as the command line does'}")
+    common = ["--device", args.device] + (["--system-allocator"] if args.system_allocator else [])
+    it = child(["--child", "iterative", *common] + (["--iterations", args.iterations] if args.iterations else []))
     h, w = it["shape"]
     print(f"iterative, {w}x{h} (schedule {it['schedule']}): {it['seconds']:.0f} s; peak memory over the loaded "
           f"process {it['peak_extra'] / GIB:.2f} GiB; the output image tensor itself {it['image_bytes'] / GIB:.3f} GiB "
           f"({it['peak_extra'] / it['image_bytes']:.0f}x); process with VGG and images loaded {it['base'] / GIB:.2f} GiB")
-    tiled = child(["--child", "tiled", "--device", args.device, "--model", args.model])
+    tiled = child(["--child", "tiled", *common, "--model", args.model])
     print(f"fast, 6000x4000 tiled (tile {tiled['tile']}, {args.model}): {tiled['seconds']:.0f} s; peak memory over the "
           f"loaded process {tiled['peak_extra'] / GIB:.2f} GiB; the input tensor itself {tiled['input'] / GIB:.2f} GiB "
           f"(input + output {2 * tiled['input'] / GIB:.2f} GiB); one untiled pass would need about "

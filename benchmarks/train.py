@@ -1,6 +1,6 @@
 """Training throughput: `stylize train`'s loop against a straightforward reference loop.
 
-    python benchmarks/train.py [--device cuda] [--steps 6] [--image-size 256] [--batch-size 4]
+    python benchmarks/train.py [--device cuda] [--steps 6] [--rounds 1] [--image-size 256] [--batch-size 4]
 
 Both train the same network (the classic 32-64-128 / 5 blocks unless --width/--blocks/--shuffle
 say otherwise) on the same photos (../shared/data/photos, or generated scenes), same crop size,
@@ -10,15 +10,21 @@ batch, style image, loss (layers, weights, relative errors) and Adam, measured i
   decodes, resizes and crops each photo every step; the whole VGG run on the photos and on the
   output (contiguous layout); Gram matrices and their gradients by autograd. (Like the recipe,
   it computes the style targets once.)
-- stylize: `stylize.train.train` itself (the code behind `stylize train`), with --half when
-  asked (CUDA).
+- reference + reused memory: the same loop with the C allocator set up as the command line
+  does (stylize.device.reuse_freed_memory), to show what that part is worth on its own.
+- stylize: `stylize.train.train` itself (the code behind `stylize train`), with the allocator
+  set up as the command line does, and with --half when asked (CUDA).
 
-Prints images/s of each after a warm-up step, and the ratio (aim: >= 1.5).
+Each runs in a child process of its own (the allocator setting is process-wide), in turn,
+--rounds times. Prints images/s of each after a warm-up step, and the ratios (aim: >= 1.5).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +36,7 @@ from torchvision import transforms
 from common import REPO, SHARED, device_name, sync
 from stylize.config import BackboneConfig, TrainConfig
 from stylize.dataset import scan_photos, style_image
-from stylize.device import resolve_device
+from stylize.device import resolve_device, reuse_freed_memory
 from stylize.features import build_features, layer_names, load_weights
 from stylize.losses import content_layer_weights, relative_error, style_layer_weights, tv_loss
 from stylize.train import prepare_training, train
@@ -125,39 +131,77 @@ def ours(photos_dir: Path, style: Path, config: TrainConfig, network: Transforme
     return steps * config.batch_size / (times[-1] - times[0])  # from the end of the warm-up step
 
 
+CONTENDERS = {"reference": "reference loop (pytorch/examples recipe)",
+              "reference-reuse": "reference loop + reused memory",
+              "stylize": "stylize train"}
+
+
+def photos_and_style(folder: Path) -> tuple[Path, Path]:
+    """../shared's photos and starry night, or generated scenes and the bundled swirls."""
+    photos_dir, style = SHARED / "photos", SHARED / "styles" / "starry_night.jpg"
+    if photos_dir.is_dir():
+        return photos_dir, style
+    photos_dir = folder / "photos"
+    photos_dir.mkdir(exist_ok=True)
+    for i in range(16):
+        Image.effect_mandelbrot((400, 300), (-2 + i * 0.02, -1.2, 1, 1.2), 100).convert("RGB").save(
+            photos_dir / f"p{i}.jpg")
+    return photos_dir, REPO / "samples" / "swirls.jpg"
+
+
+def child(args: argparse.Namespace, device: torch.device, network: TransformerConfig, config: TrainConfig,
+          folder: Path) -> float:
+    """Runs in a child process: one contender's images/s."""
+    if args.child != "reference":
+        reuse_freed_memory()
+    photos_dir, style = photos_and_style(folder)
+    if args.child == "stylize":
+        return ours(photos_dir, style, config, network, args.device, args.steps, folder)
+    return reference(scan_photos(photos_dir).paths, style, config, network, device, args.steps)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=1, help="times each contender is run, in turn")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--blocks", type=int, default=5)
     parser.add_argument("--shuffle", type=int, default=1)
     parser.add_argument("--half", action="store_true", help="stylize train --half (mixed precision)")
+    parser.add_argument("--child", choices=list(CONTENDERS), help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = resolve_device(args.device)
-    name = device_name(device)
     network = TransformerConfig(width=args.width, blocks=args.blocks, shuffle=args.shuffle)
     config = TrainConfig(image_size=args.image_size, batch_size=args.batch_size, checkpoint_every=10**6,
                          half=args.half)
+    if args.child:
+        print(json.dumps(child(args, device, network, config, args.folder)))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        photos_dir, style = SHARED / "photos", SHARED / "styles" / "starry_night.jpg"
-        if not photos_dir.is_dir():
-            photos_dir, style = folder / "photos", REPO / "samples" / "swirls.jpg"
-            photos_dir.mkdir()
-            for i in range(16):
-                Image.effect_mandelbrot((400, 300), (-2 + i * 0.02, -1.2, 1, 1.2), 100).convert("RGB").save(
-                    photos_dir / f"p{i}.jpg")
-        photos = scan_photos(photos_dir).paths
-        print(f"device: {name}; torch {torch.__version__}; {len(photos)} photos; {args.image_size} px, batch "
-              f"{args.batch_size}; network {network.width}/{network.blocks}/shuffle {network.shuffle}")
-        rate_ref = reference(photos, style, config, network, device, args.steps)
-        rate_ours = ours(photos_dir, style, config, network, args.device, args.steps, folder)
-        print(f"   reference loop (pytorch/examples recipe) {rate_ref:8.2f} images/s")
-        print(f"   stylize train{' --half' if args.half else '       '}                     {rate_ours:8.2f} images/s   "
-              f"{rate_ours / rate_ref:.2f}x the reference (aim >= 1.5)")
+        photos_dir, _ = photos_and_style(folder)
+        print(f"device: {device_name(device)}; torch {torch.__version__}; {len(scan_photos(photos_dir).paths)} "
+              f"photos; {args.image_size} px, batch {args.batch_size}; network {network.width}/{network.blocks}/"
+              f"shuffle {network.shuffle}{'; stylize with --half' if args.half else ''}")
+        rates: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+        for _ in range(args.rounds):
+            for name in CONTENDERS:
+                argv = [a for a in sys.argv[1:]] + ["--child", name, "--folder", str(folder)]
+                done = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise SystemExit(done.stderr)
+                rates[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    best = {name: max(values) for name, values in rates.items()}
+    for name, label in CONTENDERS.items():
+        runs = ", ".join(f"{v:.2f}" for v in rates[name])
+        ratio = "" if name == "reference" else f"   {best[name] / best['reference']:.2f}x the reference"
+        print(f"   {label:42s} {best[name]:8.2f} images/s (best of {runs}){ratio}")
+    print(f"   stylize train vs the reference with reused memory: {best['stylize'] / best['reference-reuse']:.2f}x; "
+          f"vs the plain reference (aim >= 1.5): {best['stylize'] / best['reference']:.2f}x")
 
 
 if __name__ == "__main__":

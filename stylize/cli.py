@@ -73,7 +73,9 @@ def _command(world: Any = None) -> Iterator[None]:
     """A command's core errors as one line and exit code 2 (said once, by rank 0 under torchrun);
     the process group, if any, is left on the way out."""
     from stylize import distributed
+    from stylize.device import reuse_freed_memory
 
+    reuse_freed_memory()  # about 10 % faster passes on the CPU; see its docstring
     world = world or distributed.World()
     try:
         yield

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -110,6 +112,32 @@ def _cpu_name() -> str:
     import platform
 
     return platform.processor() or platform.machine() or "CPU"
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+
+
+def reuse_freed_memory() -> bool:
+    """Have the C allocator keep freed memory for reuse instead of handing it back to the
+    system; returns whether it could (Linux with glibc only).
+
+    glibc serves each block over 32 MB (at 512 px, VGG's first layers and their gradients) with
+    a fresh mmap and unmaps it when freed, so every forward and backward pass page-faults its
+    big tensors in again: zeroing and mapping them took about a tenth of an iteration or a
+    training step on the CPU. From the heap, with trimming off, most come back already mapped.
+    The price is some fragmentation: peak memory was 4-9 % higher (a 512 px iterative run, a
+    256 px training loop), and the process keeps its peak until it ends. Process-wide, so it is
+    the command line's call, not the library's."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter already uses
+    except (OSError, AttributeError):  # e.g. musl has no mallopt
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def make_deterministic(device: torch.device) -> None:
