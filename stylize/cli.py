@@ -23,7 +23,7 @@ from typer.core import TyperGroup
 from stylize import __version__
 from stylize.config import (Backbone, BackboneConfig, ExportFormat, ImageFormat, InitKind, LossConfig, NormKind,
                             OptimizerKind, OutputConfig, Pairing, RunConfig, StyleLossKind, TrainConfig,
-                            parse_layer_weights, parse_numbers, parse_scales)
+                            format_layer_weights, parse_layer_weights, parse_numbers, parse_scales)
 from stylize.errors import InputError, StylizeError
 
 EXIT_FAILED_JOBS = 1  # a batch ran, but some of its jobs failed
@@ -118,9 +118,9 @@ def run(
     style_weight: Annotated[float, typer.Option(help="beta: weight of the style loss.")] = DEFAULT_LOSS.style_weight,
     tv_weight: Annotated[float, typer.Option(help="Weight of total-variation smoothing.")] = DEFAULT_LOSS.tv_weight,
     content_layers: Annotated[str, typer.Option(help="Content layers, optionally weighted: relu4_2 or "
-                              "relu3_2:0.5,relu4_2.")] = "relu4_2",
+                              "relu3_2:0.5,relu4_2.")] = format_layer_weights(DEFAULT_LOSS.content_layers),
     style_layers: Annotated[str, typer.Option(help="Style layers with optional weights (normalised to sum 1), "
-                            "e.g. relu1_1:2,relu2_1,relu3_1.")] = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1",
+                            "e.g. relu1_1:2,relu2_1,relu3_1.")] = format_layer_weights(DEFAULT_LOSS.style_layers),
     style_loss: Annotated[StyleLossKind, typer.Option(help="Style statistic: Gram matrices or per-channel "
                           "mean and std.")] = DEFAULT_LOSS.style_loss,
     style_blend: Annotated[Optional[str], typer.Option(help="Blend all the style images into one style with these "
@@ -470,6 +470,10 @@ def train(
     content_weight: Annotated[float, typer.Option(help="alpha.")] = DEFAULT_TRAIN.loss.content_weight,
     style_weight: Annotated[float, typer.Option(help="beta.")] = DEFAULT_TRAIN.loss.style_weight,
     tv_weight: Annotated[float, typer.Option(help="Total-variation weight.")] = DEFAULT_TRAIN.loss.tv_weight,
+    content_layers: Annotated[str, typer.Option(help="Content layers, optionally weighted.")] = (
+        format_layer_weights(DEFAULT_TRAIN.loss.content_layers)),
+    style_layers: Annotated[str, typer.Option(help="Style layers with optional weights (normalised to sum 1).")] = (
+        format_layer_weights(DEFAULT_TRAIN.loss.style_layers)),
     style_size: Annotated[Optional[int], typer.Option(help="Long side of the style image \\[default: "
                           "--image-size].", show_default=False)] = None,
     backbone: Annotated[Optional[Backbone], typer.Option(help="Feature network \\[default: vgg16, bundled].",
@@ -509,7 +513,9 @@ def train(
         if world.distributed:
             distributed.start(resolve_device(device), world)
         quiet = quiet or not world.main
-        loss = LossConfig(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight)
+        loss = LossConfig(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
+                          content_layers=parse_layer_weights(content_layers, "--content-layers"),
+                          style_layers=parse_layer_weights(style_layers, "--style-layers"))
         config = TrainConfig(image_size=image_size, batch_size=batch_size, steps=steps, epochs=epochs,
                              learning_rate=lr, style_size=style_size, checkpoint_every=checkpoint_every, seed=seed,
                              workers=workers, half=half, loss=loss)

@@ -164,6 +164,11 @@ def parse_layer_weights(text: str, option: str) -> LayerWeights:
     return tuple(result)
 
 
+def format_layer_weights(layers: LayerWeights) -> str:
+    """The inverse of parse_layer_weights: ``relu1_1,relu2_1:0.5`` (weights of 1 left out)."""
+    return ",".join(name if weight == 1 else f"{name}:{weight:g}" for name, weight in layers)
+
+
 def parse_numbers(text: str, option: str, kind: type = float) -> tuple:
     """Parse a comma-separated list such as ``"0.7,0.3"``; errors name the option."""
     try:

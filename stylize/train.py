@@ -19,7 +19,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from stylize.atomic import check_writable
-from stylize.config import BackboneConfig, TrainConfig
+from stylize.config import BackboneConfig, TrainConfig, format_layer_weights
 from stylize.dataset import StepBatches, ignore_sigint_in_worker, scan_photos, style_image
 from stylize.device import autocast, half_dtype, make_deterministic, resolve_device
 from stylize.distributed import SINGLE, World
@@ -129,8 +129,10 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
         "backbone": backbone_source,
         "training": {**{k: v for k, v in asdict(config).items() if k != "loss"},
                      "content_weight": config.loss.content_weight, "style_weight": config.loss.style_weight,
-                     "tv_weight": config.loss.tv_weight, "data": Path(data).name, "photos": len(scan.paths),
-                     "steps": total, "processes": world.size},
+                     "tv_weight": config.loss.tv_weight,
+                     "content_layers": format_layer_weights(config.loss.content_layers),
+                     "style_layers": format_layer_weights(config.loss.style_layers),
+                     "data": Path(data).name, "photos": len(scan.paths), "steps": total, "processes": world.size},
     }
     return TrainJob(Path(style), scan.paths, scan.skipped, output, overwrite, config, net, optimizer, start_step,
                     total, extractor, PerceptualLoss(config.loss, targets).to(torch_device), torch_device, meta,

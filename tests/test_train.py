@@ -182,3 +182,19 @@ def test_default_loader_workers_depend_on_the_device():
     assert loader_workers(None, torch.device("cpu")) == 0
     assert 1 <= loader_workers(None, torch.device("cuda")) <= 8
     assert loader_workers(3, torch.device("cpu")) == 3
+
+
+def test_cli_train_takes_loss_layers_and_records_them(style, photos, tmp_path):
+    runner = CliRunner()
+    model = tmp_path / "m.pt"
+    common = [str(style), "-d", str(photos), "--steps", "1", "--image-size", "32", "--batch-size", "2",
+              "--width", "8", "--blocks", "1", "--quiet"]
+    result = runner.invoke(app, ["train", *common, "-o", str(model), "--content-layers", "relu1_2",
+                                 "--style-layers", "relu1_1:2,relu2_1"])
+    assert result.exit_code == 0, result.output
+    training = load_model(model).meta["training"]
+    assert training["content_layers"] == "relu1_2"
+    assert training["style_layers"] == "relu1_1:2,relu2_1"
+    bad = runner.invoke(app, ["train", *common, "-o", str(tmp_path / "b.pt"), "--style-layers", "relu9_9"])
+    assert bad.exit_code == 2 and "unknown style layer 'relu9_9'" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "b.pt").exists()
