@@ -27,15 +27,15 @@ from stylize.device import resolve_device, reuse_freed_memory
 from stylize.features import ARCHITECTURES, layer_names, load_extractor
 from stylize.imageio import fit_long_side, load_image
 from stylize.losses import required_layers, style_layer_weights
-from stylize.optimize import ScaleProblem, ScaleOptimizer, plan_schedule, run_iterative
+from stylize.optimize import LBFGS_HISTORY, ScaleProblem, ScaleOptimizer, plan_schedule, run_iterative
 
 
 
 
 
 def overhead(extractor, config, content, style, long_side, device, repeats) -> tuple[float, float]:
-    """Median seconds of an optimiser step and of a bare forward+backward, timed alternately
-    (one after the other, `repeats` times), so that the machine's drifts hit both alike."""
+    """Median seconds of an optimiser step (after as many steps as L-BFGS remembers) and of a
+    bare forward+backward, timed alternately, so that the machine's drifts hit both alike."""
     size = fit_long_side(*content.shape[-2:], long_side)
     problem = ScaleProblem(extractor, config, content, [style], size)
     image = problem.content.clone().requires_grad_(True)
@@ -45,6 +45,8 @@ def overhead(extractor, config, content, style, long_side, device, repeats) -> t
         torch.autograd.backward(list(feats.values()), [torch.ones_like(f) for f in feats.values()])
 
     run = ScaleOptimizer(problem, config, problem.content)
+    for _ in range(LBFGS_HISTORY):  # a steady state: L-BFGS's memory full, as in most of a run
+        run.step()
     steps, bares = [], []
     for _ in range(repeats):
         steps.append(timed(run.step, device, 1, warm_up=not steps))

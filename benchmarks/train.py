@@ -22,6 +22,7 @@ Each runs in a child process of its own (the allocator setting is process-wide),
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -34,7 +35,7 @@ from PIL import Image
 from torchvision import transforms
 
 from common import REPO, SHARED, device_name, sync
-from stylize.config import BackboneConfig, TrainConfig
+from stylize.config import BackboneConfig, TrainConfig, format_layer_weights, parse_layer_weights
 from stylize.dataset import scan_photos, style_image
 from stylize.device import resolve_device, reuse_freed_memory
 from stylize.features import build_features, layer_names, load_weights
@@ -171,13 +172,17 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=5)
     parser.add_argument("--shuffle", type=int, default=1)
     parser.add_argument("--half", action="store_true", help="stylize train --half (mixed precision)")
+    parser.add_argument("--content-layers", default=None, help="as stylize train's option [default: its default]")
     parser.add_argument("--child", choices=list(CONTENDERS), help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = resolve_device(args.device)
     network = TransformerConfig(width=args.width, blocks=args.blocks, shuffle=args.shuffle)
+    loss = TrainConfig().loss
+    if args.content_layers:
+        loss = dataclasses.replace(loss, content_layers=parse_layer_weights(args.content_layers, "--content-layers"))
     config = TrainConfig(image_size=args.image_size, batch_size=args.batch_size, checkpoint_every=10**6,
-                         half=args.half)
+                         half=args.half, loss=loss)
     if args.child:
         print(json.dumps(child(args, device, network, config, args.folder)))
         return
@@ -186,7 +191,8 @@ def main() -> None:
         photos_dir, _ = photos_and_style(folder)
         print(f"device: {device_name(device)}; torch {torch.__version__}; {len(scan_photos(photos_dir).paths)} "
               f"photos; {args.image_size} px, batch {args.batch_size}; network {network.width}/{network.blocks}/"
-              f"shuffle {network.shuffle}{'; stylize with --half' if args.half else ''}")
+              f"shuffle {network.shuffle}; content {format_layer_weights(loss.content_layers)}"
+              f"{'; stylize with --half' if args.half else ''}")
         rates: dict[str, list[float]] = {name: [] for name in CONTENDERS}
         for _ in range(args.rounds):
             for name in CONTENDERS:

@@ -261,7 +261,7 @@ class ScaleOptimizer:
         # 512 px, stalled for good on a non-descent direction. Tolerances of 0: run every
         # iteration asked for (the default tolerances stop early on the tiny per-pixel
         # gradients of large images).
-        return torch.optim.LBFGS([self.image], lr=1.0, max_iter=1, history_size=50,
+        return torch.optim.LBFGS([self.image], lr=1.0, max_iter=1, history_size=LBFGS_HISTORY,
                                  tolerance_grad=0.0, tolerance_change=0.0)
 
     def _closure(self) -> torch.Tensor:
