@@ -75,7 +75,7 @@ def _command(world: Any = None) -> Iterator[None]:
     from stylize import distributed
     from stylize.device import reuse_freed_memory
 
-    reuse_freed_memory()  # about 10 % faster passes on the CPU; see its docstring
+    reuse_freed_memory()  # 7-20 % faster passes on the CPU, more peak memory; see its docstring
     world = world or distributed.World()
     try:
         yield
