@@ -1,8 +1,12 @@
-"""What the benchmark scripts share: where the data is, timing on a device, the device's name."""
+"""What the benchmark scripts share: where the data is, timing on a device, the device's name,
+running a script in a child process."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,3 +38,12 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int, warm_up:
 
 def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+
+
+def run_child(script: str, args: list[str]) -> object:
+    """Run ``script`` with ``args`` in a fresh Python process and return the JSON of its last line
+    of output (a measurement untouched by this process's state); its stderr ends the run if it fails."""
+    done = subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr)
+    return json.loads(done.stdout.strip().splitlines()[-1])

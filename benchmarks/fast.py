@@ -34,9 +34,6 @@ from stylize.modelfile import load_model
 from stylize.transformer import CLASSIC, SMALL, TransformerNet
 
 
-
-
-
 def style_loss(extractor, image: torch.Tensor, painting: torch.Tensor) -> float:
     """Relative Gram error summed over the default style layers (weights summing to one)."""
     weights = style_layer_weights(LossConfig())

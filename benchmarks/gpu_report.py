@@ -26,8 +26,6 @@ from stylize.transformer import CLASSIC
 from train import ours, reference  # the training benchmark's two loops
 
 
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")

@@ -32,9 +32,6 @@ from stylize.losses import required_layers, style_layer_weights
 from stylize.optimize import LBFGS_HISTORY, ScaleProblem, ScaleOptimizer, plan_schedule, run_iterative
 
 
-
-
-
 def overhead(extractor, config, content, style, long_side, device, repeats) -> tuple[float, float]:
     """Median seconds of an optimiser step (after as many steps as L-BFGS remembers) and of a
     bare forward+backward, timed alternately, so that the machine's drifts hit both alike."""
@@ -60,12 +57,12 @@ def gram_share(config: RunConfig) -> float:
     """Multiply-adds of the Gram matrices (forward and one-product backward) over those of the
     convolutions (forward and input-gradient backward), per pixel: the least the optimiser's
     step can cost over the bare backbone if the products ran as fast as the convolutions."""
-    names, plan = layer_names("vgg16"), [c for c in ARCHITECTURES["vgg16"]]
+    names = layer_names("vgg16")
     style = set(style_layer_weights(config.loss))
     deepest = max(names.index(n) for n in required_layers(config.loss))
     conv = gram = 0.0
     stride, channels_in, index = 1, 3, 0
-    for item in plan:
+    for item in ARCHITECTURES["vgg16"]:
         if index > deepest:
             break
         if item == "M":
@@ -173,6 +170,7 @@ def main() -> None:
         j, c, s = objective(result)
         print(f"   {label} {described}: {timing} = {seconds / t_classic:.3f} of classic (aim <= 0.125)   "
               f"objective {j:.4f} = {j / j_classic:.3f} of classic (aim <= 1) (content {c:.4f}, style {s:.4f})")
+
 
 if __name__ == "__main__":
     main()

@@ -14,14 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import time
 
 import torch
 
 from batch import huge_child  # the tiled run, shared with batch.py
-from common import REPO, SHARED
+from common import REPO, SHARED, run_child
 
 GIB = 2**30
 
@@ -63,10 +61,7 @@ def iterative_child(device_name: str, iterations: str | None, reuse: bool) -> No
 
 
 def child(args: list[str]) -> dict:
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(done.stderr)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child(__file__, args)
 
 
 def main() -> None:

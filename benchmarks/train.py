@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from common import REPO, SHARED, device_name, sync
+from common import REPO, SHARED, device_name, run_child, sync
 from stylize.config import BackboneConfig, TrainConfig, format_layer_weights, parse_layer_weights
 from stylize.dataset import scan_photos, style_image
 from stylize.device import resolve_device, reuse_freed_memory
@@ -42,8 +41,6 @@ from stylize.features import build_features, layer_names, load_weights
 from stylize.losses import content_layer_weights, relative_error, style_layer_weights, tv_loss
 from stylize.train import prepare_training, train
 from stylize.transformer import TransformerConfig, TransformerNet
-
-
 
 
 class PlainVGG(torch.nn.Module):
@@ -143,10 +140,11 @@ def photos_and_style(folder: Path) -> tuple[Path, Path]:
     if photos_dir.is_dir():
         return photos_dir, style
     photos_dir = folder / "photos"
-    photos_dir.mkdir(exist_ok=True)
-    for i in range(16):
-        Image.effect_mandelbrot((400, 300), (-2 + i * 0.02, -1.2, 1, 1.2), 100).convert("RGB").save(
-            photos_dir / f"p{i}.jpg")
+    if not photos_dir.is_dir():  # the parent makes them; its child processes reuse them
+        photos_dir.mkdir()
+        for i in range(16):
+            Image.effect_mandelbrot((400, 300), (-2 + i * 0.02, -1.2, 1, 1.2), 100).convert("RGB").save(
+                photos_dir / f"p{i}.jpg")
     return photos_dir, REPO / "samples" / "swirls.jpg"
 
 
@@ -196,11 +194,7 @@ def main() -> None:
         rates: dict[str, list[float]] = {name: [] for name in CONTENDERS}
         for _ in range(args.rounds):
             for name in CONTENDERS:
-                argv = [a for a in sys.argv[1:]] + ["--child", name, "--folder", str(folder)]
-                done = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
-                if done.returncode != 0:
-                    raise SystemExit(done.stderr)
-                rates[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                rates[name].append(run_child(__file__, [*sys.argv[1:], "--child", name, "--folder", str(folder)]))
     best = {name: max(values) for name, values in rates.items()}
     for name, label in CONTENDERS.items():
         runs = ", ".join(f"{v:.2f}" for v in rates[name])
