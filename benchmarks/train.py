@@ -6,10 +6,12 @@ Both train the same network (the classic 32-64-128 / 5 blocks unless --width/--b
 say otherwise) on the same photos (../shared/data/photos, or generated scenes), same crop size,
 batch, style image, loss (layers, weights, relative errors) and Adam, measured in one run:
 
-- reference: the pytorch/examples fast_neural_style recipe, written plainly: a DataLoader that
-  decodes, resizes and crops each photo every step; the whole VGG run on the photos and on the
-  output (contiguous layout); Gram matrices and their gradients by autograd. (Like the recipe,
-  it computes the style targets once.)
+- reference: the pytorch/examples fast_neural_style recipe, written plainly (recipe.py): a
+  DataLoader that decodes, resizes and crops each photo every step; the network's layers as the
+  recipe runs them (upsampling to full size before a convolution, the 9x9 output convolution
+  as it is; the same parameters and function as stylize's network, checked at the start); the
+  whole VGG run on the photos and on the output (contiguous layout); Gram matrices and their
+  gradients by autograd. (Like the recipe, it computes the style targets once.)
 - reference + reused memory: the same loop with the C allocator set up as the command line
   does (stylize.device.reuse_freed_memory), to show what that part is worth on its own.
 - stylize: `stylize.train.train` itself (the code behind `stylize train`), with the allocator
@@ -34,43 +36,13 @@ from PIL import Image
 from torchvision import transforms
 
 from common import REPO, SHARED, device_name, run_child, sync
+from recipe import PlainTransformer, PlainVGG, check_same_function, gram
 from stylize.config import BackboneConfig, TrainConfig, format_layer_weights, parse_layer_weights
 from stylize.dataset import scan_photos, style_image
 from stylize.device import resolve_device, reuse_freed_memory
-from stylize.features import build_features, layer_names, load_weights
 from stylize.losses import content_layer_weights, relative_error, style_layer_weights, tv_loss
 from stylize.train import prepare_training, train
 from stylize.transformer import TransformerConfig, TransformerNet
-
-
-class PlainVGG(torch.nn.Module):
-    """VGG-16 features returning the listed layers, as the recipe's Vgg16 module does."""
-
-    def __init__(self, layers: list[str]) -> None:
-        super().__init__()
-        names = layer_names("vgg16")
-        self.index = {names.index(n): n for n in layers}
-        self.body = build_features("vgg16", max(self.index) + 1)
-        weights = load_weights(BackboneConfig())
-        self.body.load_state_dict({k: v for k, v in weights.state.items() if k in self.body.state_dict()})
-        self.requires_grad_(False)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = (x - self.mean) / self.std
-        out = {}
-        for i, module in enumerate(self.body):
-            x = module(x)
-            if i in self.index:
-                out[self.index[i]] = x
-        return out
-
-
-def gram(y: torch.Tensor) -> torch.Tensor:
-    b, c, h, w = y.shape
-    features = y.view(b, c, h * w)
-    return features.bmm(features.transpose(1, 2)) / (h * w)
 
 
 class Photos(torch.utils.data.Dataset):
@@ -93,6 +65,8 @@ def reference(photos: list[Path], style: Path, config: TrainConfig, network: Tra
     vgg = PlainVGG(list(dict.fromkeys([*content_w, *style_w]))).to(device)
     torch.manual_seed(config.seed)
     net = TransformerNet(network).to(device).train()
+    check_same_function(net, device)
+    net = PlainTransformer(net)
     optimizer = torch.optim.Adam(net.parameters(), config.learning_rate)
     with torch.no_grad():
         style_feats = vgg(style_image(style, config.style_size or config.image_size).to(device))

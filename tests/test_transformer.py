@@ -1,8 +1,10 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from stylize.config import NormKind
-from stylize.transformer import CLASSIC, FAST, SMALL, STRIDE, TransformerConfig, TransformerNet, stylize_image
+from stylize.transformer import (CLASSIC, FAST, SMALL, STRIDE, BlockConv2d, ConvNormAct, TransformerConfig,
+                                 TransformerNet, stylize_image, upsample_conv3x3)
 
 
 @pytest.mark.parametrize("config", [SMALL, FAST], ids=["small", "fast"])
@@ -100,3 +102,43 @@ def test_half_precision_inference_is_close_to_float32():
     difference = (half - full).abs()
     assert difference.mean() < 0.01 and difference.max() < 0.08
     assert not torch.equal(half, full)  # it did run in lower precision
+
+
+@pytest.mark.parametrize("kernel", [3, 5, 9])
+def test_block_convolution_is_the_plain_convolution(kernel):
+    """BlockConv2d computes nn.Conv2d's function on 2x2 blocks: same output, same gradients for
+    the input and for the (shared) parameters."""
+    torch.manual_seed(kernel)
+    block = BlockConv2d(6, 3, kernel)
+    x = torch.randn(2, 6, 9 + kernel, 13 + kernel, requires_grad=True)  # even sizes
+    grad = torch.randn(2, 3, 10, 14)
+    out = block(x)
+    plain = F.conv2d(x, block.weight, block.bias)
+    assert out.shape == plain.shape == grad.shape
+    assert torch.allclose(out, plain, atol=1e-5)
+    got = torch.autograd.grad(out, [x, block.weight, block.bias], grad)
+    want = torch.autograd.grad(plain, [x, block.weight, block.bias], grad)
+    for g, w in zip(got, want):
+        assert torch.allclose(g, w, atol=1e-4)
+    with pytest.raises(ValueError):
+        BlockConv2d(6, 3, 4)
+
+
+@pytest.mark.parametrize("size", [(5, 7), (8, 8), (1, 3)])
+def test_upsample_convolution_is_upsample_pad_and_convolve(size):
+    """upsample_conv3x3 at the input's resolution equals nearest 2x upsampling, a reflection pad
+    of 1 and a 3x3 convolution, in value and in gradients."""
+    torch.manual_seed(sum(size))
+    x = torch.randn(2, 4, *size, requires_grad=True)
+    weight = torch.randn(5, 4, 3, 3, requires_grad=True)
+    bias = torch.randn(5, requires_grad=True)
+    out = upsample_conv3x3(x, weight, bias)
+    up = F.interpolate(x, scale_factor=2.0, mode="nearest")
+    plain = F.conv2d(F.pad(up, (1, 1, 1, 1), mode="reflect"), weight, bias)
+    assert out.shape == plain.shape == (2, 5, 2 * size[0], 2 * size[1])
+    assert torch.allclose(out, plain, atol=1e-5)
+    grad = torch.randn_like(plain)
+    for g, w in zip(torch.autograd.grad(out, [x, weight, bias], grad), torch.autograd.grad(plain, [x, weight, bias], grad)):
+        assert torch.allclose(g, w, atol=1e-4)
+    with pytest.raises(ValueError):
+        ConvNormAct(4, 5, 5, upsample=2)

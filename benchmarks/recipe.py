@@ -1,0 +1,94 @@
+"""The reference the benchmarks measure against: pytorch/examples' fast_neural_style recipe,
+written plainly (every layer as its paper draws it, nothing cached or rearranged).
+
+- PlainVGG: VGG-16 returning the listed layers, as the recipe's Vgg16 module does.
+- PlainTransformer: a TransformerNet's layers run the way the recipe's TransformerNet runs
+  them: nearest-neighbour upsampling to full size, reflection pad and a convolution there, and
+  the 9x9 output convolution as one plain convolution. It shares the TransformerNet's
+  parameters, so both compute the same function (``check_same_function``); stylize's network
+  computes those layers at the input's resolution or on 2x2 blocks instead.
+- gram: Gram matrices by autograd (two products in the backward pass).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from stylize.config import BackboneConfig
+from stylize.features import build_features, layer_names, load_weights
+from stylize.transformer import ConvNormAct, TransformerNet, pad_to_min_side
+
+
+class PlainVGG(torch.nn.Module):
+    """VGG-16 features returning the listed layers, as the recipe's Vgg16 module does."""
+
+    def __init__(self, layers: list[str]) -> None:
+        super().__init__()
+        names = layer_names("vgg16")
+        self.index = {names.index(n): n for n in layers}
+        self.body = build_features("vgg16", max(self.index) + 1)
+        weights = load_weights(BackboneConfig())
+        self.body.load_state_dict({k: v for k, v in weights.state.items() if k in self.body.state_dict()})
+        self.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = (x - self.mean) / self.std
+        out = {}
+        for i, module in enumerate(self.body):
+            x = module(x)
+            if i in self.index:
+                out[self.index[i]] = x
+        return out
+
+
+def gram(y: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = y.shape
+    features = y.view(b, c, h * w)
+    return features.bmm(features.transpose(1, 2)) / (h * w)
+
+
+def _plain_layer(layer: ConvNormAct, x: torch.Tensor) -> torch.Tensor:
+    if layer.upsample > 1:  # the recipe's UpsampleConvLayer
+        x = F.interpolate(x, scale_factor=float(layer.upsample), mode="nearest")
+    x = layer.norm(layer.conv(layer.pad(x)))
+    return F.relu(x) if layer.relu else x
+
+
+class PlainTransformer(torch.nn.Module):
+    """``net``'s layers, computed as the recipe computes them (see the module docstring)."""
+
+    def __init__(self, net: TransformerNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        net, (h, w) = self.net, image.shape[-2:]
+        x = pad_to_min_side(image - 0.5, net.min_side)
+        x = F.pad(x, (0, (-x.shape[-1]) % net.stride, 0, (-x.shape[-2]) % net.stride), mode="reflect")
+        if net.shuffle > 1:
+            x = F.pixel_unshuffle(x, net.shuffle)
+        for layer in net.encoder:
+            x = _plain_layer(layer, x)
+        for block in net.residuals:
+            x = x + _plain_layer(block.conv2, _plain_layer(block.conv1, x))
+        for layer in net.decoder:
+            x = _plain_layer(layer, x)
+        pad, conv = net.head[0], net.head[1]
+        x = F.conv2d(pad(x), conv.weight, conv.bias)
+        if net.shuffle > 1:
+            x = F.pixel_shuffle(x, net.shuffle)
+        return torch.sigmoid(x[..., :h, :w])
+
+
+def check_same_function(net: TransformerNet, device: torch.device) -> float:
+    """Largest difference between the two on a random batch; raises if they disagree."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 72, 88, generator=generator).to(device)
+    with torch.no_grad():
+        worst = float((net(x) - PlainTransformer(net)(x)).abs().max())
+    if worst > 1e-4:
+        raise SystemExit(f"PlainTransformer and TransformerNet disagree by {worst}")
+    return worst
