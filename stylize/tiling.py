@@ -23,12 +23,15 @@ from stylize.imageio import fit_long_side, resize
 from stylize.transformer import STRIDE, TransformerNet
 
 # Peak bytes per pixel of one untiled forward pass in inference mode, per channel of the first
-# layer (the full-resolution layers dominate: an upsampled, padded 2w-channel map next to the
-# w-channel convolution output), plus the output. Measured on the CPU (peak resident memory of
-# untiled passes at 1024x768 and 2048x1536: 1000-1110 B/px at width 32, 500-530 at width 16;
-# benchmarks/batch.py prints it again next to a tiled run).
-_BYTES_PER_PIXEL_PER_WIDTH = 34
-_BYTES_PER_PIXEL_FIXED = 32
+# layer (the full-resolution maps of the last layers dominate), plus a fixed part. Measured on the
+# CPU at 1024x768 (peak resident memory over what was resident before the pass; the upsampling
+# layers no longer make an upsampled map): 547-589 B/px for the classic network (width 32; about
+# 1080 before), 299-399 at width 16, 108 for the bundled models' shuffled layout (width 16).
+# The peak of the same pass varies by up to a third between runs, so the estimate keeps a margin
+# above the highest (tests/test_tiling.py checks both ways). benchmarks/batch.py prints it next
+# to a tiled run.
+_BYTES_PER_PIXEL_PER_WIDTH = 20
+_BYTES_PER_PIXEL_FIXED = 140
 MIN_TILE = 128
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from PIL import Image
@@ -102,3 +105,32 @@ def test_cli_tile_option_keeps_size_and_picture(tmp_path, network):
     assert (load_image(tiled).rgb - load_image(whole).rgb).abs().mean() < 0.02
     bad = runner.invoke(app, ["run", str(photo), "--model", str(model), "--tile", "50"])
     assert bad.exit_code == 2 and "--tile" in bad.stderr
+
+
+_PEAK = """
+import os, resource, sys, torch
+from stylize.transformer import TransformerConfig, TransformerNet
+from stylize.tiling import estimate_bytes
+width, shuffle = int(sys.argv[1]), int(sys.argv[2])
+torch.manual_seed(0)
+net = TransformerNet(TransformerConfig(width=width, blocks=3, shuffle=shuffle)).eval()
+image = torch.rand(1, 3, 768, 1024)
+with torch.inference_mode():
+    net(torch.rand(1, 3, 64, 64))  # loads the kernels, which are not the pass's memory
+    with open("/proc/self/statm") as statm:  # resident now (ru_maxrss would be the high-water mark)
+        resident = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    net(image)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - resident, estimate_bytes(net, 768, 1024))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss is in kilobytes on Linux only")
+@pytest.mark.parametrize("width,shuffle", [(32, 1), (16, 1), (16, 2)])
+def test_memory_estimate_covers_an_untiled_pass_without_waste(width, shuffle):
+    """The estimate that decides when to tile is above the measured peak of an untiled pass
+    (a fresh process, so earlier tests' memory does not hide it), and not far above it (the
+    peak of the same pass varies by up to a third between runs)."""
+    done = subprocess.run([sys.executable, "-c", _PEAK, str(width), str(shuffle)], capture_output=True, text=True,
+                          check=True)
+    peak, estimate = map(int, done.stdout.split())
+    assert peak < estimate < 2.5 * peak
