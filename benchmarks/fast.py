@@ -90,7 +90,7 @@ def main() -> None:
     torch.manual_seed(0)
     classic_net = TransformerNet(CLASSIC)
     run_net(classic_net, "classic 32-64-128, 5 blocks (random)")
-    check_same_function(classic_net, device)
+    check_same_function(classic_net)
     run_net(PlainTransformer(classic_net), "the same as pytorch/examples runs it (random)")
     run_net(TransformerNet(SMALL), "small 16-32-64, 3 blocks (random)")
     default_label = f"bundled {Path(str(loaded.path)).stem} ({loaded.network.config.width} wide, " \

@@ -65,7 +65,7 @@ def reference(photos: list[Path], style: Path, config: TrainConfig, network: Tra
     vgg = PlainVGG(list(dict.fromkeys([*content_w, *style_w]))).to(device)
     torch.manual_seed(config.seed)
     net = TransformerNet(network).to(device).train()
-    check_same_function(net, device)
+    check_same_function(net)
     net = PlainTransformer(net)
     optimizer = torch.optim.Adam(net.parameters(), config.learning_rate)
     with torch.no_grad():
