@@ -31,7 +31,7 @@ from stylize.transformer import STRIDE, TransformerNet
 # above the highest (tests/test_tiling.py checks both ways). benchmarks/batch.py prints it next
 # to a tiled run.
 _BYTES_PER_PIXEL_PER_WIDTH = 20
-_BYTES_PER_PIXEL_FIXED = 140
+_BYTES_PER_PIXEL_FIXED = 160
 MIN_TILE = 128
 
 

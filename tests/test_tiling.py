@@ -137,4 +137,4 @@ def test_memory_estimate_covers_an_untiled_pass_without_waste(width, shuffle):
     done = subprocess.run([sys.executable, "-c", _PEAK, str(width), str(shuffle)], capture_output=True, text=True,
                           check=True)
     peak, estimate = map(int, done.stdout.split())
-    assert peak < estimate < 2.5 * peak
+    assert peak < estimate < 3 * peak
