@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageOps
 
+from common import peak_resident
 from stylize.batch import expand, pair, plan
 from stylize.batchrun import Status, run_batch
 from stylize.config import OutputConfig, Pairing
@@ -75,12 +75,12 @@ def huge_child(model: str, device: str, width: int, height: int, reuse: bool = T
         reuse_freed_memory()  # as the command line does
     stylizer = Fast(model, device, tile=1024)  # as auto-tiling picks where memory is short
     image = torch.rand(1, 3, height, width)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    base = peak_resident()
     start = time.perf_counter()
     tile = stylizer.tile_for(height, width)
     result = stylizer.run([image])[0]
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_resident()
     print(json.dumps({"tile": tile, "seconds": seconds, "peak_extra": peak - base, "input": image.nbytes,
                       "shape": list(result.shape),
                       "untiled_estimate": estimate_bytes(stylizer.model.network, height, width)}))

@@ -1,10 +1,11 @@
 """What the benchmark scripts share: where the data is, timing on a device, the device's name,
-running a script in a child process."""
+running a script in a child process, this process's peak memory."""
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -47,3 +48,13 @@ def run_child(script: str, args: list[str]) -> object:
     if done.returncode != 0:
         raise SystemExit(done.stderr)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def peak_resident() -> int:
+    """This process's peak resident memory in bytes. On Linux from /proc (VmHWM), because a child
+    process's ru_maxrss starts at its parent's peak; elsewhere ru_maxrss (bytes on macOS)."""
+    try:
+        with open("/proc/self/status") as lines:
+            return next(int(line.split()[1]) * 1024 for line in lines if line.startswith("VmHWM:"))
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)

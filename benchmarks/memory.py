@@ -3,8 +3,9 @@ child process, printed next to the size of the image tensors themselves.
 
     python benchmarks/memory.py [--device cpu] [--iterations 200,70] [--model starry_night]
 
-On the CPU the figure is the child's peak resident memory (ru_maxrss) minus its resident memory
-once torch, the networks and the images are loaded; on CUDA, torch's peak allocated memory.
+On the CPU the figure is the child's peak resident memory (VmHWM, its own: ru_maxrss would
+start at the parent's) minus its peak once torch, the networks and the images are loaded; on
+CUDA, torch's peak allocated memory.
 L-BFGS's memory (50 pairs of image-sized vectors) is full after 50 iterations of a scale, so a
 shortened schedule with at least 51 iterations at full size measures the same peak.
 """
@@ -13,19 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 
 import torch
 
 from batch import huge_child  # the tiled run, shared with batch.py
-from common import REPO, SHARED, run_child
+from common import REPO, SHARED, peak_resident, run_child
 
 GIB = 2**30
-
-
-def rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def iterative_child(device_name: str, iterations: str | None, reuse: bool) -> None:
@@ -47,21 +43,17 @@ def iterative_child(device_name: str, iterations: str | None, reuse: bool) -> No
     job = Iterative(config, BackboneConfig(), device_name)
     content, style = load_image(content_path), load_image(style_path)
     schedule = job.check(content, [style])
-    base = rss() if device.type == "cpu" else torch.cuda.memory_allocated(device)
+    base = peak_resident() if device.type == "cpu" else torch.cuda.memory_allocated(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     result = job.run(content, [style])
     seconds = time.perf_counter() - start
-    peak = rss() if device.type == "cpu" else torch.cuda.max_memory_allocated(device)
+    peak = peak_resident() if device.type == "cpu" else torch.cuda.max_memory_allocated(device)
     h, w = result.image.shape[-2:]
     print(json.dumps({"seconds": seconds, "peak_extra": peak - base, "base": base, "shape": [h, w],
                       "schedule": [[list(hw), n] for hw, n in schedule],
                       "image_bytes": 3 * h * w * 4}))
-
-
-def child(args: list[str]) -> dict:
-    return run_child(__file__, args)
 
 
 def main() -> None:
@@ -82,12 +74,12 @@ def main() -> None:
     print(f"torch {torch.__version__}; device {args.device}; "
           f"{'system allocator' if args.system_allocator else 'freed memory reused, as the command line does'}")
     common = ["--device", args.device] + (["--system-allocator"] if args.system_allocator else [])
-    it = child(["--child", "iterative", *common] + (["--iterations", args.iterations] if args.iterations else []))
+    it = run_child(__file__, ["--child", "iterative", *common] + (["--iterations", args.iterations] if args.iterations else []))
     h, w = it["shape"]
     print(f"iterative, {w}x{h} (schedule {it['schedule']}): {it['seconds']:.0f} s; peak memory over the loaded "
           f"process {it['peak_extra'] / GIB:.2f} GiB; the output image tensor itself {it['image_bytes'] / GIB:.3f} GiB "
           f"({it['peak_extra'] / it['image_bytes']:.0f}x); process with VGG and images loaded {it['base'] / GIB:.2f} GiB")
-    tiled = child(["--child", "tiled", *common, "--model", args.model])
+    tiled = run_child(__file__, ["--child", "tiled", *common, "--model", args.model])
     print(f"fast, 6000x4000 tiled (tile {tiled['tile']}, {args.model}): {tiled['seconds']:.0f} s; peak memory over the "
           f"loaded process {tiled['peak_extra'] / GIB:.2f} GiB; the input tensor itself {tiled['input'] / GIB:.2f} GiB "
           f"(input + output {2 * tiled['input'] / GIB:.2f} GiB); one untiled pass would need about "
