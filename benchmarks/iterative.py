@@ -140,7 +140,7 @@ def main() -> None:
 
     print(f"\n2. time to quality at {size[1]}x{size[0]}")
 
-    def default_run(config: RunConfig) -> tuple[float, torch.Tensor]:
+    def timed_run(config: RunConfig) -> tuple[float, torch.Tensor]:
         sync(device)
         start = time.perf_counter()
         result = run_iterative(content, [style], config, extractor)
@@ -149,7 +149,7 @@ def main() -> None:
 
     # The default runs once before and once after the classic run, and is compared with their
     # mean: this machine's speed drifts by several per cent over the quarter hour it takes.
-    t_before, _ = default_run(default)
+    t_before, _ = timed_run(default)
     sync(device)
     start = time.perf_counter()
     image, iterations, evaluations = classic_run(problem, args.classic_iterations)
@@ -162,7 +162,7 @@ def main() -> None:
     for label, config in [("default", default)] + [("candidate", c) for c in parse_schedules(args.schedules)]:
         plan = plan_schedule(*content.shape[-2:], config, min_side)
         described = " + ".join(f"{n}@{max(hw)}" for hw, n in plan)
-        seconds, result = default_run(config)
+        seconds, result = timed_run(config)
         timing = f"{seconds:8.1f} s"
         if label == "default":
             timing = f"{t_before:.1f} s before the classic run, {seconds:.1f} s after, mean {(t_before + seconds) / 2:.1f} s"
