@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageOps
 
-from common import peak_resident
+from common import SHARED, peak_resident
 from stylize.batch import expand, pair, plan
 from stylize.batchrun import Status, run_batch
 from stylize.config import OutputConfig, Pairing
@@ -31,12 +31,12 @@ from stylize.modelfile import bundled_models, save_model
 from stylize.tiling import estimate_bytes
 from stylize.transformer import CLASSIC, TransformerNet
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
+PHOTOS = SHARED / "photos"
 SIZE = (512, 384)
 
 
 def make_photos(folder: Path, count: int) -> None:
-    sources = sorted(SHARED.glob("*.jpg"))[:count] if SHARED.is_dir() else []
+    sources = sorted(PHOTOS.glob("*.jpg"))[:count] if PHOTOS.is_dir() else []
     for i in range(count):
         if sources:
             with Image.open(sources[i % len(sources)]) as img:
@@ -103,7 +103,7 @@ def main() -> None:
         photos.mkdir()
         make_photos(photos, 32)
         model = model_path(args.model, folder)
-        print(f"model {model}; 32 photos {SIZE[0]}x{SIZE[1]} from {'../shared' if SHARED.is_dir() else 'generated'}; "
+        print(f"model {model}; 32 photos {SIZE[0]}x{SIZE[1]} from {'../shared' if PHOTOS.is_dir() else 'generated'}; "
               f"device {Fast(model, args.device).device}; torch threads {torch.get_num_threads()}")
         throughput(model, args.device, photos, 1, folder / "warm")  # warm-up (allocator, kernels)
         rates = {b: throughput(model, args.device, photos, b, folder / f"out{b}") for b in (1, 2, 4, 8)}
