@@ -56,6 +56,16 @@ def test_sharded_batch_does_every_job_once_and_gathers_failures(tmp_path):
     assert "2 done already" in again.stdout
 
 
+def test_under_torchrun_the_process_leaves_with_its_output_and_exit_code(tmp_path):
+    # Under torchrun (WORLD_SIZE > 1) the command line ends with os._exit, skipping the
+    # interpreter's teardown: what it printed and its exit code must still come out.
+    env = {**os.environ, "WORLD_SIZE": "2"}
+    info = subprocess.run([sys.executable, "-m", "stylize", "info"], capture_output=True, text=True, env=env)
+    assert info.returncode == 0 and "backbone vgg16" in info.stdout, info.stderr
+    bad = subprocess.run([sys.executable, "-m", "stylize", "run", "--bogus"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: No such option: --bogus"
+
+
 @pytest.fixture
 def training_data(tmp_path: Path) -> tuple[Path, Path]:
     photos = tmp_path / "photos"
