@@ -1,6 +1,7 @@
 """Training throughput: `stylize train`'s loop against a straightforward reference loop.
 
     python benchmarks/train.py [--device cuda] [--steps 6] [--rounds 1] [--image-size 256] [--batch-size 4]
+                               [--content-layers L] [--style-layers L]
 
 Both train the same network (the classic 32-64-128 / 5 blocks unless --width/--blocks/--shuffle
 say otherwise) on the same photos (../shared/data/photos, or generated scenes), same crop size,
@@ -145,6 +146,7 @@ def main() -> None:
     parser.add_argument("--shuffle", type=int, default=1)
     parser.add_argument("--half", action="store_true", help="stylize train --half (mixed precision)")
     parser.add_argument("--content-layers", default=None, help="as stylize train's option [default: its default]")
+    parser.add_argument("--style-layers", default=None, help="as stylize train's option [default: its default]")
     parser.add_argument("--child", choices=list(CONTENDERS), help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -153,6 +155,8 @@ def main() -> None:
     loss = TrainConfig().loss
     if args.content_layers:
         loss = dataclasses.replace(loss, content_layers=parse_layer_weights(args.content_layers, "--content-layers"))
+    if args.style_layers:
+        loss = dataclasses.replace(loss, style_layers=parse_layer_weights(args.style_layers, "--style-layers"))
     config = TrainConfig(image_size=args.image_size, batch_size=args.batch_size, checkpoint_every=10**6,
                          half=args.half, loss=loss)
     if args.child:
@@ -163,7 +167,8 @@ def main() -> None:
         photos_dir, _ = photos_and_style(folder)
         print(f"device: {device_name(device)}; torch {torch.__version__}; {len(scan_photos(photos_dir).paths)} "
               f"photos; {args.image_size} px, batch {args.batch_size}; network {network.width}/{network.blocks}/"
-              f"shuffle {network.shuffle}; content {format_layer_weights(loss.content_layers)}"
+              f"shuffle {network.shuffle}; content {format_layer_weights(loss.content_layers)}; style "
+              f"{format_layer_weights(loss.style_layers)}"
               f"{'; stylize with --half' if args.half else ''}")
         rates: dict[str, list[float]] = {name: [] for name in CONTENDERS}
         for _ in range(args.rounds):
