@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from stylize.config import BackboneConfig
 from stylize.features import build_features, layer_names, load_weights
-from stylize.transformer import ConvNormAct, TransformerNet, pad_to_min_side
+from stylize.transformer import ConvNormAct, TransformerNet, UpsampleConv2d, pad_to_min_side
 
 
 class PlainVGG(torch.nn.Module):
@@ -79,9 +79,11 @@ class PlainTransformer(torch.nn.Module):
         for layer in net.decoder:
             x = _plain_layer(layer, x)
         pad, conv = net.head[0], net.head[1]
+        if isinstance(conv, UpsampleConv2d):  # the shuffled layout's upsampling head
+            x = F.pad(F.interpolate(x, scale_factor=2.0, mode="nearest"), (1, 1, 1, 1), mode="reflect")
         x = F.conv2d(pad(x), conv.weight, conv.bias)
-        if net.shuffle > 1:
-            x = F.pixel_shuffle(x, net.shuffle)
+        if net.shuffle_out > 1:
+            x = F.pixel_shuffle(x, net.shuffle_out)
         return torch.sigmoid(x[..., :h, :w])
 
 

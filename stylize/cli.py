@@ -596,7 +596,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
         training = meta.get("training", {})
         rows.append({"name": path.stem, "style": meta.get("style_name", "?"), "mb": round(path.stat().st_size / 1e6, 1),
                      "network": f"{net.width}-{2 * net.width}-{4 * net.width}, {net.blocks} blocks, {net.norm.value}"
-                                f"{', on 2x2 blocks' if net.shuffle == 2 else ''}",
+                                f"{f', on 2x2 blocks, {net.head} head' if net.shuffle == 2 else ''}",
                      "steps": meta.get("steps"), "image_size": training.get("image_size"),
                      "style_weight": training.get("style_weight"), "photos": training.get("photos")})
     if as_json:

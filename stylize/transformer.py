@@ -35,9 +35,14 @@ class TransformerConfig:
     width: int = 32  # channels of the first layer; then 2x and 4x
     blocks: int = 5  # residual blocks
     norm: NormKind = NormKind.instance
-    # 2: the network works on 2x2 pixel blocks (pixel unshuffle in, Shi et al.'s sub-pixel
-    # convolution out): no layer at full resolution; 1: Johnson et al.'s layout.
+    # 2: the network works on 2x2 pixel blocks (pixel unshuffle in): no layer at full
+    # resolution; 1: Johnson et al.'s layout.
     shuffle: int = 1
+    # How a shuffled network returns to full resolution: "upsample" (nearest 2x + 3x3
+    # convolution, computed at half resolution; a flat area stays flat) or "subpixel" (Shi et
+    # al.'s sub-pixel convolution: each pixel of a 2x2 block has its own weights, which trained
+    # a visible 2-pixel grid into flat areas; models from before this field have it).
+    head: str = "upsample"
 
     def __post_init__(self) -> None:
         if self.width < 4 or self.width > 256:
@@ -46,14 +51,18 @@ class TransformerConfig:
             raise InputError(f"--blocks must be between 0 and 32, got {self.blocks}")
         if self.shuffle not in (1, 2):
             raise InputError(f"--shuffle must be 1 or 2, got {self.shuffle}")
+        if self.head not in ("upsample", "subpixel"):
+            raise InputError(f"the network's head must be upsample or subpixel, got {self.head!r}")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "norm": self.norm.value}
 
     @classmethod
     def from_dict(cls, data: dict) -> "TransformerConfig":
+        # Files from before `shuffle` existed: 1; shuffled ones from before `head`: sub-pixel.
+        shuffle = int(data.get("shuffle", 1))
         return cls(width=int(data["width"]), blocks=int(data["blocks"]), norm=NormKind(data["norm"]),
-                   shuffle=int(data.get("shuffle", 1)))  # files from before `shuffle` existed: 1
+                   shuffle=shuffle, head=str(data.get("head", "subpixel" if shuffle == 2 else "upsample")))
 
 
 MIN_SIDE = 16  # smaller inputs are padded up to this
@@ -148,6 +157,17 @@ def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     return torch.stack([rows_even, rows_odd], 3).reshape(b, o, 2 * h, 2 * w)
 
 
+class UpsampleConv2d(nn.Conv2d):
+    """Nearest 2x upsampling, reflection pad 1 and a 3x3 convolution, as ``upsample_conv3x3``
+    computes them: an ``nn.Conv2d``'s parameters and state-dict keys."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(cin, cout, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upsample_conv3x3(x, self.weight, self.bias)
+
+
 class ConvNormAct(nn.Module):
     """Reflection pad, convolution, normalisation, optional ReLU; with ``upsample=2`` (3x3
     kernels only) nearest-neighbour upsampling first, computed as ``upsample_conv3x3``."""
@@ -219,9 +239,17 @@ class TransformerNet(nn.Module):
             ConvNormAct(2 * w, w, 3, norm=norm, upsample=2),
         )
         # Johnson et al.'s 9x9 output layer on 2x2 blocks (its padded map is even-sized, as
-        # BlockConv2d needs); the shuffled layout's 3x3 one gains nothing from it (measured).
-        head_conv = BlockConv2d if s == 1 else nn.Conv2d
-        self.head = nn.Sequential(nn.ReflectionPad2d(outer // 2), head_conv(w, 3 * s * s, outer))
+        # BlockConv2d needs). The shuffled layout upsamples (Odena et al.) into RGB; its older
+        # sub-pixel head gives 2x2 blocks of 12 channels to pixel_shuffle, whose four phases
+        # each learn their own weights (Aitken et al. 2017 on the resulting checkerboard).
+        self.shuffle_out = s if config.head == "subpixel" else 1
+        if s == 1:
+            self.head = nn.Sequential(nn.ReflectionPad2d(outer // 2), BlockConv2d(w, 3, outer))
+        elif config.head == "subpixel":
+            self.head = nn.Sequential(nn.ReflectionPad2d(outer // 2), nn.Conv2d(w, 3 * s * s, outer))
+        else:
+            # It pads inside; the identity keeps its keys at head.1.*, as in the other heads.
+            self.head = nn.Sequential(nn.Identity(), UpsampleConv2d(w, 3))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2], image.shape[-1]
@@ -235,8 +263,8 @@ class TransformerNet(nn.Module):
         if s > 1:
             x = F.pixel_unshuffle(x, s)
         x = self.head(self.decoder(self.residuals(self.encoder(x))))
-        if s > 1:
-            x = F.pixel_shuffle(x, s)
+        if self.shuffle_out > 1:
+            x = F.pixel_shuffle(x, self.shuffle_out)
         return torch.sigmoid(x[..., :h, :w])
 
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -56,7 +58,27 @@ def test_presets_and_stable_state_dict_keys():
     assert 1.5e6 < n_classic < 2e6 and n_small < n_classic / 4
     fast = TransformerNet(FAST)
     assert set(fast.state_dict()) <= set(classic.state_dict())  # same layer names, other shapes
-    assert fast.encoder[0].conv.in_channels == 12 and fast.head[1].out_channels == 12
+    assert fast.encoder[0].conv.in_channels == 12 and fast.head[1].out_channels == 3  # upsampling head
+    subpixel = TransformerNet(dataclasses.replace(FAST, head="subpixel"))
+    assert set(subpixel.state_dict()) == set(fast.state_dict()) and subpixel.head[1].out_channels == 12
+
+
+@pytest.mark.parametrize("head", ["upsample", "subpixel"])
+def test_shuffled_heads_on_a_flat_image(head):
+    """The upsampling head cannot draw a 2-pixel grid into a flat area: every output pixel of a
+    flat input is the same. The sub-pixel head's four phases have their own weights, so with
+    random weights a flat input comes out as a 2x2 pattern (what the first bundled models
+    learned to show in skies)."""
+    torch.manual_seed(0)
+    net = TransformerNet(TransformerConfig(width=8, blocks=1, shuffle=2, head=head)).eval()
+    with torch.no_grad():
+        out = net(torch.full((1, 3, 32, 40), 0.3) + 0.1 * torch.rand(1, 3, 1, 1))
+    phases = F.pixel_unshuffle(out, 2).view(3, 4, -1).mean(-1)  # each channel's mean per phase
+    spread = (phases.max(1).values - phases.min(1).values).max().item()
+    if head == "upsample":
+        assert out.std(dim=(2, 3)).max() < 1e-6
+    else:
+        assert spread > 1e-3
 
 
 def test_shuffled_network_is_a_network_on_two_by_two_blocks():
@@ -83,12 +105,16 @@ def test_config_round_trip_and_validation():
     assert TransformerConfig.from_dict(config.to_dict()) == config
     old = {"width": 16, "blocks": 3, "norm": "instance"}  # a model file from before `shuffle`
     assert TransformerConfig.from_dict(old) == SMALL
+    shuffled = {**old, "shuffle": 2}  # from before `head`: the sub-pixel head it was trained with
+    assert TransformerConfig.from_dict(shuffled) == dataclasses.replace(FAST, head="subpixel")
     from stylize.errors import InputError
 
     with pytest.raises(InputError, match="--width"):
         TransformerConfig(width=2)
     with pytest.raises(InputError, match="--shuffle"):
         TransformerConfig(shuffle=3)
+    with pytest.raises(InputError, match="head"):
+        TransformerConfig(head="transposed")
 
 
 def test_half_precision_inference_is_close_to_float32():
