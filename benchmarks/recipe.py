@@ -52,10 +52,16 @@ def gram(y: torch.Tensor) -> torch.Tensor:
     return features.bmm(features.transpose(1, 2)) / (h * w)
 
 
+def _plain_conv(pad: torch.nn.Module, conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """A padded convolution as the recipe draws it: an upsampling one (UpsampleConv2d) as its
+    UpsampleConvLayer, upsampled to full size, reflection-padded, then convolved."""
+    if isinstance(conv, UpsampleConv2d):
+        x = F.pad(F.interpolate(x, scale_factor=2.0, mode="nearest"), (1, 1, 1, 1), mode="reflect")
+    return F.conv2d(pad(x), conv.weight, conv.bias, conv.stride)
+
+
 def _plain_layer(layer: ConvNormAct, x: torch.Tensor) -> torch.Tensor:
-    if layer.upsample > 1:  # the recipe's UpsampleConvLayer
-        x = F.interpolate(x, scale_factor=float(layer.upsample), mode="nearest")
-    x = layer.norm(layer.conv(layer.pad(x)))
+    x = layer.norm(_plain_conv(layer.pad, layer.conv, x))
     return F.relu(x) if layer.relu else x
 
 
@@ -78,10 +84,7 @@ class PlainTransformer(torch.nn.Module):
             x = x + _plain_layer(block.conv2, _plain_layer(block.conv1, x))
         for layer in net.decoder:
             x = _plain_layer(layer, x)
-        pad, conv = net.head[0], net.head[1]
-        if isinstance(conv, UpsampleConv2d):  # the shuffled layout's upsampling head
-            x = F.pad(F.interpolate(x, scale_factor=2.0, mode="nearest"), (1, 1, 1, 1), mode="reflect")
-        x = F.conv2d(pad(x), conv.weight, conv.bias)
+        x = _plain_conv(net.head[0], net.head[1], x)
         if net.shuffle_out > 1:
             x = F.pixel_shuffle(x, net.shuffle_out)
         return torch.sigmoid(x[..., :h, :w])

@@ -170,24 +170,22 @@ class UpsampleConv2d(nn.Conv2d):
 
 class ConvNormAct(nn.Module):
     """Reflection pad, convolution, normalisation, optional ReLU; with ``upsample=2`` (3x3
-    kernels only) nearest-neighbour upsampling first, computed as ``upsample_conv3x3``."""
+    kernels only) nearest-neighbour upsampling first, an ``UpsampleConv2d``."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: NormKind = NormKind.instance,
                  early: bool = False, relu: bool = True, upsample: int = 1) -> None:
         super().__init__()
         if upsample not in (1, 2) or (upsample == 2 and (kernel != 3 or stride != 1)):
             raise ValueError("ConvNormAct upsamples 2x before 3x3 stride-1 convolutions only")
-        self.upsample = upsample
-        self.pad = nn.ReflectionPad2d(kernel // 2)
-        self.conv = nn.Conv2d(cin, cout, kernel, stride)
+        if upsample == 2:  # UpsampleConv2d pads inside, at the input's resolution
+            self.pad, self.conv = nn.Identity(), UpsampleConv2d(cin, cout)
+        else:
+            self.pad, self.conv = nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)
         self.norm = make_norm(norm, cout, early)
         self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.upsample == 2:
-            x = self.norm(upsample_conv3x3(x, self.conv.weight, self.conv.bias))
-        else:
-            x = self.norm(self.conv(self.pad(x)))
+        x = self.norm(self.conv(self.pad(x)))
         return F.relu(x) if self.relu else x
 
 
