@@ -1,0 +1,174 @@
+"""Levers measured and not kept, side by side with what stylize does, in one process.
+
+    python benchmarks/levers.py [--device cuda] [--repeats 5] [--compile]
+
+1. the classic transformer's forward+backward (training, 4 crops of 256 px): as stylize runs
+   it, in channels-last, with in-place ReLUs, and (--compile) through torch.compile;
+2. VGG-16 forward+backward to relu5_1 (the iterative run at 512x384, a training batch):
+   ReLUs as stylize runs them against in-place ones;
+3. the Gram matrices of the style layers at 512x384 (the iterative run's, forward and the
+   one-product backward): stylize's product against a sum of chunked products, a product on
+   halves of the channels (3/4 of the multiply-adds: the Gram is symmetric), and bfloat16.
+Each row is a median over alternating calls (the machine's drift hits both sides alike).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from common import device_name, sync, timed
+import stylize.transformer as transformer_module
+from stylize.config import BackboneConfig
+from stylize.device import resolve_device, reuse_freed_memory
+from stylize.features import load_extractor
+from stylize.transformer import CLASSIC, ConvNormAct, TransformerNet
+
+STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+
+
+def alternate(contenders: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, float]:
+    """Median milliseconds per call of each contender, timed in turn ``repeats`` times."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            times[name].append(1000 * timed(fn, device, 1, warm_up=not times[name]))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def show(title: str, medians: dict[str, float]) -> None:
+    print(f"\n{title}")
+    base = next(iter(medians.values()))
+    for name, ms in medians.items():
+        print(f"   {name:44s} {ms:9.1f} ms   {base / ms:5.2f}x")
+
+
+def _inplace_forward(self: ConvNormAct, x: torch.Tensor) -> torch.Tensor:
+    x = self.norm(self.conv(self.pad(x)))
+    return F.relu_(x) if self.relu else x  # the norm's backward needs its input, not its output
+
+
+class _CatPadFunctional:
+    """torch.nn.functional, but a one-pixel replicate pad is two concatenations."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(F, name)
+
+    def pad(self, x: torch.Tensor, pad: tuple[int, ...], mode: str = "constant", value: float | None = None) -> torch.Tensor:
+        if mode != "replicate" or tuple(pad) != (1, 1, 1, 1):
+            return F.pad(x, pad, mode, value)
+        x = torch.cat([x[..., :1, :], x, x[..., -1:, :]], -2)
+        return torch.cat([x[..., :1], x, x[..., -1:]], -1)
+
+
+def transformer_levers(device: torch.device, repeats: int, compile_too: bool) -> None:
+    torch.manual_seed(0)
+    batch = torch.rand(4, 3, 256, 256, device=device)
+    net = TransformerNet(CLASSIC).to(device).train()
+    last = TransformerNet(CLASSIC).to(device).train().to(memory_format=torch.channels_last)
+    batch_last = batch.contiguous(memory_format=torch.channels_last)
+
+    def step(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+        def run() -> None:
+            model.zero_grad(set_to_none=True)
+            model(x).sum().backward()
+        return run
+
+    original = ConvNormAct.forward
+
+    def inplace() -> None:
+        ConvNormAct.forward = _inplace_forward
+        try:
+            step(net, batch)()
+        finally:
+            ConvNormAct.forward = original
+
+    contenders = {"as stylize runs it": step(net, batch), "channels-last": step(last, batch_last),
+                  "in-place ReLU": inplace}
+    if compile_too:
+        compiled = torch.compile(net)
+
+        def compiled_step() -> None:
+            # Inductor (torch 2.14, CPU) fails a stride assertion in replication_pad2d_backward;
+            # the same pad written as two concatenations compiles (only while this one runs).
+            transformer_module.F = _CatPadFunctional()  # type: ignore[assignment]
+            try:
+                step(compiled, batch)()
+            finally:
+                transformer_module.F = F
+        contenders["torch.compile (first call not timed)"] = compiled_step
+    show("1. classic transformer, forward+backward, 4 x 256 px", alternate(contenders, device, repeats))
+
+
+def vgg_levers(device: torch.device, repeats: int) -> None:
+    extractor = load_extractor(BackboneConfig(), [*STYLE_LAYERS, "relu4_2"], device)
+    relus = [m for m in extractor.body if isinstance(m, torch.nn.ReLU)]
+
+    def step(image: torch.Tensor, inplace: bool) -> Callable[[], None]:
+        def run() -> None:
+            for relu in relus:
+                relu.inplace = inplace
+            x = image.clone().requires_grad_(True)
+            feats = extractor(x)
+            torch.autograd.backward(list(feats.values()), [torch.ones_like(f) for f in feats.values()])
+            for relu in relus:
+                relu.inplace = False
+        return run
+
+    for label, image in (("iterative, 1 x 512x384", torch.rand(1, 3, 384, 512, device=device)),
+                         ("training, 4 x 256x256", torch.rand(4, 3, 256, 256, device=device))):
+        show(f"2. VGG-16 forward+backward to relu5_1, {label}",
+             alternate({"as stylize runs it": step(image, False), "in-place ReLU": step(image, True)}, device, repeats))
+
+
+def gram_levers(device: torch.device, repeats: int) -> None:
+    extractor = load_extractor(BackboneConfig(), STYLE_LAYERS, device)
+    with torch.no_grad():
+        feats = extractor(torch.rand(1, 3, 384, 512, device=device))
+    # Channels-last features read as [positions, channels], as losses.gram_matrix does.
+    flats = [f.permute(0, 2, 3, 1).reshape(f.shape[2] * f.shape[3], f.shape[1]) for f in feats.values()]
+    grads = [torch.randn(f.shape[1], f.shape[1], device=device) for f in flats]
+    halves = [f.shape[1] // 2 for f in flats]
+    chunks = [f.reshape(8, -1, f.shape[1]) if f.shape[0] % 8 == 0 else f.unsqueeze(0) for f in flats]
+    bf16 = [f.bfloat16() for f in flats]
+
+    def each(fn: Callable[[int], object]) -> Callable[[], None]:
+        return lambda: [fn(i) for i in range(len(flats))] and None
+
+    def halves_product(i: int) -> object:
+        a, b = flats[i][:, :halves[i]], flats[i][:, halves[i]:]
+        return a.T @ a, a.T @ b, b.T @ b
+
+    show("3a. Gram forward, the five style layers at 512x384", alternate({
+        "X^T X (as stylize computes it)": each(lambda i: flats[i].T @ flats[i]),
+        "sum of 8 chunked products": each(lambda i: (chunks[i].transpose(1, 2) @ chunks[i]).sum(0)),
+        "on halves of the channels (3 products)": each(halves_product),
+        "bfloat16 (features converted first)": each(lambda i: (lambda b: b.T @ b)(flats[i].bfloat16())),
+    }, device, repeats))
+    show("3b. Gram backward (one product), the same layers", alternate({
+        "X dG (as stylize computes it)": each(lambda i: flats[i] @ grads[i]),
+        "bfloat16 (features already converted)": each(lambda i: bf16[i] @ grads[i].bfloat16()),
+    }, device, repeats))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (needs a C++ compiler)")
+    args = parser.parse_args()
+    reuse_freed_memory()  # as the command line does
+    device = resolve_device(args.device)
+    print(f"device: {device_name(device)}; torch {torch.__version__}")
+    transformer_levers(device, args.repeats, args.compile)
+    vgg_levers(device, args.repeats)
+    gram_levers(device, args.repeats)
+    sync(device)
+
+
+if __name__ == "__main__":
+    main()
