@@ -22,9 +22,10 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from typer.core import TyperGroup
 
 from stylize import __version__
-from stylize.config import (Backbone, BackboneConfig, ExportFormat, ImageFormat, InitKind, LossConfig, NormKind,
-                            OptimizerKind, OutputConfig, Pairing, RunConfig, StyleLossKind, TrainConfig,
-                            format_layer_weights, parse_layer_weights, parse_numbers, parse_scales)
+from stylize.config import (AUTO_ITERATIONS, AUTO_SCALES, DEFAULT_TRAIN_STEPS, Backbone, BackboneConfig,
+                            ExportFormat, ImageFormat, InitKind, LossConfig, NormKind, OptimizerKind, OutputConfig,
+                            Pairing, RunConfig, StyleLossKind, TrainConfig, format_layer_weights, parse_layer_weights,
+                            parse_numbers, parse_scales)
 from stylize.errors import InputError, StylizeError
 
 EXIT_FAILED_JOBS = 1  # a batch ran, but some of its jobs failed
@@ -122,9 +123,11 @@ def run(
     size: Annotated[Optional[int], typer.Option(help="Long side of the output in pixels. \\[default: 512; with "
                     "--model: the photo's own size]", show_default=False)] = None,
     iterations: Annotated[Optional[str], typer.Option(help="Iterations per scale: one number for every scale, "
-                          "or a list such as 200,70. Default: 200 at half size, 70 at full size.")] = None,
+                          f"or a list such as 200,70. Default: {AUTO_ITERATIONS[-2]} at half size, {AUTO_ITERATIONS[-1]} at "
+                          "full size.")] = None,
     scales: Annotated[Optional[str], typer.Option(help="Coarse-to-fine schedule: a number of scales, each twice the "
-                      "last (1 = single scale), or sizes such as 128,256. Default: 2 (half size, then full).")] = None,
+                      "last (1 = single scale), or sizes such as 128,256. "
+                      f"Default: {AUTO_SCALES} (half size, then full).")] = None,
     optimizer: Annotated[OptimizerKind, typer.Option(help="Optimiser.")] = DEFAULT_RUN.optimizer,
     lr: Annotated[float, typer.Option("--lr", help="Adam's learning rate.")] = DEFAULT_RUN.learning_rate,
     init: Annotated[InitKind, typer.Option(help="Starting image.")] = DEFAULT_RUN.init,
@@ -478,8 +481,8 @@ def train(
     output: Annotated[Path, typer.Option("-o", "--output", help="Model file to write (.pt).", show_default=False)],
     image_size: Annotated[int, typer.Option(help="Side of the square training crops.")] = DEFAULT_TRAIN.image_size,
     batch_size: Annotated[int, typer.Option(help="Photos per step.")] = DEFAULT_TRAIN.batch_size,
-    steps: Annotated[Optional[int], typer.Option(help="Training steps \\[default: 2000 unless --epochs].",
-                                                 show_default=False)] = None,
+    steps: Annotated[Optional[int], typer.Option(help=f"Training steps \\[default: {DEFAULT_TRAIN_STEPS} unless "
+                                                      "--epochs].", show_default=False)] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Passes over the photos, instead of --steps.",
                                                     show_default=False)] = None,
     lr: Annotated[float, typer.Option("--lr", help="Adam's learning rate.")] = DEFAULT_TRAIN.learning_rate,

@@ -16,23 +16,12 @@ from dataclasses import dataclass
 import torch
 
 from stylize.color import preserve_color
-from stylize.config import InitKind, OptimizerKind, RunConfig
+from stylize.config import AUTO_ITERATIONS, AUTO_SCALES, InitKind, OptimizerKind, RunConfig
 from stylize.errors import ImageError
 from stylize.features import FeatureExtractor, conv_values_per_pixel, min_image_side
 from stylize.imageio import fit_long_side, resize
 from stylize.losses import (LossParts, PerceptualLoss, blend_statistics, content_layer_weights, required_layers,
                             style_layer_weights, style_statistics)
-
-# Automatic schedule: two scales, half size then full size, with 100 and 40 iterations, each
-# scale handing over with the photo's detail (hand_over). Chosen with benchmarks/iterative.py on
-# the 2-core CPU: it reaches the objective of the classic single-scale 500-iteration L-BFGS run
-# in 0.12-0.14 of its time (four measurements; benchmarks/RESULTS.md). More full-size
-# iterations lower the objective further (200 + 70: 10 % lower, at 1.7x the time); more or
-# smaller coarse scales made it worse, because the coarse result drifts from the photo.
-# Earlier scales of a longer schedule get AUTO_ITERATIONS[0].
-AUTO_SCALES = 2
-AUTO_ITERATIONS = (200, 100, 40)  # the last entries are used, the final scale last
-
 
 # Memory of an iterative run, per pixel of the largest scale. Measured on the CPU as the peak
 # resident memory of 3-iteration single-scale runs (768x576, VGG-16 to relu5_1): 3.3 kB per

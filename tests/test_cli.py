@@ -238,3 +238,16 @@ def test_init_image_goes_on_from_an_earlier_result(photo, painting, tmp_path):
     assert more < short  # five more iterations from where the first run stopped
     bad = invoke("run", photo, painting, "-o", tmp_path / "x.png", "--init-image", tmp_path / "nope.png", *base)
     assert_one_line_error(bad, "no such file")
+
+
+def test_run_help_states_the_schedule_a_default_run_uses():
+    from stylize.config import RunConfig
+    from stylize.optimize import plan_schedule
+
+    plan = plan_schedule(384, 512, RunConfig(), min_side=16)
+    assert [max(size) for size, _ in plan] == [256, 512]  # half size, then full
+    result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "300"})  # one line per option
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert f"Default: {plan[0][1]} at half size, {plan[1][1]} at full size." in text
+    assert f"Default: {len(plan)} (half size, then full)." in text
