@@ -113,7 +113,7 @@ class LossConfig:
 # The iterative run's automatic schedule: two scales, half size then full size, with 100 and 40
 # iterations, each scale handing over with the photo's detail (optimize.hand_over). Chosen with
 # benchmarks/iterative.py on the 2-core CPU: it reaches the objective of the classic
-# single-scale 500-iteration L-BFGS run in 0.12-0.14 of its time (four measurements;
+# single-scale 500-iteration L-BFGS run in 0.12-0.14 of its time (five measurements;
 # benchmarks/RESULTS.md). More full-size iterations lower the objective further (200 + 70: 10 %
 # lower, at 1.7x the time); fewer half-size ones or more, smaller scales made it worse (the
 # coarse result drifts from the photo). Earlier scales of a longer schedule get AUTO_ITERATIONS[0].
