@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: where the data is, timing on a device, the device's name,
+"""What the benchmark scripts share: where the data is, timing on a device (alone or alternating), the device's name,
 running a script in a child process, this process's peak memory."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -35,6 +36,16 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int, warm_up:
         fn()
     sync(device)
     return (time.perf_counter() - start) / repeats
+
+
+def alternate(contenders: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, float]:
+    """Median seconds per call of each contender, timed in turn ``repeats`` times (after one
+    warm-up call each), so that the machine's drifts hit all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            times[name].append(timed(fn, device, 1, warm_up=not times[name]))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def device_name(device: torch.device) -> str:

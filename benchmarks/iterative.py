@@ -17,13 +17,12 @@ Prints, measured side by side in one run on one device:
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from common import REPO, SHARED, device_name, sync, timed
+from common import REPO, SHARED, alternate, device_name, sync
 from stylize.config import BackboneConfig, RunConfig
 from stylize.device import resolve_device, reuse_freed_memory
 from stylize.features import ARCHITECTURES, layer_names, load_extractor
@@ -46,11 +45,8 @@ def overhead(extractor, config, content, style, long_side, device, repeats) -> t
     run = ScaleOptimizer(problem, config, problem.content)
     for _ in range(LBFGS_HISTORY):  # a steady state: L-BFGS's memory full, as in most of a run
         run.step()
-    steps, bares = [], []
-    for _ in range(repeats):
-        steps.append(timed(run.step, device, 1, warm_up=not steps))
-        bares.append(timed(bare, device, 1, warm_up=not bares))
-    return statistics.median(steps), statistics.median(bares)
+    medians = alternate({"step": run.step, "bare": bare}, device, repeats)
+    return medians["step"], medians["bare"]
 
 
 def gram_share(config: RunConfig) -> float:

@@ -18,13 +18,13 @@ Each row is a median over alternating calls (the machine's drift hits both sides
 from __future__ import annotations
 
 import argparse
-import statistics
+import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from common import device_name, sync, timed
+from common import alternate, device_name, sync
 from compact_lbfgs import LBFGS as CompactLBFGS
 import stylize.transformer as transformer_module
 from stylize.config import BackboneConfig
@@ -35,20 +35,12 @@ from stylize.transformer import CLASSIC, ConvNormAct, TransformerNet
 STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 
 
-def alternate(contenders: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, float]:
-    """Median milliseconds per call of each contender, timed in turn ``repeats`` times."""
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
-            times[name].append(1000 * timed(fn, device, 1, warm_up=not times[name]))
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
 def show(title: str, medians: dict[str, float]) -> None:
+    """Each contender's median time and how much faster than the first it is."""
     print(f"\n{title}")
     base = next(iter(medians.values()))
-    for name, ms in medians.items():
-        print(f"   {name:44s} {ms:9.1f} ms   {base / ms:5.2f}x")
+    for name, seconds in medians.items():
+        print(f"   {name:44s} {1000 * seconds:9.1f} ms   {base / seconds:5.2f}x")
 
 
 def _inplace_forward(self: ConvNormAct, x: torch.Tensor) -> torch.Tensor:
@@ -161,23 +153,35 @@ def gram_levers(device: torch.device, repeats: int) -> None:
 
 def _ill_conditioned(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
     """A quadratic with curvatures from 1e-3 to 1e3: L-BFGS keeps finding pairs to remember."""
-    count = 1
-    for side in shape:
-        count *= side
+    count = math.prod(shape)
     generator = torch.Generator().manual_seed(0)
     curvature = torch.logspace(-3, 3, count, dtype=dtype)[torch.randperm(count, generator=generator)]
     curvature = curvature.view(shape).to(device)
     return lambda x: (curvature * (x - 0.3) ** 2).sum()
 
 
-def _optimiser(kind: str, x: torch.Tensor) -> tuple[object, Callable[[], torch.Tensor]]:
-    optimiser: object
+def _closure(objective: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    def closure() -> torch.Tensor:
+        x.grad = None
+        loss = objective(x)
+        loss.backward()
+        return loss
+    return closure
+
+
+def _lbfgs_steps(kind: str, objective: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                 steps: int) -> Callable[[], object]:
+    """An L-BFGS of ``kind`` (torch's or the compact one) on ``objective`` after ``steps`` steps,
+    as a call that takes one more."""
     if kind == "torch":
         optimiser = torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=50, tolerance_grad=0.0,
                                       tolerance_change=0.0)
     else:
         optimiser = CompactLBFGS(x, lr=1.0, history=50)
-    return optimiser, optimiser.step  # type: ignore[attr-defined]
+    closure = _closure(objective, x)
+    for _ in range(steps):
+        optimiser.step(closure)
+    return lambda: optimiser.step(closure)
 
 
 def lbfgs_levers(device: torch.device, repeats: int) -> None:
@@ -187,33 +191,15 @@ def lbfgs_levers(device: torch.device, repeats: int) -> None:
     iterates = []
     for kind in ("torch", "compact"):
         x = start.clone().requires_grad_(True)
-        _, step = _optimiser(kind, x)
-
-        def closure() -> torch.Tensor:
-            x.grad = None
-            loss = small(x)
-            loss.backward()
-            return loss
-        for _ in range(80):  # more steps than the memory holds
-            step(closure)
+        _lbfgs_steps(kind, small, x, 80)  # more steps than the memory holds
         iterates.append(x.detach())
     difference = float((iterates[0] - iterates[1]).abs().max())
     shape = (1, 3, 384, 512)
     objective = _ill_conditioned(shape, device, torch.float32)
-    contenders: dict[str, Callable[[], object]] = {}
-    for kind in ("torch", "compact"):
-        x = torch.rand(shape, device=device).requires_grad_(True)
-        _, step = _optimiser(kind, x)
-
-        def closure(x: torch.Tensor = x) -> torch.Tensor:
-            x.grad = None
-            loss = objective(x)
-            loss.backward()
-            return loss
-        for _ in range(60):  # the memory full
-            step(closure)
-        contenders[f"{kind} (objective included)"] = lambda step=step, closure=closure: step(closure)
-    contenders["the objective alone"] = closure
+    contenders = {f"{kind} (objective included)": _lbfgs_steps(kind, objective, torch.rand(shape, device=device)
+                                                               .requires_grad_(True), 60)  # the memory full
+                  for kind in ("torch", "compact")}
+    contenders["the objective alone"] = _closure(objective, torch.rand(shape, device=device).requires_grad_(True))
     show(f"4. L-BFGS step, 50 pairs, 512x384x3 (the two agree within {difference:.1e} after 80 float64 steps)",
          alternate(contenders, device, repeats))
 
