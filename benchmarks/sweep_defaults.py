@@ -19,7 +19,7 @@ import torch
 from stylize.config import BackboneConfig, LossConfig, RunConfig
 from stylize.device import resolve_device
 from stylize.features import load_extractor
-from stylize.imageio import load_image, resize, to_pil
+from stylize.imageio import load_image, to_pil
 from stylize.losses import required_layers
 from stylize.optimize import ScaleProblem, run_iterative
 from stylize.sheet import grid

@@ -16,7 +16,9 @@ batch, style image, loss (layers, weights, relative errors) and Adam, measured i
 - reference + reused memory: the same loop with the C allocator set up as the command line
   does (stylize.device.reuse_freed_memory), to show what that part is worth on its own.
 - stylize: `stylize.train.train` itself (the code behind `stylize train`), with the allocator
-  set up as the command line does, and with --half when asked (CUDA).
+  set up as the command line does, in its default precision (bfloat16 mixed precision where
+  that is native: CPUs with AVX512-BF16 or AMX) unless --half / --no-half say otherwise.
+  The reference stays in float32, as the recipe runs.
 
 Each runs in a child process of its own (the allocator setting is process-wide), in turn,
 --rounds times. Prints images/s of each after a warm-up step, and the ratios (aim: >= 1.5).
@@ -40,7 +42,7 @@ from common import REPO, SHARED, device_name, run_child, sync
 from recipe import PlainTransformer, PlainVGG, check_same_function, gram
 from stylize.config import BackboneConfig, TrainConfig, format_layer_weights, parse_layer_weights
 from stylize.dataset import scan_photos, style_image
-from stylize.device import resolve_device, reuse_freed_memory
+from stylize.device import resolve_device, resolve_half, reuse_freed_memory
 from stylize.losses import content_layer_weights, relative_error, style_layer_weights, tv_loss
 from stylize.train import prepare_training, train
 from stylize.transformer import TransformerConfig, TransformerNet
@@ -144,7 +146,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--blocks", type=int, default=5)
     parser.add_argument("--shuffle", type=int, default=1)
-    parser.add_argument("--half", action="store_true", help="stylize train --half (mixed precision)")
+    parser.add_argument("--half", action=argparse.BooleanOptionalAction, default=None,
+                        help="stylize train --half / --no-half [default: its default on this device]")
     parser.add_argument("--content-layers", default=None, help="as stylize train's option [default: its default]")
     parser.add_argument("--style-layers", default=None, help="as stylize train's option [default: its default]")
     parser.add_argument("--child", choices=list(CONTENDERS), help=argparse.SUPPRESS)
@@ -169,7 +172,7 @@ def main() -> None:
               f"photos; {args.image_size} px, batch {args.batch_size}; network {network.width}/{network.blocks}/"
               f"shuffle {network.shuffle}; content {format_layer_weights(loss.content_layers)}; style "
               f"{format_layer_weights(loss.style_layers)}"
-              f"{'; stylize with --half' if args.half else ''}")
+              f"; stylize train {'with' if resolve_half(device, args.half) else 'without'} --half")
         rates: dict[str, list[float]] = {name: [] for name in CONTENDERS}
         for _ in range(args.rounds):
             for name in CONTENDERS:

@@ -33,6 +33,9 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_RUN = RunConfig()
 DEFAULT_LOSS = LossConfig()
+HALF_HELP = ("Mixed precision: bfloat16 (float16 on GPUs without it) for the convolutions. \\[default: on "
+             "where bfloat16 is native, CPUs with AVX512-BF16 or AMX (about 2x faster there); off on GPUs and "
+             "other CPUs; `stylize info` shows which]")
 DEFAULT_OUTPUT = OutputConfig()
 
 
@@ -177,8 +180,7 @@ def run(
     tile: Annotated[Optional[int], typer.Option(help="With --model: stylise in tiles of this many pixels "
                     "(0: never) \\[default: only when an image would not fit in memory].",
                     show_default=False)] = None,
-    half: Annotated[bool, typer.Option("--half", help="With --model: mixed precision (bfloat16, or float16 on "
-                    "GPUs without it); faster on GPUs, slower on most CPUs.")] = False,
+    half: Annotated[Optional[bool], typer.Option("--half/--no-half", help=HALF_HELP, show_default=False)] = None,
     max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels than this (decompression "
                           "bombs).")] = DEFAULT_OUTPUT.max_pixels,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -210,9 +212,6 @@ def run(
             from stylize.imageio import check_output
             check_output(contact_sheet, overwrite)
         if model is None:
-            if half:
-                raise InputError("--half is for trained networks (--model) and training; the iterative method "
-                                 "runs in float32, which its L-BFGS optimiser needs")
             loss = LossConfig(
                 content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
                 content_layers=parse_layer_weights(content_layers, "--content-layers"),
@@ -221,7 +220,7 @@ def run(
                 size=DEFAULT_RUN.size if size is None else size, scales=parse_scales(scales) if scales else None,
                 iterations=parse_numbers(iterations, "--iterations", int) if iterations else None,
                 optimizer=optimizer, learning_rate=lr, init=init, seed=seed, style_scale=style_scale,
-                style_blend=blend, preserve_color=preserve_color, save_every=save_every, loss=loss)
+                style_blend=blend, preserve_color=preserve_color, save_every=save_every, half=half, loss=loss)
             backbone_cfg = BackboneConfig(name=backbone, weights=weights, download_progress=not quiet)
             if single:
                 _single_iterative(jobs[0], config, backbone_cfg, device, out_cfg, quiet, init_image)
@@ -514,8 +513,8 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     workers: Annotated[Optional[int], typer.Option(help="Background data-loading processes \\[default: 0 on "
                        "the CPU, up to 8 on a GPU].", show_default=False)] = DEFAULT_TRAIN.workers,
-    half: Annotated[bool, typer.Option("--half", help="Mixed precision (bfloat16, or float16 with loss scaling): "
-                    "faster on GPUs, slower on most CPUs.")] = False,
+    half: Annotated[Optional[bool], typer.Option("--half/--no-half", help=HALF_HELP + " float16 (GPUs without "
+                    "bfloat16) trains with loss scaling.", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -547,7 +546,8 @@ def train(
         steps_of = (f"{batch_size} x {world.size} processes = {batch_size * world.size} photos"
                     if world.distributed else f"{batch_size}")
         say(f"training on {len(job.photos)} photos, {job.total_steps} steps of {steps_of}, "
-            f"from step {job.start_step}, on {job.device}", markup=False, highlight=False)
+            f"from step {job.start_step}, on {job.device}{' in mixed precision (--half)' if job.config.half else ''}",
+            markup=False, highlight=False)
         with _train_display(quiet, job.start_step, job.total_steps) as report:
             result = training.train(job, on_progress=report)
     if result.interrupted:
@@ -671,7 +671,7 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
     import torch
     import torchvision
 
-    from stylize.device import available_devices, resolve_device
+    from stylize.device import available_devices, resolve_device, resolve_half
     from stylize.features import weights_status
 
     data = {
@@ -681,6 +681,7 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
         "torchvision": torchvision.__version__,
         "devices": [{"device": d.spec, "name": d.name, "memory_bytes": d.memory_bytes} for d in available_devices()],
         "auto_device": str(resolve_device("auto")),
+        "half_by_default": resolve_half(resolve_device("auto"), None),
         "cpu_threads": torch.get_num_threads(),
         "backbones": {b.value: weights_status(b) for b in Backbone},
         "onnxruntime": _package_version("onnxruntime"),
@@ -693,7 +694,9 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
     for d in data["devices"]:
         memory = f", {d['memory_bytes'] / 2**30:.1f} GiB" if d["memory_bytes"] else ""
         rows.append((f"device {d['device']}", f"{d['name']}{memory}"))
-    rows += [("auto picks", data["auto_device"]), ("cpu threads", str(data["cpu_threads"])),
+    half = ("on by default (bfloat16 is native on this CPU; --no-half to turn it off)" if data["half_by_default"]
+            else "off by default (--half to turn it on)")
+    rows += [("auto picks", data["auto_device"]), ("half precision", half), ("cpu threads", str(data["cpu_threads"])),
              ("onnxruntime", data["onnxruntime"] or "not installed (for .onnx models: pip install 'stylize[onnx]')")]
     rows += [(f"backbone {name}", status) for name, status in data["backbones"].items()]
     width = max(len(k) for k, _ in rows)

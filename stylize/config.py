@@ -110,15 +110,17 @@ class LossConfig:
             raise InputError("give at least one style layer")
 
 
-# The iterative run's automatic schedule: two scales, half size then full size, with 100 and 40
+# The iterative run's automatic schedule: two scales, half size then full size, with 100 and 50
 # iterations, each scale handing over with the photo's detail (optimize.hand_over). Chosen with
-# benchmarks/iterative.py on the 2-core CPU: it reaches the objective of the classic
-# single-scale 500-iteration L-BFGS run in 0.12-0.14 of its time (five measurements;
-# benchmarks/RESULTS.md). More full-size iterations lower the objective further (200 + 70: 10 %
-# lower, at 1.7x the time); fewer half-size ones or more, smaller scales made it worse (the
-# coarse result drifts from the photo). Earlier scales of a longer schedule get AUTO_ITERATIONS[0].
+# benchmarks/iterative.py on the 2-core CPU. In float32, 100 + 40 reached the objective of the
+# classic single-scale 500-iteration L-BFGS run in 0.12-0.14 of its time (five measurements);
+# in bfloat16 (the default on CPUs where it is native: device.resolve_half) an iteration costs
+# about 0.6 as much but gains a little less, and 100 + 40 ended 0.7 % short of the classic
+# objective, 100 + 50 2 % below it (tubingen + starry night; benchmarks/RESULTS.md). More full-size iterations lower
+# it further; fewer half-size ones or more, smaller scales made it worse (the coarse result
+# drifts from the photo). Earlier scales of a longer schedule get AUTO_ITERATIONS[0].
 AUTO_SCALES = 2
-AUTO_ITERATIONS = (200, 100, 40)  # the last entries are used, the final scale last
+AUTO_ITERATIONS = (200, 100, 50)  # the last entries are used, the final scale last
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class RunConfig:
     style_blend: tuple[float, ...] | None = None  # one weight per style image; None: equal
     preserve_color: bool = False
     save_every: int = 0  # 0: no intermediate images
+    half: bool | None = None  # bfloat16 mixed precision (--half/--no-half); None: device.resolve_half
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
@@ -216,7 +219,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     workers: int | None = None  # background data-loading processes; None: 0 on the CPU, up to 8 on a GPU
-    half: bool = False  # mixed precision (--half)
+    half: bool | None = None  # mixed precision (--half/--no-half); None: device.resolve_half
     # A network trained from scratch needs a much lower style weight than the iterative method,
     # which starts from the photo: at 30 (the run default) trained networks lost the photo.
     loss: LossConfig = field(default_factory=lambda: LossConfig(style_weight=3.0, tv_weight=1e-2))

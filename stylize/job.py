@@ -17,7 +17,7 @@ import torch
 
 from stylize.color import preserve_color
 from stylize.config import BackboneConfig, RunConfig
-from stylize.device import make_deterministic, memory_budget, resolve_device
+from stylize.device import make_deterministic, memory_budget, resolve_device, resolve_half
 from stylize.errors import ImageError, OutputError, ResourceError
 from stylize.exported import ExportedModel, is_exported, load_exported
 from stylize.features import load_loss_extractor, min_image_side
@@ -74,7 +74,7 @@ class Fast:
     """A trained network on its device, with the run's --size, --preserve-color and --tile."""
 
     def __init__(self, model: Path | str, device: str, size: int | None = None, keep_color: bool = False,
-                 tile: int | None = None, half: bool = False) -> None:
+                 tile: int | None = None, half: bool | None = None) -> None:
         if size is not None and size < 16:
             raise ImageError(f"--size must be at least 16 pixels, got {size}")
         if tile is not None and tile != 0 and tile < MIN_TILE:
@@ -94,7 +94,8 @@ class Fast:
             self.model: LoadedModel = load_model(model)
             self.model.network.to(self.device)
             self.path, self.tile = self.model.path, tile
-        self.size, self.keep_color, self.half = size, keep_color, half
+        self.size, self.keep_color = size, keep_color
+        self.half = not self.exported and resolve_half(self.device, half)
 
     def input(self, content: LoadedImage) -> torch.Tensor:
         """The photo at the size it is stylised at."""

@@ -26,10 +26,15 @@ _EPS = 1e-8
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """``[B,C,H,W] -> [B,C,C]``: F F^T divided by H*W (see module docstring).
+    """``[B,C,H,W] -> [B,C,C]`` in float32: F F^T divided by H*W (see module docstring).
 
-    Works on channels-last features without copying them (they are then read as ``[B,HW,C]``)."""
-    features = features.float()  # under --half too: sums over many positions need float32
+    Works on channels-last features without copying them (they are then read as ``[B,HW,C]``).
+    bfloat16 features (--half) stay bfloat16: the product accumulates in float32 and only its
+    result is rounded (to ~3 digits, below the rounding the features already carry), with no
+    float32 copy of the features and their gradient. That made --half's iterative step cheaper
+    at an unchanged objective (benchmarks/RESULTS.md). float16 could overflow: float32 then."""
+    if features.dtype != torch.bfloat16:
+        features = features.float()
     b, c, h, w = features.shape
     if features.is_contiguous() or not features.is_contiguous(memory_format=torch.channels_last):
         return _Gram.apply(features.reshape(b, c, h * w), False)
@@ -46,21 +51,22 @@ class _Gram(torch.autograd.Function):
         ctx.save_for_backward(x)
         ctx.positions_first = positions_first
         n = x.shape[1] if positions_first else x.shape[2]
-        with torch.autocast(x.device.type, enabled=False):  # float32 under --half too
-            return (x.transpose(1, 2) @ x if positions_first else x @ x.transpose(1, 2)) / n
+        with torch.autocast(x.device.type, enabled=False):  # in x's own precision under --half
+            gram = x.transpose(1, 2) @ x if positions_first else x @ x.transpose(1, 2)
+        return gram.float() / n
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         (x,) = ctx.saved_tensors
         n = x.shape[1] if ctx.positions_first else x.shape[2]
-        sym = (grad + grad.transpose(1, 2)).to(x.dtype) / n
+        sym = ((grad + grad.transpose(1, 2)) / n).to(x.dtype)
         with torch.autocast(x.device.type, enabled=False):
             return (x @ sym if ctx.positions_first else sym @ x), None
 
 
 def mean_std(features: torch.Tensor) -> torch.Tensor:
     """``[B,C,H,W] -> [B,2,C]``: per-channel mean and standard deviation over positions."""
-    flat = features.flatten(2)
+    flat = features.flatten(2).float()  # under --half too
     mean = flat.mean(dim=2)
     std = (flat.var(dim=2, unbiased=False) + _EPS).sqrt()
     return torch.stack([mean, std], dim=1)

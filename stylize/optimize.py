@@ -17,7 +17,8 @@ import torch
 
 from stylize.color import preserve_color
 from stylize.config import AUTO_ITERATIONS, AUTO_SCALES, InitKind, OptimizerKind, RunConfig
-from stylize.errors import ImageError
+from stylize.device import autocast, half_dtype, resolve_half
+from stylize.errors import ImageError, InputError
 from stylize.features import FeatureExtractor, conv_values_per_pixel, min_image_side
 from stylize.imageio import fit_long_side, resize
 from stylize.losses import (LossParts, PerceptualLoss, blend_statistics, content_layer_weights, required_layers,
@@ -147,9 +148,17 @@ class ScaleProblem:
                      for style, key in zip(styles, keys or styles)]
         blend = list(config.style_blend) if config.style_blend else [1.0] * len(styles)
         self.loss_fn = PerceptualLoss(loss_cfg, blend_statistics(stats, blend))
+        self.device = self.content.device
+        # The targets above are float32; each evaluation may run the VGG in bfloat16 (--half).
+        self.half = resolve_half(self.device, config.half)
+        if self.half and half_dtype(self.device) != torch.bfloat16:
+            raise InputError(f"--half: the iterative method needs bfloat16, which {self.device.type} lacks "
+                             "(float16 gradients underflow); leave --half out")
 
     def __call__(self, image: torch.Tensor) -> LossParts:
-        return self.loss_fn(image, self.extractor(image), self.content_targets)
+        # Under autocast the errors stay float32 and the Grams come out float32 (losses.py).
+        with autocast(self.device, self.half):
+            return self.loss_fn(image, self.extractor(image), self.content_targets)
 
 
 def initial_image(config: RunConfig, content: torch.Tensor, styles: list[torch.Tensor]) -> torch.Tensor:

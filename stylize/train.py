@@ -12,7 +12,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from stylize.atomic import check_writable
 from stylize.config import BackboneConfig, TrainConfig, format_layer_weights
 from stylize.dataset import StepBatches, ignore_sigint_in_worker, scan_photos, style_image
-from stylize.device import autocast, half_dtype, make_deterministic, resolve_device
+from stylize.device import autocast, half_dtype, make_deterministic, resolve_device, resolve_half
 from stylize.distributed import SINGLE, World
 from stylize.errors import InputError, OutputError
 from stylize.features import FeatureExtractor, load_loss_extractor
@@ -95,6 +95,7 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
     preview_image = load_image(preview) if preview else None
     torch_device = resolve_device(device)
     make_deterministic(torch_device)
+    config = replace(config, half=resolve_half(torch_device, config.half))
     extractor, backbone_source = load_loss_extractor(backbone, list(content_layer_weights(config.loss)),
                                                      list(style_layer_weights(config.loss)), torch_device)
     torch.manual_seed(config.seed)

@@ -1,4 +1,4 @@
-"""The device module's process set-up: the C allocator keeping freed memory for reuse."""
+"""The device module: the C allocator keeping freed memory for reuse, and the default precision."""
 
 from __future__ import annotations
 
@@ -49,3 +49,33 @@ def test_commands_set_up_the_allocator(monkeypatch, tmp_path):
     result = CliRunner().invoke(app, ["export", "no_such_model", "-o", str(tmp_path / "m.onnx")])
     assert result.exit_code == 2
     assert calls == [1]
+
+
+def test_half_precision_is_on_by_default_only_where_bfloat16_is_native(monkeypatch):
+    import torch
+
+    from stylize.device import native_bfloat16, resolve_half
+
+    cpu = torch.device("cpu")
+    assert resolve_half(cpu, True) is True and resolve_half(cpu, False) is False  # --half / --no-half
+    assert resolve_half(torch.device("cuda"), None) is False  # GPUs: float32 unless asked (not measured)
+    assert resolve_half(torch.device("mps"), None) is False
+    for avx512_bf16, amx, native in [(False, False, False), (True, False, True), (False, True, True)]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert native_bfloat16(cpu) is native and resolve_half(cpu, None) is native
+        assert resolve_half(cpu, False) is False
+
+
+def test_info_says_whether_half_precision_is_the_default():
+    import json
+
+    import torch
+
+    from stylize.device import resolve_half
+
+    result = CliRunner().invoke(app, ["info", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["half_by_default"] is resolve_half(torch.device("cpu"), None)
+    text = CliRunner().invoke(app, ["info"]).stdout
+    assert "half precision" in text and ("on by default" in text) is resolve_half(torch.device("cpu"), None)

@@ -77,7 +77,8 @@ def training_data(tmp_path: Path) -> tuple[Path, Path]:
     return style, photos
 
 
-TRAIN = ["--image-size", "32", "--width", "4", "--blocks", "1", "--seed", "3", "--device", "cpu", "-q"]
+# float32 (--no-half): two processes and one must agree to float32's rounding, not bfloat16's.
+TRAIN = ["--image-size", "32", "--width", "4", "--blocks", "1", "--seed", "3", "--device", "cpu", "--no-half", "-q"]
 
 
 def test_two_processes_train_like_one_with_the_global_batch(training_data, tmp_path):

@@ -41,12 +41,28 @@ def test_cuda_run_is_deterministic(setup):
 
 def test_cuda_reaches_the_same_quality_as_cpu(setup):
     cpu, gpu, content, style = setup
-    config = RunConfig(size=128, iterations=(40,))
+    config = RunConfig(size=128, iterations=(40,), half=False)  # float32 on both (the CPU's default may be bfloat16)
     objective = []
     for extractor in (cpu, gpu):
         image = run_iterative(content, [style], config, extractor).image
         with torch.no_grad():
             objective.append(ScaleProblem(cpu, config, content, [style], (96, 128))(image).total.item())
+    assert objective[1] == pytest.approx(objective[0], rel=0.15)
+
+
+def test_cuda_half_precision_iterative_run_keeps_quality(setup):
+    """--half on the iterative method (bfloat16 where the GPU has it, else refused): it ends near
+    float32's objective, evaluated in float32."""
+    from stylize.device import half_dtype
+
+    cpu, gpu, content, style = setup
+    if half_dtype(torch.device("cuda")) != torch.bfloat16:
+        pytest.skip("this GPU has no bfloat16: --half is refused for the iterative method")
+    objective = []
+    for half in (False, True):
+        image = run_iterative(content, [style], RunConfig(size=128, iterations=(40,), half=half), gpu).image
+        with torch.no_grad():
+            objective.append(ScaleProblem(cpu, RunConfig(half=False), content, [style], (96, 128))(image).total.item())
     assert objective[1] == pytest.approx(objective[0], rel=0.15)
 
 

@@ -5,7 +5,7 @@ import torch
 
 from stylize.config import BackboneConfig, InitKind, LossConfig, OptimizerKind, RunConfig, StyleLossKind
 from stylize.color import rgb_to_yiq
-from stylize.errors import ImageError
+from stylize.errors import ImageError, InputError
 from stylize.features import FeatureExtractor, load_weights
 from stylize.losses import required_layers
 from stylize.imageio import load_image, resize
@@ -29,10 +29,10 @@ def pair():
 
 def test_default_schedule_is_coarse_to_fine():
     plan = plan_schedule(384, 512, RunConfig(size=512), min_side=16)
-    assert plan == [((192, 256), 100), ((384, 512), 40)]
-    assert plan_schedule(384, 512, RunConfig(size=100), 16) == [((75, 100), 40)]
+    assert plan == [((192, 256), 100), ((384, 512), 50)]
+    assert plan_schedule(384, 512, RunConfig(size=100), 16) == [((75, 100), 50)]
     four = plan_schedule(384, 512, RunConfig(size=512, scales=4), min_side=16)
-    assert four == [((48, 64), 200), ((96, 128), 200), ((192, 256), 100), ((384, 512), 40)]
+    assert four == [((48, 64), 200), ((96, 128), 200), ((192, 256), 100), ((384, 512), 50)]
 
 
 def test_hand_over_adds_the_detail_that_upsampling_loses(pair):
@@ -155,3 +155,41 @@ def test_style_blend_moves_the_result_towards_the_heavier_style(extractor, pair)
     swirl_heavy = run_iterative(content, [style, flat], RunConfig(style_blend=(0.9, 0.1), **common), extractor).image
     redness = lambda img: (img[:, 0] - img[:, 1:].mean(dim=1)).mean()  # noqa: E731
     assert redness(red_heavy) > redness(swirl_heavy)
+
+
+def test_half_precision_runs_the_vgg_in_bfloat16_and_follows_float32(extractor, pair):
+    """--half: each evaluation's convolutions run in bfloat16, the targets are computed in float32;
+    the objective and a short run's result stay near float32's."""
+    content, style = pair
+    size = tuple(content.shape[-2:])
+    seen: list[torch.dtype] = []
+    hook = extractor.body[0].register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    try:
+        problem = ScaleProblem(extractor, RunConfig(half=True), content, [style], size)
+        assert problem.half and set(seen) == {torch.float32}  # content and style targets
+        seen.clear()
+        parts = problem(content.clone())
+        assert seen == [torch.bfloat16]
+    finally:
+        hook.remove()
+    full = ScaleProblem(extractor, RunConfig(half=False), content, [style], size)
+    assert not full.half
+    assert parts.total.item() == pytest.approx(full(content.clone()).total.item(), rel=0.03)
+    runs = {half: run_iterative(content, [style], RunConfig(size=128, scales=1, iterations=(15,), half=half),
+                                extractor).image for half in (False, True)}
+    assert not torch.equal(runs[False], runs[True])  # it did run in lower precision
+    start = _objective(extractor, RunConfig(half=False), content, style, content).total.item()
+    ends = {h: _objective(extractor, RunConfig(half=False), content, style, image).total.item()
+            for h, image in runs.items()}
+    assert ends[True] < start / 2 and ends[True] == pytest.approx(ends[False], rel=0.15)
+
+
+def test_half_precision_needs_bfloat16_for_the_iterative_method(extractor, pair, monkeypatch):
+    """Where --half would mean float16 (MPS, older GPUs), the iterative method refuses it."""
+    import stylize.optimize
+
+    content, style = pair
+    monkeypatch.setattr(stylize.optimize, "half_dtype", lambda device: torch.float16)
+    with pytest.raises(InputError, match="needs bfloat16"):
+        ScaleProblem(extractor, RunConfig(half=True), content, [style], tuple(content.shape[-2:]))
+    assert not ScaleProblem(extractor, RunConfig(half=False), content, [style], tuple(content.shape[-2:])).half

@@ -167,11 +167,17 @@ def test_half_precision_training_follows_float32(style, photos, tmp_path):
     older GPUs): the losses track float32's and the network learns."""
     full, half = tmp_path / "full.pt", tmp_path / "half.pt"
     seen_full, seen_half = [], []
-    train(_prepare(style, photos, full, config(steps=3)), on_progress=seen_full.append)
+    train(_prepare(style, photos, full, config(steps=3, half=False)), on_progress=seen_full.append)
     train(_prepare(style, photos, half, config(steps=3, half=True)), on_progress=seen_half.append)
     for a, b in zip(seen_full, seen_half):
         assert b.losses["total"] == pytest.approx(a.losses["total"], rel=0.05)
     assert load_model(half).meta["training"]["half"] is True
+    assert load_model(full).meta["training"]["half"] is False
+    # Neither flag: the device decides (on where bfloat16 is native), and the job records which.
+    from stylize.device import resolve_half
+
+    job = _prepare(style, photos, tmp_path / "default.pt", config(steps=1))
+    assert job.config.half is resolve_half(torch.device("cpu"), None)
     weights = load_model(half).network.state_dict()
     assert all(v.dtype == torch.float32 for v in weights.values())  # the model file stays float32
 
