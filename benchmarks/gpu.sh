@@ -13,6 +13,7 @@ python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_devic
 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py -rs 2>&1 | tail -4
 python3 benchmarks/gpu_report.py --device cuda
 python3 benchmarks/fast.py --device cuda --repeats 20
+python3 benchmarks/precision.py --device cuda --repeats 10
 python3 benchmarks/levers.py --device cuda --repeats 10 ${LEVERS_COMPILE:+--compile}
 python3 benchmarks/iterative.py --device cuda --content "$DATA/content/tubingen.jpg" --style "$DATA/styles/starry_night.jpg" \
   --schedules "${ITERATIVE_SCHEDULES:-}"

@@ -1,4 +1,4 @@
-"""The GPU figures in one short run: the default 512 px iterative run, fast-model frames per
+"""The GPU figures in one short run: the default 512 px iterative run (and with --half), fast-model frames per
 second at 1920x1080 in float32 and in half precision, and `stylize train` images/s.
 
     python benchmarks/gpu_report.py [--device cuda] [--frames 50] [--train-steps 30]
@@ -7,6 +7,7 @@ second at 1920x1080 in float32 and in half precision, and `stylize train` images
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -16,12 +17,12 @@ import torch
 from common import REPO, SHARED, device_name, sync
 from stylize.config import BackboneConfig, RunConfig, TrainConfig
 from stylize.dataset import scan_photos
-from stylize.device import autocast, resolve_device
+from stylize.device import autocast, half_dtype, resolve_device
 from stylize.features import load_extractor
-from stylize.imageio import load_image
+from stylize.imageio import fit_long_side, load_image
 from stylize.losses import required_layers
 from stylize.modelfile import bundled_models, load_model
-from stylize.optimize import run_iterative
+from stylize.optimize import ScaleProblem, run_iterative
 from stylize.transformer import CLASSIC
 from train import ours, reference  # the training benchmark's two loops
 
@@ -44,12 +45,19 @@ def main() -> None:
     config = RunConfig(size=96, iterations=(2,)) if args.smoke else RunConfig()
     extractor = load_extractor(BackboneConfig(), required_layers(config.loss), device)
     run_iterative(content, [style], RunConfig(size=128, iterations=(5,)), extractor)  # warm-up
-    sync(device)
-    start = time.perf_counter()
-    run_iterative(content, [style], config, extractor)
-    sync(device)
-    print(f"iterative, default run at {config.size} px ({content_path.name} + {style_path.name}): "
-          f"{time.perf_counter() - start:.2f} s")
+    scoring = ScaleProblem(extractor, dataclasses.replace(config, half=False), content.to(device), [style.to(device)],
+                           fit_long_side(*content.shape[-2:], config.size))
+    # The default (float32 on GPUs), then --half where it means bfloat16; objectives in float32.
+    for half in [False] + [True] * (half_dtype(device) == torch.bfloat16):
+        sync(device)
+        start = time.perf_counter()
+        image = run_iterative(content, [style], dataclasses.replace(config, half=half), extractor).image
+        sync(device)
+        seconds = time.perf_counter() - start
+        with torch.no_grad():
+            parts = scoring(image.to(device))
+        print(f"iterative, default run at {config.size} px{' --half' if half else ''} ({content_path.name} + "
+              f"{style_path.name}): {seconds:.2f} s, objective {float(parts.content + parts.style):.4f}")
 
     model = load_model(bundled_models()[0])
     network = model.network.to(device).eval()
