@@ -160,8 +160,8 @@ def half_dtype(device: torch.device) -> torch.dtype:
 def native_bfloat16(device: torch.device) -> bool:
     """Whether bfloat16 arithmetic is native here: a CPU with AVX512-BF16 or AMX. There oneDNN's
     bfloat16 convolutions run about twice as fast as float32 (VGG-16 forward+backward at 512x384:
-    0.55 against 1.07 s on a 2-core AMD EPYC; benchmarks/precision.py); elsewhere on a CPU they
-    are emulated, and slower."""
+    0.57 against 1.11 s on a 2-core AMD EPYC; benchmarks/precision.py). Other CPUs emulate
+    bfloat16 arithmetic (not measured here), so they keep float32 by default."""
     if device.type != "cpu":
         return False
     cpu = torch.cpu
