@@ -113,12 +113,13 @@ class LossConfig:
 # The iterative run's automatic schedule: two scales, half size then full size, with 100 and 50
 # iterations, each scale handing over with the photo's detail (optimize.hand_over). Chosen with
 # benchmarks/iterative.py on the 2-core CPU. In float32, 100 + 40 reached the objective of the
-# classic single-scale 500-iteration L-BFGS run in 0.12-0.14 of its time (five measurements);
-# in bfloat16 (the default on CPUs where it is native: device.resolve_half) an iteration costs
-# about 0.6 as much but gains a little less, and 100 + 40 ended 0.7 % short of the classic
-# objective, 100 + 50 2 % below it (tubingen + starry night; benchmarks/RESULTS.md). More full-size iterations lower
-# it further; fewer half-size ones or more, smaller scales made it worse (the coarse result
-# drifts from the photo). Earlier scales of a longer schedule get AUTO_ITERATIONS[0].
+# classic single-scale 500-iteration L-BFGS run in 0.12-0.14 of its time (five measurements).
+# In bfloat16 (the default on CPUs where it is native: device.resolve_half) an iteration costs
+# about half as much but gains a little less: 100 + 40 ended 0.7 % short of the classic
+# objective, 100 + 50 4 % below it in 0.080-0.085 of its time (benchmarks/RESULTS.md). More
+# full-size iterations lower it further; fewer half-size ones or more, smaller scales made it
+# worse (the coarse result drifts from the photo). Earlier scales of a longer schedule get
+# AUTO_ITERATIONS[0].
 AUTO_SCALES = 2
 AUTO_ITERATIONS = (200, 100, 50)  # the last entries are used, the final scale last
 

@@ -160,7 +160,7 @@ def half_dtype(device: torch.device) -> torch.dtype:
 def native_bfloat16(device: torch.device) -> bool:
     """Whether bfloat16 arithmetic is native here: a CPU with AVX512-BF16 or AMX. There oneDNN's
     bfloat16 convolutions run about twice as fast as float32 (VGG-16 forward+backward at 512x384:
-    0.57 against 1.11 s on a 2-core AMD EPYC; benchmarks/precision.py). Other CPUs emulate
+    0.55 against 1.10 s on a 2-core AMD EPYC; benchmarks/precision.py). Other CPUs emulate
     bfloat16 arithmetic (not measured here), so they keep float32 by default."""
     if device.type != "cpu":
         return False

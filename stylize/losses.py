@@ -52,7 +52,7 @@ class _Gram(torch.autograd.Function):
         ctx.positions_first = positions_first
         n = x.shape[1] if positions_first else x.shape[2]
         with torch.autocast(x.device.type, enabled=False):  # in x's own precision under --half
-            gram = x.transpose(1, 2) @ x if positions_first else x @ x.transpose(1, 2)
+            gram = _matmul(x.transpose(1, 2), x) if positions_first else _matmul(x, x.transpose(1, 2))
         return gram.float() / n
 
     @staticmethod
@@ -61,7 +61,14 @@ class _Gram(torch.autograd.Function):
         n = x.shape[1] if ctx.positions_first else x.shape[2]
         sym = ((grad + grad.transpose(1, 2)) / n).to(x.dtype)
         with torch.autocast(x.device.type, enabled=False):
-            return (x @ sym if ctx.positions_first else sym @ x), None
+            return (_matmul(x, sym) if ctx.positions_first else _matmul(sym, x)), None
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` for ``[B,m,k] x [B,k,n]``. With one image, a 2-D product: torch 2.14's CPU ``bmm``
+    first copies a transposed bfloat16 operand when the batch is 1 (relu1_1's Gram at 512x384:
+    48 against 9 ms), where ``mm`` reads it in place (benchmarks/RESULTS.md)."""
+    return (a[0] @ b[0]).unsqueeze(0) if a.shape[0] == 1 else a @ b
 
 
 def mean_std(features: torch.Tensor) -> torch.Tensor:

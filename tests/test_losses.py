@@ -18,19 +18,20 @@ def test_gram_does_not_grow_with_image_size():
     assert torch.allclose(gram_matrix(f), gram_matrix(tiled), atol=1e-6)
 
 
+@pytest.mark.parametrize("batch", [1, 2])  # one image takes a 2-D product (losses._matmul)
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
-def test_gram_of_bfloat16_features_is_float32_and_near_the_float32_one(layout):
+def test_gram_of_bfloat16_features_is_float32_and_near_the_float32_one(layout, batch):
     """--half: bfloat16 features give a float32 Gram matrix from a bfloat16 product (accumulated
     in float32, the result rounded), and a bfloat16 gradient near float32's."""
     torch.manual_seed(0)
-    f = torch.rand(2, 8, 16, 12).contiguous(memory_format=layout)
+    f = torch.rand(batch, 8, 16, 12).contiguous(memory_format=layout)
     half = f.bfloat16().requires_grad_(True)
     full = half.detach().float().requires_grad_(True)  # the same values, in float32
     g_half, g_full = gram_matrix(half), gram_matrix(full)
-    assert g_half.dtype == torch.float32 and g_half.shape == (2, 8, 8)
+    assert g_half.dtype == torch.float32 and g_half.shape == (batch, 8, 8)
     assert torch.allclose(g_half, g_full, rtol=1e-2)
     assert not torch.equal(g_half, g_full)  # it did round the product
-    weights = torch.rand(2, 8, 8)
+    weights = torch.rand(batch, 8, 8)
     (g_half * weights).sum().backward()
     (g_full * weights).sum().backward()
     assert half.grad.dtype == torch.bfloat16
