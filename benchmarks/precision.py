@@ -6,8 +6,8 @@ Prints medians of alternating calls (float32, then half: bfloat16 autocast, or f
 without bfloat16, as --half runs it) of:
 1. VGG-16 forward+backward to relu5_1: one 512x384 image (an iterative step's backbone) and a
    training batch (4 x 256 px);
-2. the iterative optimiser's step at 512x384 (L-BFGS's memory full), whose Gram matrices and
-   errors stay in float32;
+2. the iterative optimiser's step at 512x384 (L-BFGS's memory full; under --half its Gram
+   products are bfloat16 too, its targets, errors and L-BFGS float32);
 3. the classic transformer's forward+backward for a training batch;
 4. the bundled default model stylising a 1024x768 photo, with the largest difference between
    the two outputs (0-255 levels).
