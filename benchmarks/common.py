@@ -1,5 +1,5 @@
-"""What the benchmark scripts share: where the data is, timing on a device (alone or alternating), the device's name,
-running a script in a child process, this process's peak memory."""
+"""What the benchmark scripts share: where the data is, timing on a device (alone or alternating), a bare
+backbone pass, the device's name, running a script in a child process, this process's peak memory."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from stylize.device import autocast
 
 REPO = Path(__file__).resolve().parents[1]
 # ../shared/data beside the repository; the GPU script points STYLIZE_SHARED at its own copy.
@@ -46,6 +48,14 @@ def alternate(contenders: dict[str, Callable[[], object]], device: torch.device,
         for name, fn in contenders.items():
             times[name].append(timed(fn, device, 1, warm_up=not times[name]))
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def backbone_pass(extractor: torch.nn.Module, image: torch.Tensor, device: torch.device, half: bool = False) -> None:
+    """One bare forward+backward of the feature extractor (every returned layer gets a gradient of
+    ones), in float32 or under --half's autocast: what an optimiser step is compared with."""
+    with autocast(device, half):
+        feats = extractor(image)
+    torch.autograd.backward(list(feats.values()), [torch.ones_like(f) for f in feats.values()])
 
 
 def device_name(device: torch.device) -> str:

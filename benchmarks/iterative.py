@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from common import REPO, SHARED, alternate, device_name, sync
+from common import REPO, SHARED, alternate, backbone_pass, device_name, sync
 from stylize.config import BackboneConfig, RunConfig
-from stylize.device import autocast, resolve_device, resolve_half, reuse_freed_memory
+from stylize.device import resolve_device, resolve_half, reuse_freed_memory
 from stylize.features import ARCHITECTURES, layer_names, load_extractor
 from stylize.imageio import fit_long_side, load_image
 from stylize.losses import required_layers, style_layer_weights
@@ -42,14 +42,10 @@ def overhead(extractor, config, content, style, long_side, device, repeats) -> t
     problem = ScaleProblem(extractor, config, content, [style], size)
     image = problem.content.clone().requires_grad_(True)
 
-    def bare() -> None:
-        with autocast(device, problem.half):
-            feats = extractor(image)
-        torch.autograd.backward(list(feats.values()), [torch.ones_like(f) for f in feats.values()])
-
     run = ScaleOptimizer(problem, config, problem.content)
     for _ in range(LBFGS_HISTORY):  # a steady state: L-BFGS's memory full, as in most of a run
         run.step()
+    bare = lambda: backbone_pass(extractor, image, device, problem.half)  # noqa: E731
     medians = alternate({"step": run.step, "bare": bare}, device, repeats)
     return medians["step"], medians["bare"]
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from common import alternate, device_name, sync
+from common import alternate, backbone_pass, device_name, sync
 from compact_lbfgs import LBFGS as CompactLBFGS
 import stylize.transformer as transformer_module
 from stylize.config import BackboneConfig
@@ -108,9 +108,7 @@ def vgg_levers(device: torch.device, repeats: int) -> None:
         def run() -> None:
             for relu in relus:
                 relu.inplace = inplace
-            x = image.clone().requires_grad_(True)
-            feats = extractor(x)
-            torch.autograd.backward(list(feats.values()), [torch.ones_like(f) for f in feats.values()])
+            backbone_pass(extractor, image.clone().requires_grad_(True), device)
             for relu in relus:
                 relu.inplace = False
         return run

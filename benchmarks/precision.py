@@ -21,7 +21,7 @@ import argparse
 
 import torch
 
-from common import REPO, SHARED, alternate, device_name
+from common import REPO, SHARED, alternate, backbone_pass, device_name
 from stylize.config import BackboneConfig, RunConfig
 from stylize.device import autocast, half_dtype, resolve_device, resolve_half, reuse_freed_memory
 from stylize.features import load_extractor
@@ -30,15 +30,6 @@ from stylize.losses import required_layers
 from stylize.modelfile import load_model
 from stylize.optimize import LBFGS_HISTORY, ScaleOptimizer, ScaleProblem
 from stylize.transformer import CLASSIC, TransformerNet, stylize_image
-
-
-def backbone_pass(extractor, image: torch.Tensor, device: torch.device, half: bool):
-    """A bare forward+backward of the backbone, in float32 or under --half's autocast."""
-    def run() -> None:
-        with autocast(device, half):
-            feats = extractor(image)
-        torch.autograd.backward(list(feats.values()), [torch.ones_like(f) for f in feats.values()])
-    return run
 
 
 def optimiser_step(extractor, content: torch.Tensor, style: torch.Tensor, half: bool):
@@ -85,8 +76,8 @@ def main() -> None:
     image = torch.rand(1, 3, 384, 512, generator=generator).to(device).requires_grad_(True)
     batch = torch.rand(4, 3, 256, 256, generator=generator).to(device).requires_grad_(True)
     for label, x in (("one 512x384 image", image), ("a training batch, 4 x 256 px", batch)):
-        compare(label, {"float32": backbone_pass(extractor, x, device, False),
-                        "half": backbone_pass(extractor, x, device, True)}, device, args.repeats)
+        compare(label, {"float32": lambda x=x: backbone_pass(extractor, x, device),
+                        "half": lambda x=x: backbone_pass(extractor, x, device, half=True)}, device, args.repeats)
 
     print("\n2. the iterative optimiser's step, 512 px")
     compare("L-BFGS step (VGG, Grams, errors, update)",
