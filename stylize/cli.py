@@ -674,14 +674,15 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
     from stylize.device import available_devices, resolve_device, resolve_half
     from stylize.features import weights_status
 
+    auto = resolve_device("auto")
     data = {
         "stylize": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "devices": [{"device": d.spec, "name": d.name, "memory_bytes": d.memory_bytes} for d in available_devices()],
-        "auto_device": str(resolve_device("auto")),
-        "half_by_default": resolve_half(resolve_device("auto"), None),
+        "auto_device": str(auto),
+        "half_by_default": resolve_half(auto, None),
         "cpu_threads": torch.get_num_threads(),
         "backbones": {b.value: weights_status(b) for b in Backbone},
         "onnxruntime": _package_version("onnxruntime"),

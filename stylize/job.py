@@ -25,8 +25,8 @@ from stylize.imageio import (DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, c
                              load_image, resize, save_result)
 from stylize.losses import content_layer_weights, required_layers, style_layer_weights
 from stylize.modelfile import LoadedModel, load_model
-from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, estimate_memory, largest_fitting_size,
-                              plan_schedule, run_iterative)
+from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, estimate_memory, iterative_half,
+                              largest_fitting_size, plan_schedule, run_iterative)
 from stylize.tiling import MIN_TILE, estimate_bytes, largest_fitting_side, stylize_tiled
 from stylize.transformer import STRIDE, stylize_image
 
@@ -38,6 +38,7 @@ class Iterative:
 
     def __init__(self, config: RunConfig, backbone: BackboneConfig, device: str) -> None:
         self.device = resolve_device(device)
+        iterative_half(self.device, config.half)  # refuses float16 before anything is loaded
         make_deterministic(self.device)
         self.extractor, _ = load_loss_extractor(backbone, list(content_layer_weights(config.loss)),
                                                 list(style_layer_weights(config.loss)), self.device)

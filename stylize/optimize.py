@@ -106,6 +106,16 @@ def _iterations(config: RunConfig, count: int) -> list[int]:
     return list(config.iterations)
 
 
+def iterative_half(device: torch.device, half: bool | None) -> bool:
+    """Whether the iterative method runs its VGG passes in bfloat16 on ``device`` (--half, or the
+    device's default); where --half would mean float16 it is refused: its gradients underflow."""
+    half = resolve_half(device, half)
+    if half and half_dtype(device) != torch.bfloat16:
+        raise InputError(f"--half: the iterative method needs bfloat16, which {device.type} lacks "
+                         "(float16 gradients underflow); leave --half out")
+    return half
+
+
 class StyleCache:
     """Style statistics per (style image, size), so that a batch computes each only once.
 
@@ -131,6 +141,9 @@ class ScaleProblem:
                  styles: list[torch.Tensor], size: tuple[int, int], cache: StyleCache | None = None,
                  keys: list[torch.Tensor] | None = None) -> None:
         self.extractor = extractor
+        self.device = next(extractor.parameters()).device
+        # The targets below are float32; each evaluation may run the VGG in bfloat16 (--half).
+        self.half = iterative_half(self.device, config.half)
         loss_cfg = config.loss
         self.content_layers = set(content_layer_weights(loss_cfg))
         style_layers = set(style_layer_weights(loss_cfg))
@@ -148,12 +161,6 @@ class ScaleProblem:
                      for style, key in zip(styles, keys or styles)]
         blend = list(config.style_blend) if config.style_blend else [1.0] * len(styles)
         self.loss_fn = PerceptualLoss(loss_cfg, blend_statistics(stats, blend))
-        self.device = self.content.device
-        # The targets above are float32; each evaluation may run the VGG in bfloat16 (--half).
-        self.half = resolve_half(self.device, config.half)
-        if self.half and half_dtype(self.device) != torch.bfloat16:
-            raise InputError(f"--half: the iterative method needs bfloat16, which {self.device.type} lacks "
-                             "(float16 gradients underflow); leave --half out")
 
     def __call__(self, image: torch.Tensor) -> LossParts:
         # Under autocast the errors stay float32 and the Grams come out float32 (losses.py).

@@ -186,6 +186,7 @@ def test_half_precision_runs_the_vgg_in_bfloat16_and_follows_float32(extractor, 
 
 def test_half_precision_needs_bfloat16_for_the_iterative_method(extractor, pair, monkeypatch):
     """Where --half would mean float16 (MPS, older GPUs), the iterative method refuses it."""
+    import stylize.job
     import stylize.optimize
 
     content, style = pair
@@ -193,3 +194,9 @@ def test_half_precision_needs_bfloat16_for_the_iterative_method(extractor, pair,
     with pytest.raises(InputError, match="needs bfloat16"):
         ScaleProblem(extractor, RunConfig(half=True), content, [style], tuple(content.shape[-2:]))
     assert not ScaleProblem(extractor, RunConfig(half=False), content, [style], tuple(content.shape[-2:])).half
+    # A run (or a batch) is refused before its VGG is loaded.
+    from stylize.job import Iterative
+
+    monkeypatch.setattr(stylize.job, "load_loss_extractor", lambda *a: pytest.fail("loaded the VGG"))
+    with pytest.raises(InputError, match="needs bfloat16"):
+        Iterative(RunConfig(half=True), BackboneConfig(), "cpu")
