@@ -33,10 +33,14 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_RUN = RunConfig()
 DEFAULT_LOSS = LossConfig()
-HALF_HELP = ("Mixed precision: bfloat16 (float16 on GPUs without it) for the convolutions. \\[default: on "
-             "where bfloat16 is native, CPUs with AVX512-BF16 or AMX (about 2x faster there); off on GPUs and "
-             "other CPUs; `stylize info` shows which]")
 DEFAULT_OUTPUT = OutputConfig()
+
+
+def _half_help(note: str = "") -> str:
+    """--half/--no-half's help, with a command's own note before the default."""
+    return (f"Mixed precision: bfloat16 (float16 on GPUs without it) for the convolutions.{note} \\[default: on "
+            "where bfloat16 is native, CPUs with AVX512-BF16 or AMX (about 2x faster there); off on GPUs and "
+            "other CPUs; `stylize info` shows which]")
 
 
 class _OneLineErrors(TyperGroup):
@@ -180,7 +184,7 @@ def run(
     tile: Annotated[Optional[int], typer.Option(help="With --model: stylise in tiles of this many pixels "
                     "(0: never) \\[default: only when an image would not fit in memory].",
                     show_default=False)] = None,
-    half: Annotated[Optional[bool], typer.Option("--half/--no-half", help=HALF_HELP, show_default=False)] = None,
+    half: Annotated[Optional[bool], typer.Option("--half/--no-half", help=_half_help(), show_default=False)] = None,
     max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels than this (decompression "
                           "bombs).")] = DEFAULT_OUTPUT.max_pixels,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -513,8 +517,8 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     workers: Annotated[Optional[int], typer.Option(help="Background data-loading processes \\[default: 0 on "
                        "the CPU, up to 8 on a GPU].", show_default=False)] = DEFAULT_TRAIN.workers,
-    half: Annotated[Optional[bool], typer.Option("--half/--no-half", help=HALF_HELP + " float16 (GPUs without "
-                    "bfloat16) trains with loss scaling.", show_default=False)] = None,
+    half: Annotated[Optional[bool], typer.Option("--half/--no-half", help=_half_help(" float16 trains with loss "
+                    "scaling."), show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
