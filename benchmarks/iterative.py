@@ -13,7 +13,7 @@ Prints, measured side by side in one run on one device:
    end, in float32.
 
     python benchmarks/iterative.py [--device cuda] [--classic-iterations 500]
-        [--schedules "128,256,512:300,150,25;256,512:200,40"]
+        [--schedules "128,256,512:300,150,25;256,512:200,40"] [--overhead-only]
 """
 
 from __future__ import annotations
@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--schedules", default="", help="more schedules to time, 'sizes:iterations;...'")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=512, help="long side of the runs compared")
+    parser.add_argument("--overhead-only", action="store_true", help="print part 1 only")
     args = parser.parse_args()
     if not args.content.exists():  # a machine without ../shared: use the bundled samples
         args.content, args.style = REPO / "samples" / "chelsea.jpg", REPO / "samples" / "swirls.jpg"
@@ -132,6 +133,8 @@ def main() -> None:
             step, bare = overhead(extractor, config, content, style, side, device, args.repeats)
             print(f"   {label}, {side} px: step {step * 1000:8.1f} ms   bare {bare * 1000:8.1f} ms   "
                   f"ratio {step / bare:.3f}")
+    if args.overhead_only:
+        return
 
     # The classic run and every objective are float32, whatever the default run's precision.
     size = fit_long_side(*content.shape[-2:], default.size)

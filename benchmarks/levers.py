@@ -9,7 +9,8 @@
 3. the Gram matrices of the style layers at 512x384 (the iterative run's, forward and the
    one-product backward): stylize's product against a sum of chunked products, a product on
    halves of the channels (3/4 of the multiply-adds: the Gram is symmetric), and bfloat16;
-4. an L-BFGS step's own cost with 50 pairs remembered (512x384x3 pixels, a cheap objective):
+4. an L-BFGS step's own cost with its memory full (stylize's LBFGS_HISTORY pairs; 512x384x3
+   pixels, a cheap objective):
    torch's two-loop recursion (what stylize runs) against the compact form
    (compact_lbfgs.py), after checking that both take the same steps (float64).
 Each row is a median over alternating calls (the machine's drift hits both sides alike).
@@ -30,6 +31,7 @@ import stylize.transformer as transformer_module
 from stylize.config import BackboneConfig
 from stylize.device import resolve_device, reuse_freed_memory
 from stylize.features import load_extractor
+from stylize.optimize import LBFGS_HISTORY
 from stylize.transformer import CLASSIC, ConvNormAct, TransformerNet
 
 STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
@@ -172,10 +174,10 @@ def _lbfgs_steps(kind: str, objective: Callable[[torch.Tensor], torch.Tensor], x
     """An L-BFGS of ``kind`` (torch's or the compact one) on ``objective`` after ``steps`` steps,
     as a call that takes one more."""
     if kind == "torch":
-        optimiser = torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=50, tolerance_grad=0.0,
+        optimiser = torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=LBFGS_HISTORY, tolerance_grad=0.0,
                                       tolerance_change=0.0)
     else:
-        optimiser = CompactLBFGS(x, lr=1.0, history=50)
+        optimiser = CompactLBFGS(x, lr=1.0, history=LBFGS_HISTORY)
     closure = _closure(objective, x)
     for _ in range(steps):
         optimiser.step(closure)
@@ -195,10 +197,10 @@ def lbfgs_levers(device: torch.device, repeats: int) -> None:
     shape = (1, 3, 384, 512)
     objective = _ill_conditioned(shape, device, torch.float32)
     contenders = {f"{kind} (objective included)": _lbfgs_steps(kind, objective, torch.rand(shape, device=device)
-                                                               .requires_grad_(True), 60)  # the memory full
+                                                               .requires_grad_(True), LBFGS_HISTORY + 10)  # memory full
                   for kind in ("torch", "compact")}
     contenders["the objective alone"] = _closure(objective, torch.rand(shape, device=device).requires_grad_(True))
-    show(f"4. L-BFGS step, 50 pairs, 512x384x3 (the two agree within {difference:.1e} after 80 float64 steps)",
+    show(f"4. L-BFGS step, {LBFGS_HISTORY} pairs, 512x384x3 (the two agree within {difference:.1e} after 80 float64 steps)",
          alternate(contenders, device, repeats))
 
 

@@ -6,8 +6,9 @@ child process, printed next to the size of the image tensors themselves.
 On the CPU the figure is the child's peak resident memory (VmHWM, its own: ru_maxrss would
 start at the parent's) minus its peak once torch, the networks and the images are loaded; on
 CUDA, torch's peak allocated memory.
-L-BFGS's memory (50 pairs of image-sized vectors) is full after 50 iterations of a scale, so a
-shortened schedule with at least 51 iterations at full size measures the same peak.
+L-BFGS's memory (optimize.LBFGS_HISTORY pairs of image-sized vectors, 20) is full after 20
+iterations of a scale, so a shortened schedule with at least 21 iterations at full size measures
+the same peak.
 """
 
 from __future__ import annotations

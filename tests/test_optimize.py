@@ -200,3 +200,45 @@ def test_half_precision_needs_bfloat16_for_the_iterative_method(extractor, pair,
     monkeypatch.setattr(stylize.job, "load_loss_extractor", lambda *a: pytest.fail("loaded the VGG"))
     with pytest.raises(InputError, match="needs bfloat16"):
         Iterative(RunConfig(half=True), BackboneConfig(), "cpu")
+
+
+def _lbfgs_state(optimizer):
+    return next(iter(optimizer.optimizer.state.values()))
+
+
+def _corrupt_direction(optimizer, h_diag: float) -> None:
+    """Forget L-BFGS's memory and scale its next direction -g by ``h_diag`` (negative: uphill)."""
+    state = _lbfgs_state(optimizer)
+    for key in ("old_dirs", "old_stps", "ro"):
+        state[key].clear()
+    state["d"].zero_()  # no new curvature pair from the last step
+    state["H_diag"] = h_diag
+
+
+def test_lbfgs_restarts_when_it_stops_moving_and_keeps_its_memory_uphill(extractor, pair):
+    from stylize.optimize import ScaleOptimizer
+
+    content, style = (resize(t, (48, 64)) for t in pair)
+    config = RunConfig(size=64, scales=1, half=False)
+    problem = ScaleProblem(extractor, config, content, [style], (48, 64))
+    run = ScaleOptimizer(problem, config, content)
+    for _ in range(5):
+        run.step()
+    # No descent direction: torch's L-BFGS leaves the pixels alone, and would forever.
+    _corrupt_direction(run, -1.0)
+    stuck = run.image.detach().clone()
+    run.step()
+    assert torch.equal(run.image.detach(), stuck)
+    before = run.last_losses["total"]
+    run.step()  # restarted: moves again
+    run.step()
+    assert not torch.equal(run.image.detach(), stuck) and run.last_losses["total"] < before
+    # A far too long step goes uphill, but the curvature learnt after it is kept.
+    for _ in range(3):
+        run.step()
+    _corrupt_direction(run, 1e4)
+    optimizer, before = run.optimizer, run.last_losses["total"]
+    run.step()
+    run.step()
+    assert run.last_losses["total"] > before  # it did go uphill
+    assert run.optimizer is optimizer and _lbfgs_state(run)["n_iter"] > 2

@@ -1,0 +1,111 @@
+"""L-BFGS's memory and restart rule: the default run's final objective on several pairs.
+
+Runs the default `stylize run` at 512 px on each content/style pair under four L-BFGS
+settings and prints each final objective (content + style at 512 px, evaluated in float32),
+the restarts it made and its time:
+
+- stylize: 20 remembered pairs, restarted only when it stops moving (no descent direction);
+- 50 pairs with the same rule;
+- 20 pairs, restarted after every uphill step (the rule before);
+- before: 50 pairs, restarted after every uphill step (stylize until 2026-11-27).
+
+    python benchmarks/lbfgs_policy.py [--device cuda] [--pairs tubingen+starry_night,...] [--photos 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import statistics
+import time
+
+import torch
+
+from common import SHARED, sync
+import stylize.optimize as optimize
+from stylize.config import BackboneConfig, RunConfig
+from stylize.device import resolve_device, reuse_freed_memory
+from stylize.features import load_extractor
+from stylize.imageio import fit_long_side, load_image
+from stylize.losses import required_layers
+
+PAIRS = "tubingen+starry_night,tubingen+the_scream,tubingen+shipwreck,golden_gate+starry_night," \
+        "golden_gate+the_scream,golden_gate+shipwreck"
+STYLES = ["starry_night", "the_scream", "shipwreck"]
+
+
+class CountingOptimizer(optimize.ScaleOptimizer):
+    """stylize's ScaleOptimizer, counting restarts; ``uphill`` restarts it after any uphill step
+    (the rule before), otherwise stylize's own rule."""
+
+    uphill = False
+    restarts = 0
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        if hasattr(self, "optimizer"):  # not the first one
+            CountingOptimizer.restarts += 1
+        return super()._new_optimizer()
+
+    def step(self) -> None:
+        if not self.uphill:
+            super().step()
+            return
+        before = self.last_losses.get("total", math.inf)
+        self._evaluations = 0
+        self.optimizer.step(self._closure)
+        if self.last_losses["total"] >= before:
+            self.optimizer = self._new_optimizer()
+        with torch.no_grad():
+            self.image.clamp_(0.0, 1.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--pairs", default=PAIRS, help="content+style names in ../shared/data, comma-separated")
+    parser.add_argument("--photos", type=int, default=2, help="also this many training photos, one style each")
+    args = parser.parse_args()
+    reuse_freed_memory()  # as the command line does
+    device = resolve_device(args.device)
+    config = RunConfig(size=512)
+    extractor = load_extractor(BackboneConfig(), required_layers(config.loss), device)
+    pairs = [(SHARED / "content" / f"{c}.jpg", s) for c, s in (p.split("+") for p in args.pairs.split(","))]
+    photos = sorted((SHARED / "photos").glob("*.jpg"))
+    step = max(1, len(photos) // max(1, args.photos))
+    pairs += [(photos[i * step], STYLES[i % 3]) for i in range(args.photos) if i * step < len(photos)]
+    settings = {"stylize (20, when stuck)": (optimize.LBFGS_HISTORY, False), "50, when stuck": (50, False),
+                "20, after uphill": (optimize.LBFGS_HISTORY, True), "before (50, after uphill)": (50, True)}
+    history = optimize.LBFGS_HISTORY
+    optimize.ScaleOptimizer = CountingOptimizer  # run_iterative builds its optimisers from the module
+    ratios: dict[str, list[float]] = {name: [] for name in settings}
+    print(f"default run at 512 px; objective in float32 (lower is better); torch {torch.__version__}")
+    for content_path, style in pairs:
+        content = load_image(content_path).rgb.to(device)
+        style_image = load_image(SHARED / "styles" / f"{style}.jpg").rgb.to(device)
+        size = fit_long_side(*content.shape[-2:], config.size)
+        problem = optimize.ScaleProblem(extractor, dataclasses.replace(config, half=False), content, [style_image], size)
+        print(f"{content_path.stem} + {style}:")
+        first = None
+        for name, (optimize.LBFGS_HISTORY, CountingOptimizer.uphill) in settings.items():
+            CountingOptimizer.restarts = 0
+            sync(device)
+            start = time.perf_counter()
+            image = optimize.run_iterative(content, [style_image], config, extractor).image
+            sync(device)
+            seconds = time.perf_counter() - start
+            with torch.no_grad():
+                parts = problem(image.to(device))
+            objective = float(parts.content + parts.style)
+            first = first or objective
+            ratios[name].append(objective / first)
+            print(f"   {name:28s} objective {objective:.4f} ({objective / first:.3f})   restarts "
+                  f"{CountingOptimizer.restarts}   {seconds:5.1f} s", flush=True)
+        optimize.LBFGS_HISTORY = history
+    print("geometric mean of each setting's objective over stylize's:")
+    for name, values in ratios.items():
+        print(f"   {name:28s} {statistics.geometric_mean(values):.3f}   worst {max(values):.3f}   best {min(values):.3f}")
+
+
+if __name__ == "__main__":
+    main()
