@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One prepared GPU session: the GPU-marked tests, the benchmarks on CUDA, and (with
-# TRAIN_MODELS=1) training the bundled models. Run from the repository root on a CUDA machine:
+# TRAIN_MODELS=1) training the bundled models; SCHEDULES=1 and LBFGS_POLICY=1 add the schedule
+# and L-BFGS comparisons (a minute or two each). Run from the repository root on a CUDA machine:
 #   STYLIZE_SHARED=path/to/shared/data OUT=results/ bash benchmarks/gpu.sh
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
@@ -18,6 +19,7 @@ python3 benchmarks/levers.py --device cuda --repeats 10 ${LEVERS_COMPILE:+--comp
 python3 benchmarks/iterative.py --device cuda --content "$DATA/content/tubingen.jpg" --style "$DATA/styles/starry_night.jpg" \
   --schedules "${ITERATIVE_SCHEDULES:-}"
 [ "${SCHEDULES:-0}" = 1 ] && STYLIZE_SHARED="$DATA" python3 benchmarks/schedules.py --device cuda
+[ "${LBFGS_POLICY:-0}" = 1 ] && python3 benchmarks/lbfgs_policy.py --device cuda
 if [ "${TRAIN_MODELS:-0}" = 1 ]; then
   for spec in ${MODELS:-starry_night:3 the_scream:3 shipwreck:3}; do
     style=${spec%%:*}; weight=${spec##*:}
