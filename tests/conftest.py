@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import signal
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,13 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
 SHARED = REPO.parent / "shared" / "data"
+
+
+def sigint_default() -> None:
+    """Popen's preexec_fn for the Ctrl-C tests: the child takes SIGINT even where this test run
+    ignores it (a shell's background job does, the child inherits that, and Python then sets no
+    KeyboardInterrupt handler: the run went on after the test's SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def scene(width: int, height: int, seed: int = 0) -> Image.Image:

@@ -21,7 +21,7 @@ from stylize.imageio import load_image
 from stylize.modelfile import save_model
 from stylize.transformer import TransformerConfig, TransformerNet
 
-from conftest import scene, stripes
+from conftest import scene, sigint_default, stripes
 
 runner = CliRunner()
 FAST = ["--size", "40", "--iterations", "2", "--quiet"]
@@ -223,7 +223,7 @@ def test_ctrl_c_in_a_batch_leaves_only_finished_files(folder, styles, tmp_path):
     cmd = [sys.executable, "-u", "-m", "stylize", "run", str(folder / "img2.jpg"), str(folder / "img10.png"),
            "-s", str(styles[0]), "-o", str(out), "--size", "40", "--scales", "1", "--quiet"]
     proc = subprocess.Popen([*cmd, "--iterations", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=sigint_default)
     assert "2 to do" in proc.stdout.readline()  # the batch has started
     time.sleep(3)  # well into the first photo's (endless) optimisation
     proc.send_signal(signal.SIGINT)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from stylize.cli import app
 
-from conftest import scene
+from conftest import scene, sigint_default
 
 runner = CliRunner()
 FAST = ["--size", "48", "--iterations", "3", "--quiet"]
@@ -210,7 +210,7 @@ def test_ctrl_c_keeps_the_best_image_and_exits_non_zero(photo, painting, tmp_pat
     out = tmp_path / "out.png"
     cmd = [sys.executable, "-m", "stylize", "run", str(photo), str(painting), "-o", str(out), "--size", "64",
            "--iterations", "100000", "--scales", "1", "--save-every", "2", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     deadline = time.time() + 120
     while time.time() < deadline and not (tmp_path / "out.scale1.iter0004.png").exists():
         time.sleep(0.1)  # wait until the optimisation is under way
