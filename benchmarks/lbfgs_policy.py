@@ -87,8 +87,8 @@ def main() -> None:
         problem = optimize.ScaleProblem(extractor, dataclasses.replace(config, half=False), content, [style_image], size)
         print(f"{content_path.stem} + {style}:")
         first = None
-        for name, (optimize.LBFGS_HISTORY, CountingOptimizer.uphill) in settings.items():
-            CountingOptimizer.restarts = 0
+        for name, (history_size, uphill) in settings.items():
+            optimize.LBFGS_HISTORY, CountingOptimizer.uphill, CountingOptimizer.restarts = history_size, uphill, 0
             sync(device)
             start = time.perf_counter()
             image = optimize.run_iterative(content, [style_image], config, extractor).image

@@ -10,7 +10,7 @@ starts, so a bad option never costs minutes of work.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -38,7 +38,8 @@ class Iterative:
 
     def __init__(self, config: RunConfig, backbone: BackboneConfig, device: str) -> None:
         self.device = resolve_device(device)
-        iterative_half(self.device, config.half)  # refuses float16 before anything is loaded
+        # Resolved once (and float16 refused) before anything is loaded.
+        config = replace(config, half=iterative_half(self.device, config.half))
         make_deterministic(self.device)
         self.extractor, _ = load_loss_extractor(backbone, list(content_layer_weights(config.loss)),
                                                 list(style_layer_weights(config.loss)), self.device)
