@@ -175,12 +175,20 @@ def plan(pairs: list[tuple[Source, tuple[Path, ...]]], folder: Path | None, temp
             raise OutputError(f"--name '{template}' gives '{output.name}', which has no image suffix; end it "
                               f"with .{{ext}} or one of {', '.join(sorted(FORMATS))}")
         if output in seen:
-            other = seen[output]
-            raise OutputError(f"{_describe(other)} and {_describe(job)} would both write {output}; put "
-                              "{content}, {style} or {dir} into --name to tell them apart")
+            raise OutputError(_clash(seen[output], job))
         seen[output] = job
         jobs.append(job)
     return jobs
+
+
+def _clash(first: PlannedJob, second: PlannedJob) -> str:
+    """Why two jobs would write one file, and what tells them apart."""
+    message = f"{_describe(first)} and {_describe(second)} would both write {second.output}; "
+    if (first.content.path.stem, first.content.subdir, first.style_label) == \
+            (second.content.path.stem, second.content.subdir, second.style_label):
+        # Photos of one name at the same depth of two input folders: no --name field tells them apart.
+        return message + "run each input folder into its own -o folder, or rename one of the photos"
+    return message + "put {content}, {style} or {dir} into --name to tell them apart"
 
 
 def _describe(job: PlannedJob) -> str:

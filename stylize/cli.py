@@ -17,8 +17,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.table import Column, Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from stylize import __version__
@@ -328,7 +330,7 @@ def _single_fast(planned: Any, stylizer: Any, out: OutputConfig) -> None:
 
 
 def _print_plan(jobs: list[Any], overwrite: bool) -> None:
-    table = Table(title=f"{len(jobs)} planned job(s)", title_justify="left")
+    table = Table(title=_count(len(jobs), 'planned job'), title_justify="left")
     for column in ("content", "style", "output", "action"):
         table.add_column(column, overflow="fold")
     for job in jobs:
@@ -345,7 +347,7 @@ def _batch(jobs: list[Any], stylizer: Any, out: OutputConfig, quiet: bool, conta
     todo = sum(1 for j in jobs if not j.exists or out.overwrite)
     if world.main:
         shared = f", shared by {world.size} processes" if world.distributed else ""
-        console.print(f"{len(jobs)} job(s): {todo} to do{shared}, {len(jobs) - todo} done already", markup=False,
+        console.print(f"{_count(len(jobs), 'job')}: {todo} to do{shared}, {len(jobs) - todo} done already", markup=False,
                       highlight=False)
     per_image = isinstance(stylizer, Iterative)
     with _batch_display(quiet, -(-todo // world.size), per_image) as (on_job, on_progress):
@@ -388,16 +390,40 @@ def _write_sheet(jobs: list[Any], summary: Any, path: Path, overwrite: bool) -> 
     console.print(f"contact sheet: {path}", markup=False, highlight=False, soft_wrap=True)
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 photo``, ``2 photos``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _format_losses(losses: dict[str, float]) -> str:
     """``loss 1.23 (content 0.5 style 0.7 tv 0.03)`` for the progress bars."""
     parts = " ".join(f"{k} {v:.3g}" for k, v in losses.items() if k != "total")
     return f"loss {losses.get('total', 0.0):.4g} ({parts})"
 
 
-def _bar() -> Progress:
-    """A progress display on stderr: description, bar, percentage, times, and an info field."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=err_console, transient=False)
+class _InfoColumn(TextColumn):
+    """The losses (or the file in progress) last on the line, cut short with an ellipsis where
+    the terminal is too narrow: rich would otherwise squeeze the times and the percentage first,
+    and at 80 columns the iterative bar showed neither."""
+
+    def __init__(self) -> None:
+        super().__init__("{task.fields[info]}", table_column=Column())  # the one column that may shrink...
+
+    def render(self, task: Task) -> Text:
+        text = super().render(task)
+        text.no_wrap, text.overflow = True, "ellipsis"  # ...and it shrinks by cutting, never onto a second line
+        return text
+
+
+def _bar(description: str = "{task.description}", percentage: bool = True) -> Progress:
+    """A progress display on stderr: description, bar, percentage, times, and an info field. Only
+    the bar and the info field give way on a narrow terminal."""
+    fixed = lambda: Column(no_wrap=True)  # noqa: E731
+    columns: list[ProgressColumn] = [TextColumn(description, table_column=fixed()), BarColumn(bar_width=20)]
+    if percentage:
+        columns.append(TaskProgressColumn(table_column=fixed()))
+    columns += [TimeElapsedColumn(table_column=fixed()), TimeRemainingColumn(table_column=fixed()), _InfoColumn()]
+    return Progress(*columns, console=err_console, transient=False)
 
 
 class _progress_display:
@@ -546,12 +572,13 @@ def train(
                                         BackboneConfig(name=backbone, weights=weights, download_progress=not quiet),
                                         device, overwrite, resume, preview, world)
         if job.skipped and world.main:
-            err_console.print(f"warning: skipped {len(job.skipped)} unreadable file(s) in {data}", markup=False)
+            err_console.print(f"warning: skipped {_count(len(job.skipped), 'unreadable file')} in {data}",
+                              markup=False, highlight=False, soft_wrap=True)
         steps_of = (f"{batch_size} x {world.size} processes = {batch_size * world.size} photos"
                     if world.distributed else f"{batch_size}")
-        say(f"training on {len(job.photos)} photos, {job.total_steps} steps of {steps_of}, "
+        say(f"training on {_count(len(job.photos), 'photo')}, {_count(job.total_steps, 'step')} of {steps_of}, "
             f"from step {job.start_step}, on {job.device}{' in mixed precision (--half)' if job.config.half else ''}",
-            markup=False, highlight=False)
+            markup=False, highlight=False, soft_wrap=True)
         with _train_display(quiet, job.start_step, job.total_steps) as report:
             result = training.train(job, on_progress=report)
     if result.interrupted:
@@ -560,7 +587,7 @@ def train(
                               f"with the same command plus --resume {result.checkpoint}", markup=False,
                               soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED)
-    say(f"saved {result.output} after {result.steps_done} steps (checkpoint {result.checkpoint})",
+    say(f"saved {result.output} after {_count(result.steps_done, 'step')} (checkpoint {result.checkpoint})",
         markup=False, highlight=False, soft_wrap=True)
 
 
@@ -572,9 +599,7 @@ class _train_display:
     def __enter__(self):
         if self.quiet:
             return None
-        self.progress = Progress(TextColumn("step {task.completed}/{task.total}"), BarColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                                 console=err_console)
+        self.progress = _bar("step {task.completed}/{task.total}", percentage=False)
         self.progress.__enter__()
         self.task = self.progress.add_task("train", total=self.total, completed=self.start, info="")
         return self.update

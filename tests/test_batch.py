@@ -106,10 +106,21 @@ def test_template_fields_escapes_and_collisions(folder, styles, tmp_path):
             plan(pair(contents, [(styles[0],)], Pairing.product), out, bad, "png")
     with pytest.raises(InputError, match=r"unknown field \{photo\}"):
         plan(pair(contents, [(styles[0],)], Pairing.product), out, "{photo}.png", "png")
-    with pytest.raises(OutputError, match="would both write"):
+    with pytest.raises(OutputError, match=r"would both write .*put \{content\}, \{style\} or \{dir\}"):
         plan(pair(contents, [(styles[0],)], Pairing.product), out, "{style}.{ext}", "png")
     with pytest.raises(OutputError, match="no image suffix"):
         plan(pair(contents, [(styles[0],)], Pairing.product), out, "{content}", "png")
+
+
+def test_photos_of_one_name_in_two_folders_get_a_message_that_helps(styles, tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        scene(16, 16).save(tmp_path / name / "x.png")
+    contents = expand([tmp_path / "a", tmp_path / "b"], False, "content")
+    for template in ("{content}_x_{style}.{ext}", "{dir}/{content}_x_{style}.{ext}"):
+        # {dir} is the same ("" at the top) for both, so suggesting it would not help.
+        with pytest.raises(OutputError, match="would both write .*own -o folder, or rename"):
+            plan(pair(contents, [(styles[0],)], Pairing.product), tmp_path / "out", template, "png")
 
 
 def test_output_option_rules(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -105,11 +106,16 @@ def test_several_styles_blended_with_preserved_colour(photo, painting, tmp_path)
     assert Image.open(out).format == "JPEG"
 
 
-def test_progress_bar_shows_scales_and_losses(photo, painting, tmp_path):
+def test_progress_bar_shows_scales_and_losses(photo, painting, tmp_path, monkeypatch):
+    from stylize.cli import err_console
+
+    monkeypatch.setattr(err_console, "width", 80)  # a common terminal: the losses must give way, not the times
     result = invoke("run", photo, painting, "-o", tmp_path / "o.png", "--size", "64", "--scales", "2",
                     "--iterations", "2")
     assert result.exit_code == 0, result.output
-    assert "scale 2/2" in result.stderr and "loss" in result.stderr
+    line = next(line for line in result.stderr.splitlines() if "scale 2/2" in line)
+    assert "100%" in line and len(re.findall(r"\d:\d\d:\d\d", line)) == 2, line  # elapsed and remaining
+    assert "loss" in line and len(line) <= 80
 
 
 def _bad(tmp_path: Path, name: str, data: bytes) -> Path:
