@@ -228,6 +228,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.image_size < 32:
             raise InputError(f"--image-size must be at least 32, got {self.image_size}")
+        if self.style_size is not None and self.style_size < 32:
+            raise InputError(f"--style-size must be at least 32, got {self.style_size}")
         if self.batch_size < 1:
             raise InputError("--batch-size must be at least 1")
         if self.steps is not None and self.epochs is not None:

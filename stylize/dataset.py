@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from stylize.errors import InputError
-from stylize.imageio import fit_long_side, load_image, resize
+from stylize.imageio import fit_long_side_at_least, load_image, resize
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -119,7 +119,7 @@ def ignore_sigint_in_worker(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def style_image(path: Path, long_side: int) -> torch.Tensor:
-    """The style image resized to the given long side, ``[1,3,H,W]``."""
+def style_image(path: Path, long_side: int, min_side: int = 1) -> torch.Tensor:
+    """The style image resized to the given long side (its short side at least ``min_side``), ``[1,3,H,W]``."""
     image = load_image(path).rgb
-    return resize(image, fit_long_side(*image.shape[-2:], long_side))
+    return resize(image, fit_long_side_at_least(*image.shape[-2:], long_side, min_side))

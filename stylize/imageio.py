@@ -153,6 +153,17 @@ def fit_long_side(height: int, width: int, long_side: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def fit_long_side_at_least(height: int, width: int, long_side: int, min_side: int) -> tuple[int, int]:
+    """``fit_long_side``, enlarged where needed so that the short side is at least ``min_side``:
+    a style image (a narrow strip, or shrunk by --style-scale at a coarse scale) must still give
+    the network's deepest layer a pixel."""
+    fitted = fit_long_side(height, width, long_side)
+    if min(fitted) >= min_side:
+        return fitted
+    scale = min_side / min(height, width)
+    return max(min_side, round(height * scale)), max(min_side, round(width * scale))
+
+
 def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize ``[B,C,H,W]`` to ``size`` (height, width), antialiased when shrinking."""
     if tuple(image.shape[-2:]) == tuple(size):

@@ -20,7 +20,7 @@ from stylize.config import AUTO_ITERATIONS, AUTO_SCALES, InitKind, OptimizerKind
 from stylize.device import autocast, half_dtype, resolve_half
 from stylize.errors import ImageError, InputError
 from stylize.features import FeatureExtractor, conv_values_per_pixel, min_image_side
-from stylize.imageio import fit_long_side, resize
+from stylize.imageio import fit_long_side, fit_long_side_at_least, resize
 from stylize.losses import (LossParts, PerceptualLoss, blend_statistics, content_layer_weights, required_layers,
                             style_layer_weights, style_statistics)
 
@@ -153,9 +153,10 @@ class ScaleProblem:
         style_layers = set(style_layer_weights(loss_cfg))
         self.content = resize(content, size)
         long_side = max(8, round(config.style_scale * max(size)))
+        min_side = min_image_side(extractor.arch, required_layers(loss_cfg))
 
         def statistics(style: torch.Tensor) -> dict[str, torch.Tensor]:
-            feats = extractor(resize(style, fit_long_side(*style.shape[-2:], long_side)))
+            feats = extractor(resize(style, fit_long_side_at_least(*style.shape[-2:], long_side, min_side)))
             return style_statistics({n: feats[n] for n in style_layers}, loss_cfg.style_loss)
 
         with torch.no_grad():

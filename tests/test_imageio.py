@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from stylize.errors import ImageError, OutputError
-from stylize.imageio import check_output, fit_long_side, load_image, resize, save_image, save_result
+from stylize.imageio import check_output, fit_long_side, fit_long_side_at_least, load_image, resize, save_image, save_result
 
 from conftest import scene
 
@@ -132,6 +132,9 @@ def test_check_output_rules(tmp_path):
 def test_resize_helpers():
     assert fit_long_side(300, 400, 200) == (150, 200)
     assert fit_long_side(400, 300, 100) == (100, 75)
+    assert fit_long_side_at_least(400, 300, 100, 16) == (100, 75)  # as fit_long_side where that suffices
+    assert fit_long_side_at_least(20, 3000, 64, 16) == (16, 2400)  # a strip: the short side is kept usable
+    assert fit_long_side_at_least(300, 400, 12, 16) == (16, 21)
     small = resize(torch.rand(1, 3, 40, 30), (20, 15))
     assert small.shape == (1, 3, 20, 15) and small.min() >= 0 and small.max() <= 1
 

@@ -63,6 +63,16 @@ def test_tiny_scales_are_skipped_for_panoramas():
     assert [hw for hw, _ in plan] == [(20, 500), (40, 1000)]
 
 
+@pytest.mark.parametrize("style_shape,style_scale", [((16, 300), 1.0), ((96, 128), 0.05)])
+def test_narrow_or_shrunk_styles_still_reach_the_deepest_layer(extractor, pair, style_shape, style_scale):
+    # At 64 px a 16x300 strip would be 3 px tall, and --style-scale 0.05 makes any style 3 px long:
+    # too small for relu5_1 (16 px). The style is then used with its short side at 16 px.
+    content, style = pair
+    config = RunConfig(size=64, iterations=(2,), style_scale=style_scale, half=False)
+    result = run_iterative(content, [resize(style, style_shape)], config, extractor)
+    assert result.image.shape == (1, 3, 48, 64) and torch.isfinite(torch.tensor(result.losses["style"]))
+
+
 def _objective(extractor, config, content, style, image):
     with torch.no_grad():
         return ScaleProblem(extractor, config, content, [style], tuple(content.shape[-2:]))(image)

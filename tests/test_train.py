@@ -85,6 +85,15 @@ def test_interrupted_training_writes_a_checkpoint(style, photos, tmp_path):
     assert load_model(result.checkpoint).resume["step"] == 1
 
 
+def test_a_narrow_style_image_trains_and_a_tiny_style_size_is_refused(photos, tmp_path):
+    strip = tmp_path / "strip.png"
+    scene(400, 16).save(strip)  # at --style-size 64 it would be 3 px tall: too small for relu5_1
+    result = train(_prepare(strip, photos, tmp_path / "m.pt", config(steps=1, style_size=64)))
+    assert result.steps_done == 1
+    with pytest.raises(InputError, match="--style-size must be at least 32"):
+        config(steps=1, style_size=8)
+
+
 def test_empty_or_unusable_folder(style, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
