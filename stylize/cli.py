@@ -671,7 +671,7 @@ def export(
         exported.export_model(loaded.network, loaded.meta, output, fmt, overwrite)
         try:
             runner = exported.load_exported(output, torch.device("cpu"))
-        except exported.ExportError:  # ONNX written, but no onnxruntime here to run it
+        except exported.MissingRuntime:  # ONNX written, but no onnxruntime here to run it
             console.print(f"saved {output} ({fmt.value}); not checked: onnxruntime is not installed", markup=False,
                           soft_wrap=True)
             return

@@ -34,13 +34,22 @@ class ExportError(InputError):
     """A model cannot be exported, or an exported file cannot be run."""
 
 
+class MissingRuntime(ExportError):
+    """onnxruntime is not installed, so an ONNX file cannot be run here."""
+
+
 def format_for(path: Path, requested: ExportFormat | None) -> ExportFormat:
-    """The format asked for, else the one -o's suffix names (.onnx, .ts, .torchscript)."""
-    if requested is not None:
-        return requested
-    if path.suffix.lower() in SUFFIXES:
-        return SUFFIXES[path.suffix.lower()]
-    raise ExportError(f"{path}: cannot tell the format from '{path.suffix}'; name it .onnx or .ts, or pass --format")
+    """The format asked for, else the one -o's suffix names (.onnx, .ts, .torchscript). An ONNX
+    file must end in .onnx: that is how `stylize run --model` tells it from the others."""
+    named = SUFFIXES.get(path.suffix.lower())
+    if requested is None and named is None:
+        raise ExportError(f"{path}: cannot tell the format from '{path.suffix}'; name it .onnx or .ts, "
+                          "or pass --format")
+    if requested is not None and named is not None and requested is not named:
+        raise ExportError(f"-o {path} and --format {requested.value} disagree; give one of them")
+    if requested is ExportFormat.onnx and named is None:
+        raise ExportError(f"-o {path}: name ONNX files .onnx (stylize run --model recognises them by it)")
+    return requested or named
 
 
 def export_model(network: TransformerNet, meta: dict[str, Any], path: Path, fmt: ExportFormat,
@@ -133,7 +142,7 @@ def load_exported(path: Path, device: torch.device) -> ExportedModel:
         try:
             import onnxruntime
         except ImportError:
-            raise ExportError(f"{path}: running ONNX models needs onnxruntime: {_INSTALL}, "
+            raise MissingRuntime(f"{path}: running ONNX models needs onnxruntime: {_INSTALL}, "
                               "or use the .pt model") from None
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():

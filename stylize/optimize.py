@@ -106,7 +106,8 @@ def _iterations(config: RunConfig, count: int) -> list[int]:
     if len(config.iterations) == 1:
         return list(config.iterations) * count
     if len(config.iterations) != count:
-        raise ImageError(f"--iterations lists {len(config.iterations)} values but the run has {count} scales")
+        scales = "1 scale" if count == 1 else f"{count} scales"  # --scales, or fewer where the image is too small
+        raise ImageError(f"--iterations lists {len(config.iterations)} values but the run has {scales}")
     return list(config.iterations)
 
 

@@ -117,6 +117,12 @@ def test_export_refuses_bad_requests(tmp_path, model_file):
     assert result.exit_code == 2 and "exists" in result.stderr and existing.read_bytes() == b"keep me"
     result = runner.invoke(app, ["export", str(model_file), "-o", str(tmp_path / "m.bin")])
     assert result.exit_code == 2 and "--format" in result.stderr
+    for args, message in [(["-o", "d1.onnx", "--format", "torchscript"], "disagree"),
+                          (["-o", "d2.ts", "--format", "onnx"], "disagree"),
+                          (["-o", "d3.bin", "--format", "onnx"], "name ONNX files .onnx")]:
+        args[1] = str(tmp_path / args[1])
+        result = runner.invoke(app, ["export", str(model_file), *args])
+        assert result.exit_code == 2 and message in result.stderr and not Path(args[1]).exists(), result.output
     result = runner.invoke(app, ["export", str(tmp_path / "missing.pt")])
     assert result.exit_code == 2 and "no such model" in result.stderr
     # an exported model does not tile (its instance norms are compiled in)
@@ -142,6 +148,14 @@ def test_clear_messages_without_the_onnx_packages(tmp_path, model_file, monkeypa
     assert result.exit_code == 2 and "onnxruntime" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     with pytest.raises(ExportError, match="onnxruntime"):
         load_exported(onnx_path, CPU)
+
+
+def test_onnx_export_without_onnxruntime_is_written_and_said_unchecked(tmp_path, model_file, monkeypatch):
+    pytest.importorskip("onnxscript", reason="ONNX export needs the [onnx] extra")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    result = runner.invoke(app, ["export", str(model_file), "-o", str(tmp_path / "x.onnx")])
+    assert result.exit_code == 0 and "not checked: onnxruntime is not installed" in result.output
+    assert (tmp_path / "x.onnx").stat().st_size > 1000
 
 
 def test_half_option(tmp_path, model_file):
