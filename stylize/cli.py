@@ -347,8 +347,8 @@ def _batch(jobs: list[Any], stylizer: Any, out: OutputConfig, quiet: bool, conta
     todo = sum(1 for j in jobs if not j.exists or out.overwrite)
     if world.main:
         shared = f", shared by {world.size} processes" if world.distributed else ""
-        console.print(f"{_count(len(jobs), 'job')}: {todo} to do{shared}, {len(jobs) - todo} done already", markup=False,
-                      highlight=False)
+        console.print(f"{_count(len(jobs), 'job')}: {todo} to do{shared}, {len(jobs) - todo} done already",
+                      markup=False, highlight=False)
     per_image = isinstance(stylizer, Iterative)
     with _batch_display(quiet, -(-todo // world.size), per_image) as (on_job, on_progress):
         summary = batchrun.run_batch(jobs, stylizer, out, world, on_job, on_progress)

@@ -143,7 +143,7 @@ def load_exported(path: Path, device: torch.device) -> ExportedModel:
             import onnxruntime
         except ImportError:
             raise MissingRuntime(f"{path}: running ONNX models needs onnxruntime: {_INSTALL}, "
-                              "or use the .pt model") from None
+                                 "or use the .pt model") from None
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from stylize.errors import ImageError, OutputError
-from stylize.imageio import check_output, fit_long_side, fit_long_side_at_least, load_image, resize, save_image, save_result
+from stylize.imageio import (check_output, fit_long_side, fit_long_side_at_least, load_image, resize, save_image,
+                             save_result)
 
 from conftest import scene
 
