@@ -10,9 +10,11 @@ import json
 import os
 import platform
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Any, Optional
 
 import typer
@@ -415,9 +417,75 @@ class _InfoColumn(TextColumn):
         return text
 
 
-def _bar(description: str = "{task.description}", percentage: bool = True) -> Progress:
+LOG_SECONDS = 30.0  # where stderr is not a terminal: a progress line this often (and when a task ends)
+
+
+class _LogLines:
+    """The progress bars' stand-in where stderr is a file or a pipe (nohup, CI, docker logs): rich
+    would print the bar once, at the very end, cut to 80 columns. Instead a plain line per task
+    every LOG_SECONDS and when it completes, as neural-style and pytorch/examples log."""
+
+    def __init__(self, description: str) -> None:
+        self.description, self.interval = description, LOG_SECONDS
+        self.tasks: list[dict[str, Any]] = []
+
+    def __enter__(self) -> "_LogLines":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def add_task(self, description: str, total: float | None = None, completed: float = 0, **fields: Any) -> int:
+        now = time.monotonic()
+        self.tasks.append({"description": description, "total": total, "completed": completed, "fields": fields,
+                           "start": now, "last": now, "done": False})
+        return len(self.tasks) - 1
+
+    def update(self, task_id: int, *, total: float | None = None, completed: float | None = None,
+               description: str | None = None, **fields: Any) -> None:
+        task = self.tasks[task_id]
+        for key, value in (("total", total), ("completed", completed), ("description", description)):
+            if value is not None:
+                task[key] = value
+        task["fields"].update(fields)
+        done = task["total"] is not None and task["completed"] >= task["total"]
+        now = time.monotonic()
+        if (done and not task["done"]) or (not done and now - task["last"] >= self.interval):
+            task["last"] = now
+            err_console.print(self._line(task, now), markup=False, highlight=False, soft_wrap=True)
+        task["done"] = done
+
+    def reset(self, task_id: int, **fields: Any) -> None:
+        """Start the task's clock and count again (the next image of a batch)."""
+        task = self.tasks[task_id]
+        task.update(completed=0, total=None, done=False, start=time.monotonic(), last=time.monotonic())
+        task["fields"].update(fields)
+
+    def _line(self, task: dict[str, Any], now: float) -> str:
+        view = SimpleNamespace(**{k: v for k, v in task.items() if k != "fields"}, fields=task["fields"])
+        parts = [self.description.format(task=view)]
+        elapsed = now - task["start"]
+        parts.append(f"{_clock(elapsed)} elapsed")
+        if task["total"]:
+            fraction = min(1.0, task["completed"] / task["total"])
+            parts[0] += f" ({fraction:.0%})"
+            if 0 < fraction < 1:
+                parts.append(f"{_clock(elapsed * (1 - fraction) / fraction)} left")
+        info = task["fields"].get("info")
+        return ", ".join(parts) + (f"; {info}" if info else "")
+
+
+def _clock(seconds: float) -> str:
+    """``1:02:03``, as rich's time columns show it."""
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _bar(description: str = "{task.description}", percentage: bool = True) -> Any:
     """A progress display on stderr: description, bar, percentage, times, and an info field. Only
-    the bar and the info field give way on a narrow terminal."""
+    the bar and the info field give way on a narrow terminal. Not on a terminal: log lines."""
+    if not err_console.is_terminal:
+        return _LogLines(description)
     fixed = lambda: Column(no_wrap=True)  # noqa: E731
     columns: list[ProgressColumn] = [TextColumn(description, table_column=fixed()), BarColumn(bar_width=20)]
     if percentage:
@@ -486,6 +554,8 @@ class _batch_display:
     def on_job(self, event: Any) -> None:
         assert self.progress is not None
         info = f"{event.job.content.path.name} x {event.job.style_label}"
+        if event.outcome is None and self.per_image:  # the image's own clock, for its elapsed and remaining time
+            self.progress.reset(self.image.task, total=None, description="starting", info="")
         if event.outcome is not None:
             self.finished += 1
             info = f"{event.outcome.status.value}: {info}"

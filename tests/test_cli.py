@@ -107,15 +107,35 @@ def test_several_styles_blended_with_preserved_colour(photo, painting, tmp_path)
 
 
 def test_progress_bar_shows_scales_and_losses(photo, painting, tmp_path, monkeypatch):
-    from stylize.cli import err_console
+    from rich.console import Console
 
-    monkeypatch.setattr(err_console, "width", 80)  # a common terminal: the losses must give way, not the times
+    from stylize import cli
+
+    # A terminal of 80 columns, a common one: the losses must give way, not the bar's times.
+    monkeypatch.setattr(cli, "err_console", Console(stderr=True, force_terminal=True, width=80))
     result = invoke("run", photo, painting, "-o", tmp_path / "o.png", "--size", "64", "--scales", "2",
                     "--iterations", "2")
     assert result.exit_code == 0, result.output
-    line = next(line for line in result.stderr.splitlines() if "scale 2/2" in line)
+    screen = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", result.stderr).replace("\r", "\n")
+    line = [line for line in screen.splitlines() if "scale 2/2" in line][-1]
     assert "100%" in line and len(re.findall(r"\d:\d\d:\d\d", line)) == 2, line  # elapsed and remaining
     assert "loss" in line and len(line) <= 80
+
+
+@pytest.mark.parametrize("every", [0.0, 3600.0])
+def test_progress_is_logged_in_lines_where_stderr_is_not_a_terminal(photo, painting, tmp_path, monkeypatch, every):
+    from stylize import cli
+
+    monkeypatch.setattr(cli, "LOG_SECONDS", every)
+    result = invoke("run", photo, painting, "-o", tmp_path / "o.png", "--size", "64", "--scales", "2",
+                    "--iterations", "2")
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stderr  # no cursor movements or colours in a log file
+    lines = [line for line in result.stderr.splitlines() if line.startswith("scale ")]
+    # Every iteration when the interval has passed each time; else only the last one, when the run completes.
+    assert len(lines) == (4 if every == 0 else 1), lines
+    assert re.fullmatch(r"scale 2/2 64x\d+ it 2/2 \(100%\), \d:\d\d:\d\d elapsed; loss \S+ \(content \S+ style \S+ "
+                        r"tv \S+\)", lines[-1]), lines[-1]  # whole: a log line is never cut short
 
 
 def _bad(tmp_path: Path, name: str, data: bytes) -> Path:
