@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -79,6 +80,7 @@ err_console = Console(stderr=True)
 def main() -> None:
     """Console-script entry point."""
     if os.environ.get("WORLD_SIZE", "1").strip() in ("", "1"):
+        _stop_on_sigterm()
         app()
         return
     # Under torchrun, leave without the interpreter's teardown: Gloo's worker threads outlive
@@ -94,6 +96,15 @@ def main() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _stop_on_sigterm() -> None:
+    """Take SIGTERM (kill, timeout, a cluster scheduler's or docker's stop) as Ctrl-C: a run keeps
+    its best image, training writes its checkpoint, a batch prints its summary, instead of dying
+    with the work since the last checkpoint lost. Left alone where a parent set it otherwise, and
+    under torchrun, whose agent stops its workers with SIGTERM."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 @contextmanager

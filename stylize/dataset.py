@@ -114,9 +114,11 @@ def random_crop(image: torch.Tensor, size: int, generator: torch.Generator) -> t
     return crop.contiguous()
 
 
-def ignore_sigint_in_worker(worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C to the main process, which writes the checkpoint."""
+def ignore_stop_signals_in_worker(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C and SIGTERM to the main process, which writes the checkpoint
+    (and stops them)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def style_image(path: Path, long_side: int, min_side: int = 1) -> torch.Tensor:

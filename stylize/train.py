@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from stylize.atomic import check_writable
 from stylize.config import BackboneConfig, TrainConfig, format_layer_weights
-from stylize.dataset import StepBatches, ignore_sigint_in_worker, scan_photos, style_image
+from stylize.dataset import StepBatches, ignore_stop_signals_in_worker, scan_photos, style_image
 from stylize.device import autocast, half_dtype, make_deterministic, resolve_device, resolve_half
 from stylize.distributed import SINGLE, World
 from stylize.errors import InputError, OutputError
@@ -165,7 +165,7 @@ def train(job: TrainJob, on_progress: Callable[[TrainProgress], None] | None = N
     workers = loader_workers(cfg.workers, job.device)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(job.start_step, job.total_steps),
                                          num_workers=workers, pin_memory=job.device.type == "cuda",
-                                         worker_init_fn=ignore_sigint_in_worker if workers else None)
+                                         worker_init_fn=ignore_stop_signals_in_worker if workers else None)
     content_layers = set(content_layer_weights(cfg.loss))
     # float16 gradients underflow without loss scaling; bfloat16 (and float32) need none.
     scaler = torch.amp.GradScaler(job.device.type, enabled=cfg.half and half_dtype(job.device) == torch.float16)

@@ -231,8 +231,10 @@ def test_info_text_and_json():
         assert data["onnxruntime"] is None and "pip install 'stylize[onnx]'" in text.stdout
 
 
-def test_ctrl_c_keeps_the_best_image_and_exits_non_zero(photo, painting, tmp_path):
-    """A real SIGINT to a real process: the output is complete and the exit code is 130."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_keeps_the_best_image_and_exits_non_zero(photo, painting, tmp_path, stop):
+    """A real SIGINT (or SIGTERM: kill, timeout, a scheduler) to a real process: the output is
+    complete and the exit code is 130."""
     out = tmp_path / "out.png"
     cmd = [sys.executable, "-m", "stylize", "run", str(photo), str(painting), "-o", str(out), "--size", "64",
            "--iterations", "100000", "--scales", "1", "--save-every", "2", "--quiet"]
@@ -240,7 +242,7 @@ def test_ctrl_c_keeps_the_best_image_and_exits_non_zero(photo, painting, tmp_pat
     deadline = time.time() + 120
     while time.time() < deadline and not (tmp_path / "out.scale1.iter0004.png").exists():
         time.sleep(0.1)  # wait until the optimisation is under way
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err

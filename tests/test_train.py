@@ -1,6 +1,10 @@
 """Training on a handful of tiny generated photos, checkpoints, resume, model files."""
 
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -84,6 +88,22 @@ def test_interrupted_training_writes_a_checkpoint(style, photos, tmp_path):
     result = train(_prepare(style, photos, out, config(steps=5)), on_progress=stop)
     assert result.interrupted and result.steps_done == 1 and not out.exists()
     assert load_model(result.checkpoint).resume["step"] == 1
+
+
+def test_sigterm_stops_training_with_a_checkpoint_to_resume(style, photos, tmp_path):
+    """kill, timeout or a cluster scheduler's stop: as Ctrl-C, not the work since the last checkpoint lost."""
+    out = tmp_path / "m.pt"
+    cmd = [sys.executable, "-m", "stylize", "train", str(style), "-d", str(photos), "-o", str(out), "--steps",
+           "100000", "--checkpoint-every", "100000", "--image-size", "32", "--batch-size", "2", "--width", "8",
+           "--blocks", "1", "--workers", "1", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "training on" in proc.stdout.readline()
+    time.sleep(2.0)  # some steps
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted at step" in err and "Traceback" not in err, err
+    step = int(err.split("interrupted at step ")[1].split(":")[0])
+    assert load_model(checkpoint_path(out)).resume["step"] == step and not out.exists()
 
 
 def test_a_narrow_style_image_trains_and_a_tiny_style_size_is_refused(photos, tmp_path):
