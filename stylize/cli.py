@@ -361,7 +361,7 @@ def _batch(jobs: list[Any], stylizer: Any, out: OutputConfig, quiet: bool, conta
     if world.main:
         shared = f", shared by {world.size} processes" if world.distributed else ""
         console.print(f"{_count(len(jobs), 'job')}: {todo} to do{shared}, {len(jobs) - todo} done already",
-                      markup=False, highlight=False)
+                      markup=False, highlight=False, soft_wrap=True)
     per_image = isinstance(stylizer, Iterative)
     with _batch_display(quiet, -(-todo // world.size), per_image) as (on_job, on_progress):
         summary = batchrun.run_batch(jobs, stylizer, out, world, on_job, on_progress)
@@ -372,7 +372,7 @@ def _batch(jobs: list[Any], stylizer: Any, out: OutputConfig, quiet: bool, conta
     if summary.interrupted:
         if world.main:
             err_console.print("interrupted: finished outputs are kept; run the same command again to do the rest",
-                              markup=False)
+                              markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed:
         raise typer.Exit(EXIT_FAILED_JOBS)
@@ -716,7 +716,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
         console.print_json(json.dumps(rows))
         return
     if not rows:
-        console.print("no bundled models", markup=False)
+        console.print("no bundled models", markup=False, soft_wrap=True)
     for r in rows:
         console.print(f"{r['name']:<12} style {r['style']:<18} {r['mb']} MB  {r['network']}; {r['steps']} steps at "
                       f"{r['image_size']} px, style weight {r['style_weight']}, {r['photos']} photos",
