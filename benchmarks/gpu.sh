@@ -43,6 +43,7 @@ if not model.exists() and ckpt.exists():  # stopped early: keep the weights, dro
     print("kept checkpoint at step", loaded.meta.get("steps"))
 ckpt.unlink(missing_ok=True)
 PY
+    python3 benchmarks/model_quality.py "$style" "$OUT/${style}_sw${weight}.pt" --save "$OUT/quality"
   done
   python3 - "$OUT" "$DATA" <<'PY'
 import sys

@@ -1,0 +1,70 @@
+"""Trained models side by side: the style and content loss of their outputs under the bundled VGG.
+
+For deciding whether a retrained model should replace a bundled one (`TRAIN_MODELS=1 bash
+benchmarks/gpu.sh` writes candidates): each model stylises the same photos (../shared/data/content
+and the samples, at --size), and each output is scored with stylize's default loss layers: style
+against the model's own painting (../shared/data/styles, at --style-size, as the bundled models were
+trained), content (relu4_2) against the photo. Lower is closer for both; they pull against each
+other, so look at the images too (--save DIR writes them).
+
+    python benchmarks/model_quality.py starry_night path/to/candidate.pt [--size 512] [--save DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from common import REPO, SHARED
+from stylize.config import BackboneConfig, LossConfig
+from stylize.features import load_extractor
+from stylize.imageio import fit_long_side, load_image, resize, save_image
+from stylize.losses import PerceptualLoss, content_layer_weights, required_layers, style_layer_weights, style_targets
+from stylize.modelfile import load_model
+from stylize.transformer import stylize_image
+
+CPU = torch.device("cpu")
+
+
+def photos() -> list[Path]:
+    shared = sorted((SHARED / "content").glob("*.jpg")) if (SHARED / "content").is_dir() else []
+    return shared + [REPO / "samples" / "chelsea.jpg", REPO / "samples" / "astronaut.jpg"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", help="model files or bundled names")
+    parser.add_argument("--size", type=int, default=512, help="long side of the photos")
+    parser.add_argument("--style-size", type=int, default=256, help="long side of the painting")
+    parser.add_argument("--save", type=Path, help="write each output here")
+    args = parser.parse_args()
+    config = LossConfig(content_weight=1.0, style_weight=1.0, tv_weight=0.0)
+    extractor = load_extractor(BackboneConfig(), required_layers(config), CPU)
+    images = [load_image(p).rgb for p in photos()]
+    images = [resize(i, fit_long_side(*i.shape[-2:], args.size)) for i in images]
+    print(f"photos at {args.size} px: {', '.join(p.stem for p in photos())}; mean loss over them")
+    for name in args.models:
+        model = load_model(name)
+        painting = load_image(SHARED / "styles" / model.meta["style_name"]).rgb
+        painting = resize(painting, fit_long_side(*painting.shape[-2:], args.style_size))
+        with torch.no_grad():
+            feats = extractor(painting)
+            loss = PerceptualLoss(config, style_targets([{n: feats[n] for n in style_layer_weights(config)}], [1.0],
+                                                        config.style_loss))
+            style, content = [], []
+            for path, image in zip(photos(), images):
+                out = stylize_image(model.network, image, CPU)
+                target = extractor(image)
+                parts = loss(out, extractor(out), {n: target[n] for n in content_layer_weights(config)})
+                style.append(float(parts.style))
+                content.append(float(parts.content))
+                if args.save:
+                    save_image(out, args.save / f"{Path(name).stem}_{path.stem}.png", overwrite=True)
+        print(f"{name:<40} style {sum(style) / len(style):.4f}  content {sum(content) / len(content):.4f}   "
+              f"(style per photo: {' '.join(f'{s:.3f}' for s in style)})")
+
+
+if __name__ == "__main__":
+    main()
