@@ -80,7 +80,7 @@ err_console = Console(stderr=True)
 def main() -> None:
     """Console-script entry point."""
     if os.environ.get("WORLD_SIZE", "1").strip() in ("", "1"):
-        _stop_on_sigterm()
+        _defer_stop_signals()
         app()
         return
     # Under torchrun, leave without the interpreter's teardown: Gloo's worker threads outlive
@@ -98,22 +98,38 @@ def main() -> None:
     os._exit(code)
 
 
-def _stop_on_sigterm() -> None:
-    """Take SIGTERM (kill, timeout, a cluster scheduler's or docker's stop) as Ctrl-C: a run keeps
-    its best image, training writes its checkpoint, a batch prints its summary, instead of dying
-    with the work since the last checkpoint lost. Left alone where a parent set it otherwise, and
-    under torchrun, whose agent stops its workers with SIGTERM."""
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+_DEFERRED_SIGNALS: set[int] = set()  # Ctrl-C and SIGTERM, from main() until torch has loaded
+
+
+def _defer_stop_signals() -> None:
+    """Ctrl-C and SIGTERM (kill, timeout, a cluster scheduler's or docker's stop) end the process
+    at once until torch has loaded (``_arm_stop_signals``): nothing has started then, and a
+    KeyboardInterrupt inside torch's import was turned into an abort ('terminate called...',
+    SIGABRT) or swallowed, and the run went on. Signals a parent set otherwise (a background job
+    ignores SIGINT) are left alone; under torchrun, whose agent stops its workers with SIGTERM,
+    this is not called."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) in (signal.default_int_handler, signal.SIG_DFL):
+            signal.signal(sig, signal.SIG_DFL)
+            _DEFERRED_SIGNALS.add(sig)
+
+
+def _arm_stop_signals() -> None:
+    """From now on Ctrl-C and SIGTERM raise KeyboardInterrupt, which every workflow turns into a
+    clean stop: a run keeps its best image, training writes its checkpoint, a batch its summary."""
+    for sig in _DEFERRED_SIGNALS:
+        signal.signal(sig, signal.default_int_handler)
+    _DEFERRED_SIGNALS.clear()
 
 
 @contextmanager
 def _command(world: Any = None) -> Iterator[None]:
     """A command's core errors as one line and exit code 2 (said once, by rank 0 under torchrun);
     the process group, if any, is left on the way out."""
-    from stylize import distributed
+    from stylize import distributed  # imports torch
     from stylize.device import reuse_freed_memory
 
+    _arm_stop_signals()
     reuse_freed_memory()  # 7-20 % faster passes on the CPU, more peak memory; see its docstring
     world = world or distributed.World()
     try:
@@ -122,6 +138,9 @@ def _command(world: Any = None) -> Iterator[None]:
         if not world.main:
             raise typer.Exit(EXIT_BAD_INPUT) from None
         raise _fail(str(exc)) from None
+    except KeyboardInterrupt:  # outside a workflow's own handling, e.g. while loading: no traceback
+        err_console.print("interrupted", markup=False, highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         distributed.stop(world)
 

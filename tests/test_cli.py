@@ -252,6 +252,24 @@ def test_ctrl_c_keeps_the_best_image_and_exits_non_zero(photo, painting, tmp_pat
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary files
 
 
+@pytest.mark.parametrize("parent_ignores_sigint", [False, True])
+def test_stop_signals_end_the_process_until_torch_has_loaded(parent_ignores_sigint):
+    """While torch imports, a KeyboardInterrupt was swallowed (the run went on) or became an abort:
+    Ctrl-C and SIGTERM then end the process at once, and raise KeyboardInterrupt once it has loaded
+    (the workflows stop cleanly on that). A SIGINT the parent ignores (a background job) stays ignored."""
+    code = ("import signal\n"
+            "from stylize import cli\n"
+            "show = lambda h: 'ignore' if h is signal.SIG_IGN else 'die' if h is signal.SIG_DFL else 'raise'\n"
+            "cli._defer_stop_signals()\n"
+            "print(show(signal.getsignal(signal.SIGINT)), show(signal.getsignal(signal.SIGTERM)))\n"
+            "cli._arm_stop_signals()\n"
+            "print(show(signal.getsignal(signal.SIGINT)), show(signal.getsignal(signal.SIGTERM)))\n")
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if parent_ignores_sigint else sigint_default
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, preexec_fn=ignore).stdout
+    sigint = "ignore" if parent_ignores_sigint else None
+    assert out.splitlines() == [f"{sigint or 'die'} die", f"{sigint or 'raise'} raise"], out
+
+
 def test_init_image_goes_on_from_an_earlier_result(photo, painting, tmp_path):
     def total(result) -> float:
         assert result.exit_code == 0, result.output
