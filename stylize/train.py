@@ -107,6 +107,10 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
             raise InputError(f"{resume}: a finished model, not a checkpoint; resume from {checkpoint_path(output)}")
         if loaded.meta.get("style_sha256") != style_sha256:
             raise InputError(f"{resume}: was trained on another style image than {style}")
+        asked = replace(network, head=loaded.network.config.head)  # the head is not an option
+        if loaded.network.config != asked:  # the checkpoint's network would be trained on regardless
+            raise InputError(f"{resume}: its network is {loaded.network.config.options()}, not the {asked.options()} "
+                             "asked for; resume with the options of the command that wrote it")
         net = loaded.network
         start_step, optimizer_state = int(loaded.resume["step"]), loaded.resume["optimizer"]
     else:

@@ -57,6 +57,10 @@ class TransformerConfig:
     def to_dict(self) -> dict:
         return {**asdict(self), "norm": self.norm.value}
 
+    def options(self) -> str:
+        """The `stylize train` options that build this network."""
+        return f"--width {self.width} --blocks {self.blocks} --norm {self.norm.value} --shuffle {self.shuffle}"
+
     @classmethod
     def from_dict(cls, data: dict) -> "TransformerConfig":
         # Files from before `shuffle` existed: 1; shuffled ones from before `head`: sub-pixel.

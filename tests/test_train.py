@@ -76,6 +76,11 @@ def test_resume_continues_to_the_same_weights(style, photos, tmp_path):
     a = load_model(straight).network.state_dict()
     b = load_model(split).network.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # Another network asked for on resume would be ignored (the checkpoint's is trained on): refused.
+    wider = TransformerConfig(width=TINY_NET.width * 2, blocks=TINY_NET.blocks)
+    with pytest.raises(InputError, match="its network is --width 8 --blocks 1 .* not the --width 16 --blocks 1"):
+        prepare_training(style, photos, tmp_path / "other.pt", config(steps=4), wider, BackboneConfig(), "cpu",
+                         overwrite=False, resume=first.checkpoint)
 
 
 def test_interrupted_training_writes_a_checkpoint(style, photos, tmp_path):
