@@ -102,8 +102,8 @@ class LossConfig:
     def __post_init__(self) -> None:
         for label, value in (("content weight", self.content_weight), ("style weight", self.style_weight),
                              ("tv weight", self.tv_weight)):
-            if not value >= 0:  # also rejects NaN
-                raise InputError(f"the {label} must be zero or positive, got {value}")
+            if not 0 <= value < math.inf:  # also rejects NaN
+                raise InputError(f"the {label} must be zero or positive (and finite), got {value}")
         if not self.content_layers and self.content_weight > 0:
             raise InputError("give at least one content layer")
         if not self.style_layers:
@@ -147,15 +147,15 @@ class RunConfig:
             raise InputError(f"--size must be at least 16 pixels, got {self.size}")
         if self.iterations is not None and any(n < 1 for n in self.iterations):
             raise InputError("--iterations must be positive")
-        if not self.style_scale > 0:
-            raise InputError(f"--style-scale must be positive, got {self.style_scale}")
-        if not self.learning_rate > 0:
-            raise InputError(f"--lr must be positive, got {self.learning_rate}")
+        if not 0 < self.style_scale < math.inf:
+            raise InputError(f"--style-scale must be positive (and finite), got {self.style_scale}")
+        if not 0 < self.learning_rate < math.inf:
+            raise InputError(f"--lr must be positive (and finite), got {self.learning_rate}")
         if self.save_every < 0:
             raise InputError("--save-every must be zero or positive")
         if self.style_blend is not None:
-            if any(not w >= 0 for w in self.style_blend) or sum(self.style_blend) <= 0:
-                raise InputError("--style-blend weights must be non-negative and not all zero")
+            if any(not 0 <= w < math.inf for w in self.style_blend) or sum(self.style_blend) <= 0:
+                raise InputError("--style-blend weights must be non-negative, finite and not all zero")
 
 
 def parse_layer_weights(text: str, option: str) -> LayerWeights:
@@ -171,8 +171,8 @@ def parse_layer_weights(text: str, option: str) -> LayerWeights:
                 weight = float(weight_text)
             except ValueError:
                 raise InputError(f"{option}: '{weight_text}' is not a number (write layer:weight, e.g. relu1_1:0.5)") from None
-            if not weight >= 0:
-                raise InputError(f"{option}: layer weights must be zero or positive, got {weight_text}")
+            if not 0 <= weight < math.inf:
+                raise InputError(f"{option}: layer weights must be zero or positive (and finite), got {weight_text}")
         result.append((name.strip().lower(), weight))
     if not result:
         raise InputError(f"{option}: give at least one layer, e.g. relu4_2")
@@ -234,10 +234,10 @@ class TrainConfig:
             raise InputError("--batch-size must be at least 1")
         if self.steps is not None and self.epochs is not None:
             raise InputError("give --steps or --epochs, not both")
-        if (self.steps is not None and self.steps < 1) or (self.epochs is not None and not self.epochs > 0):
-            raise InputError("--steps and --epochs must be positive")
-        if not self.learning_rate > 0:
-            raise InputError(f"--lr must be positive, got {self.learning_rate}")
+        if (self.steps is not None and self.steps < 1) or (self.epochs is not None and not 0 < self.epochs < math.inf):
+            raise InputError("--steps and --epochs must be positive (and finite)")
+        if not 0 < self.learning_rate < math.inf:
+            raise InputError(f"--lr must be positive (and finite), got {self.learning_rate}")
         if self.checkpoint_every < 1:
             raise InputError("--checkpoint-every must be at least 1")
         if self.workers is not None and self.workers < 0:

@@ -25,8 +25,9 @@ from stylize.imageio import (DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, c
                              load_image, resize, save_result)
 from stylize.losses import content_layer_weights, required_layers, style_layer_weights
 from stylize.modelfile import LoadedModel, load_model
-from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, estimate_memory, iterative_half,
-                              largest_fitting_size, plan_schedule, run_iterative)
+from stylize.optimize import (FIXED_BYTES, STYLE_BYTES_PER_PIXEL, Progress, ProgressFn, Result, StyleCache,
+                              estimate_memory, iterative_half, largest_fitting_size, plan_schedule, run_iterative,
+                              style_size)
 from stylize.tiling import MIN_TILE, estimate_bytes, largest_fitting_side, stylize_tiled
 from stylize.transformer import STRIDE, stylize_image
 
@@ -63,6 +64,13 @@ class Iterative:
             raise ResourceError(f"a {width}x{height} iterative run needs about {need / GB:.1f} GB but {self.device} "
                                 f"has {budget / GB:.1f} GB free; use --size {fits // 16 * 16} or less, "
                                 "or a trained --model (tiled, any size)")
+        for image in styles:
+            sh, sw = style_size(self.config, (height, width), image.size, self.min_side)
+            need = STYLE_BYTES_PER_PIXEL * sh * sw + FIXED_BYTES
+            if budget is not None and need > budget:
+                raise ResourceError(f"{image.path}: --style-scale {self.config.style_scale:g} makes it {sw}x{sh}, "
+                                    f"whose pass needs about {need / GB:.1f} GB but {self.device} has "
+                                    f"{budget / GB:.1f} GB free; lower --style-scale")
         return schedule
 
     def run(self, content: LoadedImage, styles: list[LoadedImage], on_progress: ProgressFn | None = None,

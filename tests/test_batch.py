@@ -255,6 +255,16 @@ def test_iterative_run_too_large_for_memory_is_refused(folder, styles, tmp_path)
     assert not out.exists()
 
 
+def test_a_style_scale_whose_style_pass_would_not_fit_is_refused(folder, styles, tmp_path):
+    # The run itself is small; the style image, at 1000x the output's size, is not (it ran out of memory).
+    out = tmp_path / "o.png"
+    result = invoke("run", folder / "img2.jpg", styles[0], "-o", out, "--size", "64", "--style-scale", "1000",
+                    "--quiet")
+    assert result.exit_code == 2, result.output
+    assert "--style-scale 1000 makes it 64000x" in result.stderr and "lower --style-scale" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
 # ------------------------------------------------------------------------------ model batches
 
 def test_model_batches_same_size_photos_and_matches_one_by_one(tmp_path, model):

@@ -180,6 +180,11 @@ def test_bad_content_image(case, painting, tmp_path):
     (["--iterations", "0"], "--iterations"),
     (["--style-layers", "relu1_1:x"], "not a number"),
     (["--style-scale", "0"], "--style-scale"),
+    # Infinities ran: no loss below infinity, the start image came back, or a traceback.
+    (["--style-weight", "inf"], "style weight must be zero or positive (and finite)"),
+    (["--style-scale", "inf"], "--style-scale must be positive (and finite)"),
+    (["--optimizer", "adam", "--lr", "inf"], "--lr must be positive (and finite)"),
+    (["--style-layers", "relu1_1:inf"], "layer weights must be zero or positive (and finite)"),
 ])
 def test_bad_options(photo, painting, tmp_path, args, message):
     out = tmp_path / "out.png"
