@@ -22,6 +22,7 @@ import torch
 from stylize.batch import PlannedJob, prepare_folders
 from stylize.errors import StylizeError
 from stylize.config import OutputConfig
+from stylize.device import is_out_of_memory
 from stylize.distributed import SINGLE, World, gather, shard
 from stylize.imageio import LoadedImage, load_image, save_picture, save_result
 from stylize.sheet import contact_sheet
@@ -69,14 +70,13 @@ class Summary:
         return [o for o in self.outcomes if o.status is Status.failed]
 
 
-# torch.OutOfMemoryError is torch >= 2.5; before, CUDA's was the only one.
-_OUT_OF_MEMORY = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), MemoryError)
-# Errors that fail one job and let the batch go on; anything else is a bug and stops it.
-JOB_ERRORS = (StylizeError, *_OUT_OF_MEMORY)
+def _job_error(exc: Exception) -> bool:
+    """Errors that fail one job and let the batch go on; anything else is a bug and stops it."""
+    return isinstance(exc, StylizeError) or is_out_of_memory(exc)
 
 
 def _failure(exc: BaseException) -> str:
-    if isinstance(exc, _OUT_OF_MEMORY):
+    if is_out_of_memory(exc):
         return "out of memory (try a smaller --size, or --tile with a model)"
     return str(exc)
 
@@ -103,7 +103,9 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
         except KeyboardInterrupt:
             summary.interrupted = True
             return summary
-        except JOB_ERRORS as exc:
+        except Exception as exc:
+            if not _job_error(exc):
+                raise
             _record(summary, on_job, index, len(jobs), Outcome(job, Status.failed, _failure(exc)))
             continue
         _record(summary, on_job, index, len(jobs), Outcome(job, Status.done, seconds=time.perf_counter() - start))
@@ -143,6 +145,13 @@ def run_fast_batch(jobs: list[PlannedJob], stylizer: Fast, options: OutputConfig
             if isinstance(loaded, BaseException):
                 _record(summary, on_job, index, len(jobs), Outcome(job, Status.failed, _failure(loaded)))
                 continue
+            try:
+                stylizer.check(loaded, options.max_pixels)
+            except Exception as exc:
+                if not _job_error(exc):
+                    raise
+                _record(summary, on_job, index, len(jobs), Outcome(job, Status.failed, _failure(exc)))
+                continue
             image = stylizer.input(loaded)
             group = pending.setdefault(tuple(image.shape[-2:]), [])
             group.append((index, job, loaded, image))
@@ -166,7 +175,9 @@ def _flush(group: list[tuple[int, PlannedJob, LoadedImage, torch.Tensor]], styli
     start = time.perf_counter()
     try:
         results = stylizer.run([image for _, _, _, image in group])
-    except JOB_ERRORS as exc:
+    except Exception as exc:
+        if not _job_error(exc):
+            raise
         for index, job, _, _ in group:
             _record(summary, on_job, index, total, Outcome(job, Status.failed, _failure(exc)))
         return
@@ -174,7 +185,9 @@ def _flush(group: list[tuple[int, PlannedJob, LoadedImage, torch.Tensor]], styli
     for (index, job, loaded, _), result in zip(group, results):
         try:
             save_result(result, loaded, job.output, options.overwrite, options.quality)
-        except JOB_ERRORS as exc:
+        except Exception as exc:
+            if not _job_error(exc):
+                raise
             _record(summary, on_job, index, total, Outcome(job, Status.failed, _failure(exc)))
             continue
         _record(summary, on_job, index, total, Outcome(job, Status.done, seconds=seconds))
@@ -197,7 +210,9 @@ class _Loader:
                 return
             try:
                 item: LoadedImage | BaseException = load_image(job.content.path, max_pixels)
-            except JOB_ERRORS as exc:
+            except Exception as exc:
+                if not _job_error(exc):
+                    raise
                 item = exc
             self._put((index, job, item))
         self._put(self._END)

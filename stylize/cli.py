@@ -141,6 +141,12 @@ def _command(world: Any = None) -> Iterator[None]:
     except KeyboardInterrupt:  # outside a workflow's own handling, e.g. while loading: no traceback
         err_console.print("interrupted", markup=False, highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as exc:  # an allocation that failed despite the up-front checks: one line too
+        from stylize.device import is_out_of_memory
+
+        if not is_out_of_memory(exc):
+            raise
+        raise _fail("out of memory: try a smaller --size (with a trained --model, --tile 512)") from None
     finally:
         distributed.stop(world)
 

@@ -68,6 +68,14 @@ def available_devices() -> list[DeviceInfo]:
     return devices
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """An allocation failed: a GPU's (torch.OutOfMemoryError), Python's MemoryError, or the CPU
+    allocator's, which torch raises as a plain RuntimeError ("DefaultCPUAllocator: can't
+    allocate memory")."""
+    out_of_memory = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), MemoryError)
+    return isinstance(exc, out_of_memory) or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
+
+
 def memory_budget(device: torch.device) -> int | None:
     """Bytes that one computation may use on ``device`` now: the free GPU memory, or on the CPU
     the memory the system reports as available; None where it cannot be known."""

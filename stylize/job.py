@@ -32,6 +32,9 @@ from stylize.tiling import MIN_TILE, estimate_bytes, largest_fitting_side, styli
 from stylize.transformer import STRIDE, stylize_image
 
 GB = 2**30
+# A fast run's photo, result and the copy written out, per pixel of the result: 33 bytes over the
+# loaded process for a tiled 6000x4000 run (benchmarks/memory.py); the tiles' own work is bounded.
+IMAGE_BYTES_PER_PIXEL = 36
 
 
 class Iterative:
@@ -111,6 +114,18 @@ class Fast:
         """The photo at the size it is stylised at."""
         image = content.rgb
         return image if self.size is None else resize(image, fit_long_side(*image.shape[-2:], self.size))
+
+    def check(self, content: LoadedImage, max_pixels: int) -> None:
+        """Raise if --size makes the result larger than --max-pixels, or too large for memory even
+        in tiles (the photo and its result themselves must fit: --size 60000 tried to allocate 29 GB)."""
+        height, width = content.size if self.size is None else fit_long_side(*content.size, self.size)
+        if self.size is not None and height * width > max_pixels:
+            raise ImageError(f"--size {self.size} makes {width}x{height}, {height * width:,} pixels, more than "
+                             f"--max-pixels {max_pixels:,}; lower --size (or raise --max-pixels)")
+        need, budget = IMAGE_BYTES_PER_PIXEL * height * width, memory_budget(self.device)
+        if budget is not None and need > budget:
+            raise ResourceError(f"a {width}x{height} result needs about {need / GB:.1f} GB for the images alone but "
+                                f"{self.device} has {budget / GB:.1f} GB free; lower --size")
 
     def tile_for(self, height: int, width: int, batch: int = 1) -> int | None:
         """The tile size for an image (None: one pass). Tiles when asked, or when one pass would
@@ -223,6 +238,7 @@ def prepare_fast(content: Path, stylizer: Fast, output: Path, overwrite: bool, q
     """Validate the photo and the output for a run with a trained network."""
     content_img = load_image(Path(content), max_pixels)
     check_output(output, overwrite)
+    stylizer.check(content_img, max_pixels)
     return FastJob(content_img, output, overwrite, quality, stylizer)
 
 

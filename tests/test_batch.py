@@ -284,6 +284,47 @@ def test_model_batches_same_size_photos_and_matches_one_by_one(tmp_path, model):
         assert (a - b).abs().max() * 255 <= 1.01  # batched convolutions may round differently by one level
 
 
+def test_an_allocation_that_fails_costs_one_job_or_one_line(tmp_path, model, monkeypatch):
+    """torch's CPU allocator fails with a plain RuntimeError (seen with --size 60000): a batch marks
+    that photo failed and goes on; a single run says so in one line, with no traceback."""
+    import stylize.job
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    scene(40, 32).save(photos / "small.png")
+    scene(60, 48).save(photos / "large.png")
+    real = stylize.job.stylize_image
+
+    def allocating(network, image, *args, **kwargs):
+        if image.shape[-1] == 60:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                               "memory: you tried to allocate 28735920000 bytes. Error code 12")
+        return real(network, image, *args, **kwargs)
+
+    monkeypatch.setattr(stylize.job, "stylize_image", allocating)
+    result = invoke("run", photos, "--model", model, "-o", tmp_path / "out", "--device", "cpu")
+    assert result.exit_code == 1 and "large.png x tiny: out of memory" in result.output, result.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["small_x_tiny.png"]
+    single = invoke("run", photos / "large.png", "--model", model, "-o", tmp_path / "one.png", "--device", "cpu")
+    assert single.exit_code == 2 and single.stderr.strip() == ("error: out of memory: try a smaller --size (with a "
+                                                               "trained --model, --tile 512)"), single.output
+    assert not (tmp_path / "one.png").exists()
+
+
+def test_a_size_beyond_max_pixels_or_memory_is_refused_before_any_work(tmp_path, model):
+    photo = tmp_path / "p.png"
+    scene(40, 30).save(photo)
+    # Sizes chosen so that a regression fails fast: a small image, or an allocation far beyond any machine.
+    result = invoke("run", photo, "--model", model, "-o", tmp_path / "big.png", "--size", "400", "--max-pixels",
+                    "10000")
+    assert result.exit_code == 2 and "--size 400 makes 400x300, 120,000 pixels, more than --max-pixels 10,000" \
+        in result.stderr, result.output
+    result = invoke("run", photo, "--model", model, "-o", tmp_path / "big.png", "--size", "400000", "--max-pixels",
+                    str(10**12))
+    assert result.exit_code == 2 and "for the images alone" in result.stderr and "lower --size" in result.stderr
+    assert not (tmp_path / "big.png").exists()
+
+
 def test_model_batch_groups_by_size(tmp_path, model):
     from stylize.batchrun import run_batch
     from stylize.config import OutputConfig
