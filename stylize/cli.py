@@ -123,9 +123,10 @@ def _arm_stop_signals() -> None:
 
 
 @contextmanager
-def _command(world: Any = None) -> Iterator[None]:
+def _command(world: Any = None, smaller: str = "a smaller --size (with a trained --model, --tile 512)"
+             ) -> Iterator[None]:
     """A command's core errors as one line and exit code 2 (said once, by rank 0 under torchrun);
-    the process group, if any, is left on the way out."""
+    the process group, if any, is left on the way out. ``smaller``: what to try when memory ran out."""
     from stylize import distributed  # imports torch
     from stylize.device import reuse_freed_memory
 
@@ -146,7 +147,9 @@ def _command(world: Any = None) -> Iterator[None]:
 
         if not is_out_of_memory(exc):
             raise
-        raise _fail("out of memory: try a smaller --size (with a trained --model, --tile 512)") from None
+        if not world.main:
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise _fail(f"out of memory: try {smaller}") from None
     finally:
         distributed.stop(world)
 
@@ -662,7 +665,7 @@ def train(
 
     world = distributed.world_from_env()
     say = console.print if world.main else (lambda *a, **k: None)  # under torchrun rank 0 speaks
-    with _command(world):
+    with _command(world, smaller="a smaller --image-size or --batch-size"):
         device = distributed.device_for(device, world)
         if world.distributed:
             distributed.start(resolve_device(device), world)
