@@ -162,6 +162,7 @@ def plan(pairs: list[tuple[Source, tuple[Path, ...]]], folder: Path | None, temp
 
     ``folder`` None: beside each photo; ``file``: the one output of a single run."""
     check_template(template)
+    inputs = {path.resolve() for content, styles in pairs for path in (content.path, *styles)}
     jobs: list[PlannedJob] = []
     seen: dict[Path, PlannedJob] = {}
     for content, styles in pairs:
@@ -170,6 +171,10 @@ def plan(pairs: list[tuple[Source, tuple[Path, ...]]], folder: Path | None, temp
             output = file
         else:
             output = render(template, content.path.parent if folder is None else folder, content, label, ext)
+        if output.resolve() in inputs:
+            # Even with --overwrite: that redoes results, it must not replace the photos themselves.
+            raise OutputError(f"{output}: is an input of this run and is never written over; choose another -o "
+                              "or --name")
         job = PlannedJob(content, styles, label, output, output.exists())
         if file is None and output.suffix.lower() not in FORMATS:
             raise OutputError(f"--name '{template}' gives '{output.name}', which has no image suffix; end it "

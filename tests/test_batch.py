@@ -123,6 +123,21 @@ def test_photos_of_one_name_in_two_folders_get_a_message_that_helps(styles, tmp_
             plan(pair(contents, [(styles[0],)], Pairing.product), tmp_path / "out", template, "png")
 
 
+def test_an_input_is_never_written_over_even_with_overwrite(tmp_path, model):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    scene(40, 32, seed=1).save(photos / "x.jpg")
+    scene(40, 32, seed=2).save(photos / "x_x_tiny.jpg")  # the first photo's default output name, as a jpg
+    before = {p.name: p.read_bytes() for p in photos.iterdir()}
+    for args in (["--name", "{content}.{ext}"], []):  # over itself; over the other photo
+        result = invoke("run", photos / "x.jpg", photos / "x_x_tiny.jpg", "--model", model, "-o", photos,
+                        "--format", "jpg", "--overwrite", *args)
+        assert result.exit_code == 2 and "is an input of this run and is never written over" in result.stderr
+    single = invoke("run", photos / "x.jpg", "--model", model, "-o", photos / "x.jpg", "--overwrite")
+    assert single.exit_code == 2 and "never written over" in single.stderr
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
+
+
 def test_output_option_rules(tmp_path):
     assert output_folder(None, batch=False) == (None, None)
     assert output_folder(tmp_path / "x.jpg", batch=False) == (None, tmp_path / "x.jpg")

@@ -286,6 +286,10 @@ def test_init_image_goes_on_from_an_earlier_result(photo, painting, tmp_path):
     more = total(invoke("run", photo, painting, "-o", tmp_path / "more.png", "--iterations", "5",
                         "--init-image", first, *base))
     assert more < short  # five more iterations from where the first run stopped
+    # The way the interrupted run's message says to go on: over its own output (not an input of the run).
+    again = total(invoke("run", photo, painting, "-o", first, "--iterations", "5", "--init-image", first,
+                         "--overwrite", *base))
+    assert again < short
     bad = invoke("run", photo, painting, "-o", tmp_path / "x.png", "--init-image", tmp_path / "nope.png", *base)
     assert_one_line_error(bad, "no such file")
 
