@@ -776,6 +776,8 @@ def export(
             fmt = export_format or ExportFormat.onnx
             output = Path(loaded.path.stem + (".onnx" if fmt is ExportFormat.onnx else ".ts"))
         fmt = exported.format_for(output, export_format)
+        if output.resolve() == loaded.path.resolve():
+            raise InputError(f"{output}: is the model being exported and is never written over; choose another -o")
         check_writable(output, overwrite)
         exported.export_model(loaded.network, loaded.meta, output, fmt, overwrite)
         try:

@@ -123,6 +123,10 @@ def test_export_refuses_bad_requests(tmp_path, model_file):
         args[1] = str(tmp_path / args[1])
         result = runner.invoke(app, ["export", str(model_file), *args])
         assert result.exit_code == 2 and message in result.stderr and not Path(args[1]).exists(), result.output
+    model_bytes = model_file.read_bytes()
+    result = runner.invoke(app, ["export", str(model_file), "-o", str(model_file), "--format", "torchscript",
+                                 "--overwrite"])
+    assert result.exit_code == 2 and "never written over" in result.stderr and model_file.read_bytes() == model_bytes
     result = runner.invoke(app, ["export", str(tmp_path / "missing.pt")])
     assert result.exit_code == 2 and "no such model" in result.stderr
     # an exported model does not tile (its instance norms are compiled in)
