@@ -376,7 +376,7 @@ def _print_plan(jobs: list[Any], overwrite: bool) -> None:
         table.add_column(column, overflow="fold")
     for job in jobs:
         action = ("overwrite" if overwrite else "skip (exists)") if job.exists else "stylize"
-        table.add_row(str(job.content.path), job.style_label, str(job.output), action)
+        table.add_row(*(Text(cell) for cell in (str(job.content.path), job.style_label, str(job.output), action)))
     console.print(table)
 
 
@@ -448,11 +448,13 @@ class _InfoColumn(TextColumn):
     and at 80 columns the iterative bar showed neither."""
 
     def __init__(self) -> None:
-        super().__init__("{task.fields[info]}", table_column=Column())  # the one column that may shrink...
+        # The one column that may shrink (see render); markup=False: a file named "[red]x.jpg" is
+        # shown as it is, not taken for rich markup.
+        super().__init__("{task.fields[info]}", markup=False, table_column=Column())
 
     def render(self, task: Task) -> Text:
         text = super().render(task)
-        text.no_wrap, text.overflow = True, "ellipsis"  # ...and it shrinks by cutting, never onto a second line
+        text.no_wrap, text.overflow = True, "ellipsis"  # it shrinks by cutting, never onto a second line
         return text
 
 
