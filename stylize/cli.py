@@ -273,6 +273,8 @@ def run(
                 _single_iterative(jobs[0], config, backbone_cfg, device, out_cfg, quiet, init_image)
             elif init_image is not None:
                 raise InputError("--init-image is for a single photo, not a batch")
+            elif save_every:  # a batch ran without them, silently
+                raise InputError("--save-every is for a single photo, not a batch")
             else:
                 from stylize.job import Iterative
                 _batch(jobs, Iterative(config, backbone_cfg, device), out_cfg, quiet, contact_sheet, world)

@@ -202,6 +202,15 @@ def test_file_names_that_look_like_markup_are_shown_as_they_are(styles, tmp_path
     assert result.exit_code == 0 and "done: [red]p.png x s1" in re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", result.stderr)
 
 
+@pytest.mark.parametrize("option", [["--save-every", "1"], ["--init-image", "PHOTO"]])
+def test_single_photo_options_are_refused_for_a_batch(folder, styles, tmp_path, option):
+    option = [str(folder / "img2.jpg") if o == "PHOTO" else o for o in option]  # --save-every was ignored
+    result = invoke("run", folder / "img2.jpg", folder / "img10.png", "-s", styles[0], "-o", tmp_path / "out",
+                    *option, *FAST)
+    assert result.exit_code == 2 and f"{option[0]} is for a single photo, not a batch" in result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def test_zip_pairs_and_dry_run_writes_nothing(folder, styles, tmp_path):
     out = tmp_path / "out"
     args = ["run", folder / "img2.jpg", folder / "img10.png", "-s", styles[0], "-s", styles[1], "-o", out,
