@@ -161,8 +161,27 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 
 # ---------------------------------------------------------------------------------------- run
 
+# Options that only one method reads: given to the other, they used to be ignored without a word.
+_ITERATIVE_ONLY = ("iterations", "scales", "optimizer", "lr", "init", "init_image", "content_weight", "style_weight",
+                   "tv_weight", "content_layers", "style_layers", "style_loss", "style_blend", "style_scale",
+                   "save_every", "backbone", "weights", "seed")
+_MODEL_ONLY = ("tile", "batch_size")
+
+
+def _check_method_options(ctx: typer.Context, model: Optional[str]) -> None:
+    """Refuse options that the chosen method (--model or the iterative one) would not use."""
+    given = [name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
+    flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
+    if model is not None and (unused := [flag(n) for n in given if n in _ITERATIVE_ONLY]):
+        raise InputError(f"{', '.join(unused)}: not used with --model (a trained network's style is fixed when it "
+                         "is trained); leave them out, or give a painting instead of --model")
+    if model is None and (unused := [flag(n) for n in given if n in _MODEL_ONLY]):
+        raise InputError(f"{', '.join(unused)}: used with --model only (a trained network); leave them out")
+
+
 @app.command()
 def run(
+    ctx: typer.Context,
     inputs: Annotated[list[Path], typer.Argument(help="CONTENT then STYLE images: files, folders or quoted glob "
                       "patterns. With --style or --model every argument is a CONTENT.", metavar="CONTENT [STYLE]...",
                       show_default=False)],
@@ -239,6 +258,7 @@ def run(
 
     world = distributed.world_from_env()
     with _command(world):
+        _check_method_options(ctx, model)
         device = distributed.device_for(device, world)
         quiet = quiet or not world.main  # under torchrun only rank 0 shows progress
         out_cfg = OutputConfig(template=name, format=image_format, quality=quality, pairs=pairs,

@@ -211,6 +211,17 @@ def test_single_photo_options_are_refused_for_a_batch(folder, styles, tmp_path, 
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_options_of_the_other_method_are_refused_not_ignored(folder, styles, tmp_path, model):
+    photo, out = folder / "img2.jpg", tmp_path / "o.png"
+    result = invoke("run", photo, "--model", model, "-o", out, "--style-weight", "100", "--seed", "3")
+    assert result.exit_code == 2 and "--style-weight, --seed: not used with --model" in result.stderr
+    result = invoke("run", photo, styles[0], "-o", out, "--tile", "256", *FAST)
+    assert result.exit_code == 2 and "--tile: used with --model only" in result.stderr
+    assert not out.exists()
+    # Options both methods read are fine with either.
+    assert invoke("run", photo, "--model", model, "-o", out, "--size", "32", "--preserve-color").exit_code == 0
+
+
 def test_zip_pairs_and_dry_run_writes_nothing(folder, styles, tmp_path):
     out = tmp_path / "out"
     args = ["run", folder / "img2.jpg", folder / "img10.png", "-s", styles[0], "-s", styles[1], "-o", out,
