@@ -705,7 +705,7 @@ def train(
                                         BackboneConfig(name=backbone, weights=weights, download_progress=not quiet),
                                         device, overwrite, resume, preview, world)
         if job.skipped and world.main:
-            err_console.print(f"warning: skipped {_count(len(job.skipped), 'unreadable file')} in {data}",
+            err_console.print(f"warning: skipped {_count(len(job.skipped), 'unreadable or too large file')} in {data}",
                               markup=False, highlight=False, soft_wrap=True)
         steps_of = (f"{batch_size} x {world.size} processes = {batch_size * world.size} photos"
                     if world.distributed else f"{batch_size}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import signal
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 from PIL import Image
 
 from stylize.errors import InputError
-from stylize.imageio import fit_long_side_at_least, load_image, resize
+from stylize.imageio import DEFAULT_MAX_PIXELS, fit_long_side_at_least, load_image, resize
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -24,11 +25,12 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 @dataclass(frozen=True)
 class PhotoScan:
     paths: list[Path]
-    skipped: list[Path]  # files with an image suffix that could not be opened
+    skipped: list[Path]  # files with an image suffix that could not be opened, or over the pixel limit
 
 
-def scan_photos(root: Path) -> PhotoScan:
-    """Every readable image under ``root`` (recursively), sorted; raise if there is none."""
+def scan_photos(root: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> PhotoScan:
+    """Every readable image under ``root`` (recursively) of at most ``max_pixels``, sorted; raise if
+    there is none."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: not a folder of training photos")
@@ -36,13 +38,19 @@ def scan_photos(root: Path) -> PhotoScan:
     skipped: list[Path] = []
     for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
         try:
-            with Image.open(path) as img:
-                img.verify()  # header and structure; cheap, no full decode
+            with warnings.catch_warnings():  # PIL's own bomb warning: the limit below decides
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as img:
+                    # Over the limit every step's decode would refuse it (a decompression bomb, or a
+                    # photo too large to decode at every step): skipped and counted here instead.
+                    if img.width * img.height > max_pixels:
+                        raise ValueError(f"{img.width}x{img.height}")
+                    img.verify()  # header and structure; cheap, no full decode
             good.append(path)
         except Exception:  # PIL raises many types for broken files
             skipped.append(path)
     if not good:
-        extra = f" ({len(skipped)} unreadable)" if skipped else ""
+        extra = f" ({len(skipped)} unreadable or too large)" if skipped else ""
         raise InputError(f"{root}: no usable images found{extra}; expected .jpg/.png/... photos, searched recursively")
     return PhotoScan(good, skipped)
 

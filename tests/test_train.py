@@ -120,6 +120,15 @@ def test_a_narrow_style_image_trains_and_a_tiny_style_size_is_refused(photos, tm
         config(steps=1, style_size=8)
 
 
+def test_photos_over_the_pixel_limit_are_skipped_when_scanned(photos, recwarn):
+    from stylize.dataset import scan_photos
+
+    scan = scan_photos(photos, max_pixels=44 * 36)  # p2.png (48x36) and deep.jpg (50x40) are larger
+    assert sorted(p.name for p in scan.paths) == ["p0.png", "p1.png"]
+    assert sorted(p.name for p in scan.skipped) == ["broken.jpg", "deep.jpg", "p2.png"]
+    assert not [w for w in recwarn if "DecompressionBomb" in str(w.category)]
+
+
 def test_empty_or_unusable_folder(style, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -166,7 +175,7 @@ def test_cli_train_then_run_with_the_model(style, photos, tmp_path):
                                  "--image-size", "32", "--batch-size", "2", "--width", "8", "--blocks", "1",
                                  "--preview", str(photos / "p0.png"), "--checkpoint-every", "1"])
     assert result.exit_code == 0, result.output
-    assert "skipped 1 unreadable" in result.stderr
+    assert "skipped 1 unreadable or too large file" in result.stderr
     # Not a terminal here: the progress is a log line, written when training completes.
     assert re.search(r"^step 2/2 \(100%\), \d:\d\d:\d\d elapsed; [\d.]+ img/s loss ", result.stderr, re.M), result.stderr
     assert (tmp_path / "m.preview-000001.png").is_file()
