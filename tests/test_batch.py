@@ -190,14 +190,14 @@ def test_product_of_contents_and_styles_with_name_and_format(folder, styles, tmp
 def test_file_names_that_look_like_markup_are_shown_as_they_are(styles, tmp_path, monkeypatch):
     from rich.console import Console
 
-    from stylize import cli
+    from stylize.cli import display
 
     photos = tmp_path / "photos"
     photos.mkdir()
     scene(40, 32).save(photos / "[red]p.png")
     dry = invoke("run", photos, "-s", styles[0], "-o", tmp_path / "out", "--dry-run")
     assert dry.exit_code == 0 and "[red]p_x_s1.png" in dry.stdout, dry.output
-    monkeypatch.setattr(cli, "err_console", Console(stderr=True, force_terminal=True, width=200))  # the bars
+    monkeypatch.setattr(display, "err_console", Console(stderr=True, force_terminal=True, width=200))  # the bars
     result = invoke("run", photos, "-s", styles[0], "-o", tmp_path / "out", "--size", "32", "--iterations", "2")
     assert result.exit_code == 0 and "done: [red]p.png x s1" in re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", result.stderr)
 

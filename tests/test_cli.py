@@ -109,10 +109,10 @@ def test_several_styles_blended_with_preserved_colour(photo, painting, tmp_path)
 def test_progress_bar_shows_scales_and_losses(photo, painting, tmp_path, monkeypatch):
     from rich.console import Console
 
-    from stylize import cli
+    from stylize.cli import display
 
     # A terminal of 80 columns, a common one: the losses must give way, not the bar's times.
-    monkeypatch.setattr(cli, "err_console", Console(stderr=True, force_terminal=True, width=80))
+    monkeypatch.setattr(display, "err_console", Console(stderr=True, force_terminal=True, width=80))
     result = invoke("run", photo, painting, "-o", tmp_path / "o.png", "--size", "64", "--scales", "2",
                     "--iterations", "2")
     assert result.exit_code == 0, result.output
@@ -124,9 +124,9 @@ def test_progress_bar_shows_scales_and_losses(photo, painting, tmp_path, monkeyp
 
 @pytest.mark.parametrize("every", [0.0, 3600.0])
 def test_progress_is_logged_in_lines_where_stderr_is_not_a_terminal(photo, painting, tmp_path, monkeypatch, every):
-    from stylize import cli
+    from stylize.cli import display
 
-    monkeypatch.setattr(cli, "LOG_SECONDS", every)
+    monkeypatch.setattr(display, "LOG_SECONDS", every)
     result = invoke("run", photo, painting, "-o", tmp_path / "o.png", "--size", "64", "--scales", "2",
                     "--iterations", "2")
     assert result.exit_code == 0, result.output

@@ -1,6 +1,6 @@
-"""The command line: option parsing, progress display, messages and exit codes.
+"""The command line: option parsing, messages and exit codes (progress displays: ``display``).
 
-This is the only module that prints or exits. Core errors (:class:`StylizeError`) become a
+This package is the only part of stylize that prints or exits. Core errors (:class:`StylizeError`) become a
 one-line message and exit code 2; Ctrl-C exits with 130 after keeping what was done.
 """
 
@@ -11,22 +11,18 @@ import os
 import platform
 import signal
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import (BarColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
-from rich.table import Column, Table
+from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
 from stylize import __version__
+from stylize.cli.display import BatchProgress, ImageProgress, TrainProgress, console, count, err_console
 from stylize.config import (AUTO_ITERATIONS, AUTO_SCALES, DEFAULT_TRAIN_STEPS, Backbone, BackboneConfig,
                             ExportFormat, ImageFormat, InitKind, LossConfig, NormKind, OptimizerKind, OutputConfig,
                             Pairing, RunConfig, StyleLossKind, TrainConfig, format_layer_weights, parse_layer_weights,
@@ -73,8 +69,6 @@ class _OneLineErrors(TyperGroup):
 
 app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Neural style transfer: stylize a photo with a painting.")
-console = Console()
-err_console = Console(stderr=True)
 
 
 def main() -> None:
@@ -368,7 +362,7 @@ def _single_iterative(planned: Any, config: RunConfig, backbone: BackboneConfig,
 
     job = jobs.prepare(planned.content.path, list(planned.styles), planned.output, config, backbone, device,
                        out.overwrite, out.quality, out.max_pixels, init_image)
-    with _progress_display(quiet) as report:
+    with ImageProgress(quiet) as report:
         result = jobs.execute(job, on_progress=report)
     if result.interrupted:
         err_console.print(f"interrupted: kept the best image so far in {job.output}; go on from it with the same "
@@ -393,7 +387,7 @@ def _single_fast(planned: Any, stylizer: Any, out: OutputConfig) -> None:
 
 
 def _print_plan(jobs: list[Any], overwrite: bool) -> None:
-    table = Table(title=_count(len(jobs), 'planned job'), title_justify="left")
+    table = Table(title=count(len(jobs), 'planned job'), title_justify="left")
     for column in ("content", "style", "output", "action"):
         table.add_column(column, overflow="fold")
     for job in jobs:
@@ -410,10 +404,10 @@ def _batch(jobs: list[Any], stylizer: Any, out: OutputConfig, quiet: bool, conta
     todo = sum(1 for j in jobs if not j.exists or out.overwrite)
     if world.main:
         shared = f", shared by {world.size} processes" if world.distributed else ""
-        console.print(f"{_count(len(jobs), 'job')}: {todo} to do{shared}, {len(jobs) - todo} done already",
+        console.print(f"{count(len(jobs), 'job')}: {todo} to do{shared}, {len(jobs) - todo} done already",
                       markup=False, highlight=False, soft_wrap=True)
     per_image = isinstance(stylizer, Iterative)
-    with _batch_display(quiet, -(-todo // world.size), per_image) as (on_job, on_progress):
+    with BatchProgress(quiet, -(-todo // world.size), per_image) as (on_job, on_progress):
         summary = batchrun.run_batch(jobs, stylizer, out, world, on_job, on_progress)
     if world.main:
         _print_summary(summary, len(jobs))
@@ -451,183 +445,6 @@ def _write_sheet(jobs: list[Any], summary: Any, path: Path, overwrite: bool) -> 
 
     write_contact_sheet(jobs, summary, path, overwrite)
     console.print(f"contact sheet: {path}", markup=False, highlight=False, soft_wrap=True)
-
-
-def _count(n: int, noun: str) -> str:
-    """``1 photo``, ``2 photos``."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _format_losses(losses: dict[str, float]) -> str:
-    """``loss 1.23 (content 0.5 style 0.7 tv 0.03)`` for the progress bars."""
-    parts = " ".join(f"{k} {v:.3g}" for k, v in losses.items() if k != "total")
-    return f"loss {losses.get('total', 0.0):.4g} ({parts})"
-
-
-class _InfoColumn(TextColumn):
-    """The losses (or the file in progress) last on the line, cut short with an ellipsis where
-    the terminal is too narrow: rich would otherwise squeeze the times and the percentage first,
-    and at 80 columns the iterative bar showed neither."""
-
-    def __init__(self) -> None:
-        # The one column that may shrink (see render); markup=False: a file named "[red]x.jpg" is
-        # shown as it is, not taken for rich markup.
-        super().__init__("{task.fields[info]}", markup=False, table_column=Column())
-
-    def render(self, task: Task) -> Text:
-        text = super().render(task)
-        text.no_wrap, text.overflow = True, "ellipsis"  # it shrinks by cutting, never onto a second line
-        return text
-
-
-LOG_SECONDS = 30.0  # where stderr is not a terminal: a progress line this often (and when a task ends)
-
-
-class _LogLines:
-    """The progress bars' stand-in where stderr is a file or a pipe (nohup, CI, docker logs): rich
-    would print the bar once, at the very end, cut to 80 columns. Instead a plain line per task
-    every LOG_SECONDS and when it completes, as neural-style and pytorch/examples log."""
-
-    def __init__(self, description: str) -> None:
-        self.description, self.interval = description, LOG_SECONDS
-        self.tasks: list[dict[str, Any]] = []
-
-    def __enter__(self) -> "_LogLines":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        pass
-
-    def add_task(self, description: str, total: float | None = None, completed: float = 0, **fields: Any) -> int:
-        now = time.monotonic()
-        self.tasks.append({"description": description, "total": total, "completed": completed, "fields": fields,
-                           "start": now, "last": now, "done": False})
-        return len(self.tasks) - 1
-
-    def update(self, task_id: int, *, total: float | None = None, completed: float | None = None,
-               description: str | None = None, **fields: Any) -> None:
-        task = self.tasks[task_id]
-        for key, value in (("total", total), ("completed", completed), ("description", description)):
-            if value is not None:
-                task[key] = value
-        task["fields"].update(fields)
-        done = task["total"] is not None and task["completed"] >= task["total"]
-        now = time.monotonic()
-        if (done and not task["done"]) or (not done and now - task["last"] >= self.interval):
-            task["last"] = now
-            err_console.print(self._line(task, now), markup=False, highlight=False, soft_wrap=True)
-        task["done"] = done
-
-    def reset(self, task_id: int, **fields: Any) -> None:
-        """Start the task's clock and count again (the next image of a batch)."""
-        task = self.tasks[task_id]
-        task.update(completed=0, total=None, done=False, start=time.monotonic(), last=time.monotonic())
-        task["fields"].update(fields)
-
-    def _line(self, task: dict[str, Any], now: float) -> str:
-        view = SimpleNamespace(**{k: v for k, v in task.items() if k != "fields"}, fields=task["fields"])
-        parts = [self.description.format(task=view)]
-        elapsed = now - task["start"]
-        parts.append(f"{_clock(elapsed)} elapsed")
-        if task["total"]:
-            fraction = min(1.0, task["completed"] / task["total"])
-            parts[0] += f" ({fraction:.0%})"
-            if 0 < fraction < 1:
-                parts.append(f"{_clock(elapsed * (1 - fraction) / fraction)} left")
-        info = task["fields"].get("info")
-        return ", ".join(parts) + (f"; {info}" if info else "")
-
-
-def _clock(seconds: float) -> str:
-    """``1:02:03``, as rich's time columns show it."""
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def _bar(description: str = "{task.description}", percentage: bool = True) -> Any:
-    """A progress display on stderr: description, bar, percentage, times, and an info field. Only
-    the bar and the info field give way on a narrow terminal. Not on a terminal: log lines."""
-    if not err_console.is_terminal:
-        return _LogLines(description)
-    fixed = lambda: Column(no_wrap=True)  # noqa: E731
-    columns: list[ProgressColumn] = [TextColumn(description, table_column=fixed()), BarColumn(bar_width=20)]
-    if percentage:
-        columns.append(TaskProgressColumn(table_column=fixed()))
-    columns += [TimeElapsedColumn(table_column=fixed()), TimeRemainingColumn(table_column=fixed()), _InfoColumn()]
-    return Progress(*columns, console=err_console, transient=False)
-
-
-class _progress_display:
-    """A rich progress bar over all scales, fed by the optimiser's progress callback."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.progress: Progress | None = None
-        self.task: Any = None
-        self.owned = False
-
-    def __enter__(self):
-        if self.quiet:
-            return None
-        self.progress = _bar()
-        self.progress.__enter__()
-        self.attach(self.progress)
-        self.owned = True
-        return self.update
-
-    def attach(self, progress: Progress) -> None:
-        """Show the image's bar inside another display (a batch's)."""
-        self.progress = progress
-        self.task = self.progress.add_task("starting", total=None, info="")
-
-    def update(self, p: Any) -> None:
-        assert self.progress is not None
-        # Work per scale grows with the pixel count; weigh each iteration by it for a fair ETA.
-        weights = [4.0 ** i for i in range(p.scales)]
-        share = weights[p.scale] / sum(weights)
-        finished = sum(weights[:p.scale]) / sum(weights)
-        description = f"scale {p.scale + 1}/{p.scales} {p.width}x{p.height} it {p.iteration}/{p.iterations}"
-        self.progress.update(self.task, total=1.0, completed=finished + share * p.iteration / p.iterations,
-                             description=description, info=_format_losses(p.losses))
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.progress is not None and self.owned:
-            self.progress.__exit__(*exc)
-
-
-class _batch_display:
-    """An overall bar over the jobs and, for iterative runs, a bar for the image in progress."""
-
-    def __init__(self, quiet: bool, total: int, per_image: bool) -> None:
-        self.quiet, self.total, self.per_image = quiet, total, per_image
-        self.progress: Progress | None = None
-        self.image = _progress_display(quiet)
-        self.finished = 0  # counted: a batch with a model reports photos as they finish, not in order
-
-    def __enter__(self):
-        if self.quiet:
-            return None, None
-        self.progress = _bar()
-        self.progress.__enter__()
-        self.task = self.progress.add_task(f"jobs 0/{self.total}", total=self.total, info="")
-        if self.per_image:
-            self.image.attach(self.progress)
-        return self.on_job, (self.image.update if self.per_image else None)
-
-    def on_job(self, event: Any) -> None:
-        assert self.progress is not None
-        info = f"{event.job.content.path.name} x {event.job.style_label}"
-        if event.outcome is None and self.per_image:  # the image's own clock, for its elapsed and remaining time
-            self.progress.reset(self.image.task, total=None, description="starting", info="")
-        if event.outcome is not None:
-            self.finished += 1
-            info = f"{event.outcome.status.value}: {info}"
-        self.progress.update(self.task, completed=self.finished, description=f"jobs {self.finished}/{self.total}",
-                             info=info)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(*exc)
 
 
 # -------------------------------------------------------------------------------------- train
@@ -705,14 +522,14 @@ def train(
                                         BackboneConfig(name=backbone, weights=weights, download_progress=not quiet),
                                         device, overwrite, resume, preview, world)
         if job.skipped and world.main:
-            err_console.print(f"warning: skipped {_count(len(job.skipped), 'unreadable or too large file')} in {data}",
+            err_console.print(f"warning: skipped {count(len(job.skipped), 'unreadable or too large file')} in {data}",
                               markup=False, highlight=False, soft_wrap=True)
         steps_of = (f"{batch_size} x {world.size} processes = {batch_size * world.size} photos"
                     if world.distributed else f"{batch_size}")
-        say(f"training on {_count(len(job.photos), 'photo')}, {_count(job.total_steps, 'step')} of {steps_of}, "
+        say(f"training on {count(len(job.photos), 'photo')}, {count(job.total_steps, 'step')} of {steps_of}, "
             f"from step {job.start_step}, on {job.device}{' in mixed precision (--half)' if job.config.half else ''}",
             markup=False, highlight=False, soft_wrap=True)
-        with _train_display(quiet, job.start_step, job.total_steps) as report:
+        with TrainProgress(quiet, job.start_step, job.total_steps) as report:
             result = training.train(job, on_progress=report)
     if result.interrupted:
         if world.main:
@@ -720,31 +537,8 @@ def train(
                               f"with the same command plus --resume {result.checkpoint}", markup=False,
                               soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED)
-    say(f"saved {result.output} after {_count(result.steps_done, 'step')} (checkpoint {result.checkpoint})",
+    say(f"saved {result.output} after {count(result.steps_done, 'step')} (checkpoint {result.checkpoint})",
         markup=False, highlight=False, soft_wrap=True)
-
-
-class _train_display:
-    def __init__(self, quiet: bool, start: int, total: int) -> None:
-        self.quiet, self.start, self.total = quiet, start, total
-        self.progress: Progress | None = None
-
-    def __enter__(self):
-        if self.quiet:
-            return None
-        self.progress = _bar("step {task.completed}/{task.total}", percentage=False)
-        self.progress.__enter__()
-        self.task = self.progress.add_task("train", total=self.total, completed=self.start, info="")
-        return self.update
-
-    def update(self, p: Any) -> None:
-        assert self.progress is not None
-        self.progress.update(self.task, completed=p.step,
-                             info=f"{p.images_per_second:.1f} img/s {_format_losses(p.losses)}")
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(*exc)
 
 
 # ------------------------------------------------------------------------------------- models
