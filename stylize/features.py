@@ -102,6 +102,7 @@ class FeatureExtractor(nn.Module):
         indices = {names.index(layer): layer for layer in layers}
         depth = max(indices) + 1
         self.arch = arch
+        self.min_side = min_image_side(arch, layers)  # the smallest image side a full pass takes
         self.body = build_features(arch, depth)
         needed = {k: v.float() for k, v in state.items() if int(k.split(".")[0]) < depth}
         missing = [k for k in self.body.state_dict() if k not in needed]

@@ -20,10 +20,10 @@ from stylize.config import BackboneConfig, RunConfig
 from stylize.device import make_deterministic, memory_budget, resolve_device, resolve_half
 from stylize.errors import ImageError, OutputError, ResourceError
 from stylize.exported import ExportedModel, is_exported, load_exported
-from stylize.features import load_loss_extractor, min_image_side
+from stylize.features import load_loss_extractor
 from stylize.imageio import (DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, check_output, fit_long_side,
                              load_image, resize, save_result)
-from stylize.losses import content_layer_weights, required_layers, style_layer_weights
+from stylize.losses import content_layer_weights, style_layer_weights
 from stylize.modelfile import LoadedModel, load_model
 from stylize.optimize import (FIXED_BYTES, STYLE_BYTES_PER_PIXEL, Progress, ProgressFn, Result, StyleCache,
                               estimate_memory, iterative_half, largest_fitting_size, plan_schedule, run_iterative,
@@ -48,7 +48,7 @@ class Iterative:
         self.extractor, _ = load_loss_extractor(backbone, list(content_layer_weights(config.loss)),
                                                 list(style_layer_weights(config.loss)), self.device)
         self.arch = self.extractor.arch
-        self.min_side = min_image_side(self.arch, required_layers(config.loss))
+        self.min_side = self.extractor.min_side
         self.config = config
         self.cache = StyleCache()
 

@@ -19,7 +19,7 @@ from stylize.color import preserve_color
 from stylize.config import AUTO_ITERATIONS, AUTO_SCALES, InitKind, OptimizerKind, RunConfig
 from stylize.device import autocast, half_dtype, resolve_half
 from stylize.errors import ImageError, InputError
-from stylize.features import FeatureExtractor, conv_values_per_pixel, min_image_side
+from stylize.features import FeatureExtractor, conv_values_per_pixel
 from stylize.imageio import fit_long_side, fit_long_side_at_least, resize
 from stylize.losses import (LossParts, PerceptualLoss, blend_statistics, content_layer_weights, required_layers,
                             style_layer_weights, style_statistics)
@@ -166,10 +166,8 @@ class ScaleProblem:
         self.content_layers = set(content_layer_weights(loss_cfg))
         style_layers = set(style_layer_weights(loss_cfg))
         self.content = resize(content, size)
-        min_side = min_image_side(extractor.arch, required_layers(loss_cfg))
-
         def statistics(style: torch.Tensor) -> dict[str, torch.Tensor]:
-            feats = extractor(resize(style, style_size(config, size, tuple(style.shape[-2:]), min_side)))
+            feats = extractor(resize(style, style_size(config, size, tuple(style.shape[-2:]), extractor.min_side)))
             return style_statistics({n: feats[n] for n in style_layers}, loss_cfg.style_loss)
 
         with torch.no_grad():
@@ -211,8 +209,7 @@ def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: Run
     torch.manual_seed(config.seed)
     content = content.to(device)
     keys, styles = styles, [s.to(device) for s in styles]
-    min_side = min_image_side(extractor.arch, required_layers(config.loss))
-    schedule = plan_schedule(*content.shape[-2:], config, min_side)
+    schedule = plan_schedule(*content.shape[-2:], config, extractor.min_side)
     start = time.perf_counter()
     first = schedule[0][0]
     if init is not None:

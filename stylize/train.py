@@ -24,10 +24,9 @@ from stylize.dataset import StepBatches, ignore_stop_signals_in_worker, scan_pho
 from stylize.device import autocast, half_dtype, make_deterministic, resolve_device, resolve_half
 from stylize.distributed import SINGLE, World
 from stylize.errors import InputError, OutputError
-from stylize.features import FeatureExtractor, load_loss_extractor, min_image_side
+from stylize.features import FeatureExtractor, load_loss_extractor
 from stylize.imageio import LoadedImage, load_image, save_image
-from stylize.losses import (PerceptualLoss, content_layer_weights, required_layers, style_layer_weights,
-                            style_targets)
+from stylize.losses import PerceptualLoss, content_layer_weights, style_layer_weights, style_targets
 from stylize.modelfile import load_model, save_model
 from stylize.transformer import TransformerConfig, TransformerNet, stylize_image
 
@@ -124,8 +123,7 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
         optimizer.load_state_dict(optimizer_state)
     long_side = config.style_size or config.image_size
     with torch.no_grad():
-        min_side = min_image_side(extractor.arch, required_layers(config.loss))
-        feats = extractor(style_image(style, long_side, min_side).to(torch_device))
+        feats = extractor(style_image(style, long_side, extractor.min_side).to(torch_device))
     targets = style_targets([{n: feats[n] for n in style_layer_weights(config.loss)}], [1.0], config.loss.style_loss)
     total = config.total_steps(len(scan.paths), world.size)
     if start_step >= total:
