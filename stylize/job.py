@@ -110,15 +110,18 @@ class Fast:
         self.size, self.keep_color = size, keep_color
         self.half = not self.exported and resolve_half(self.device, half)
 
+    def output_size(self, content: LoadedImage) -> tuple[int, int]:
+        """(height, width) the photo is stylised at: its own, or --size on its long side."""
+        return content.size if self.size is None else fit_long_side(*content.size, self.size)
+
     def input(self, content: LoadedImage) -> torch.Tensor:
         """The photo at the size it is stylised at."""
-        image = content.rgb
-        return image if self.size is None else resize(image, fit_long_side(*image.shape[-2:], self.size))
+        return resize(content.rgb, self.output_size(content))
 
     def check(self, content: LoadedImage, max_pixels: int) -> None:
         """Raise if --size makes the result larger than --max-pixels, or too large for memory even
         in tiles (the photo and its result themselves must fit: --size 60000 tried to allocate 29 GB)."""
-        height, width = content.size if self.size is None else fit_long_side(*content.size, self.size)
+        height, width = self.output_size(content)
         if self.size is not None and height * width > max_pixels:
             raise ImageError(f"--size {self.size} makes {width}x{height}, {height * width:,} pixels, more than "
                              f"--max-pixels {max_pixels:,}; lower --size (or raise --max-pixels)")
