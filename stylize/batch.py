@@ -162,7 +162,7 @@ def plan(pairs: list[tuple[Source, tuple[Path, ...]]], folder: Path | None, temp
 
     ``folder`` None: beside each photo; ``file``: the one output of a single run."""
     check_template(template)
-    inputs = {path.resolve() for content, styles in pairs for path in (content.path, *styles)}
+    inputs = {path.resolve() for path in {p for content, styles in pairs for p in (content.path, *styles)}}
     jobs: list[PlannedJob] = []
     seen: dict[Path, PlannedJob] = {}
     for content, styles in pairs:
