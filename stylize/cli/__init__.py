@@ -1,7 +1,7 @@
 """The command line: option parsing, messages and exit codes (progress displays: ``display``).
 
-This package is the only part of stylize that prints or exits. Core errors (:class:`StylizeError`) become a
-one-line message and exit code 2; Ctrl-C exits with 130 after keeping what was done.
+This package is the only part of stylize that prints or exits. Core errors (:class:`StylizeError`)
+become a one-line message and exit code 2; Ctrl-C exits with 130 after keeping what was done.
 """
 
 from __future__ import annotations
