@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--style-size", type=int, default=256, help="long side of the painting")
     parser.add_argument("--save", type=Path, help="write each output here")
     args = parser.parse_args()
+    if args.save:
+        args.save.mkdir(parents=True, exist_ok=True)
     config = LossConfig(content_weight=1.0, style_weight=1.0, tv_weight=0.0)
     extractor = load_extractor(BackboneConfig(), required_layers(config), CPU)
     images = [load_image(p).rgb for p in photos()]
