@@ -2,7 +2,7 @@
 
 For deciding whether a retrained model should replace a bundled one (`TRAIN_MODELS=1 bash
 benchmarks/gpu.sh` writes candidates): each model stylises the same photos (../shared/data/content
-and the samples, at --size), and each output is scored with stylize's default loss layers: style
+and the samples, at --size), and each output is scored with stylize run's default loss layers (--train-layers: stylize train's): style
 against the model's own painting (../shared/data/styles, at --style-size, as the bundled models were
 trained), content (relu4_2) against the photo. Lower is closer for both; they pull against each
 other, so look at the images too (--save DIR writes them).
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from common import REPO, SHARED
-from stylize.config import BackboneConfig, LossConfig
+from stylize.config import BackboneConfig, LossConfig, TrainConfig, format_layer_weights
 from stylize.features import load_extractor
 from stylize.imageio import fit_long_side, load_image, resize, save_image
 from stylize.losses import PerceptualLoss, content_layer_weights, required_layers, style_layer_weights, style_targets
@@ -39,15 +39,20 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="long side of the photos")
     parser.add_argument("--style-size", type=int, default=256, help="long side of the painting")
     parser.add_argument("--save", type=Path, help="write each output here")
+    parser.add_argument("--train-layers", action="store_true",
+                        help="score with stylize train's layers instead of stylize run's")
     args = parser.parse_args()
     if args.save:
         args.save.mkdir(parents=True, exist_ok=True)
-    config = LossConfig(content_weight=1.0, style_weight=1.0, tv_weight=0.0)
+    layers = TrainConfig().loss if args.train_layers else LossConfig()
+    config = LossConfig(content_weight=1.0, style_weight=1.0, tv_weight=0.0, content_layers=layers.content_layers,
+                        style_layers=layers.style_layers)
+    print(f"content {format_layer_weights(config.content_layers)}, style {format_layer_weights(config.style_layers)}")
     extractor = load_extractor(BackboneConfig(), required_layers(config), CPU)
     images = [load_image(p).rgb for p in photos()]
     images = [resize(i, fit_long_side(*i.shape[-2:], args.size)) for i in images]
     print(f"photos at {args.size} px: {', '.join(p.stem for p in photos())}; mean loss over them")
-    for name in args.models:
+    for number, name in enumerate(args.models, 1):
         model = load_model(name)
         painting = load_image(SHARED / "styles" / model.meta["style_name"]).rgb
         painting = resize(painting, fit_long_side(*painting.shape[-2:], args.style_size))
@@ -63,7 +68,7 @@ def main() -> None:
                 style.append(float(parts.style))
                 content.append(float(parts.content))
                 if args.save:
-                    save_image(out, args.save / f"{Path(name).stem}_{path.stem}.png", overwrite=True)
+                    save_image(out, args.save / f"{number}-{Path(name).stem}_{path.stem}.png", overwrite=True)
         print(f"{name:<40} style {sum(style) / len(style):.4f}  content {sum(content) / len(content):.4f}   "
               f"(style per photo: {' '.join(f'{s:.3f}' for s in style)})")
 

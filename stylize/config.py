@@ -78,6 +78,14 @@ DEFAULT_STYLE_LAYERS: LayerWeights = tuple(
     (name, 1.0) for name in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 )
 
+# Training's layers are Johnson et al.'s (2016, sec. 4.1), not the iterative run's: content at
+# relu2_2, style at relu1_2, relu2_2, relu3_3, relu4_3. A network trained from scratch against
+# content at relu4_2 drew the photo's edges as bright outlines over an even hatching; content at
+# relu2_2 also holds the photo's finer structure, which keeps the photo and tones the hatching
+# down (side by side after 400 and 1000 steps: benchmarks/RESULTS.md).
+TRAIN_CONTENT_LAYERS: LayerWeights = (("relu2_2", 1.0),)
+TRAIN_STYLE_LAYERS: LayerWeights = tuple((name, 1.0) for name in ("relu1_2", "relu2_2", "relu3_3", "relu4_3"))
+
 
 @dataclass(frozen=True)
 class BackboneConfig:
@@ -223,7 +231,8 @@ class TrainConfig:
     half: bool | None = None  # mixed precision (--half/--no-half); None: device.resolve_half
     # A network trained from scratch needs a much lower style weight than the iterative method,
     # which starts from the photo: at 30 (the run default) trained networks lost the photo.
-    loss: LossConfig = field(default_factory=lambda: LossConfig(style_weight=3.0, tv_weight=1e-2))
+    loss: LossConfig = field(default_factory=lambda: LossConfig(
+        style_weight=3.0, tv_weight=1e-2, content_layers=TRAIN_CONTENT_LAYERS, style_layers=TRAIN_STYLE_LAYERS))
 
     def __post_init__(self) -> None:
         if self.image_size < 32:

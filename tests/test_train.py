@@ -1,5 +1,6 @@
 """Training on a handful of tiny generated photos, checkpoints, resume, model files."""
 
+import json
 import re
 import signal
 import subprocess
@@ -197,6 +198,13 @@ def test_cli_train_then_run_with_the_model(style, photos, tmp_path):
 def test_models_command_lists_bundled_models():
     result = CliRunner().invoke(app, ["models"])
     assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    for name in ("starry_night", "the_scream", "shipwreck"):
+        (line,) = [line for line in lines if line.startswith(name + " ")]
+        assert f"style {name}.jpg" in line and "steps at" in line and "content relu" in line
+    rows = json.loads(CliRunner().invoke(app, ["models", "--json"]).stdout)
+    assert {r["name"] for r in rows} == {"starry_night", "the_scream", "shipwreck"}
+    assert all(r["steps"] > 0 and r["photos"] > 0 for r in rows)
 
 
 def test_background_loader_gives_the_same_training(style, photos, tmp_path):
@@ -247,6 +255,11 @@ def test_cli_train_takes_loss_layers_and_records_them(style, photos, tmp_path):
     training = load_model(model).meta["training"]
     assert training["content_layers"] == "relu1_2"
     assert training["style_layers"] == "relu1_1:2,relu2_1"
+    # Without the options: Johnson et al.'s layers, not the iterative run's.
+    assert runner.invoke(app, ["train", *common, "-o", str(tmp_path / "d.pt")]).exit_code == 0
+    defaults = load_model(tmp_path / "d.pt").meta["training"]
+    assert defaults["content_layers"] == "relu2_2"
+    assert defaults["style_layers"] == "relu1_2,relu2_2,relu3_3,relu4_3"
     bad = runner.invoke(app, ["train", *common, "-o", str(tmp_path / "b.pt"), "--style-layers", "relu9_9"])
     assert bad.exit_code == 2 and "unknown style layer 'relu9_9'" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "b.pt").exists()

@@ -557,7 +557,8 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
                      "network": f"{net.width}-{2 * net.width}-{4 * net.width}, {net.blocks} blocks, {net.norm.value}"
                                 f"{f', on 2x2 blocks, {net.head} head' if net.shuffle == 2 else ''}",
                      "steps": meta.get("steps"), "image_size": training.get("image_size"),
-                     "style_weight": training.get("style_weight"), "photos": training.get("photos")})
+                     "style_weight": training.get("style_weight"), "content_layers": training.get("content_layers"),
+                     "photos": training.get("photos")})
     if as_json:
         console.print_json(json.dumps(rows))
         return
@@ -565,7 +566,8 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
         console.print("no bundled models", markup=False, soft_wrap=True)
     for r in rows:
         console.print(f"{r['name']:<12} style {r['style']:<18} {r['mb']} MB  {r['network']}; {r['steps']} steps at "
-                      f"{r['image_size']} px, style weight {r['style_weight']}, {r['photos']} photos",
+                      f"{r['image_size']} px, style weight {r['style_weight']}, content {r['content_layers']}, "
+                      f"{r['photos']} photos",
                       markup=False, highlight=False, soft_wrap=True)
 
 
