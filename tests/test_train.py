@@ -1,6 +1,5 @@
 """Training on a handful of tiny generated photos, checkpoints, resume, model files."""
 
-import json
 import re
 import signal
 import subprocess
@@ -196,15 +195,13 @@ def test_cli_train_then_run_with_the_model(style, photos, tmp_path):
 
 
 def test_models_command_lists_bundled_models():
+    """The text listing (test_bundled_models.py checks --json)."""
     result = CliRunner().invoke(app, ["models"])
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     for name in ("starry_night", "the_scream", "shipwreck"):
         (line,) = [line for line in lines if line.startswith(name + " ")]
         assert f"style {name}.jpg" in line and "steps at" in line and "content relu" in line
-    rows = json.loads(CliRunner().invoke(app, ["models", "--json"]).stdout)
-    assert {r["name"] for r in rows} == {"starry_night", "the_scream", "shipwreck"}
-    assert all(r["steps"] > 0 and r["photos"] > 0 for r in rows)
 
 
 def test_background_loader_gives_the_same_training(style, photos, tmp_path):
