@@ -69,8 +69,15 @@ class TransformerConfig:
                    shuffle=shuffle, head=str(data.get("head", "subpixel" if shuffle == 2 else "upsample")))
 
 
-MIN_SIDE = 16  # smaller inputs are padded up to this
 STRIDE = 4  # total downsampling in both layouts: inputs are padded to a multiple of it
+# At inference the photo gets a reflected margin of this many pixels, cropped off again, so that
+# its border pixels are computed as interior ones. Without it, the network's own padding at the
+# edges of its maps showed through as a band of odd strokes along the photo's edges (a stripe
+# 4-8 px in from the right edge of some models; the edge bands differed from the interior by
+# 6-16 of 255 levels, against 1-4 with the margin: benchmarks/RESULTS.md). Johnson et al. (2016,
+# supplementary) pad their input by 40 px for the same reason. Training crops need none.
+EDGE_MARGIN = 16
+MIN_SIDE = 2 * EDGE_MARGIN  # smaller inputs are first padded up to this (the margin must be smaller)
 CLASSIC = TransformerConfig(width=32, blocks=5)  # Johnson et al.'s 32-64-128, 5 residual blocks
 SMALL = TransformerConfig(width=16, blocks=3)  # the faster preset
 # The bundled models' network: SMALL's widths on 2x2 pixel blocks, 9x faster than CLASSIC at
@@ -221,6 +228,7 @@ class TransformerNet(nn.Module):
         w, norm, s = config.width, config.norm, config.shuffle
         # Plain ints for forward(), which TorchScript compiles (it cannot read the dataclass).
         self.stride, self.shuffle, self.min_side = STRIDE, s, MIN_SIDE  # min_side: a multiple of stride
+        self.margin = EDGE_MARGIN
         # Shuffled, the first layer already works at half resolution, so one strided layer less
         # reaches the residual blocks' quarter resolution (a version with them at 1/8 ran twice as
         # fast but lost the photo in training). Johnson et al.'s 9x9 outer convolutions see 9 px;
@@ -257,17 +265,21 @@ class TransformerNet(nn.Module):
         h, w = image.shape[-2], image.shape[-1]
         stride, s, side = self.stride, self.shuffle, self.min_side
         x = image - 0.5
-        # Pad to at least `side`, so that every reflection pad inside the network is smaller than
-        # the map it pads, and to a multiple of the stride; crop back after. The second pad runs
-        # even when it adds nothing, so that an exported graph pads whatever size it is given.
+        # Pad to at least `side`, so that the margin and every reflection pad inside the network
+        # are smaller than the map they pad; then the margin (EDGE_MARGIN, at inference), and to a
+        # multiple of the stride; crop back after. The stride's pad runs even when it adds nothing,
+        # so that an exported graph pads whatever size it is given.
         x = pad_to_min_side(x, side)
+        m = 0 if self.training else self.margin  # EDGE_MARGIN: inference only
+        if m > 0:
+            x = F.pad(x, (m, m, m, m), mode="reflect")
         x = F.pad(x, (0, (-x.shape[-1]) % stride, 0, (-x.shape[-2]) % stride), mode="reflect")
         if s > 1:
             x = F.pixel_unshuffle(x, s)
         x = self.head(self.decoder(self.residuals(self.encoder(x))))
         if self.shuffle_out > 1:
             x = F.pixel_shuffle(x, self.shuffle_out)
-        return torch.sigmoid(x[..., :h, :w])
+        return torch.sigmoid(x[..., m:m + h, m:m + w])
 
 
 def stylize_image(network: TransformerNet, image: torch.Tensor, device: torch.device,

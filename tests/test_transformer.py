@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from stylize.config import NormKind
-from stylize.transformer import (CLASSIC, FAST, SMALL, STRIDE, BlockConv2d, ConvNormAct, TransformerConfig,
+from stylize.transformer import (CLASSIC, EDGE_MARGIN, FAST, SMALL, STRIDE, BlockConv2d, ConvNormAct, TransformerConfig,
                                  TransformerNet, stylize_image, upsample_conv3x3)
 
 
@@ -83,21 +83,25 @@ def test_shuffled_heads_on_a_flat_image(head):
 
 def test_shuffled_network_is_a_network_on_two_by_two_blocks():
     """Every layer of a shuffled network works at half resolution; only the pixel (un)shuffle
-    touches full resolution, and the output is still pixel-aligned with the input."""
+    touches full resolution, and the output is still pixel-aligned with the input. Training
+    crops go in as they are; at inference the image gets its reflected margin first."""
     torch.manual_seed(0)
-    net = TransformerNet(TransformerConfig(width=8, blocks=1, shuffle=2)).eval()
+    net = TransformerNet(TransformerConfig(width=8, blocks=1, shuffle=2)).train()
     shapes = []
     net.encoder[0].conv.register_forward_hook(lambda m, i, o: shapes.append(tuple(i[0].shape)))
-    with torch.no_grad():
-        out = net(torch.rand(1, 3, 64, 48))
+    out = net(torch.rand(1, 3, 64, 48))
     assert shapes == [(1, 12, 32 + 2, 24 + 2)]  # half size, plus the 3x3 conv's reflection pad
     assert out.shape == (1, 3, 64, 48)
     residual_input = []
     net.residuals[0].register_forward_hook(lambda m, i, o: residual_input.append(tuple(i[0].shape)))
-    with torch.no_grad():
-        odd = net(torch.rand(1, 3, 61, 45))  # padded to the stride of 4, cropped back
+    odd = net(torch.rand(1, 3, 61, 45))  # padded to the stride of 4, cropped back
     assert odd.shape == (1, 3, 61, 45) and STRIDE == 4
     assert residual_input == [(1, 32, 16, 12)]  # the residual blocks at a quarter, as in Johnson et al.
+    net.eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 64, 48))
+    m = EDGE_MARGIN
+    assert shapes[-1] == (1, 12, (64 + 2 * m) // 2 + 2, (48 + 2 * m) // 2 + 2) and out.shape == (1, 3, 64, 48)
 
 
 def test_config_round_trip_and_validation():
