@@ -42,15 +42,19 @@ def _bytes_per_pixel(network: TransformerNet) -> int:
 
 
 def estimate_bytes(network: TransformerNet, height: int, width: int) -> int:
-    """Rough peak memory of stylising a height x width image in one pass."""
-    return _bytes_per_pixel(network) * height * width
+    """Rough peak memory of stylising a height x width image in one pass (the network adds its
+    edge margin around it)."""
+    border = 2 * network.margin
+    return _bytes_per_pixel(network) * (height + border) * (width + border)
 
 
 def largest_fitting_side(network: TransformerNet, budget: int, aspect: float = 1.0) -> int:
     """The longest side of an image (of the given height/width aspect) whose pass fits ``budget`` bytes."""
     pixels = budget / _bytes_per_pixel(network)
-    short_over_long = min(aspect, 1 / aspect)
-    return int((pixels / short_over_long) ** 0.5)
+    r, b = min(aspect, 1 / aspect), 2 * network.margin
+    # The positive root of (long + b) * (r * long + b) = pixels.
+    root = (b * b * (1 + r) ** 2 - 4 * r * (b * b - pixels)) ** 0.5
+    return max(0, int((root - b * (1 + r)) / (2 * r)))
 
 
 def overlap_for(tile: int) -> int:

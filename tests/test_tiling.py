@@ -15,7 +15,7 @@ from stylize.cli import app
 from stylize.imageio import load_image
 from stylize.job import Fast
 from stylize.modelfile import save_model
-from stylize.tiling import estimate_bytes, stylize_tiled
+from stylize.tiling import estimate_bytes, largest_fitting_side, stylize_tiled
 from stylize.transformer import STRIDE, TransformerConfig, TransformerNet, stylize_image
 
 from conftest import scene
@@ -138,3 +138,15 @@ def test_memory_estimate_covers_an_untiled_pass_without_waste(width, shuffle):
                           check=True)
     peak, estimate = map(int, done.stdout.split())
     assert peak < estimate < 3 * peak
+
+
+@pytest.mark.parametrize("aspect", [1.0, 0.75, 4 / 3, 0.1])
+@pytest.mark.parametrize("budget", [10**7, 10**8, 10**9])
+def test_the_largest_fitting_side_fits_its_own_estimate(aspect, budget):
+    """The tile side chosen for a memory budget, with the network's edge margin counted, stays
+    within that budget by the same estimate that decides whether to tile."""
+    net = TransformerNet(TransformerConfig(width=16, blocks=1, shuffle=2))
+    side = largest_fitting_side(net, budget, aspect)
+    height, width = (side, int(side / aspect)) if aspect > 1 else (int(side * aspect), side)
+    assert side > 0 and estimate_bytes(net, height, width) <= budget
+    assert estimate_bytes(net, int(height * 1.1), int(width * 1.1)) > budget  # not far below it
