@@ -21,7 +21,7 @@ python3 benchmarks/iterative.py --device cuda --content "$DATA/content/tubingen.
 [ "${SCHEDULES:-0}" = 1 ] && STYLIZE_SHARED="$DATA" python3 benchmarks/schedules.py --device cuda
 [ "${LBFGS_POLICY:-0}" = 1 ] && python3 benchmarks/lbfgs_policy.py --device cuda
 if [ "${TRAIN_MODELS:-0}" = 1 ]; then
-  for spec in ${MODELS:-starry_night:3 the_scream:3 shipwreck:3}; do
+  for spec in ${MODELS:-starry_night:5 the_scream:5 shipwreck:5}; do
     style=${spec%%:*}; weight=${spec##*:}
     start=$(date +%s)
     # SIGINT on time-out: the trainer then writes a resumable checkpoint.
