@@ -75,6 +75,9 @@ class PlainTransformer(torch.nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         net, (h, w) = self.net, image.shape[-2:]
         x = pad_to_min_side(image - 0.5, net.min_side)
+        m = 0 if net.training else net.margin  # as TransformerNet: its edge margin at inference only
+        if m > 0:
+            x = F.pad(x, (m, m, m, m), mode="reflect")
         x = F.pad(x, (0, (-x.shape[-1]) % net.stride, 0, (-x.shape[-2]) % net.stride), mode="reflect")
         if net.shuffle > 1:
             x = F.pixel_unshuffle(x, net.shuffle)
@@ -87,7 +90,7 @@ class PlainTransformer(torch.nn.Module):
         x = _plain_conv(net.head[0], net.head[1], x)
         if net.shuffle_out > 1:
             x = F.pixel_shuffle(x, net.shuffle_out)
-        return torch.sigmoid(x[..., :h, :w])
+        return torch.sigmoid(x[..., m:m + h, m:m + w])
 
 
 def check_same_function(net: TransformerNet) -> float:
