@@ -19,7 +19,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from stylize.atomic import check_writable
-from stylize.config import BackboneConfig, TrainConfig, format_layer_weights
+from stylize.config import BackboneConfig, LossConfig, TrainConfig, format_layer_weights
 from stylize.dataset import StepBatches, ignore_stop_signals_in_worker, scan_photos, style_image
 from stylize.device import autocast, half_dtype, make_deterministic, resolve_device, resolve_half
 from stylize.distributed import SINGLE, World
@@ -78,6 +78,28 @@ def preview_path(output: Path, step: int) -> Path:
     return output.with_name(f"{output.stem}.preview-{step:06d}.png")
 
 
+_LOSS_OPTIONS = {"content_weight": "--content-weight", "style_weight": "--style-weight", "tv_weight": "--tv-weight",
+                 "content_layers": "--content-layers", "style_layers": "--style-layers"}
+
+
+def _loss_record(loss: LossConfig) -> dict:
+    """The loss as model files record it (in meta["training"]), by the option names' keys."""
+    return {"content_weight": loss.content_weight, "style_weight": loss.style_weight, "tv_weight": loss.tv_weight,
+            "content_layers": format_layer_weights(loss.content_layers),
+            "style_layers": format_layer_weights(loss.style_layers)}
+
+
+def _check_same_loss(resume: Path, recorded: dict, loss: LossConfig) -> None:
+    """A resumed training carries on exactly, so its loss must be the checkpoint's: a silently
+    changed weight or layer (or a default changed since) would train another model."""
+    asked = _loss_record(loss)
+    differ = [f"{flag} {recorded[key]}" for key, flag in _LOSS_OPTIONS.items()
+              if key in recorded and recorded[key] != asked[key]]
+    if differ:
+        raise InputError(f"{resume}: was trained with {' '.join(differ)}; resume with the options of the command "
+                         "that wrote it")
+
+
 def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig, network: TransformerConfig,
                      backbone: BackboneConfig, device: str, overwrite: bool, resume: Path | None = None,
                      preview: Path | None = None, world: World = SINGLE) -> TrainJob:
@@ -110,6 +132,7 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
         if loaded.network.config != asked:  # the checkpoint's network would be trained on regardless
             raise InputError(f"{resume}: its network is {loaded.network.config.options()}, not the {asked.options()} "
                              "asked for; resume with the options of the command that wrote it")
+        _check_same_loss(resume, loaded.meta.get("training", {}), config.loss)
         net = loaded.network
         start_step, optimizer_state = int(loaded.resume["step"]), loaded.resume["optimizer"]
     else:
@@ -132,11 +155,7 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
         "style_name": Path(style).name,
         "style_sha256": style_sha256,
         "backbone": backbone_source,
-        "training": {**{k: v for k, v in asdict(config).items() if k != "loss"},
-                     "content_weight": config.loss.content_weight, "style_weight": config.loss.style_weight,
-                     "tv_weight": config.loss.tv_weight,
-                     "content_layers": format_layer_weights(config.loss.content_layers),
-                     "style_layers": format_layer_weights(config.loss.style_layers),
+        "training": {**{k: v for k, v in asdict(config).items() if k != "loss"}, **_loss_record(config.loss),
                      "data": Path(data).name, "photos": len(scan.paths), "steps": total, "processes": world.size},
     }
     return TrainJob(Path(style), scan.paths, scan.skipped, output, overwrite, config, net, optimizer, start_step,

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,10 @@ def test_resume_continues_to_the_same_weights(style, photos, tmp_path):
     with pytest.raises(InputError, match="its network is --width 8 --blocks 1 .* not the --width 16 --blocks 1"):
         prepare_training(style, photos, tmp_path / "other.pt", config(steps=4), wider, BackboneConfig(), "cpu",
                          overwrite=False, resume=first.checkpoint)
+    # So would another loss (or a default changed since the checkpoint): refused, naming its options.
+    other = replace(config(steps=4), loss=LossConfig(style_weight=7.0, content_layers=(("relu3_1", 1.0),)))
+    with pytest.raises(InputError, match="was trained with --style-weight 30.0 --content-layers relu4_2; resume"):
+        _prepare(style, photos, tmp_path / "other.pt", other, resume=first.checkpoint)
 
 
 def test_interrupted_training_writes_a_checkpoint(style, photos, tmp_path):
