@@ -2,12 +2,14 @@
 
 For deciding whether a retrained model should replace a bundled one (`TRAIN_MODELS=1 bash
 benchmarks/gpu.sh` writes candidates): each model stylises the same photos (../shared/data/content
-and the samples, at --size), and each output is scored with stylize run's default loss layers (--train-layers: stylize train's): style
-against the model's own painting (../shared/data/styles, at --style-size, as the bundled models were
-trained), content (relu4_2) against the photo. Lower is closer for both; they pull against each
-other, so look at the images too (--save DIR writes them).
+and the samples, at --size), and each output is scored with `stylize run`'s default loss layers
+(with --train-layers, `stylize train`'s): style against the model's own painting
+(../shared/data/styles, at --style-size, as the bundled models were trained), content (relu4_2;
+relu2_2 with --train-layers) against the photo. Lower is closer for both; they pull against each
+other, and each model does best under the layers it was trained with, so look at the images too
+(--save DIR writes them, numbered in the order the models were given).
 
-    python benchmarks/model_quality.py starry_night path/to/candidate.pt [--size 512] [--save DIR]
+    python benchmarks/model_quality.py starry_night path/to/candidate.pt [--size 512] [--save DIR] [--train-layers]
 """
 
 from __future__ import annotations

@@ -73,9 +73,10 @@ STRIDE = 4  # total downsampling in both layouts: inputs are padded to a multipl
 # At inference the photo gets a reflected margin of this many pixels, cropped off again, so that
 # its border pixels are computed as interior ones. Without it, the network's own padding at the
 # edges of its maps showed through as a band of odd strokes along the photo's edges (a stripe
-# 4-8 px in from the right edge of some models; the edge bands differed from the interior by
-# 6-16 of 255 levels, against 1-4 with the margin: benchmarks/RESULTS.md). Johnson et al. (2016,
-# supplementary) pad their input by 40 px for the same reason. Training crops need none.
+# 4-8 px in from the right edge of some models): measured against the same model given a 64 px
+# margin, the 12 px band along the edges differed by 10-15 of 255 levels and the interior by
+# 2-3; with 16 px, the edges by no more than the interior (benchmarks/RESULTS.md). Johnson et
+# al. (2016, supplementary) pad their input by 40 px for the same reason. Training needs none.
 EDGE_MARGIN = 16
 MIN_SIDE = 2 * EDGE_MARGIN  # smaller inputs are first padded up to this (the margin must be smaller)
 CLASSIC = TransformerConfig(width=32, blocks=5)  # Johnson et al.'s 32-64-128, 5 residual blocks
