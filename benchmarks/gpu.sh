@@ -44,6 +44,7 @@ if not model.exists() and ckpt.exists():  # stopped early: keep the weights, dro
 ckpt.unlink(missing_ok=True)
 PY
     python3 benchmarks/model_quality.py "$style" "$OUT/${style}_sw${weight}.pt" --save "$OUT/quality"
+    python3 benchmarks/model_quality.py "$style" "$OUT/${style}_sw${weight}.pt" --train-layers
   done
   python3 - "$OUT" "$DATA" <<'PY'
 import sys
