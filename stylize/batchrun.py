@@ -70,15 +70,14 @@ class Summary:
         return [o for o in self.outcomes if o.status is Status.failed]
 
 
-def _job_error(exc: Exception) -> bool:
-    """Errors that fail one job and let the batch go on; anything else is a bug and stops it."""
-    return isinstance(exc, StylizeError) or is_out_of_memory(exc)
-
-
 def _failure(exc: BaseException) -> str:
+    """A failed job's one-line reason. Core errors and failed allocations fail one job and let the
+    batch go on; anything else is a bug, raised again here to stop the batch."""
     if is_out_of_memory(exc):
         return "out of memory (try a smaller --size, or --tile with a model)"
-    return str(exc)
+    if isinstance(exc, StylizeError):
+        return str(exc)
+    raise exc
 
 
 def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: OutputConfig,
@@ -104,8 +103,6 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
             summary.interrupted = True
             return summary
         except Exception as exc:
-            if not _job_error(exc):
-                raise
             _record(summary, on_job, index, len(jobs), Outcome(job, Status.failed, _failure(exc)))
             continue
         _record(summary, on_job, index, len(jobs), Outcome(job, Status.done, seconds=time.perf_counter() - start))
@@ -148,8 +145,6 @@ def run_fast_batch(jobs: list[PlannedJob], stylizer: Fast, options: OutputConfig
             try:
                 stylizer.check(loaded, options.max_pixels)
             except Exception as exc:
-                if not _job_error(exc):
-                    raise
                 _record(summary, on_job, index, len(jobs), Outcome(job, Status.failed, _failure(exc)))
                 continue
             image = stylizer.input(loaded)
@@ -176,8 +171,6 @@ def _flush(group: list[tuple[int, PlannedJob, LoadedImage, torch.Tensor]], styli
     try:
         results = stylizer.run([image for _, _, _, image in group])
     except Exception as exc:
-        if not _job_error(exc):
-            raise
         for index, job, _, _ in group:
             _record(summary, on_job, index, total, Outcome(job, Status.failed, _failure(exc)))
         return
@@ -186,8 +179,6 @@ def _flush(group: list[tuple[int, PlannedJob, LoadedImage, torch.Tensor]], styli
         try:
             save_result(result, loaded, job.output, options.overwrite, options.quality)
         except Exception as exc:
-            if not _job_error(exc):
-                raise
             _record(summary, on_job, index, total, Outcome(job, Status.failed, _failure(exc)))
             continue
         _record(summary, on_job, index, total, Outcome(job, Status.done, seconds=seconds))
@@ -210,9 +201,7 @@ class _Loader:
                 return
             try:
                 item: LoadedImage | BaseException = load_image(job.content.path, max_pixels)
-            except Exception as exc:
-                if not _job_error(exc):
-                    raise
+            except Exception as exc:  # handed to the batch, whose _failure stops it on a bug
                 item = exc
             self._put((index, job, item))
         self._put(self._END)

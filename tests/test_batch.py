@@ -393,3 +393,39 @@ def test_model_batch_groups_by_size(tmp_path, model):
     summary = run_batch(jobs, stylizer, OutputConfig(batch_size=2))
     assert [o.status.value for o in summary.outcomes] == ["done"] * 5
     assert sorted(passes) == [1, 2, 2]  # two pairs of same-size photos, then the one left over
+
+
+def test_a_bug_while_loading_stops_a_model_batch_instead_of_hanging(tmp_path, model, monkeypatch):
+    """Only core errors and failed allocations fail one job; anything else is a bug and stops the
+    batch. Raised in the photo loader's thread, such an error used to end that thread without a
+    word, and the batch waited for its next photo forever."""
+    import threading
+
+    import stylize.batchrun
+    from stylize.batchrun import run_batch
+    from stylize.config import OutputConfig
+    from stylize.job import Fast
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    scene(40, 32).save(photos / "p.png")
+    jobs = plan(pair(expand([photos], False, "content"), [()], Pairing.product), tmp_path / "out", "{content}.{ext}",
+                "png", "tiny")
+    stylizer = Fast(model, "cpu")
+
+    def broken(path, max_pixels):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(stylize.batchrun, "load_image", broken)
+    raised: list[BaseException] = []
+
+    def batch() -> None:
+        try:
+            run_batch(jobs, stylizer, OutputConfig())
+        except ZeroDivisionError as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=batch, daemon=True)  # a daemon: a hang must not hold up pytest's exit
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and [str(e) for e in raised] == ["a bug"]
