@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import math
 import signal
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from stylize.errors import InputError
-from stylize.imageio import DEFAULT_MAX_PIXELS, fit_long_side_at_least, load_image, resize
+from stylize.imageio import DEFAULT_MAX_PIXELS, fit_long_side_at_least, load_image, open_image, resize
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -38,14 +36,10 @@ def scan_photos(root: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> PhotoScan:
     skipped: list[Path] = []
     for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
         try:
-            with warnings.catch_warnings():  # PIL's own bomb warning: the limit below decides
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(path) as img:
-                    # Over the limit every step's decode would refuse it (a decompression bomb, or a
-                    # photo too large to decode at every step): skipped and counted here instead.
-                    if img.width * img.height > max_pixels:
-                        raise ValueError(f"{img.width}x{img.height}")
-                    img.verify()  # header and structure; cheap, no full decode
+            # Over the limit every step's decode would refuse it (a decompression bomb, or a photo
+            # too large to decode at every step): skipped and counted here instead.
+            with open_image(path, max_pixels) as img:
+                img.verify()  # header and structure; cheap, no full decode
             good.append(path)
         except Exception:  # PIL raises many types for broken files
             skipped.append(path)

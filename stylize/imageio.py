@@ -75,11 +75,7 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: the file is empty (0 bytes)")
     try:
-        with _pillow_limit_off(), Image.open(path) as img:
-            width, height = img.size  # from the header: nothing is decoded yet
-            if width * height > max_pixels:
-                raise ImageError(f"{path}: {width}x{height} is {width * height:,} pixels, more than the limit of "
-                                 f"{max_pixels:,}; refusing to decode it (raise --max-pixels if it is genuine)")
+        with open_image(path, max_pixels) as img:
             img.load()
             metadata = _metadata(img)  # before exif_transpose, which can drop the ICC profile
             img = ImageOps.exif_transpose(img)
@@ -96,9 +92,21 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
 
 
 @contextmanager
+def open_image(path: Path, max_pixels: int) -> Iterator[Image.Image]:
+    """An image file opened, nothing decoded yet; more than ``max_pixels`` by its header raises
+    ImageError (a decompression bomb, or more than the user allowed)."""
+    with _pillow_limit_off(), Image.open(path) as img:
+        width, height = img.size
+        if width * height > max_pixels:
+            raise ImageError(f"{path}: {width}x{height} is {width * height:,} pixels, more than the limit of "
+                             f"{max_pixels:,}; refusing to decode it (raise --max-pixels if it is genuine)")
+        yield img
+
+
+@contextmanager
 def _pillow_limit_off() -> Iterator[None]:
-    """Pillow's own bomb check fires at a fixed size with a message about Pillow; ours (above)
-    names the limit and how to raise it, so Pillow's is off while we open a file."""
+    """Pillow's own bomb check fires at a fixed size with a message about Pillow; ours
+    (``open_image``) names the limit and how to raise it, so Pillow's is off while we open a file."""
     saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
