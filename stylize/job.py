@@ -25,9 +25,8 @@ from stylize.imageio import (DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, c
                              load_image, resize, save_result)
 from stylize.losses import content_layer_weights, style_layer_weights
 from stylize.modelfile import LoadedModel, load_model
-from stylize.optimize import (FIXED_BYTES, STYLE_BYTES_PER_PIXEL, Progress, ProgressFn, Result, StyleCache,
-                              estimate_memory, iterative_half, largest_fitting_size, plan_schedule, run_iterative,
-                              style_size)
+from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, estimate_memory, estimate_style_memory,
+                              iterative_half, largest_fitting_size, plan_schedule, run_iterative, style_size)
 from stylize.tiling import MIN_TILE, estimate_bytes, largest_fitting_side, stylize_tiled
 from stylize.transformer import STRIDE, stylize_image
 
@@ -69,7 +68,7 @@ class Iterative:
                                 "or a trained --model (tiled, any size)")
         for image in styles:
             sh, sw = style_size(self.config, (height, width), image.size, self.min_side)
-            need = STYLE_BYTES_PER_PIXEL * sh * sw + FIXED_BYTES
+            need = estimate_style_memory(sh, sw)
             if budget is not None and need > budget:
                 raise ResourceError(f"{image.path}: --style-scale {self.config.style_scale:g} makes it {sw}x{sh}, "
                                     f"whose pass needs about {need / GB:.1f} GB but {self.device} has "

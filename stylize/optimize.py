@@ -59,6 +59,11 @@ def estimate_memory(arch: str, config: RunConfig, height: int, width: int) -> in
     return int(per_pixel * height * width + FIXED_BYTES)
 
 
+def estimate_style_memory(height: int, width: int) -> int:
+    """Rough peak memory in bytes of the feature pass over a style image used at height x width."""
+    return STYLE_BYTES_PER_PIXEL * height * width + FIXED_BYTES
+
+
 def largest_fitting_size(arch: str, config: RunConfig, height: int, width: int, budget: int) -> int:
     """The largest --size (long side) whose run fits ``budget`` bytes, for an image of this shape."""
     per_pixel = (estimate_memory(arch, config, height, width) - FIXED_BYTES) / (height * width)
