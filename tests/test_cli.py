@@ -265,9 +265,9 @@ def test_stop_signals_end_the_process_until_torch_has_loaded(parent_ignores_sigi
     code = ("import signal\n"
             "from stylize import cli\n"
             "show = lambda h: 'ignore' if h is signal.SIG_IGN else 'die' if h is signal.SIG_DFL else 'raise'\n"
-            "cli._defer_stop_signals()\n"
+            "cli.defer_stop_signals()\n"
             "print(show(signal.getsignal(signal.SIGINT)), show(signal.getsignal(signal.SIGTERM)))\n"
-            "cli._arm_stop_signals()\n"
+            "cli.arm_stop_signals()\n"
             "print(show(signal.getsignal(signal.SIGINT)), show(signal.getsignal(signal.SIGTERM)))\n")
     ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if parent_ignores_sigint else sigint_default
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, preexec_fn=ignore).stdout

@@ -1,0 +1,312 @@
+"""`stylize run`: one photo or a batch, with a painting (iterative) or a trained --model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from stylize.cli.app import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, app, command_context, half_help
+from stylize.cli.display import BatchProgress, ImageProgress, console, count, err_console
+from stylize.config import (AUTO_ITERATIONS, AUTO_SCALES, Backbone, BackboneConfig, ImageFormat, InitKind,
+                            LossConfig, OptimizerKind, OutputConfig, Pairing, RunConfig, StyleLossKind,
+                            format_layer_weights, parse_layer_weights, parse_numbers, parse_scales)
+from stylize.errors import InputError
+
+DEFAULT_RUN = RunConfig()
+DEFAULT_LOSS = LossConfig()
+DEFAULT_OUTPUT = OutputConfig()
+
+# Options that only one method reads: given to the other, they used to be ignored without a word.
+_ITERATIVE_ONLY = ("iterations", "scales", "optimizer", "lr", "init", "init_image", "content_weight", "style_weight",
+                   "tv_weight", "content_layers", "style_layers", "style_loss", "style_blend", "style_scale",
+                   "save_every", "backbone", "weights", "seed")
+_MODEL_ONLY = ("tile", "batch_size")
+
+
+def _check_method_options(ctx: typer.Context, model: Optional[str]) -> None:
+    """Refuse options that the chosen method (--model or the iterative one) would not use."""
+    given = [name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
+    flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
+    if model is not None and (unused := [flag(n) for n in given if n in _ITERATIVE_ONLY]):
+        raise InputError(f"{', '.join(unused)}: not used with --model (a trained network's style is fixed when it "
+                         "is trained); leave them out, or give a painting instead of --model")
+    if model is None and (unused := [flag(n) for n in given if n in _MODEL_ONLY]):
+        raise InputError(f"{', '.join(unused)}: used with --model only (a trained network); leave them out")
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    inputs: Annotated[list[Path], typer.Argument(help="CONTENT then STYLE images: files, folders or quoted glob "
+                      "patterns. With --style or --model every argument is a CONTENT.", metavar="CONTENT [STYLE]...",
+                      show_default=False)],
+    style_option: Annotated[Optional[list[Path]], typer.Option("--style", "-s", help="A style image, folder or "
+                            "pattern (repeatable); then every argument is a CONTENT.", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output image or folder. Default: "
+                      "CONTENT_x_STYLE.png beside the photo; a batch needs a folder.", show_default=False)] = None,
+    size: Annotated[Optional[int], typer.Option(help="Long side of the output in pixels. \\[default: 512; with "
+                    "--model: the photo's own size]", show_default=False)] = None,
+    iterations: Annotated[Optional[str], typer.Option(help="Iterations per scale: one number for every scale, "
+                          f"or a list such as 200,70. Default: {AUTO_ITERATIONS[-2]} at half size, {AUTO_ITERATIONS[-1]} at "
+                          "full size.")] = None,
+    scales: Annotated[Optional[str], typer.Option(help="Coarse-to-fine schedule: a number of scales, each twice the "
+                      "last (1 = single scale), or sizes such as 128,256. "
+                      f"Default: {AUTO_SCALES} (half size, then full).")] = None,
+    optimizer: Annotated[OptimizerKind, typer.Option(help="Optimiser.")] = DEFAULT_RUN.optimizer,
+    lr: Annotated[float, typer.Option("--lr", help="Adam's learning rate.")] = DEFAULT_RUN.learning_rate,
+    init: Annotated[InitKind, typer.Option(help="Starting image.")] = DEFAULT_RUN.init,
+    init_image: Annotated[Optional[Path], typer.Option(help="Start from this image instead (e.g. the output of "
+                          "an interrupted run, to go on from it).", show_default=False)] = None,
+    content_weight: Annotated[float, typer.Option(help="alpha: weight of the content loss.")] = DEFAULT_LOSS.content_weight,
+    style_weight: Annotated[float, typer.Option(help="beta: weight of the style loss.")] = DEFAULT_LOSS.style_weight,
+    tv_weight: Annotated[float, typer.Option(help="Weight of total-variation smoothing.")] = DEFAULT_LOSS.tv_weight,
+    content_layers: Annotated[str, typer.Option(help="Content layers, optionally weighted: relu4_2 or "
+                              "relu3_2:0.5,relu4_2.")] = format_layer_weights(DEFAULT_LOSS.content_layers),
+    style_layers: Annotated[str, typer.Option(help="Style layers with optional weights (normalised to sum 1), "
+                            "e.g. relu1_1:2,relu2_1,relu3_1.")] = format_layer_weights(DEFAULT_LOSS.style_layers),
+    style_loss: Annotated[StyleLossKind, typer.Option(help="Style statistic: Gram matrices or per-channel "
+                          "mean and std.")] = DEFAULT_LOSS.style_loss,
+    style_blend: Annotated[Optional[str], typer.Option(help="Blend all the style images into one style with these "
+                           "weights, e.g. 0.7,0.3 (without it: one result per style).")] = None,
+    style_scale: Annotated[float, typer.Option(help="Size of the style image relative to the output.")] = DEFAULT_RUN.style_scale,
+    preserve_color: Annotated[bool, typer.Option("--preserve-color", help="Keep the photo's colours "
+                              "(transfer luminance only).")] = False,
+    save_every: Annotated[int, typer.Option(help="Save an intermediate image every N iterations.")] = 0,
+    backbone: Annotated[Optional[Backbone], typer.Option(help="Feature network. vgg16 is bundled; vgg19 and "
+                        "vgg16-imagenet are downloaded by torchvision. \\[default: vgg16]", show_default=False)] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="Local torchvision VGG-16/19 state dict (full model or "
+                       "features only).", show_default=False)] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed (same inputs, seed and device: same output).")] = DEFAULT_RUN.seed,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="A trained model file (stylize train), "
+                     "an exported .onnx/.ts file (stylize export) or a bundled model's name (stylize models): "
+                     "one forward pass, no STYLE.",
+                     show_default=False)] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also search sub-folders of folder "
+                         "inputs.")] = False,
+    pairs: Annotated[Pairing, typer.Option(help="product: every content with every style; zip: the first with "
+                     "the first, ...")] = DEFAULT_OUTPUT.pairs,
+    name: Annotated[str, typer.Option(help="Output file names in a batch: {content}, {style}, {dir} (sub-folder "
+                    "of a --recursive input), {ext}.")] = DEFAULT_OUTPUT.template,
+    image_format: Annotated[Optional[ImageFormat], typer.Option("--format", help="Output format \\[default: from "
+                            "-o, else png].", show_default=False)] = None,
+    quality: Annotated[int, typer.Option(help="JPEG/WebP quality (1-100).")] = DEFAULT_OUTPUT.quality,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (a batch otherwise "
+                         "skips them, so re-running it resumes it).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the planned jobs and exit.")] = False,
+    contact_sheet: Annotated[Optional[Path], typer.Option(help="Also write one image with the inputs and "
+                             "results in a grid.", show_default=False)] = None,
+    batch_size: Annotated[int, typer.Option(help="With --model: photos of the same size per forward "
+                          "pass.")] = DEFAULT_OUTPUT.batch_size,
+    tile: Annotated[Optional[int], typer.Option(help="With --model: stylise in tiles of this many pixels "
+                    "(0: never) \\[default: only when an image would not fit in memory].",
+                    show_default=False)] = None,
+    half: Annotated[Optional[bool], typer.Option("--half/--no-half", help=half_help(), show_default=False)] = None,
+    max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels than this (decompression "
+                          "bombs).")] = DEFAULT_OUTPUT.max_pixels,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Stylize photos with paintings (Gatys et al.'s iterative method) or with a trained --model.
+
+    One photo and one style write one image; folders, patterns or several images make a batch."""
+    from stylize import distributed
+
+    world = distributed.world_from_env()
+    with command_context(world):
+        _check_method_options(ctx, model)
+        device = distributed.device_for(device, world)
+        quiet = quiet or not world.main  # under torchrun only rank 0 shows progress
+        out_cfg = OutputConfig(template=name, format=image_format, quality=quality, pairs=pairs,
+                               recursive=recursive, overwrite=overwrite, max_pixels=max_pixels,
+                               batch_size=batch_size, tile=tile)
+        blend = parse_numbers(style_blend, "--style-blend") if style_blend else None
+        jobs, single = _plan(inputs, style_option, model, blend, output, out_cfg)
+        if dry_run:
+            if world.main:
+                _print_plan(jobs, overwrite)
+            return
+        if world.distributed:
+            if single and not world.main:
+                return  # one image: rank 0 makes it
+            from stylize.device import resolve_device
+            distributed.start(resolve_device(device), world)
+        if contact_sheet is not None:
+            from stylize.imageio import check_output
+            check_output(contact_sheet, overwrite)
+        if model is None:
+            loss = LossConfig(
+                content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
+                content_layers=parse_layer_weights(content_layers, "--content-layers"),
+                style_layers=parse_layer_weights(style_layers, "--style-layers"), style_loss=style_loss)
+            config = RunConfig(
+                size=DEFAULT_RUN.size if size is None else size, scales=parse_scales(scales) if scales else None,
+                iterations=parse_numbers(iterations, "--iterations", int) if iterations else None,
+                optimizer=optimizer, learning_rate=lr, init=init, seed=seed, style_scale=style_scale,
+                style_blend=blend, preserve_color=preserve_color, save_every=save_every, half=half, loss=loss)
+            backbone_cfg = BackboneConfig(name=backbone, weights=weights, download_progress=not quiet)
+            if single:
+                _single_iterative(jobs[0], config, backbone_cfg, device, out_cfg, quiet, init_image)
+            elif init_image is not None:
+                raise InputError("--init-image is for a single photo, not a batch")
+            elif save_every:  # a batch ran without them, silently
+                raise InputError("--save-every is for a single photo, not a batch")
+            else:
+                from stylize.job import Iterative
+                _batch(jobs, Iterative(config, backbone_cfg, device), out_cfg, quiet, contact_sheet, world)
+        else:
+            from stylize.job import Fast
+            stylizer = Fast(model, device, size, preserve_color, tile, half)
+            if single:
+                _single_fast(jobs[0], stylizer, out_cfg)
+            else:
+                _batch(jobs, stylizer, out_cfg, quiet, contact_sheet, world)
+        if single and contact_sheet is not None:
+            from stylize.batchrun import Summary
+            _write_sheet(jobs, Summary(), contact_sheet, overwrite)
+
+
+def _plan(inputs: list[Path], style_option: Optional[list[Path]], model: Optional[str],
+          blend: Optional[tuple[float, ...]], output: Optional[Path], out: OutputConfig) -> tuple[list[Any], bool]:
+    """The jobs (content, styles, output path) and whether this is a single run (one photo file,
+    one style) rather than a batch."""
+    from stylize import batch as planning
+
+    content_specs, style_specs = _split_inputs(inputs, style_option, model)
+    contents = planning.expand(content_specs, out.recursive, "content")
+    styles = planning.expand(style_specs, out.recursive, "style") if style_specs else []
+    if blend is not None and len(blend) != len(styles):
+        raise InputError(f"--style-blend has {len(blend)} weights for {len(styles)} style image(s)")
+    groups = [tuple(s.path for s in styles)] if blend or model else [(s.path,) for s in styles]
+    single = len(contents) == 1 and len(groups) == 1 and contents[0].explicit and all(s.explicit for s in styles)
+    folder, file = planning.output_folder(output, batch=not single)
+    contents = planning.without_outputs(contents, folder)
+    if not contents:
+        raise InputError("every content image is inside the output folder; give -o another folder")
+    model_name = _model_name(model) if model else None
+    pairs = planning.pair(contents, groups, out.pairs)
+    return planning.plan(pairs, folder, out.template, _extension(out.format, file), model_name, file), single
+
+
+def _split_inputs(inputs: list[Path], style_option: Optional[list[Path]], model: Optional[str]
+                  ) -> tuple[list[Path], list[Path]]:
+    """(content specs, style specs): with --style or --model every argument is a content."""
+    if model is not None:
+        if style_option:
+            raise InputError("--model stylizes with a trained network: give no --style with it")
+        return list(inputs), []
+    if style_option:
+        return list(inputs), list(style_option)
+    if len(inputs) < 2:
+        raise InputError("give at least one style image (stylize run PHOTO PAINTING), --style or a --model")
+    return [inputs[0]], list(inputs[1:])
+
+
+def _extension(image_format: Optional[ImageFormat], file: Optional[Path]) -> str:
+    if file is None:
+        return (image_format or ImageFormat.png).value
+    suffix = file.suffix.lower().lstrip(".")
+    if image_format is not None and suffix not in (image_format.value, {"jpg": "jpeg", "tiff": "tif"}.get(
+            image_format.value)):
+        raise InputError(f"-o {file} and --format {image_format.value} disagree; give one of them")
+    return suffix
+
+
+def _model_name(model: str) -> str:
+    from stylize.modelfile import resolve_model
+
+    return resolve_model(model).stem
+
+
+def _single_iterative(planned: Any, config: RunConfig, backbone: BackboneConfig, device: str, out: OutputConfig,
+                      quiet: bool, init_image: Optional[Path]) -> None:
+    from stylize import job as jobs
+
+    job = jobs.prepare(planned.content.path, list(planned.styles), planned.output, config, backbone, device,
+                       out.overwrite, out.quality, out.max_pixels, init_image)
+    with ImageProgress(quiet) as report:
+        result = jobs.execute(job, on_progress=report)
+    if result.interrupted:
+        err_console.print(f"interrupted: kept the best image so far in {job.output}; go on from it with the same "
+                          f"command plus --init-image {job.output} --overwrite (and --scales 1 to stay at full "
+                          "size)", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    h, w = result.image.shape[-2:]
+    losses = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
+    console.print(f"saved {job.output} ({w}x{h}) in {result.seconds:.1f} s; loss: {losses}", markup=False,
+                  highlight=False, soft_wrap=True)
+
+
+def _single_fast(planned: Any, stylizer: Any, out: OutputConfig) -> None:
+    from stylize import job as jobs
+
+    job = jobs.prepare_fast(planned.content.path, stylizer, planned.output, out.overwrite, out.quality,
+                            out.max_pixels)
+    result = jobs.execute_fast(job)
+    h, w = result.image.shape[-2:]
+    console.print(f"saved {job.output} ({w}x{h}) in {result.seconds:.2f} s with {stylizer.path.name}",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_plan(jobs: list[Any], overwrite: bool) -> None:
+    table = Table(title=count(len(jobs), 'planned job'), title_justify="left")
+    for column in ("content", "style", "output", "action"):
+        table.add_column(column, overflow="fold")
+    for job in jobs:
+        action = ("overwrite" if overwrite else "skip (exists)") if job.exists else "stylize"
+        table.add_row(*(Text(cell) for cell in (str(job.content.path), job.style_label, str(job.output), action)))
+    console.print(table)
+
+
+def _batch(jobs: list[Any], stylizer: Any, out: OutputConfig, quiet: bool, contact_sheet: Optional[Path],
+           world: Any) -> None:
+    from stylize import batchrun
+    from stylize.job import Iterative
+
+    todo = sum(1 for j in jobs if not j.exists or out.overwrite)
+    if world.main:
+        shared = f", shared by {world.size} processes" if world.distributed else ""
+        console.print(f"{count(len(jobs), 'job')}: {todo} to do{shared}, {len(jobs) - todo} done already",
+                      markup=False, highlight=False, soft_wrap=True)
+    per_image = isinstance(stylizer, Iterative)
+    with BatchProgress(quiet, -(-todo // world.size), per_image) as (on_job, on_progress):
+        summary = batchrun.run_batch(jobs, stylizer, out, world, on_job, on_progress)
+    if world.main:
+        _print_summary(summary, len(jobs))
+        if contact_sheet is not None:
+            _write_sheet(jobs, summary, contact_sheet, out.overwrite)
+    if summary.interrupted:
+        if world.main:
+            err_console.print("interrupted: finished outputs are kept; run the same command again to do the rest",
+                              markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.failed:
+        raise typer.Exit(EXIT_FAILED_JOBS)
+
+
+def _print_summary(summary: Any, total: int) -> None:
+    from stylize.batchrun import Status
+
+    table = Table(title="batch summary", title_justify="left", show_header=False)
+    table.add_column("status")
+    table.add_column("count", justify="right")
+    for status in Status:
+        table.add_row(status.value, str(summary.count(status)))
+    untried = total - len(summary.outcomes)
+    if untried:
+        table.add_row("not started", str(untried))
+    console.print(table)
+    for outcome in summary.failed:
+        reason = outcome.reason.removeprefix(f"{outcome.job.content.path}: ")
+        console.print(f"failed: {outcome.job.content.path} x {outcome.job.style_label}: {reason}",
+                      markup=False, highlight=False, soft_wrap=True)
+
+
+def _write_sheet(jobs: list[Any], summary: Any, path: Path, overwrite: bool) -> None:
+    from stylize.batchrun import write_contact_sheet
+
+    write_contact_sheet(jobs, summary, path, overwrite)
+    console.print(f"contact sheet: {path}", markup=False, highlight=False, soft_wrap=True)

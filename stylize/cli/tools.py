@@ -1,0 +1,140 @@
+"""The small commands: `stylize models`, `stylize export` and `stylize info`."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from stylize import __version__
+from stylize.cli.app import app, command_context
+from stylize.cli.display import console
+from stylize.config import Backbone, ExportFormat
+from stylize.errors import InputError
+
+
+# ------------------------------------------------------------------------------------- models
+
+@app.command()
+def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the bundled models (name, style, size, how trained)."""
+    from stylize.modelfile import bundled_models, load_model
+
+    rows = []
+    for path in bundled_models():
+        loaded = load_model(path)
+        meta, net = loaded.meta, loaded.network.config
+        training = meta.get("training", {})
+        rows.append({"name": path.stem, "style": meta.get("style_name", "?"), "mb": round(path.stat().st_size / 1e6, 1),
+                     "network": f"{net.width}-{2 * net.width}-{4 * net.width}, {net.blocks} blocks, {net.norm.value}"
+                                f"{f', on 2x2 blocks, {net.head} head' if net.shuffle == 2 else ''}",
+                     "steps": meta.get("steps"), "image_size": training.get("image_size"),
+                     "style_weight": training.get("style_weight"), "content_layers": training.get("content_layers"),
+                     "photos": training.get("photos")})
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    if not rows:
+        console.print("no bundled models", markup=False, soft_wrap=True)
+    for r in rows:
+        console.print(f"{r['name']:<12} style {r['style']:<18} {r['mb']} MB  {r['network']}; {r['steps']} steps at "
+                      f"{r['image_size']} px, style weight {r['style_weight']}, content {r['content_layers']}, "
+                      f"{r['photos']} photos",
+                      markup=False, highlight=False, soft_wrap=True)
+
+
+# ------------------------------------------------------------------------------------- export
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="A model file from `stylize train`, or a bundled model's name.",
+                                         show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="The file to write \\[default: the "
+                      "model's name, .onnx or .ts].", show_default=False, dir_okay=False)] = None,
+    export_format: Annotated[Optional[ExportFormat], typer.Option("--format", help="onnx or torchscript "
+                             "\\[default: from -o's suffix, else onnx].", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing file.")] = False,
+) -> None:
+    """Export a trained network as ONNX (onnxruntime) or TorchScript (libtorch); `run --model` takes either."""
+    import torch
+
+    from stylize import exported
+    from stylize.atomic import check_writable
+    from stylize.modelfile import load_model
+
+    with command_context():
+        loaded = load_model(model)
+        if output is None:
+            fmt = export_format or ExportFormat.onnx
+            output = Path(loaded.path.stem + (".onnx" if fmt is ExportFormat.onnx else ".ts"))
+        fmt = exported.format_for(output, export_format)
+        if output.resolve() == loaded.path.resolve():
+            raise InputError(f"{output}: is the model being exported and is never written over; choose another -o")
+        check_writable(output, overwrite)
+        exported.export_model(loaded.network, loaded.meta, output, fmt, overwrite)
+        try:
+            runner = exported.load_exported(output, torch.device("cpu"))
+        except exported.MissingRuntime:  # ONNX written, but no onnxruntime here to run it
+            console.print(f"saved {output} ({fmt.value}); not checked: onnxruntime is not installed", markup=False,
+                          soft_wrap=True)
+            return
+        difference = exported.check_export(loaded.network, runner)
+        if difference > 1e-3:
+            raise exported.ExportError(f"{output}: the exported model's output differs from PyTorch's by "
+                                       f"{difference:.2g}; please report this")
+        console.print(f"saved {output} ({fmt.value}); output matches PyTorch's within {difference:.1g}",
+                      markup=False, highlight=False, soft_wrap=True)
+
+
+# --------------------------------------------------------------------------------------- info
+
+def _package_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+@app.command()
+def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Show versions, devices, the device `auto` picks, and where each backbone's weights are."""
+    import torch
+    import torchvision
+
+    from stylize.device import available_devices, resolve_device, resolve_half
+    from stylize.features import weights_status
+
+    auto = resolve_device("auto")
+    data = {
+        "stylize": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "devices": [{"device": d.spec, "name": d.name, "memory_bytes": d.memory_bytes} for d in available_devices()],
+        "auto_device": str(auto),
+        "half_by_default": resolve_half(auto, None),
+        "cpu_threads": torch.get_num_threads(),
+        "backbones": {b.value: weights_status(b) for b in Backbone},
+        "onnxruntime": _package_version("onnxruntime"),
+    }
+    if as_json:
+        console.print_json(json.dumps(data))
+        return
+    rows = [("stylize", data["stylize"]), ("python", data["python"]), ("torch", data["torch"]),
+            ("torchvision", data["torchvision"])]
+    for d in data["devices"]:
+        memory = f", {d['memory_bytes'] / 2**30:.1f} GiB" if d["memory_bytes"] else ""
+        rows.append((f"device {d['device']}", f"{d['name']}{memory}"))
+    half = ("on by default (bfloat16 is native on this CPU; --no-half to turn it off)" if data["half_by_default"]
+            else "off by default (--half to turn it on)")
+    rows += [("auto picks", data["auto_device"]), ("half precision", half), ("cpu threads", str(data["cpu_threads"])),
+             ("onnxruntime", data["onnxruntime"] or "not installed (for .onnx models: pip install 'stylize[onnx]')")]
+    rows += [(f"backbone {name}", status) for name, status in data["backbones"].items()]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        console.print(f"{key:<{width}}  {value}", markup=False, highlight=False, soft_wrap=True)
