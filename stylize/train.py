@@ -128,7 +128,8 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
             raise InputError(f"{resume}: a finished model, not a checkpoint; resume from {checkpoint_path(output)}")
         if loaded.meta.get("style_sha256") != style_sha256:
             raise InputError(f"{resume}: was trained on another style image than {style}")
-        asked = replace(network, head=loaded.network.config.head)  # the head is not an option
+        # The head and the upsampling are not options: the checkpoint's carry on.
+        asked = replace(network, head=loaded.network.config.head, upsample=loaded.network.config.upsample)
         if loaded.network.config != asked:  # the checkpoint's network would be trained on regardless
             raise InputError(f"{resume}: its network is {loaded.network.config.options()}, not the {asked.options()} "
                              "asked for; resume with the options of the command that wrote it")

@@ -2,15 +2,18 @@
 instance normalisation (2017) by default.
 
 Reflection padding everywhere (no dark borders), strided convolutions down, residual blocks,
-then nearest-neighbour upsampling followed by a convolution instead of transposed convolutions
-(Odena et al. 2016: no checkerboard artefacts). Input and output are RGB in [0,1]; any size
-works (the input is padded to a multiple of 4 and the output cropped back).
+then bilinear upsampling followed by a convolution instead of transposed convolutions
+(Odena et al. 2016: fewer checkerboard artefacts; with nearest-neighbour upsampling, as older
+models have, trained networks still drew a hatching on the upsampled maps' lattice, see
+``TransformerConfig.upsample``). Input and output are RGB in [0,1]; any size works (the input
+is padded to a multiple of 4 and the output cropped back).
 
 Two layers are computed differently from the way they are drawn, with the same result and
-parameters: upsampling + convolution at the input's resolution (``upsample_conv3x3``) and the
-classic 9x9 output convolution on 2x2 pixel blocks (``BlockConv2d``). On a CPU these full-size
-layers were most of the classic network's time; this way its forward+backward pass is about
-1.3x faster (benchmarks/recipe.py has the plain version the benchmarks compare against).
+parameters: upsampling + convolution at the input's resolution (``bilinear_upsample_conv3x3``,
+``upsample_conv3x3``) and the classic 9x9 output convolution on 2x2 pixel blocks
+(``BlockConv2d``). On a CPU these full-size layers were most of the classic network's time;
+this way its forward+backward pass is about 1.2x faster than the recipe's (benchmarks/recipe.py
+has the plain version the benchmarks compare against).
 
 State-dict key names are a file format (model files store them): keep them stable.
 """
@@ -28,6 +31,9 @@ from stylize.device import autocast
 from stylize.errors import InputError
 
 
+UPSAMPLE_MODES = ("bilinear", "nearest")
+
+
 @dataclass(frozen=True)
 class TransformerConfig:
     """Architecture; saved in model files so they rebuild themselves."""
@@ -43,6 +49,12 @@ class TransformerConfig:
     # al.'s sub-pixel convolution: each pixel of a 2x2 block has its own weights, which trained
     # a visible 2-pixel grid into flat areas; models from before this field have it).
     head: str = "upsample"
+    # How every upsampling layer enlarges its input before its 3x3 convolution: "bilinear" or
+    # "nearest" (models from before this field). With nearest-neighbour copies the four output
+    # phases of a 2x2 block see their input through four different sums of the kernel's taps, and
+    # trained models drew a regular hatching at the period of the upsampled map (4 px for the
+    # bundled ones: 4-36 times the power of the neighbouring frequencies, benchmarks/RESULTS.md).
+    upsample: str = "bilinear"
 
     def __post_init__(self) -> None:
         if self.width < 4 or self.width > 256:
@@ -53,6 +65,8 @@ class TransformerConfig:
             raise InputError(f"--shuffle must be 1 or 2, got {self.shuffle}")
         if self.head not in ("upsample", "subpixel"):
             raise InputError(f"the network's head must be upsample or subpixel, got {self.head!r}")
+        if self.upsample not in UPSAMPLE_MODES:
+            raise InputError(f"the network's upsampling must be bilinear or nearest, got {self.upsample!r}")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "norm": self.norm.value}
@@ -63,10 +77,12 @@ class TransformerConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TransformerConfig":
-        # Files from before `shuffle` existed: 1; shuffled ones from before `head`: sub-pixel.
+        # Files from before `shuffle` existed: 1; shuffled ones from before `head`: sub-pixel;
+        # from before `upsample`: nearest.
         shuffle = int(data.get("shuffle", 1))
         return cls(width=int(data["width"]), blocks=int(data["blocks"]), norm=NormKind(data["norm"]),
-                   shuffle=shuffle, head=str(data.get("head", "subpixel" if shuffle == 2 else "upsample")))
+                   shuffle=shuffle, head=str(data.get("head", "subpixel" if shuffle == 2 else "upsample")),
+                   upsample=str(data.get("upsample", "nearest")))
 
 
 STRIDE = 4  # total downsampling in both layouts: inputs are padded to a multiple of it
@@ -169,28 +185,58 @@ def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     return torch.stack([rows_even, rows_odd], 3).reshape(b, o, 2 * h, 2 * w)
 
 
-class UpsampleConv2d(nn.Conv2d):
-    """Nearest 2x upsampling, reflection pad 1 and a 3x3 convolution, as ``upsample_conv3x3``
-    computes them: an ``nn.Conv2d``'s parameters and state-dict keys."""
+def _bilinear_phases(weight: torch.Tensor, dim: int) -> list[torch.Tensor]:
+    """A 3-tap kernel along ``dim`` folded onto input pixels (i-1, i, i+1) for the two output
+    phases of a bilinear 2x upsampling, whose pixels 2i and 2i+1 are x[i-1]/4 + 3x[i]/4 and
+    3x[i]/4 + x[i+1]/4. Each phase's taps sum to the kernel's sum, so a flat map stays flat."""
+    a0, a1, a2 = weight.select(dim, 0), weight.select(dim, 1), weight.select(dim, 2)
+    even = [0.75 * a0 + 0.25 * a1, 0.25 * a0 + 0.75 * (a1 + a2), 0.25 * a2]
+    odd = [0.25 * a0, 0.75 * (a0 + a1) + 0.25 * a2, 0.25 * a1 + 0.75 * a2]
+    return [torch.stack(even, dim), torch.stack(odd, dim)]
 
-    def __init__(self, cin: int, cout: int) -> None:
+
+def bilinear_upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Bilinear 2x upsampling and a 3x3 convolution, computed at the input's resolution: each
+    output phase is a 3x3 convolution of the input (as many multiply-adds as the plain layers,
+    and no upsampled map). At the borders the input is replicated by one pixel before it is
+    upsampled: the same as ``conv2d(interpolate(pad(x, 1, replicate), 2x, bilinear)`` cropped
+    to the convolution's border (within float error; tests/test_transformer.py)."""
+    kernels: list[torch.Tensor] = []
+    for rows in _bilinear_phases(weight, 2):
+        kernels.extend(_bilinear_phases(rows, 3))
+    # Output channel o's four phases (p, q) side by side, the order pixel_shuffle interleaves.
+    phases = torch.stack(kernels, 1).flatten(0, 1)  # [O*4, C, 3, 3]
+    y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), phases,
+                 None if bias is None else bias.repeat_interleave(4))
+    return F.pixel_shuffle(y, 2)
+
+
+class UpsampleConv2d(nn.Conv2d):
+    """2x upsampling (bilinear, or nearest for older models) and a 3x3 convolution, computed at the
+    input's resolution (``bilinear_upsample_conv3x3``, ``upsample_conv3x3``): an ``nn.Conv2d``'s
+    parameters and state-dict keys."""
+
+    def __init__(self, cin: int, cout: int, mode: str = "bilinear") -> None:
         super().__init__(cin, cout, 3)
+        self.bilinear = mode == "bilinear"  # a plain bool for TorchScript
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bilinear:
+            return bilinear_upsample_conv3x3(x, self.weight, self.bias)
         return upsample_conv3x3(x, self.weight, self.bias)
 
 
 class ConvNormAct(nn.Module):
     """Reflection pad, convolution, normalisation, optional ReLU; with ``upsample=2`` (3x3
-    kernels only) nearest-neighbour upsampling first, an ``UpsampleConv2d``."""
+    kernels only) 2x upsampling first (``mode``), an ``UpsampleConv2d``."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: NormKind = NormKind.instance,
-                 early: bool = False, relu: bool = True, upsample: int = 1) -> None:
+                 early: bool = False, relu: bool = True, upsample: int = 1, mode: str = "bilinear") -> None:
         super().__init__()
         if upsample not in (1, 2) or (upsample == 2 and (kernel != 3 or stride != 1)):
             raise ValueError("ConvNormAct upsamples 2x before 3x3 stride-1 convolutions only")
         if upsample == 2:  # UpsampleConv2d pads inside, at the input's resolution
-            self.pad, self.conv = nn.Identity(), UpsampleConv2d(cin, cout)
+            self.pad, self.conv = nn.Identity(), UpsampleConv2d(cin, cout, mode)
         else:
             self.pad, self.conv = nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)
         self.norm = make_norm(norm, cout, early)
@@ -245,9 +291,10 @@ class TransformerNet(nn.Module):
         # of the residual blocks; deeper layers keep batch statistics for content.
         self.residuals = nn.Sequential(*(ResidualBlock(4 * w, norm, early=i < config.blocks // 2)
                                          for i in range(config.blocks)))
+        mode = config.upsample
         self.decoder = nn.Sequential(
-            ConvNormAct(4 * w, 2 * w, 3, norm=norm, upsample=2 // s),
-            ConvNormAct(2 * w, w, 3, norm=norm, upsample=2),
+            ConvNormAct(4 * w, 2 * w, 3, norm=norm, upsample=2 // s, mode=mode),
+            ConvNormAct(2 * w, w, 3, norm=norm, upsample=2, mode=mode),
         )
         # Johnson et al.'s 9x9 output layer on 2x2 blocks (its padded map is even-sized, as
         # BlockConv2d needs). The shuffled layout upsamples (Odena et al.) into RGB; its older
@@ -260,7 +307,7 @@ class TransformerNet(nn.Module):
             self.head = nn.Sequential(nn.ReflectionPad2d(outer // 2), nn.Conv2d(w, 3 * s * s, outer))
         else:
             # It pads inside; the identity keeps its keys at head.1.*, as in the other heads.
-            self.head = nn.Sequential(nn.Identity(), UpsampleConv2d(w, 3))
+            self.head = nn.Sequential(nn.Identity(), UpsampleConv2d(w, 3, mode))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2], image.shape[-1]

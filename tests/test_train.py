@@ -88,6 +88,20 @@ def test_resume_continues_to_the_same_weights(style, photos, tmp_path):
         _prepare(style, photos, tmp_path / "other.pt", other, resume=first.checkpoint)
 
 
+def test_a_checkpoint_keeps_its_upsampling_when_resumed(style, photos, tmp_path):
+    """Upsampling is not an option: a checkpoint from before bilinear upsampling (nearest) resumes
+    under the command that wrote it and trains on with nearest-neighbour copies."""
+    out = tmp_path / "m.pt"
+    nearest = replace(TINY_NET, upsample="nearest")
+    first = train(prepare_training(style, photos, out, config(steps=2), nearest, BackboneConfig(), "cpu",
+                                   overwrite=False))
+    assert TINY_NET.upsample == "bilinear"
+    resumed = _prepare(style, photos, tmp_path / "m2.pt", config(steps=3), resume=first.checkpoint)
+    assert resumed.network.config == nearest
+    train(resumed)
+    assert load_model(tmp_path / "m2.pt").network.config == nearest
+
+
 def test_interrupted_training_writes_a_checkpoint(style, photos, tmp_path):
     out = tmp_path / "m.pt"
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from stylize.config import NormKind
 from stylize.transformer import (CLASSIC, EDGE_MARGIN, FAST, SMALL, STRIDE, BlockConv2d, ConvNormAct, TransformerConfig,
-                                 TransformerNet, stylize_image, upsample_conv3x3)
+                                 TransformerNet, bilinear_upsample_conv3x3, stylize_image, upsample_conv3x3)
 
 
 @pytest.mark.parametrize("config", [SMALL, FAST], ids=["small", "fast"])
@@ -63,14 +63,15 @@ def test_presets_and_stable_state_dict_keys():
     assert set(subpixel.state_dict()) == set(fast.state_dict()) and subpixel.head[1].out_channels == 12
 
 
-@pytest.mark.parametrize("head", ["upsample", "subpixel"])
-def test_shuffled_heads_on_a_flat_image(head):
+@pytest.mark.parametrize("head,upsample", [("upsample", "bilinear"), ("upsample", "nearest"),
+                                           ("subpixel", "bilinear")])
+def test_shuffled_heads_on_a_flat_image(head, upsample):
     """The upsampling head cannot draw a 2-pixel grid into a flat area: every output pixel of a
     flat input is the same. The sub-pixel head's four phases have their own weights, so with
     random weights a flat input comes out as a 2x2 pattern (what the first bundled models
     learned to show in skies)."""
     torch.manual_seed(0)
-    net = TransformerNet(TransformerConfig(width=8, blocks=1, shuffle=2, head=head)).eval()
+    net = TransformerNet(TransformerConfig(width=8, blocks=1, shuffle=2, head=head, upsample=upsample)).eval()
     with torch.no_grad():
         out = net(torch.full((1, 3, 32, 40), 0.3) + 0.1 * torch.rand(1, 3, 1, 1))
     phases = F.pixel_unshuffle(out, 2).view(3, 4, -1).mean(-1)  # each channel's mean per phase
@@ -108,9 +109,12 @@ def test_config_round_trip_and_validation():
     config = TransformerConfig(width=24, blocks=3, norm=NormKind.ibn, shuffle=2)
     assert TransformerConfig.from_dict(config.to_dict()) == config
     old = {"width": 16, "blocks": 3, "norm": "instance"}  # a model file from before `shuffle`
-    assert TransformerConfig.from_dict(old) == SMALL
+    assert TransformerConfig.from_dict(old) == dataclasses.replace(SMALL, upsample="nearest")
     shuffled = {**old, "shuffle": 2}  # from before `head`: the sub-pixel head it was trained with
-    assert TransformerConfig.from_dict(shuffled) == dataclasses.replace(FAST, head="subpixel")
+    assert TransformerConfig.from_dict(shuffled) == dataclasses.replace(FAST, head="subpixel", upsample="nearest")
+    # From before `upsample`: nearest-neighbour copies, as they were trained.
+    assert TransformerConfig.from_dict({**shuffled, "head": "upsample"}) == dataclasses.replace(FAST, upsample="nearest")
+    assert FAST.upsample == CLASSIC.upsample == "bilinear"
     from stylize.errors import InputError
 
     with pytest.raises(InputError, match="--width"):
@@ -119,6 +123,8 @@ def test_config_round_trip_and_validation():
         TransformerConfig(shuffle=3)
     with pytest.raises(InputError, match="head"):
         TransformerConfig(head="transposed")
+    with pytest.raises(InputError, match="upsampling"):
+        TransformerConfig(upsample="bicubic")
 
 
 def test_half_precision_inference_is_close_to_float32():
@@ -172,3 +178,35 @@ def test_upsample_convolution_is_upsample_pad_and_convolve(size):
         assert torch.allclose(g, w, atol=1e-4)
     with pytest.raises(ValueError):
         ConvNormAct(4, 5, 5, upsample=2)
+
+
+@pytest.mark.parametrize("size", [(5, 7), (8, 8), (1, 3)])
+def test_bilinear_upsample_convolution_is_upsample_and_convolve(size):
+    """bilinear_upsample_conv3x3 at the input's resolution equals bilinear 2x upsampling of the
+    input replicated by a pixel, and a 3x3 convolution over it, in value and in gradients."""
+    torch.manual_seed(sum(size))
+    x = torch.randn(2, 4, *size, requires_grad=True)
+    weight = torch.randn(5, 4, 3, 3, requires_grad=True)
+    bias = torch.randn(5, requires_grad=True)
+    out = bilinear_upsample_conv3x3(x, weight, bias)
+    h, w = size
+    up = F.interpolate(F.pad(x, (1, 1, 1, 1), mode="replicate"), scale_factor=2.0, mode="bilinear",
+                       align_corners=False)
+    plain = F.conv2d(up[..., 1:2 * h + 3, 1:2 * w + 3], weight, bias)
+    assert out.shape == plain.shape == (2, 5, 2 * h, 2 * w)
+    assert torch.allclose(out, plain, atol=1e-5)
+    grad = torch.randn_like(plain)
+    for g, w in zip(torch.autograd.grad(out, [x, weight, bias], grad), torch.autograd.grad(plain, [x, weight, bias], grad)):
+        assert torch.allclose(g, w, atol=1e-4)
+
+
+def test_upsampling_mode_is_a_function_of_the_weights_only():
+    """A model's upsampling is recorded in its configuration, not its weights: the same weights
+    under nearest and bilinear upsampling give different images, and the state dicts match."""
+    torch.manual_seed(0)
+    nearest = TransformerNet(dataclasses.replace(FAST, upsample="nearest")).eval()
+    bilinear = TransformerNet(FAST).eval()
+    bilinear.load_state_dict(nearest.state_dict())
+    x = torch.rand(1, 3, 40, 48)
+    with torch.no_grad():
+        assert (nearest(x) - bilinear(x)).abs().max() > 1e-3

@@ -30,7 +30,8 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
         training = meta.get("training", {})
         rows.append({"name": path.stem, "style": meta.get("style_name", "?"), "mb": round(path.stat().st_size / 1e6, 1),
                      "network": f"{net.width}-{2 * net.width}-{4 * net.width}, {net.blocks} blocks, {net.norm.value}"
-                                f"{f', on 2x2 blocks, {net.head} head' if net.shuffle == 2 else ''}",
+                                f"{f', on 2x2 blocks, {net.head} head' if net.shuffle == 2 else ''}, "
+                                f"{net.upsample} upsampling",
                      "steps": meta.get("steps"), "image_size": training.get("image_size"),
                      "style_weight": training.get("style_weight"), "content_layers": training.get("content_layers"),
                      "photos": training.get("photos")})
