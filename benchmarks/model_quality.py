@@ -5,7 +5,9 @@ benchmarks/gpu.sh` writes candidates): each model stylises the same photos (../s
 and the samples, at --size), and each output is scored with `stylize run`'s default loss layers
 (with --train-layers, `stylize train`'s): style against the model's own painting
 (../shared/data/styles, at --style-size, as the bundled models were trained), content (relu4_2;
-relu2_2 with --train-layers) against the photo. Lower is closer for both; they pull against each
+relu2_2 with --train-layers) against the photo; and the most lattice power at 4 and 2 px over
+the photos (``stylize.transformer.lattice_power``: about 1 for a photo, a grid on the network's
+upsampled maps shows as a spike). Lower is closer for both losses; they pull against each
 other, and each model does best under the layers it was trained with, so look at the images too
 (--save DIR writes them, numbered in the order the models were given).
 
@@ -25,7 +27,7 @@ from stylize.features import load_extractor
 from stylize.imageio import fit_long_side, load_image, resize, save_image
 from stylize.losses import PerceptualLoss, content_layer_weights, required_layers, style_layer_weights, style_targets
 from stylize.modelfile import load_model
-from stylize.transformer import stylize_image
+from stylize.transformer import lattice_power, stylize_image
 
 CPU = torch.device("cpu")
 
@@ -62,17 +64,19 @@ def main() -> None:
             feats = extractor(painting)
             loss = PerceptualLoss(config, style_targets([{n: feats[n] for n in style_layer_weights(config)}], [1.0],
                                                         config.style_loss))
-            style, content = [], []
+            style, content, lattice = [], [], []
             for path, image in zip(photos(), images):
                 out = stylize_image(model.network, image, CPU)
                 target = extractor(image)
                 parts = loss(out, extractor(out), {n: target[n] for n in content_layer_weights(config)})
                 style.append(float(parts.style))
                 content.append(float(parts.content))
+                lattice.append((lattice_power(out, 4), lattice_power(out, 2)))
                 if args.save:
                     save_image(out, args.save / f"{number}-{Path(name).stem}_{path.stem}.png", overwrite=True)
         print(f"{name:<40} style {sum(style) / len(style):.4f}  content {sum(content) / len(content):.4f}   "
-              f"(style per photo: {' '.join(f'{s:.3f}' for s in style)})")
+              f"(style per photo: {' '.join(f'{s:.3f}' for s in style)})   lattice at 4 / 2 px, most: "
+              f"{max(p4 for p4, _ in lattice):.1f} / {max(p2 for _, p2 in lattice):.1f}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from stylize.features import load_extractor
 from stylize.imageio import fit_long_side, load_image, resize
 from stylize.losses import PerceptualLoss, required_layers, style_layer_weights, style_targets
 from stylize.modelfile import bundled_models, load_model
-from stylize.transformer import stylize_image
+from stylize.transformer import lattice_power, stylize_image
 
 from conftest import SAMPLES, SHARED
 
@@ -89,24 +89,6 @@ def test_bundled_model_paints_the_edges_like_the_interior(name):
     assert float(edges.mean()) < float(d[..., 16:-16, 16:-16].mean()) + 4
 
 
-def _axis_power(image: torch.Tensor, period: int, window: int = 128) -> float:
-    """Power of the luminance at ``period`` pixels along the axes over that of the frequencies
-    beside it (the same radius, 2 bins off), averaged over half-overlapping windows: about 1
-    for a photo, far more for a grid at that period."""
-    gray = image[0].mean(0).double()
-    hann = torch.hann_window(window, periodic=False, dtype=torch.float64)
-    taper = hann[:, None] * hann[None, :]
-    power = torch.zeros(window, window, dtype=torch.float64)
-    for y in range(0, gray.shape[0] - window + 1, window // 2):
-        for x in range(0, gray.shape[1] - window + 1, window // 2):
-            patch = gray[y:y + window, x:x + window]
-            power += torch.fft.fft2((patch - patch.mean()) * taper).abs() ** 2
-    f = window // period
-    on_axes = (power[0, f] + power[f, 0]) / 2
-    beside = torch.stack([power[2, f], power[f, 2], power[-2, f], power[f, -2], power[0, f - 2], power[f - 2, 0]])
-    return float(on_axes / beside.mean())
-
-
 @pytest.mark.parametrize("name", [
     pytest.param("shipwreck", marks=pytest.mark.xfail(strict=True, reason="known: the bilinear shipwreck model "
                  "draws a mosaic on the 4-px lattice (24-30 times the power beside it); benchmarks/RESULTS.md")),
@@ -120,4 +102,4 @@ def test_bundled_model_draws_no_upsampling_grid(name):
     for sample, side in (("chelsea.jpg", 256), ("astronaut.jpg", 512)):
         photo = load_image(SAMPLES / sample).rgb
         out = stylize_image(network, resize(photo, fit_long_side(*photo.shape[-2:], side)), CPU)
-        assert _axis_power(out, 4) < GRID_LIMIT and _axis_power(out, 2) < GRID_LIMIT, sample
+        assert lattice_power(out, 4) < GRID_LIMIT and lattice_power(out, 2) < GRID_LIMIT, sample

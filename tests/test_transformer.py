@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 from stylize.config import NormKind
 from stylize.transformer import (CLASSIC, EDGE_MARGIN, FAST, SMALL, STRIDE, BlockConv2d, ConvNormAct, TransformerConfig,
-                                 TransformerNet, bilinear_upsample_conv3x3, stylize_image, upsample_conv3x3)
+                                 TransformerNet, bilinear_upsample_conv3x3, lattice_power, stylize_image,
+                                 upsample_conv3x3)
 
 
 @pytest.mark.parametrize("config", [SMALL, FAST], ids=["small", "fast"])
@@ -210,3 +211,17 @@ def test_upsampling_mode_is_a_function_of_the_weights_only():
     x = torch.rand(1, 3, 40, 48)
     with torch.no_grad():
         assert (nearest(x) - bilinear(x)).abs().max() > 1e-3
+
+
+def test_lattice_power_finds_a_grid_and_not_a_photo():
+    """The grid measure: a smooth random scene scores about 1 at 4 px; the same scene with a faint
+    4-px grid added (2 levels of 255) scores far higher, at 4 px and not at 2 px."""
+    from conftest import scene
+    from torchvision.transforms.functional import pil_to_tensor
+
+    photo = pil_to_tensor(scene(256, 192, seed=3))[None].float() / 255
+    rows = torch.arange(192).view(-1, 1) % 4 < 2
+    grid = photo + (2 / 255) * rows.float() * torch.ones(1, 3, 1, 256)
+    assert lattice_power(photo, 4) < 3
+    assert lattice_power(grid, 4) > 10 * lattice_power(photo, 4)
+    assert lattice_power(grid, 2) < 3
