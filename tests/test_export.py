@@ -22,9 +22,9 @@ CPU = torch.device("cpu")
 runner = CliRunner()
 
 
-def random_network(shuffle: int, norm: NormKind = NormKind.instance) -> TransformerNet:
+def random_network(shuffle: int, norm: NormKind = NormKind.instance, upsample: str = "bilinear") -> TransformerNet:
     torch.manual_seed(shuffle)
-    net = TransformerNet(TransformerConfig(width=8, blocks=1, norm=norm, shuffle=shuffle))
+    net = TransformerNet(TransformerConfig(width=8, blocks=1, norm=norm, shuffle=shuffle, upsample=upsample))
     for module in net.modules():  # non-trivial affine parameters and running statistics
         if isinstance(module, (torch.nn.InstanceNorm2d, torch.nn.BatchNorm2d)):
             module.weight.data.normal_(1.0, 0.5)
@@ -54,10 +54,11 @@ def onnx_file(model_file, tmp_path_factory) -> Path:
 SHAPES = [(1, 3, 64, 64), (1, 3, 75, 101), (2, 3, 40, 33), (1, 3, 9, 200), (1, 3, 1, 1)]
 
 
-@pytest.mark.parametrize("shuffle", [1, 2])
-@pytest.mark.parametrize("norm", [NormKind.instance, NormKind.ibn])
-def test_torchscript_gives_the_same_output_at_any_size(tmp_path, shuffle, norm):
-    net = random_network(shuffle, norm)
+@pytest.mark.parametrize("shuffle,norm,upsample", [(1, NormKind.instance, "bilinear"), (2, NormKind.instance, "bilinear"),
+                                                   (1, NormKind.ibn, "bilinear"), (2, NormKind.ibn, "bilinear"),
+                                                   (1, NormKind.instance, "nearest"), (2, NormKind.instance, "nearest")])
+def test_torchscript_gives_the_same_output_at_any_size(tmp_path, shuffle, norm, upsample):
+    net = random_network(shuffle, norm, upsample)
     path = tmp_path / "m.ts"
     export_model(net, {"style_name": "x"}, path, ExportFormat.torchscript)
     exported = load_exported(path, CPU)
@@ -83,6 +84,22 @@ def test_onnx_gives_the_same_output_at_any_size(model_file, onnx_file):
             expected = net(image)
         assert torch.allclose(exported(image), expected, atol=1e-5), shape
     assert check_export(net, exported) < 1e-5
+
+
+def test_onnx_of_an_older_nearest_upsampling_model(tmp_path):
+    """Model files from before bilinear upsampling export with the nearest-neighbour layers they
+    were trained with."""
+    pytest.importorskip("onnxruntime", reason="running ONNX needs the [onnx] extra")
+    pytest.importorskip("onnxscript", reason="ONNX export needs the [onnx] extra")
+    net = random_network(2, upsample="nearest")
+    path = tmp_path / "old.onnx"
+    export_model(net, {"style_name": "x"}, path, ExportFormat.onnx)
+    exported = load_exported(path, CPU)
+    assert exported.meta["network"]["upsample"] == "nearest"
+    for shape in SHAPES[:3]:
+        image = torch.rand(shape)
+        with torch.no_grad():
+            assert torch.allclose(exported(image), net(image), atol=1e-5), shape
 
 
 def test_run_with_an_exported_model_writes_the_same_picture(tmp_path, model_file, onnx_file):
