@@ -54,9 +54,9 @@ def onnx_file(model_file, tmp_path_factory) -> Path:
 SHAPES = [(1, 3, 64, 64), (1, 3, 75, 101), (2, 3, 40, 33), (1, 3, 9, 200), (1, 3, 1, 1)]
 
 
-@pytest.mark.parametrize("shuffle,norm,upsample", [(1, NormKind.instance, "bilinear"), (2, NormKind.instance, "bilinear"),
-                                                   (1, NormKind.ibn, "bilinear"), (2, NormKind.ibn, "bilinear"),
-                                                   (1, NormKind.instance, "nearest"), (2, NormKind.instance, "nearest")])
+@pytest.mark.parametrize("shuffle,norm,upsample", [
+    (1, NormKind.instance, "bilinear"), (2, NormKind.instance, "bilinear"), (1, NormKind.ibn, "bilinear"),
+    (2, NormKind.ibn, "bilinear"), (1, NormKind.instance, "nearest"), (2, NormKind.instance, "nearest")])
 def test_torchscript_gives_the_same_output_at_any_size(tmp_path, shuffle, norm, upsample):
     net = random_network(shuffle, norm, upsample)
     path = tmp_path / "m.ts"

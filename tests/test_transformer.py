@@ -114,7 +114,8 @@ def test_config_round_trip_and_validation():
     shuffled = {**old, "shuffle": 2}  # from before `head`: the sub-pixel head it was trained with
     assert TransformerConfig.from_dict(shuffled) == dataclasses.replace(FAST, head="subpixel", upsample="nearest")
     # From before `upsample`: nearest-neighbour copies, as they were trained.
-    assert TransformerConfig.from_dict({**shuffled, "head": "upsample"}) == dataclasses.replace(FAST, upsample="nearest")
+    before_upsample = {**shuffled, "head": "upsample"}
+    assert TransformerConfig.from_dict(before_upsample) == dataclasses.replace(FAST, upsample="nearest")
     assert FAST.upsample == CLASSIC.upsample == "bilinear"
     from stylize.errors import InputError
 
@@ -197,7 +198,8 @@ def test_bilinear_upsample_convolution_is_upsample_and_convolve(size):
     assert out.shape == plain.shape == (2, 5, 2 * h, 2 * w)
     assert torch.allclose(out, plain, atol=1e-5)
     grad = torch.randn_like(plain)
-    for g, w in zip(torch.autograd.grad(out, [x, weight, bias], grad), torch.autograd.grad(plain, [x, weight, bias], grad)):
+    inputs = [x, weight, bias]
+    for g, w in zip(torch.autograd.grad(out, inputs, grad), torch.autograd.grad(plain, inputs, grad)):
         assert torch.allclose(g, w, atol=1e-4)
 
 
