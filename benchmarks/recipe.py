@@ -3,11 +3,12 @@ written plainly (every layer as its paper draws it, nothing cached or rearranged
 
 - PlainVGG: VGG-16 returning the listed layers, as the recipe's Vgg16 module does.
 - PlainTransformer: a TransformerNet's layers run the way the recipe's TransformerNet runs
-  them: upsampling to full size (nearest-neighbour as in the recipe, or bilinear where the
-  network has it), reflection pad (replicate before a bilinear one) and a convolution there, and
+  them: nearest-neighbour upsampling to full size, reflection pad and a convolution there, and
   the 9x9 output convolution as one plain convolution. It shares the TransformerNet's
-  parameters, so both compute the same function (``check_same_function``); stylize's network
-  computes those layers at the input's resolution or on 2x2 blocks instead.
+  parameters, so both compute the same function (``check_same_function``) for a network with
+  the recipe's nearest-neighbour upsampling (``upsample="nearest"``, as the benchmarks build
+  their reference); stylize's network computes those layers at the input's resolution or on
+  2x2 blocks instead.
 - gram: Gram matrices by autograd (two products in the backward pass).
 """
 
@@ -56,10 +57,7 @@ def gram(y: torch.Tensor) -> torch.Tensor:
 def _plain_conv(pad: torch.nn.Module, conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """A padded convolution as the recipe draws it: an upsampling one (UpsampleConv2d) as its
     UpsampleConvLayer, upsampled to full size, reflection-padded, then convolved."""
-    if isinstance(conv, UpsampleConv2d) and conv.bilinear:  # the input replicated by a pixel, upsampled, cropped
-        x = F.interpolate(F.pad(x, (1, 1, 1, 1), mode="replicate"), scale_factor=2.0, mode="bilinear",
-                          align_corners=False)[..., 1:-1, 1:-1]
-    elif isinstance(conv, UpsampleConv2d):
+    if isinstance(conv, UpsampleConv2d):
         x = F.pad(F.interpolate(x, scale_factor=2.0, mode="nearest"), (1, 1, 1, 1), mode="reflect")
     return F.conv2d(pad(x), conv.weight, conv.bias, conv.stride)
 
