@@ -229,6 +229,12 @@ class TrainConfig:
     seed: int = 0
     workers: int | None = None  # background data-loading processes; None: 0 on the CPU, up to 8 on a GPU
     half: bool | None = None  # mixed precision (--half/--no-half); None: device.resolve_half
+    # Weight of the shift-consistency term (stylize.losses.shift_consistency): each step also
+    # stylises its crops shifted by 1-3 px and asks for the shifted output. Without it, the
+    # bundled `shipwreck` drew its texture as a mosaic on the 4-px lattice of the network's
+    # upsampled maps (lattice power 24-30, about 1 for photos); with 100 it fell to 2
+    # (benchmarks/RESULTS.md). Model files from before it were trained with 0.
+    shift_weight: float = 400.0
     # A network trained from scratch needs a much lower style weight than the iterative method,
     # which starts from the photo: at 30 (the run default) trained networks lost the photo. With
     # Johnson et al.'s layers, 5 kept it after 1000 steps and came nearer the paintings than 3.
@@ -252,6 +258,8 @@ class TrainConfig:
             raise InputError("--checkpoint-every must be at least 1")
         if self.workers is not None and self.workers < 0:
             raise InputError("--workers must be zero or positive")
+        if not 0 <= self.shift_weight < math.inf:
+            raise InputError(f"--shift-weight must be zero or positive (and finite), got {self.shift_weight}")
 
     def total_steps(self, dataset_size: int, processes: int = 1) -> int:
         """Steps to train; an epoch takes fewer steps when several processes share each step."""

@@ -1,4 +1,5 @@
-"""Perceptual losses: content, style (Gram or mean/std) and total variation.
+"""Perceptual losses: content, style (Gram or mean/std) and total variation; and the
+shift-consistency term that training adds.
 
 Normalisation, and why it differs from Gatys et al. (2016):
 
@@ -15,7 +16,7 @@ Normalisation, and why it differs from Gatys et al. (2016):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -103,6 +104,17 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     return dx.pow(2).mean() + dy.pow(2).mean()
 
 
+def shift_consistency(output: torch.Tensor, shifted: torch.Tensor, dy: int, dx: int, band: int) -> torch.Tensor:
+    """Mean squared difference between ``output`` moved up by ``dy`` and left by ``dx`` pixels and
+    ``shifted``, the network's output for its input moved the same way, ignoring ``band`` pixels
+    along every border (where the two inputs' padding differs). A network that follows its input
+    pixel by pixel scores 0; one that draws a pattern fixed to its own pixel lattice (the 4-px
+    grid of its upsampled maps) does not, unless the shift is a multiple of the pattern's period."""
+    h, w = output.shape[-2], output.shape[-1]
+    moved = output[..., dy + band:h - band, dx + band:w - band]
+    return (moved.float() - shifted[..., band:h - dy - band, band:w - dx - band].float()).pow(2).mean()
+
+
 def _normalised(layers: LayerWeights) -> dict[str, float]:
     total = sum(w for _, w in layers)
     return {name: w / total for name, w in layers if w > 0} if total > 0 else {}
@@ -131,11 +143,17 @@ class LossParts:
     content: torch.Tensor
     style: torch.Tensor
     tv: torch.Tensor
+    shift: torch.Tensor | None = None  # training's shift-consistency term, where it has one
+
+    def with_shift(self, shift: torch.Tensor) -> "LossParts":
+        """These terms plus a (weighted) shift-consistency term."""
+        return replace(self, total=self.total + shift, shift=shift)
 
     def as_floats(self) -> dict[str, float]:
-        # One device-to-host copy for all four (each float() on a GPU tensor is a sync).
-        values = torch.stack([self.total, self.content, self.style, self.tv]).detach().tolist()
-        return dict(zip(("total", "content", "style", "tv"), values))
+        names = ["total", "content", "style", "tv"] + (["shift"] if self.shift is not None else [])
+        # One device-to-host copy for all of them (each float() on a GPU tensor is a sync).
+        values = torch.stack([getattr(self, name).float() for name in names]).detach().tolist()
+        return dict(zip(names, values))
 
 
 class PerceptualLoss(nn.Module):

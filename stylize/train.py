@@ -1,7 +1,9 @@
 """Training a feed-forward transformer network against the perceptual losses (Johnson et al. 2016).
 
 The style targets are computed once; each step stylises a batch of photo crops and compares the
-result's VGG features with the photos' (content) and with the style's Gram matrices.
+result's VGG features with the photos' (content) and with the style's Gram matrices. It also
+stylises the crops shifted by a few pixels and asks for the shifted result (shift consistency:
+a network free to do otherwise drew its texture on the lattice of its own upsampled maps).
 Checkpoints are model files that can be resumed: the step count, optimiser state and the
 step-seeded data order continue exactly where they stopped.
 """
@@ -16,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from stylize.atomic import check_writable
@@ -26,7 +29,8 @@ from stylize.distributed import SINGLE, World
 from stylize.errors import InputError, OutputError
 from stylize.features import FeatureExtractor, load_loss_extractor
 from stylize.imageio import LoadedImage, load_image, save_image
-from stylize.losses import PerceptualLoss, content_layer_weights, style_layer_weights, style_targets
+from stylize.losses import (PerceptualLoss, content_layer_weights, shift_consistency, style_layer_weights,
+                            style_targets)
 from stylize.modelfile import load_model, save_model
 from stylize.transformer import TransformerConfig, TransformerNet, stylize_image
 
@@ -78,22 +82,21 @@ def preview_path(output: Path, step: int) -> Path:
     return output.with_name(f"{output.stem}.preview-{step:06d}.png")
 
 
-_LOSS_OPTIONS = {"content_weight": "--content-weight", "style_weight": "--style-weight", "tv_weight": "--tv-weight",
-                 "content_layers": "--content-layers", "style_layers": "--style-layers"}
-
-
 def _loss_record(loss: LossConfig) -> dict:
-    """The loss as model files record it (in meta["training"]), by the option names' keys."""
+    """The loss as model files record it (in meta["training"]); each key is its option's name
+    (``style_weight``: ``--style-weight``)."""
     return {"content_weight": loss.content_weight, "style_weight": loss.style_weight, "tv_weight": loss.tv_weight,
             "content_layers": format_layer_weights(loss.content_layers),
             "style_layers": format_layer_weights(loss.style_layers)}
 
 
-def _check_same_loss(resume: Path, recorded: dict, loss: LossConfig) -> None:
+def _check_same_loss(resume: Path, recorded: dict, config: TrainConfig) -> None:
     """A resumed training carries on exactly, so its loss must be the checkpoint's: a silently
     changed weight or layer (or a default changed since) would train another model."""
-    asked = _loss_record(loss)
-    differ = [f"{flag} {recorded[key]}" for key, flag in _LOSS_OPTIONS.items()
+    # Checkpoints from before the shift-consistency term trained without it.
+    recorded = {"shift_weight": 0.0, **recorded}
+    asked = {**_loss_record(config.loss), "shift_weight": config.shift_weight}
+    differ = [f"--{key.replace('_', '-')} {recorded[key]}" for key in asked
               if key in recorded and recorded[key] != asked[key]]
     if differ:
         raise InputError(f"{resume}: was trained with {' '.join(differ)}; resume with the options of the command "
@@ -133,7 +136,7 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
         if loaded.network.config != asked:  # the checkpoint's network would be trained on regardless
             raise InputError(f"{resume}: its network is {loaded.network.config.options()}, not the {asked.options()} "
                              "asked for; resume with the options of the command that wrote it")
-        _check_same_loss(resume, loaded.meta.get("training", {}), config.loss)
+        _check_same_loss(resume, loaded.meta.get("training", {}), config)
         net = loaded.network
         start_step, optimizer_state = int(loaded.resume["step"]), loaded.resume["optimizer"]
     else:
@@ -169,6 +172,23 @@ def _read_style(style: Path) -> bytes:
     return Path(style).read_bytes()
 
 
+SHIFT_BAND = 8  # border pixels the shift-consistency term ignores
+
+
+def shift_for_step(seed: int, step: int) -> tuple[int, int]:
+    """The shift (down, right) of training step ``step``'s copies, each 1-3 px: never a multiple
+    of the 4-px lattice of the network's maps. Drawn from the seed and step, so a resumed
+    training shifts as the uninterrupted one would have."""
+    generator = torch.Generator().manual_seed(seed * 15_485_863 + step + 1)
+    dy, dx = torch.randint(1, 4, (2,), generator=generator).tolist()
+    return dy, dx
+
+
+def shifted_copy(batch: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """The crops moved up by ``dy`` and left by ``dx`` pixels, reflected back to their size."""
+    return F.pad(batch[..., dy:, dx:], (0, dx, 0, dy), mode="reflect")
+
+
 def loader_workers(requested: int | None, device: torch.device) -> int:
     """--workers, or by default: none on the CPU (decoding would take cores from the step), and
     on a GPU up to 8 processes, which keep a step of a few milliseconds fed."""
@@ -199,8 +219,15 @@ def train(job: TrainJob, on_progress: Callable[[TrainProgress], None] | None = N
             with autocast(job.device, cfg.half):
                 with torch.no_grad():
                     content_targets = job.extractor(batch, content_layers)  # no deeper than the content layer
-                output = model(batch)
+                if cfg.shift_weight > 0:
+                    dy, dx = shift_for_step(cfg.seed, done)
+                    # One pass over the crops and their shifted copies (one forward for DDP).
+                    output, shifted = model(torch.cat([batch, shifted_copy(batch, dy, dx)])).chunk(2)
+                else:
+                    output = model(batch)
                 parts = job.loss_fn(output, job.extractor(output), content_targets)
+                if cfg.shift_weight > 0:
+                    parts = parts.with_shift(cfg.shift_weight * shift_consistency(output, shifted, dy, dx, SHIFT_BAND))
             job.optimizer.zero_grad(set_to_none=True)
             scaler.scale(parts.total).backward()
             scaler.step(job.optimizer)

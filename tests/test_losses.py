@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from stylize.config import LossConfig, StyleLossKind
-from stylize.losses import (PerceptualLoss, gram_matrix, mean_std, relative_error, required_layers, style_statistic,
-                            style_targets, tv_loss)
+from stylize.losses import (PerceptualLoss, gram_matrix, mean_std, relative_error, required_layers,
+                            shift_consistency, style_statistic, style_targets, tv_loss)
 
 
 def test_gram_of_known_tensor_is_normalised_by_positions():
@@ -101,3 +101,19 @@ def test_negative_weights_rejected():
 
     with pytest.raises(InputError, match="style weight"):
         LossConfig(style_weight=-1.0)
+
+
+def test_shift_consistency_is_zero_for_a_shift_equivariant_map_and_sees_a_grid_fixed_to_the_lattice():
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 40, 44)
+
+    def moved(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:  # up and left, reflected back to size
+        return torch.nn.functional.pad(x[..., dy:, dx:], (0, dx, 0, dy), mode="reflect")
+
+    blur = torch.nn.Conv2d(3, 3, 3, padding=1, padding_mode="reflect")  # equivariant away from the borders
+    grid = 0.1 * torch.cos(torch.arange(44) * torch.pi / 2).expand(40, 44)  # fixed to a 4-px lattice
+    with torch.no_grad():
+        assert shift_consistency(blur(image), blur(moved(image, 1, 3)), 1, 3, band=8) < 1e-12
+        assert shift_consistency(blur(image) + grid, blur(moved(image, 1, 3)) + grid, 1, 3, band=8) > 0.005
+        # Moved by a whole period the grid matches itself: only shifts of 1-3 px can see it.
+        assert shift_consistency(image + grid, moved(image, 4, 4) + grid, 4, 4, band=8) < 1e-12

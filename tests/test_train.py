@@ -16,7 +16,7 @@ from stylize.cli import app
 from stylize.config import BackboneConfig, LossConfig, TrainConfig
 from stylize.errors import InputError
 from stylize.modelfile import ModelFileError, load_model, save_model
-from stylize.train import checkpoint_path, prepare_training, train
+from stylize.train import checkpoint_path, prepare_training, shift_for_step, shifted_copy, train
 from stylize.transformer import TransformerConfig, TransformerNet
 
 from conftest import scene
@@ -100,6 +100,37 @@ def test_a_checkpoint_keeps_its_upsampling_when_resumed(style, photos, tmp_path)
     assert resumed.network.config == nearest
     train(resumed)
     assert load_model(tmp_path / "m2.pt").network.config == nearest
+
+
+def test_each_step_also_trains_shift_consistency_on_copies_shifted_1_to_3_px(style, photos, tmp_path):
+    shifts = [shift_for_step(0, step) for step in range(200)]
+    assert {dy for dy, _ in shifts} == {1, 2, 3} == {dx for _, dx in shifts}
+    assert shifts == [shift_for_step(0, step) for step in range(200)]  # resumable: fixed by seed and step
+    assert shifts != [shift_for_step(1, step) for step in range(200)]
+    batch = torch.rand(2, 3, 32, 36)
+    copy = shifted_copy(batch, 2, 1)
+    assert copy.shape == batch.shape and torch.equal(copy[..., :30, :35], batch[..., 2:, 1:])
+    seen = []
+    train(_prepare(style, photos, tmp_path / "m.pt", config(steps=2)), on_progress=seen.append)
+    for losses in (p.losses for p in seen):
+        assert losses["shift"] > 0
+        assert losses["total"] == pytest.approx(losses["content"] + losses["style"] + losses["tv"] + losses["shift"])
+    seen = []
+    train(_prepare(style, photos, tmp_path / "off.pt", config(steps=1, shift_weight=0.0)), on_progress=seen.append)
+    assert "shift" not in seen[0].losses
+    with pytest.raises(InputError, match="--shift-weight must be zero or positive"):
+        config(shift_weight=-1.0)
+
+
+def test_a_checkpoint_from_before_the_shift_term_resumes_only_without_it(style, photos, tmp_path):
+    first = train(_prepare(style, photos, tmp_path / "m.pt", config(steps=2, shift_weight=0.0)))
+    old = load_model(first.checkpoint)
+    del old.meta["training"]["shift_weight"]  # as files written before the term have it
+    save_model(first.checkpoint, old.network, old.meta, resume=old.resume, overwrite=True)
+    with pytest.raises(InputError, match="was trained with --shift-weight 0.0; resume"):
+        _prepare(style, photos, tmp_path / "m2.pt", config(steps=3), resume=first.checkpoint)
+    resumed = _prepare(style, photos, tmp_path / "m2.pt", config(steps=3, shift_weight=0.0), resume=first.checkpoint)
+    assert resumed.start_step == 2
 
 
 def test_interrupted_training_writes_a_checkpoint(style, photos, tmp_path):
@@ -221,6 +252,7 @@ def test_models_command_lists_bundled_models():
     for name in ("starry_night", "the_scream", "shipwreck"):
         (line,) = [line for line in lines if line.startswith(name + " ")]
         assert f"style {name}.jpg" in line and "steps at" in line and "content relu" in line
+        assert re.search(r"shift weight \d+\.\d", line), line
 
 
 def test_background_loader_gives_the_same_training(style, photos, tmp_path):
@@ -266,16 +298,21 @@ def test_cli_train_takes_loss_layers_and_records_them(style, photos, tmp_path):
     common = [str(style), "-d", str(photos), "--steps", "1", "--image-size", "32", "--batch-size", "2",
               "--width", "8", "--blocks", "1", "--quiet"]
     result = runner.invoke(app, ["train", *common, "-o", str(model), "--content-layers", "relu1_2",
-                                 "--style-layers", "relu1_1:2,relu2_1"])
+                                 "--style-layers", "relu1_1:2,relu2_1", "--shift-weight", "50"])
     assert result.exit_code == 0, result.output
     training = load_model(model).meta["training"]
     assert training["content_layers"] == "relu1_2"
     assert training["style_layers"] == "relu1_1:2,relu2_1"
+    assert training["shift_weight"] == 50.0
     # Without the options: Johnson et al.'s layers, not the iterative run's.
     assert runner.invoke(app, ["train", *common, "-o", str(tmp_path / "d.pt")]).exit_code == 0
     defaults = load_model(tmp_path / "d.pt").meta["training"]
     assert defaults["content_layers"] == "relu2_2"
     assert defaults["style_layers"] == "relu1_2,relu2_2,relu3_3,relu4_3"
+    assert defaults["shift_weight"] == TrainConfig().shift_weight > 0
+    negative = runner.invoke(app, ["train", *common, "-o", str(tmp_path / "n.pt"), "--shift-weight", "-1"])
+    assert negative.exit_code == 2 and "--shift-weight must be zero or positive" in negative.stderr
+    assert len(negative.stderr.strip().splitlines()) == 1 and not (tmp_path / "n.pt").exists()
     bad = runner.invoke(app, ["train", *common, "-o", str(tmp_path / "b.pt"), "--style-layers", "relu9_9"])
     assert bad.exit_code == 2 and "unknown style layer 'relu9_9'" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "b.pt").exists()

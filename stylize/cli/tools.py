@@ -34,7 +34,8 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
                                 f"{net.upsample} upsampling",
                      "steps": meta.get("steps"), "image_size": training.get("image_size"),
                      "style_weight": training.get("style_weight"), "content_layers": training.get("content_layers"),
-                     "photos": training.get("photos")})
+                     # Files from before the shift-consistency term were trained without it.
+                     "shift_weight": training.get("shift_weight", 0.0), "photos": training.get("photos")})
     if as_json:
         console.print_json(json.dumps(rows))
         return
@@ -43,7 +44,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     for r in rows:
         console.print(f"{r['name']:<12} style {r['style']:<18} {r['mb']} MB  {r['network']}; {r['steps']} steps at "
                       f"{r['image_size']} px, style weight {r['style_weight']}, content {r['content_layers']}, "
-                      f"{r['photos']} photos",
+                      f"shift weight {r['shift_weight']}, {r['photos']} photos",
                       markup=False, highlight=False, soft_wrap=True)
 
 

@@ -31,6 +31,9 @@ def train(
     content_weight: Annotated[float, typer.Option(help="alpha.")] = DEFAULT_TRAIN.loss.content_weight,
     style_weight: Annotated[float, typer.Option(help="beta.")] = DEFAULT_TRAIN.loss.style_weight,
     tv_weight: Annotated[float, typer.Option(help="Total-variation weight.")] = DEFAULT_TRAIN.loss.tv_weight,
+    shift_weight: Annotated[float, typer.Option(help="Shift consistency: the output for the crops shifted "
+                            "by 1-3 px must be the shifted output (keeps the network from drawing a grid); 0: "
+                            "off.")] = DEFAULT_TRAIN.shift_weight,
     content_layers: Annotated[str, typer.Option(help="Content layers, optionally weighted.")] = (
         format_layer_weights(DEFAULT_TRAIN.loss.content_layers)),
     style_layers: Annotated[str, typer.Option(help="Style layers with optional weights (normalised to sum 1).")] = (
@@ -79,7 +82,7 @@ def train(
                           style_layers=parse_layer_weights(style_layers, "--style-layers"))
         config = TrainConfig(image_size=image_size, batch_size=batch_size, steps=steps, epochs=epochs,
                              learning_rate=lr, style_size=style_size, checkpoint_every=checkpoint_every, seed=seed,
-                             workers=workers, half=half, loss=loss)
+                             workers=workers, half=half, shift_weight=shift_weight, loss=loss)
         network = TransformerConfig(width=width, blocks=blocks, norm=norm, shuffle=shuffle)
         job = training.prepare_training(style, data, output, config, network,
                                         BackboneConfig(name=backbone, weights=weights, download_progress=not quiet),
