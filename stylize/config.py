@@ -230,10 +230,11 @@ class TrainConfig:
     workers: int | None = None  # background data-loading processes; None: 0 on the CPU, up to 8 on a GPU
     half: bool | None = None  # mixed precision (--half/--no-half); None: device.resolve_half
     # Weight of the shift-consistency term (stylize.losses.shift_consistency): each step also
-    # stylises its crops shifted by 1-3 px and asks for the shifted output. Without it, the
-    # bundled `shipwreck` drew its texture as a mosaic on the 4-px lattice of the network's
-    # upsampled maps (lattice power 24-30, about 1 for photos); with 100 it fell to 2
-    # (benchmarks/RESULTS.md). Model files from before it were trained with 0.
+    # stylises its crops shifted by 1-3 px and asks for the shifted output. Without it, bundled
+    # models drew on the 4-px lattice of the network's upsampled maps (shipwreck a mosaic,
+    # starry_night a diagonal weave: lattice power 20-38, photos about 1); with 400, 1.6-3.6 at a
+    # 9-28 % higher style loss; 100 left a fine striation (benchmarks/RESULTS.md). Model files
+    # from before it were trained with 0.
     shift_weight: float = 400.0
     # A network trained from scratch needs a much lower style weight than the iterative method,
     # which starts from the photo: at 30 (the run default) trained networks lost the photo. With

@@ -217,13 +217,15 @@ def test_upsampling_mode_is_a_function_of_the_weights_only():
 
 def test_lattice_power_finds_a_grid_and_not_a_photo():
     """The grid measure: a smooth random scene scores about 1 at 4 px; the same scene with a faint
-    4-px grid added (2 levels of 255) scores far higher, at 4 px and not at 2 px."""
+    4-px grid added (2 levels of 255), along the rows or diagonally (the weave the earlier
+    starry_night drew), scores far higher, at 4 px and not at 2 px."""
     from conftest import scene
     from torchvision.transforms.functional import pil_to_tensor
 
     photo = pil_to_tensor(scene(256, 192, seed=3))[None].float() / 255
-    rows = torch.arange(192).view(-1, 1) % 4 < 2
-    grid = photo + (2 / 255) * rows.float() * torch.ones(1, 3, 1, 256)
-    assert lattice_power(photo, 4) < 3
-    assert lattice_power(grid, 4) > 10 * lattice_power(photo, 4)
-    assert lattice_power(grid, 2) < 3
+    y, x = torch.arange(192).view(-1, 1), torch.arange(256).view(1, -1)
+    for pattern in (y % 4 < 2, (x + y) % 4 < 2):
+        grid = photo + (2 / 255) * pattern.float()
+        assert lattice_power(photo, 4) < 3
+        assert lattice_power(grid, 4) > 10 * lattice_power(photo, 4)
+        assert lattice_power(grid, 2) < 3
