@@ -2,8 +2,8 @@
 
 The style targets are computed once; each step stylises a batch of photo crops and compares the
 result's VGG features with the photos' (content) and with the style's Gram matrices. It also
-stylises a crop shifted by a few pixels and asks for the shifted result (shift consistency: a
-network free to do otherwise drew its texture on the lattice of its own upsampled maps).
+stylises the crops shifted by a few pixels and asks for the shifted result (shift consistency:
+a network free to do otherwise drew its texture on the lattice of its own upsampled maps).
 Checkpoints are model files that can be resumed: the step count, optimiser state and the
 step-seeded data order continue exactly where they stopped.
 """
@@ -184,9 +184,9 @@ def shift_for_step(seed: int, step: int) -> tuple[int, int]:
     return dy, dx
 
 
-def shifted_copy(crops: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+def shifted_copy(batch: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """The crops moved up by ``dy`` and left by ``dx`` pixels, reflected back to their size."""
-    return F.pad(crops[..., dy:, dx:], (0, dx, 0, dy), mode="reflect")
+    return F.pad(batch[..., dy:, dx:], (0, dx, 0, dy), mode="reflect")
 
 
 def loader_workers(requested: int | None, device: torch.device) -> int:
@@ -221,17 +221,13 @@ def train(job: TrainJob, on_progress: Callable[[TrainProgress], None] | None = N
                     content_targets = job.extractor(batch, content_layers)  # no deeper than the content layer
                 if cfg.shift_weight > 0:
                     dy, dx = shift_for_step(cfg.seed, done)
-                    # The first crop shifted rides along in the same pass (one forward, as DDP
-                    # wants). One copy a step did as well as copies of the whole batch (lattice,
-                    # losses and looks alike; benchmarks/RESULTS.md) at a quarter of the cost.
-                    both = model(torch.cat([batch, shifted_copy(batch[:1], dy, dx)]))
-                    output, shifted = both[:-1], both[-1:]
+                    # One pass over the crops and their shifted copies (one forward for DDP).
+                    output, shifted = model(torch.cat([batch, shifted_copy(batch, dy, dx)])).chunk(2)
                 else:
                     output = model(batch)
                 parts = job.loss_fn(output, job.extractor(output), content_targets)
                 if cfg.shift_weight > 0:
-                    shift = shift_consistency(output[:1], shifted, dy, dx, SHIFT_BAND)
-                    parts = parts.with_shift(cfg.shift_weight * shift)
+                    parts = parts.with_shift(cfg.shift_weight * shift_consistency(output, shifted, dy, dx, SHIFT_BAND))
             job.optimizer.zero_grad(set_to_none=True)
             scaler.scale(parts.total).backward()
             scaler.step(job.optimizer)
