@@ -176,7 +176,7 @@ SHIFT_BAND = 8  # border pixels the shift-consistency term ignores
 
 
 def shift_for_step(seed: int, step: int) -> tuple[int, int]:
-    """The shift (down, right) of training step ``step``'s copies, each 1-3 px: never a multiple
+    """The shift (up, left) of training step ``step``'s copies, each 1-3 px: never a multiple
     of the 4-px lattice of the network's maps. Drawn from the seed and step, so a resumed
     training shifts as the uninterrupted one would have."""
     generator = torch.Generator().manual_seed(seed * 15_485_863 + step + 1)
