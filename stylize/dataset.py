@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 import torch
 
@@ -118,9 +122,25 @@ def random_crop(image: torch.Tensor, size: int, generator: torch.Generator) -> t
 
 def ignore_stop_signals_in_worker(worker_id: int) -> None:
     """DataLoader workers leave Ctrl-C and SIGTERM to the main process, which writes the checkpoint
-    (and stops them)."""
+    (and stops them). A stop can land while the main process is taking a batch's shared memory
+    from a worker (multiprocessing's resource sharer, a thread of the worker); the handover then
+    fails in the worker, which printed a traceback under the one-line message (seen once in CI,
+    a race). The main process stops regardless: those failures stay quiet."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.excepthook = quiet_handover_failures(sys.excepthook)
+
+
+def quiet_handover_failures(previous: Callable[..., object]) -> Callable[..., object]:
+    """``sys.excepthook`` that drops errors raised inside multiprocessing's resource sharer (which
+    reports them through ``sys.excepthook``) and passes every other one to ``previous``."""
+
+    def hook(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+        if any(Path(frame.filename).name == "resource_sharer.py" for frame in traceback.extract_tb(trace)):
+            return
+        previous(kind, error, trace)
+
+    return hook
 
 
 def style_image(path: Path, long_side: int, min_side: int = 1) -> torch.Tensor:
