@@ -54,6 +54,8 @@ class TransformerConfig:
     # phases of a 2x2 block see their input through four different sums of the kernel's taps, and
     # trained models drew a regular hatching at the period of the upsampled map (4 px for the
     # bundled ones: 4-36 times the power of the neighbouring frequencies, benchmarks/RESULTS.md).
+    # Bilinear alone still let trained networks place texture on that lattice; training's
+    # shift-consistency term (TrainConfig.shift_weight) is what took it out.
     upsample: str = "bilinear"
 
     def __post_init__(self) -> None:
