@@ -189,6 +189,18 @@ def shifted_copy(batch: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return F.pad(batch[..., dy:, dx:], (0, dx, 0, dy), mode="reflect")
 
 
+def _stylise(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig,
+             step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The network's output for the crops and, with a shift weight, the weighted
+    shift-consistency term; the crops and their shifted copies go through in one pass (one
+    forward, as DDP wants)."""
+    if cfg.shift_weight <= 0:
+        return model(batch), None
+    dy, dx = shift_for_step(cfg.seed, step)
+    output, shifted = model(torch.cat([batch, shifted_copy(batch, dy, dx)])).chunk(2)
+    return output, cfg.shift_weight * shift_consistency(output, shifted, dy, dx, SHIFT_BAND)
+
+
 def loader_workers(requested: int | None, device: torch.device) -> int:
     """--workers, or by default: none on the CPU (decoding would take cores from the step), and
     on a GPU up to 8 processes, which keep a step of a few milliseconds fed."""
@@ -219,15 +231,10 @@ def train(job: TrainJob, on_progress: Callable[[TrainProgress], None] | None = N
             with autocast(job.device, cfg.half):
                 with torch.no_grad():
                     content_targets = job.extractor(batch, content_layers)  # no deeper than the content layer
-                if cfg.shift_weight > 0:
-                    dy, dx = shift_for_step(cfg.seed, done)
-                    # One pass over the crops and their shifted copies (one forward for DDP).
-                    output, shifted = model(torch.cat([batch, shifted_copy(batch, dy, dx)])).chunk(2)
-                else:
-                    output = model(batch)
+                output, shift = _stylise(model, batch, cfg, done)
                 parts = job.loss_fn(output, job.extractor(output), content_targets)
-                if cfg.shift_weight > 0:
-                    parts = parts.with_shift(cfg.shift_weight * shift_consistency(output, shifted, dy, dx, SHIFT_BAND))
+                if shift is not None:
+                    parts = parts.with_shift(shift)
             job.optimizer.zero_grad(set_to_none=True)
             scaler.scale(parts.total).backward()
             scaler.step(job.optimizer)
