@@ -90,11 +90,16 @@ def _loss_record(loss: LossConfig) -> dict:
             "style_layers": format_layer_weights(loss.style_layers)}
 
 
+def recorded_shift_weight(training: dict) -> float:
+    """The shift weight a model file's ``meta["training"]`` records; files from before the
+    shift-consistency term were trained without it: 0."""
+    return float(training.get("shift_weight", 0.0))
+
+
 def _check_same_loss(resume: Path, recorded: dict, config: TrainConfig) -> None:
     """A resumed training carries on exactly, so its loss must be the checkpoint's: a silently
     changed weight or layer (or a default changed since) would train another model."""
-    # Checkpoints from before the shift-consistency term trained without it.
-    recorded = {"shift_weight": 0.0, **recorded}
+    recorded = {**recorded, "shift_weight": recorded_shift_weight(recorded)}
     asked = {**_loss_record(config.loss), "shift_weight": config.shift_weight}
     differ = [f"--{key.replace('_', '-')} {recorded[key]}" for key in asked
               if key in recorded and recorded[key] != asked[key]]

@@ -22,6 +22,7 @@ from stylize.errors import InputError
 def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List the bundled models (name, style, size, how trained)."""
     from stylize.modelfile import bundled_models, load_model
+    from stylize.train import recorded_shift_weight
 
     rows = []
     for path in bundled_models():
@@ -34,8 +35,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
                                 f"{net.upsample} upsampling",
                      "steps": meta.get("steps"), "image_size": training.get("image_size"),
                      "style_weight": training.get("style_weight"), "content_layers": training.get("content_layers"),
-                     # Files from before the shift-consistency term were trained without it.
-                     "shift_weight": training.get("shift_weight", 0.0), "photos": training.get("photos")})
+                     "shift_weight": recorded_shift_weight(training), "photos": training.get("photos")})
     if as_json:
         console.print_json(json.dumps(rows))
         return
