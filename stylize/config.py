@@ -193,11 +193,13 @@ def format_layer_weights(layers: LayerWeights) -> str:
 
 
 def parse_numbers(text: str, option: str, kind: type = float) -> tuple:
-    """Parse a comma-separated list such as ``"0.7,0.3"``; errors name the option."""
+    """Parse a comma-separated list such as ``"0.7,0.3"`` (``"200,70"`` with ``kind=int``); errors
+    name the option and show an example of its kind."""
     try:
         values = tuple(kind(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise InputError(f"{option}: expected comma-separated numbers like 0.7,0.3, got '{text}'") from None
+        example = "whole numbers like 200,70" if kind is int else "numbers like 0.7,0.3"
+        raise InputError(f"{option}: expected comma-separated {example}, got '{text}'") from None
     if not values:
         raise InputError(f"{option}: expected at least one number")
     return values

@@ -178,6 +178,8 @@ def test_bad_content_image(case, painting, tmp_path):
     (["--device", "tpu"], "unknown device"),
     (["--size", "8"], "--size"),
     (["--iterations", "0"], "--iterations"),
+    (["--iterations", "1.5"], "--iterations: expected comma-separated whole numbers like 200,70"),
+    (["--scales", "128,x"], "--scales: expected comma-separated whole numbers"),
     (["--style-layers", "relu1_1:x"], "not a number"),
     (["--style-scale", "0"], "--style-scale"),
     # Infinities ran: no loss below infinity, the start image came back, or a traceback.
