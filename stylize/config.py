@@ -155,6 +155,10 @@ class RunConfig:
             raise InputError(f"--size must be at least 16 pixels, got {self.size}")
         if self.iterations is not None and any(n < 1 for n in self.iterations):
             raise InputError("--iterations must be positive")
+        if isinstance(self.scales, tuple) and max(self.scales) > self.size:
+            # Silently dropped, they left the run a scale short of the --iterations listed for it.
+            raise InputError(f"--scales {max(self.scales)} is larger than --size {self.size}, the last scale's size; "
+                             "raise --size or list only smaller sizes")
         if not 0 < self.style_scale < math.inf:
             raise InputError(f"--style-scale must be positive (and finite), got {self.style_scale}")
         if not 0 < self.learning_rate < math.inf:

@@ -180,6 +180,7 @@ def test_bad_content_image(case, painting, tmp_path):
     (["--iterations", "0"], "--iterations"),
     (["--iterations", "1.5"], "--iterations: expected comma-separated whole numbers like 200,70"),
     (["--scales", "128,x"], "--scales: expected comma-separated whole numbers"),
+    (["--size", "48", "--scales", "32,64"], "--scales 64 is larger than --size 48"),
     (["--style-layers", "relu1_1:x"], "not a number"),
     (["--style-scale", "0"], "--style-scale"),
     # Infinities ran: no loss below infinity, the start image came back, or a traceback.

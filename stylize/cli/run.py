@@ -54,7 +54,7 @@ def run(
                           f"or a list such as 200,70. Default: {AUTO_ITERATIONS[-2]} at half size, {AUTO_ITERATIONS[-1]} at "
                           "full size.")] = None,
     scales: Annotated[Optional[str], typer.Option(help="Coarse-to-fine schedule: a number of scales, each twice the "
-                      "last (1 = single scale), or sizes such as 128,256. "
+                      "last (1 = single scale), or the sizes before the last (--size), such as 128,256. "
                       f"Default: {AUTO_SCALES} (half size, then full).")] = None,
     optimizer: Annotated[OptimizerKind, typer.Option(help="Optimiser.")] = DEFAULT_RUN.optimizer,
     lr: Annotated[float, typer.Option("--lr", help="Adam's learning rate.")] = DEFAULT_RUN.learning_rate,
