@@ -129,23 +129,10 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
     extractor, backbone_source = load_loss_extractor(backbone, list(content_layer_weights(config.loss)),
                                                      list(style_layer_weights(config.loss)), torch_device)
     torch.manual_seed(config.seed)
-    start_step, optimizer_state = 0, None
     if resume is not None:
-        loaded = load_model(resume)
-        if loaded.resume is None:
-            raise InputError(f"{resume}: a finished model, not a checkpoint; resume from {checkpoint_path(output)}")
-        if loaded.meta.get("style_sha256") != style_sha256:
-            raise InputError(f"{resume}: was trained on another style image than {style}")
-        # The head and the upsampling are not options: the checkpoint's carry on.
-        asked = replace(network, head=loaded.network.config.head, upsample=loaded.network.config.upsample)
-        if loaded.network.config != asked:  # the checkpoint's network would be trained on regardless
-            raise InputError(f"{resume}: its network is {loaded.network.config.options()}, not the {asked.options()} "
-                             "asked for; resume with the options of the command that wrote it")
-        _check_same_loss(resume, loaded.meta.get("training", {}), config)
-        net = loaded.network
-        start_step, optimizer_state = int(loaded.resume["step"]), loaded.resume["optimizer"]
+        net, start_step, optimizer_state = _resume(resume, style, style_sha256, output, network, config)
     else:
-        net = TransformerNet(network)
+        net, start_step, optimizer_state = TransformerNet(network), 0, None
     net = net.to(torch_device).train()
     model: torch.nn.Module = net
     if world.distributed:
@@ -170,6 +157,24 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
     return TrainJob(Path(style), scan.paths, scan.skipped, output, overwrite, config, net, optimizer, start_step,
                     total, extractor, PerceptualLoss(config.loss, targets).to(torch_device), torch_device, meta,
                     preview_image, world, model)
+
+
+def _resume(resume: Path, style: Path, style_sha256: str, output: Path, network: TransformerConfig,
+            config: TrainConfig) -> tuple[TransformerNet, int, dict]:
+    """The checkpoint's network, step and optimiser state, once it is known to train what was
+    asked: the same style image, network and loss."""
+    loaded = load_model(resume)
+    if loaded.resume is None:
+        raise InputError(f"{resume}: a finished model, not a checkpoint; resume from {checkpoint_path(output)}")
+    if loaded.meta.get("style_sha256") != style_sha256:
+        raise InputError(f"{resume}: was trained on another style image than {style}")
+    # The head and the upsampling are not options: the checkpoint's carry on.
+    asked = replace(network, head=loaded.network.config.head, upsample=loaded.network.config.upsample)
+    if loaded.network.config != asked:  # the checkpoint's network would be trained on regardless
+        raise InputError(f"{resume}: its network is {loaded.network.config.options()}, not the {asked.options()} "
+                         "asked for; resume with the options of the command that wrote it")
+    _check_same_loss(resume, loaded.meta.get("training", {}), config)
+    return loaded.network, int(loaded.resume["step"]), loaded.resume["optimizer"]
 
 
 def _read_style(style: Path) -> bytes:
