@@ -19,8 +19,9 @@ from conftest import scene
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 
 
-def torchrun(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def torchrun(tmp_path: Path, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    # torchrun leaves a folder in TMPDIR each time: inside the test's own, not littering /tmp.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
     return subprocess.run([*TORCHRUN, "-m", "stylize", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=env)
 
@@ -43,7 +44,7 @@ def test_sharded_batch_does_every_job_once_and_gathers_failures(tmp_path):
     model = tmp_path / "m.pt"
     save_model(model, TransformerNet(TransformerConfig(width=4, blocks=1)), {"style_name": "x.png"})
     out = tmp_path / "out"
-    result = torchrun("run", photos, "--model", model, "-o", out, "--device", "cpu")
+    result = torchrun(tmp_path, "run", photos, "--model", model, "-o", out, "--device", "cpu")
     assert result.returncode != 0  # the broken file failed: exit code 1 from the ranks
     assert "shared by 2 processes" in result.stdout
     assert "failed: " in result.stdout and "broken.jpg" in result.stdout  # gathered on rank 0
@@ -51,7 +52,7 @@ def test_sharded_batch_does_every_job_once_and_gathers_failures(tmp_path):
     # No output was written twice (a second writer would have failed with "exists").
     assert sorted(p.name for p in out.iterdir()) == [f"p{i}_x_m.png" for i in range(5)]
     assert "exists already" not in result.stdout
-    again = torchrun("run", photos / "p0.png", photos / "p1.png", "--model", model, "-o", out, "--device", "cpu")
+    again = torchrun(tmp_path, "run", photos / "p0.png", photos / "p1.png", "--model", model, "-o", out, "--device", "cpu")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "2 done already" in again.stdout
 
@@ -89,7 +90,7 @@ def test_two_processes_train_like_one_with_the_global_batch(training_data, tmp_p
 
     style, photos = training_data
     ddp, one = tmp_path / "ddp.pt", tmp_path / "one.pt"
-    result = torchrun("train", style, "-d", photos, "-o", ddp, "--batch-size", "1", "--steps", "3", *TRAIN)
+    result = torchrun(tmp_path, "train", style, "-d", photos, "-o", ddp, "--batch-size", "1", "--steps", "3", *TRAIN)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 steps of 1 x 2 processes = 2 photos" in result.stdout
     assert result.stdout.count("saved ") == 1  # rank 0 writes and speaks
@@ -116,7 +117,7 @@ def test_checkpoint_of_two_processes_resumes_in_one(training_data, tmp_path):
 
     style, photos = training_data
     model = tmp_path / "m.pt"
-    result = torchrun("train", style, "-d", photos, "-o", model, "--batch-size", "1", "--steps", "2", *TRAIN)
+    result = torchrun(tmp_path, "train", style, "-d", photos, "-o", model, "--batch-size", "1", "--steps", "2", *TRAIN)
     assert result.returncode == 0, result.stdout + result.stderr
     resumed = CliRunner().invoke(app, ["train", str(style), "-d", str(photos), "-o", str(model), "--batch-size", "2",
                                        "--steps", "4", "--resume", str(tmp_path / "m.ckpt.pt"), "--overwrite", *TRAIN])
