@@ -1,0 +1,25 @@
+"""The GPU session's report script runs: a GPU is lent for minutes now and then, so a script
+broken by a change elsewhere would cost that session. Here on the CPU at tiny sizes (--smoke)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from conftest import REPO, SHARED
+
+
+def test_gpu_report_runs_and_prints_every_figure():
+    result = subprocess.run([sys.executable, "benchmarks/gpu_report.py", "--smoke", "--device", "cpu",
+                             "--train-steps", "2", "--frames", "2"], cwd=REPO, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "STYLIZE_SHARED": str(SHARED)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "iterative, default run at 96 px" in out and "objective" in out
+    assert "frames/s" in out and "half precision" in out
+    if (SHARED / "photos").is_dir():
+        for line in ("reference loop", "stylize train --shift-weight 0:", "stylize train --half --shift-weight 400:"):
+            assert line in out, out
+    else:
+        assert "training: skipped" in out
