@@ -32,7 +32,7 @@ from stylize.imageio import LoadedImage, load_image, save_image
 from stylize.losses import (PerceptualLoss, content_layer_weights, shift_consistency, style_layer_weights,
                             style_targets)
 from stylize.modelfile import load_model, save_model
-from stylize.transformer import TransformerConfig, TransformerNet, stylize_image
+from stylize.transformer import TransformerConfig, TransformerNet, scale_output_layer, stylize_image
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,17 @@ class TrainJob:
     preview: LoadedImage | None
     world: World = SINGLE
     model: torch.nn.Module | None = None  # what the step runs: the network, or its DDP wrapper
+
+
+# A new network's output layer starts at a tenth of PyTorch's default weights. From the
+# default, the untrained network drew seed-dependent noise whose style loss at the first step
+# ranged from 5 to 174 (`shipwreck`, eight seeds), and the seeds that started high lagged
+# behind (seed 1 trained a pale, washed-out model): Adam's second-moment estimates kept those
+# first huge gradients and shrank every step for hundreds of steps (clearing the optimiser's
+# state after 25 steps gave seed 1 its progress back). At a tenth the output starts nearly flat
+# grey and every seed near the same loss (4.3-7.0). Zeroing the layer did as much for
+# `shipwreck` but trained flatter `starry_night` and `the_scream` models (benchmarks/RESULTS.md).
+OUTPUT_INIT_SCALE = 0.1
 
 
 def checkpoint_path(output: Path) -> Path:
@@ -132,7 +143,7 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
     if resume is not None:
         net, start_step, optimizer_state = _resume(resume, style, style_sha256, output, network, config)
     else:
-        net, start_step, optimizer_state = TransformerNet(network), 0, None
+        net, start_step, optimizer_state = scale_output_layer(TransformerNet(network), OUTPUT_INIT_SCALE), 0, None
     net = net.to(torch_device).train()
     model: torch.nn.Module = net
     if world.distributed:

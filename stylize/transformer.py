@@ -332,6 +332,14 @@ class TransformerNet(nn.Module):
         return torch.sigmoid(x[..., m:m + h, m:m + w])
 
 
+def scale_output_layer(network: TransformerNet, factor: float) -> TransformerNet:
+    """Multiply the output convolution's initial weights by ``factor``: with a small one the
+    untrained network's output is nearly flat grey for any seed (see train.OUTPUT_INIT_SCALE)."""
+    with torch.no_grad():
+        network.head[1].weight.mul_(factor)
+    return network
+
+
 def stylize_image(network: TransformerNet, image: torch.Tensor, device: torch.device,
                   half: bool = False) -> torch.Tensor:
     """One forward pass in inference mode (batch norm uses its running statistics); ``half``:

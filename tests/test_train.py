@@ -17,7 +17,7 @@ from stylize.config import BackboneConfig, LossConfig, TrainConfig
 from stylize.errors import InputError
 from stylize.modelfile import ModelFileError, load_model, save_model
 from stylize.train import checkpoint_path, prepare_training, shift_for_step, shifted_copy, train
-from stylize.transformer import TransformerConfig, TransformerNet
+from stylize.transformer import TransformerConfig, TransformerNet, stylize_image
 
 from conftest import scene
 
@@ -62,6 +62,23 @@ def test_training_writes_a_model_that_reloads(style, photos, tmp_path):
     assert model.meta["steps"] == 3 and model.meta["style_name"] == "painting.png" and model.resume is None
     assert model.network.config == TINY_NET
     assert checkpoint_path(out).is_file()
+
+
+def test_training_starts_near_flat_grey_whatever_the_seed(style, photos, tmp_path):
+    # From PyTorch's default initialisation some seeds started from noise with many times the
+    # style loss of others, and trained washed-out models; the output layer starts at a tenth
+    # of it (train.OUTPUT_INIT_SCALE), so every seed starts near flat grey.
+    photo = torch.rand(1, 3, 40, 36, generator=torch.Generator().manual_seed(0))
+    trained = []
+    for seed in (0, 1, 2):
+        job = _prepare(style, photos, tmp_path / f"s{seed}.pt", config(steps=3, seed=seed))
+        start = stylize_image(job.network, photo, job.device)  # keeps the network in training mode
+        assert float((start - start.mean()).abs().max()) < 0.05  # the default init: 0.22-0.32
+        train(job)
+        trained.append(stylize_image(job.network, photo, job.device))
+        assert float((trained[-1] - start).abs().max()) > 1e-3  # it trains
+    # The seed still draws the rest of the network: three different models.
+    assert not torch.equal(trained[0], trained[1]) and not torch.equal(trained[1], trained[2])
 
 
 def test_resume_continues_to_the_same_weights(style, photos, tmp_path):
