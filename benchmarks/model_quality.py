@@ -7,7 +7,9 @@ and the samples, at --size), and each output is scored with `stylize run`'s defa
 (../shared/data/styles, at --style-size, as the bundled models were trained), content (relu4_2;
 relu2_2 with --train-layers) against the photo; and the most lattice power at 4 and 2 px over
 the photos (``stylize.transformer.lattice_power``: about 1 for a photo, a grid on the network's
-upsampled maps shows as a spike). Lower is closer for both losses; they pull against each
+upsampled maps shows as a spike), with the grid's largest amplitude in grey levels
+(``lattice_amplitude``: the visible grids of earlier models were 3-5 levels; a spike of a few
+hundredths of a level cannot be seen). Lower is closer for both losses; they pull against each
 other, and each model does best under the layers it was trained with, so look at the images too
 (--save DIR writes them, numbered in the order the models were given).
 
@@ -27,7 +29,7 @@ from stylize.features import load_extractor
 from stylize.imageio import fit_long_side, load_image, resize, save_image
 from stylize.losses import PerceptualLoss, content_layer_weights, required_layers, style_layer_weights, style_targets
 from stylize.modelfile import load_model
-from stylize.transformer import lattice_power, stylize_image
+from stylize.transformer import lattice_amplitude, lattice_power, stylize_image
 
 CPU = torch.device("cpu")
 
@@ -71,12 +73,14 @@ def main() -> None:
                 parts = loss(out, extractor(out), {n: target[n] for n in content_layer_weights(config)})
                 style.append(float(parts.style))
                 content.append(float(parts.content))
-                lattice.append((lattice_power(out, 4), lattice_power(out, 2)))
+                lattice.append((lattice_power(out, 4), lattice_power(out, 2),
+                                lattice_amplitude(out, 4), lattice_amplitude(out, 2)))
                 if args.save:
                     save_image(out, args.save / f"{number}-{Path(name).stem}_{path.stem}.png", overwrite=True)
         print(f"{name:<40} style {sum(style) / len(style):.4f}  content {sum(content) / len(content):.4f}   "
               f"(style per photo: {' '.join(f'{s:.3f}' for s in style)})   lattice at 4 / 2 px, most: "
-              f"{max(p4 for p4, _ in lattice):.1f} / {max(p2 for _, p2 in lattice):.1f}")
+              f"{max(row[0] for row in lattice):.1f} / {max(row[1] for row in lattice):.1f} "
+              f"(amplitude {max(row[2] for row in lattice):.2f} / {max(row[3] for row in lattice):.2f} levels)")
 
 
 if __name__ == "__main__":
