@@ -20,6 +20,7 @@ State-dict key names are a file format (model files store them): keep them stabl
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -352,18 +353,20 @@ def stylize_image(network: TransformerNet, image: torch.Tensor, device: torch.de
     return result
 
 
-def _window_spectra(image: torch.Tensor, window: int) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """The 2-D spectra of half-overlapping Hann-tapered windows of an image ``[1,3,H,W]``'s
-    luminance as an 8-bit file holds it, and the taper."""
-    gray = (image[0].float().clamp(0, 1) * 255).round().mean(0).double()
+def _taper(window: int) -> torch.Tensor:
     hann = torch.hann_window(window, periodic=False, dtype=torch.float64)
-    taper = hann[:, None] * hann[None, :]
-    spectra = []
+    return hann[:, None] * hann[None, :]
+
+
+def _window_spectra(image: torch.Tensor, window: int) -> Iterator[torch.Tensor]:
+    """The 2-D spectra of half-overlapping Hann-tapered windows of an image ``[1,3,H,W]``'s
+    luminance as an 8-bit file holds it, one window at a time (a large image has thousands)."""
+    gray = (image[0].float().clamp(0, 1) * 255).round().mean(0).double()
+    taper = _taper(window)
     for y in range(0, gray.shape[0] - window + 1, window // 2):
         for x in range(0, gray.shape[1] - window + 1, window // 2):
             patch = gray[y:y + window, x:x + window]
-            spectra.append(torch.fft.fft2((patch - patch.mean()) * taper))
-    return spectra, taper
+            yield torch.fft.fft2((patch - patch.mean()) * taper)
 
 
 def _grid_frequencies(window: int, period: int) -> list[tuple[int, int]]:
@@ -384,10 +387,9 @@ def lattice_power(image: torch.Tensor, period: int, window: int = 128) -> float:
     of it shows. A ratio, it can also be high for a component far too faint to see where the
     frequencies around it are fainter still: see ``lattice_amplitude``. Images smaller than one
     window give nan."""
-    spectra, _ = _window_spectra(image, window)
-    if not spectra:
-        return float("nan")
-    power = torch.stack(spectra).abs().pow(2).sum(0)
+    power = torch.zeros(window, window, dtype=torch.float64)
+    for spectrum in _window_spectra(image, window):
+        power += spectrum.abs() ** 2
     ring = [(dy, dx) for dy in (-2, 0, 2) for dx in (-2, 0, 2) if dy or dx]
     ratios = [power[fy % window, fx % window]
               / torch.stack([power[(fy + dy) % window, (fx + dx) % window] for dy, dx in ring]).mean()
@@ -402,13 +404,14 @@ def lattice_amplitude(image: torch.Tensor, period: int, window: int = 128) -> fl
     levels strong (the mosaic of commit c8cf814's ``shipwreck``: 3-5 at 4 px); a spike of
     ``lattice_power`` at a few hundredths of a level is invisible. Images smaller than one
     window give nan."""
-    spectra, taper = _window_spectra(image, window)
-    if not spectra:
+    magnitude = None
+    for spectrum in _window_spectra(image, window):
+        magnitude = spectrum.abs() if magnitude is None else torch.maximum(magnitude, spectrum.abs())
+    if magnitude is None:
         return float("nan")
-    magnitude = torch.stack(spectra).abs().amax(0)
     # A real cosine splits between a frequency and its mirror image, except at the Nyquist
     # frequency (a 2-px period along an axis, or both), where both are the same bin.
-    nyquist = window // 2
-    return max(float(magnitude[fy % window, fx % window]) / float(taper.sum())
+    nyquist, taper_sum = window // 2, float(_taper(window).sum())
+    return max(float(magnitude[fy % window, fx % window]) / taper_sum
                * (1 if fy % nyquist == 0 and fx % nyquist == 0 else 2)
                for fy, fx in _grid_frequencies(window, period))
