@@ -6,7 +6,7 @@ and the samples, at --size), and each output is scored with `stylize run`'s defa
 (with --train-layers, `stylize train`'s): style against the model's own painting
 (../shared/data/styles, at --style-size, as the bundled models were trained), content (relu4_2;
 relu2_2 with --train-layers) against the photo; and the most lattice power at 4 and 2 px over
-the photos (``stylize.transformer.lattice_power``: about 1 for a photo, a grid on the network's
+the photos (``stylize.lattice.lattice_power``: about 1 for a photo, a grid on the network's
 upsampled maps shows as a spike), with the grid's largest amplitude in grey levels
 (``lattice_amplitude``: the visible grids of earlier models were 3-5 levels; a spike of a few
 hundredths of a level cannot be seen). Lower is closer for both losses; they pull against each
@@ -29,7 +29,8 @@ from stylize.features import load_extractor
 from stylize.imageio import fit_long_side, load_image, resize, save_image
 from stylize.losses import PerceptualLoss, content_layer_weights, required_layers, style_layer_weights, style_targets
 from stylize.modelfile import load_model
-from stylize.transformer import lattice_amplitude, lattice_power, stylize_image
+from stylize.lattice import lattice_amplitude, lattice_power
+from stylize.transformer import stylize_image
 
 CPU = torch.device("cpu")
 
