@@ -24,9 +24,9 @@ CPU = torch.device("cpu")
 # A grid on the upsampled maps' lattice stands out from the frequencies around it
 # (stylize.lattice.lattice_power: photos about 1, up to 5 where they have fine regular
 # structure; the earlier bundled models 7-41 at 4 px) and is strong enough to see
-# (lattice_amplitude, in grey levels: those grids 0.8-4.9). A spike alone is not a grid: the
-# current shipwreck reads 6.3 at 2 px on chelsea, a component of 0.01 levels whose neighbours
-# are fainter still. Both measures are in benchmarks/RESULTS.md.
+# (lattice_amplitude, in grey levels: those grids 0.8-4.9). A spike alone is not a grid: a
+# shipwreck trained 1000 steps read 6.3 at 2 px on chelsea, a component of 0.01 levels whose
+# neighbours are fainter still. Both measures are in benchmarks/RESULTS.md.
 GRID_LIMIT = 5.0
 AMPLITUDE_LIMIT = 0.25
 
