@@ -8,7 +8,7 @@ and the samples, at --size), and each output is scored with `stylize run`'s defa
 relu2_2 with --train-layers) against the photo; and the most lattice power at 4 and 2 px over
 the photos (``stylize.lattice.lattice_power``: about 1 for a photo, a grid on the network's
 upsampled maps shows as a spike), with the grid's largest amplitude in grey levels
-(``lattice_amplitude``: the visible grids of earlier models were 3-5 levels; a spike of a few
+(``lattice_amplitude``: the visible grids of earlier models were 0.8-5 levels; a spike of a few
 hundredths of a level cannot be seen). Lower is closer for both losses; they pull against each
 other, and each model does best under the layers it was trained with, so look at the images too
 (--save DIR writes them, numbered in the order the models were given).

@@ -38,7 +38,7 @@ def lattice_power(image: torch.Tensor, period: int, window: int = 128) -> float:
     (along either axis and either diagonal) over the mean of the 8 frequencies 2 bins around it,
     averaged over half-overlapping Hann-tapered windows; the strongest of the four. A photo scores
     about 1 (up to 5 where it has fine regular structure, such as a bridge's cables); a grid
-    shows as a spike (earlier bundled models: 10-37 at 4 px, along the axes or the diagonals).
+    shows as a spike (earlier bundled models: 7-41 at 4 px, along the axes or the diagonals).
     Measured on the image as an 8-bit file holds it: without the rounding, a frequency that a
     smooth network output hardly has (2 px, the finest) showed spikes of up to 15 that no file
     of it shows. A ratio, it can also be high for a component far too faint to see where the
@@ -58,7 +58,8 @@ def lattice_amplitude(image: torch.Tensor, period: int, window: int = 128) -> fl
     """The amplitude, in grey levels of 255, of the strongest of a ``period``-pixel grid's
     components (the frequencies ``lattice_power`` looks at) in any one window: a cosine of
     amplitude a added to an image reads about a. The grids seen in earlier bundled models were
-    levels strong (the mosaic of commit c8cf814's ``shipwreck``: 3-5 at 4 px); a spike of
+    0.8-5 levels strong at 4 px (commit c8cf814: ``starry_night``'s weave 0.8-1.3, ``shipwreck``'s
+    mosaic 3-5); a spike of
     ``lattice_power`` at a few hundredths of a level is invisible. Images smaller than one
     window give nan."""
     magnitude = None
