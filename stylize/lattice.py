@@ -59,9 +59,8 @@ def lattice_amplitude(image: torch.Tensor, period: int, window: int = 128) -> fl
     components (the frequencies ``lattice_power`` looks at) in any one window: a cosine of
     amplitude a added to an image reads about a. The grids seen in earlier bundled models were
     0.8-5 levels strong at 4 px (commit c8cf814: ``starry_night``'s weave 0.8-1.3, ``shipwreck``'s
-    mosaic 3-5); a spike of
-    ``lattice_power`` at a few hundredths of a level is invisible. Images smaller than one
-    window give nan."""
+    mosaic 3-5); a spike of ``lattice_power`` at a few hundredths of a level is invisible.
+    Images smaller than one window give nan."""
     magnitude = None
     for spectrum in _window_spectra(image, window):
         magnitude = spectrum.abs() if magnitude is None else torch.maximum(magnitude, spectrum.abs())
