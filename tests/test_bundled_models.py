@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from stylize.cli import app
-from stylize.config import BackboneConfig, LossConfig
+from stylize.config import BackboneConfig, LossConfig, TrainConfig, format_layer_weights
 from stylize.features import load_extractor
 from stylize.imageio import fit_long_side, load_image, resize
 from stylize.losses import PerceptualLoss, required_layers, style_layer_weights, style_targets
@@ -17,7 +19,7 @@ from stylize.modelfile import bundled_models, load_model
 from stylize.lattice import lattice_amplitude, lattice_power
 from stylize.transformer import stylize_image
 
-from conftest import SAMPLES, SHARED
+from conftest import REPO, SAMPLES, SHARED
 
 NAMES = ["shipwreck", "starry_night", "the_scream"]
 CPU = torch.device("cpu")
@@ -39,6 +41,32 @@ def test_three_models_are_bundled_and_listed():
     assert sorted(rows) == NAMES
     for row in rows.values():
         assert row["steps"] >= 1000 and row["photos"] == 294 and row["style"].endswith(".jpg")
+
+
+def test_the_readme_recipe_is_what_the_bundled_models_were_trained_with():
+    """The README's training command for the bundled models names the settings their files
+    record, so that it reproduces them (and the README cannot drift from the models shipped)."""
+    command = re.search(r"stylize train \.\./shared/data/styles/\$painting\.jpg(.*?)\ndone",
+                        (REPO / "README.md").read_text(), re.S)
+    assert command, "the README's loop over the bundled paintings is missing"
+    words = shlex.split(command.group(1).replace("\\\n", " "))
+    options = {w.removeprefix("--").replace("-", "_"): v for w, v in zip(words, words[1:]) if w.startswith("--")}
+    train = TrainConfig()
+    defaults = {"batch_size": train.batch_size, "learning_rate": train.learning_rate, "shift_weight": train.shift_weight,
+                "content_weight": train.loss.content_weight, "style_weight": train.loss.style_weight,
+                "tv_weight": train.loss.tv_weight, "content_layers": format_layer_weights(train.loss.content_layers),
+                "style_layers": format_layer_weights(train.loss.style_layers)}
+    for name in NAMES:
+        model = load_model(name)
+        network = {"width": model.network.config.width, "blocks": model.network.config.blocks,
+                   "shuffle": model.network.config.shuffle}
+        recorded = {**model.meta["training"], **network}
+        for option in ("width", "blocks", "shuffle", "image_size", "style_size", "steps", "checkpoint_every", "seed"):
+            assert str(recorded[option]) == options[option], (name, option, recorded[option], options[option])
+        assert model.meta["steps"] == recorded["steps"] and model.meta["style_name"] == f"{name}.jpg"
+        # What the command leaves to the defaults must still be the defaults.
+        for option, value in defaults.items():
+            assert recorded[option] == value, (name, option, recorded[option], value)
 
 
 @pytest.mark.parametrize("name", NAMES)
