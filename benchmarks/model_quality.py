@@ -9,9 +9,11 @@ relu2_2 with --train-layers) against the photo; and the most lattice power at 4 
 the photos (``stylize.lattice.lattice_power``: about 1 for a photo, a grid on the network's
 upsampled maps shows as a spike), with the grid's largest amplitude in grey levels
 (``lattice_amplitude``: the visible grids of earlier models were 0.8-5 levels; a spike of a few
-hundredths of a level cannot be seen). Lower is closer for both losses; they pull against each
-other, and each model does best under the layers it was trained with, so look at the images too
-(--save DIR writes them, numbered in the order the models were given).
+hundredths of a level cannot be seen). The objective is content + style weight x style, with
+the style weight of those layers' command (30 for run, 5 for train; no tv or shift term). Lower
+is closer for both losses; they pull against each other, and each model does best under the
+layers it was trained with, so look at the images too (--save DIR writes them, numbered in the
+order the models were given).
 
     python benchmarks/model_quality.py starry_night path/to/candidate.pt [--size 512] [--save DIR] [--train-layers]
 """
@@ -78,7 +80,9 @@ def main() -> None:
                                 lattice_amplitude(out, 4), lattice_amplitude(out, 2)))
                 if args.save:
                     save_image(out, args.save / f"{number}-{Path(name).stem}_{path.stem}.png", overwrite=True)
-        print(f"{name:<40} style {sum(style) / len(style):.4f}  content {sum(content) / len(content):.4f}   "
+        mean_style, mean_content = sum(style) / len(style), sum(content) / len(content)
+        print(f"{name:<40} style {mean_style:.4f}  content {mean_content:.4f}  "
+              f"objective {mean_content + layers.style_weight * mean_style:.4f}   "
               f"(style per photo: {' '.join(f'{s:.3f}' for s in style)})   lattice at 4 / 2 px, most: "
               f"{max(row[0] for row in lattice):.1f} / {max(row[1] for row in lattice):.1f} "
               f"(amplitude {max(row[2] for row in lattice):.2f} / {max(row[3] for row in lattice):.2f} levels)")
