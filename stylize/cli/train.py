@@ -68,7 +68,7 @@ def train(
     from stylize import distributed
     from stylize import train as training
     from stylize.device import resolve_device
-    from stylize.transformer import CLASSIC, TransformerConfig
+    from stylize.transformer import CLASSIC, FAST, TransformerConfig
 
     world = distributed.world_from_env()
     say = console.print if world.main else (lambda *a, **k: None)  # under torchrun rank 0 speaks
@@ -99,8 +99,9 @@ def train(
         if classic and job.device.type == "cpu" and job.start_step == 0:
             # The classic defaults suit a GPU; on the development machine's 2-core CPU they trained
             # 1.5 images/s against 11.7 for the bundled models' settings (README, Bundled models).
-            say("note: on a CPU the bundled models' settings train about 8x faster: --width 16 --blocks 3 "
-                "--shuffle 2 --image-size 128 --style-size 256", markup=False, highlight=False, soft_wrap=True)
+            say(f"note: on a CPU the bundled models' settings train about 8x faster: --width {FAST.width} "
+                f"--blocks {FAST.blocks} --shuffle {FAST.shuffle} --image-size 128 --style-size 256", markup=False,
+                highlight=False, soft_wrap=True)
         with TrainProgress(quiet, job.start_step, job.total_steps) as report:
             result = training.train(job, on_progress=report)
     if result.interrupted:
