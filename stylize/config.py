@@ -182,7 +182,8 @@ def parse_layer_weights(text: str, option: str) -> LayerWeights:
             try:
                 weight = float(weight_text)
             except ValueError:
-                raise InputError(f"{option}: '{weight_text}' is not a number (write layer:weight, e.g. relu1_1:0.5)") from None
+                raise InputError(f"{option}: '{weight_text}' is not a number "
+                                 "(write layer:weight, e.g. relu1_1:0.5)") from None
             if not 0 <= weight < math.inf:
                 raise InputError(f"{option}: layer weights must be zero or positive (and finite), got {weight_text}")
         result.append((name.strip().lower(), weight))

@@ -66,7 +66,8 @@ def check_layers(arch: str, layers: list[str], option: str = "layer") -> None:
     for layer in layers:
         if layer not in names:
             guess = difflib.get_close_matches(layer, names, n=1)
-            hint = f"; did you mean {guess[0]}?" if guess else f"; names look like relu1_1 ... relu5_{4 if arch == 'vgg19' else 3}"
+            last = f"relu5_{4 if arch == 'vgg19' else 3}"
+            hint = f"; did you mean {guess[0]}?" if guess else f"; names look like relu1_1 ... {last}"
             raise InputError(f"unknown {option} '{layer}' for {arch}{hint}")
 
 

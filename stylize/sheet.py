@@ -29,20 +29,29 @@ def thumbnail(path: Path | None, side: int) -> Image.Image | None:
 
 
 def grid(cells: list[Cell], columns: int, side: int = 256) -> Image.Image:
-    """Cells laid out row by row, each picture fitted into side x side under a label strip."""
-    rows = max(1, (len(cells) + columns - 1) // columns)
-    canvas = Image.new("RGB", (columns * side, rows * (side + LABEL_HEIGHT)), BACKGROUND)
+    """Cells laid out row by row, each picture fitted into side x side under a label strip.
+
+    A row is as tall as its tallest picture, so landscape photos do not sit between white bands.
+    """
+    rows = [cells[i:i + columns] for i in range(0, max(len(cells), 1), columns)]
+    pictures = [[ImageOps.contain(picture, (side, side)) if picture is not None else None
+                 for _, picture, _ in row] for row in rows]
+    heights = [max((p.height for p in row if p is not None), default=side) for row in pictures]
+    canvas = Image.new("RGB", (columns * side, sum(heights) + len(rows) * LABEL_HEIGHT), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    for i, (label, picture, placeholder) in enumerate(cells):
-        x, y = (i % columns) * side, (i // columns) * (side + LABEL_HEIGHT)
-        if picture is None and placeholder:
-            draw.rectangle((x + 2, y + LABEL_HEIGHT + 2, x + side - 3, y + LABEL_HEIGHT + side - 3), fill=MISSING)
-        elif picture is not None:
-            picture = ImageOps.contain(picture, (side, side))
-            canvas.paste(picture, (x + (side - picture.width) // 2, y + LABEL_HEIGHT + (side - picture.height) // 2))
-        if label:
-            draw.rectangle((x, y, x + side - 1, y + LABEL_HEIGHT - 1), fill=(0, 0, 0))
-            draw.text((x + 3, y + 1), _fit(draw, label, side - 6), fill=(255, 255, 255))
+    y = 0
+    for row, row_pictures, height in zip(rows, pictures, heights):
+        for column, ((label, _, placeholder), picture) in enumerate(zip(row, row_pictures)):
+            x = column * side
+            if picture is None and placeholder:
+                draw.rectangle((x + 2, y + LABEL_HEIGHT + 2, x + side - 3, y + LABEL_HEIGHT + height - 3), fill=MISSING)
+            elif picture is not None:
+                top = y + LABEL_HEIGHT + (height - picture.height) // 2
+                canvas.paste(picture, (x + (side - picture.width) // 2, top))
+            if label:
+                draw.rectangle((x, y, x + side - 1, y + LABEL_HEIGHT - 1), fill=(0, 0, 0))
+                draw.text((x + 3, y + 1), _fit(draw, label, side - 6), fill=(255, 255, 255))
+        y += LABEL_HEIGHT + height
     return canvas
 
 

@@ -132,7 +132,8 @@ def _instance_norms(network: nn.Module) -> list[nn.InstanceNorm2d]:
     return [m for m in network.modules() if isinstance(m, nn.InstanceNorm2d)]
 
 
-def _instance_statistics(network: TransformerNet, image: torch.Tensor) -> dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+def _instance_statistics(network: TransformerNet,
+                         image: torch.Tensor) -> dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
     """Each instance-norm layer's per-channel input mean and variance on ``image``."""
     stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
 

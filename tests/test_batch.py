@@ -20,6 +20,7 @@ from stylize.config import Pairing
 from stylize.errors import InputError, OutputError
 from stylize.imageio import load_image
 from stylize.modelfile import save_model
+from stylize.sheet import grid
 from stylize.transformer import TransformerConfig, TransformerNet
 
 from conftest import scene, sigint_default, stripes
@@ -271,11 +272,25 @@ def test_contact_sheet_shows_inputs_and_results(folder, styles, tmp_path):
                     "-o", tmp_path / "out", "--contact-sheet", sheet, *FAST)
     assert result.exit_code == 1, result.output
     with Image.open(sheet) as img:
-        assert img.size == (3 * 256, 3 * (256 + 14))  # header row + 2 photos; photo + 2 styles
-        grey = img.getpixel((256 + 128, 2 * 270 + 140))  # broken.jpg x s1 failed: a grey cell
+        # Rows: the styles (square: 256 px), img2 (48x40: 256x213), broken.jpg (nothing to
+        # show: 256); each under a 14 px label strip.
+        assert img.size == (3 * 256, (14 + 256) + (14 + 213) + (14 + 256))
+        grey = img.getpixel((256 + 128, 270 + 227 + 14 + 128))  # broken.jpg x s1 failed: a grey cell
         assert grey == (200, 200, 200)
-        result_cell = img.crop((256, 270 + 14, 512, 540))
+        result_cell = img.crop((256, 270 + 14, 512, 270 + 14 + 213))
         assert len(result_cell.getcolors(maxcolors=100_000)) > 50  # a real picture
+        photo_cell = img.crop((0, 270 + 14, 256, 270 + 14 + 213))
+        for y in (0, 212):  # the photo fills its row: no white band above or below it
+            assert photo_cell.crop((0, y, 256, y + 1)).getcolors() != [(256, (255, 255, 255))]
+
+
+def test_sheet_rows_are_as_tall_as_their_tallest_picture():
+    wide, tall = Image.new("RGB", (300, 100), (255, 0, 0)), Image.new("RGB", (100, 200), (0, 0, 255))
+    sheet = grid([("a", wide, True), ("b", wide, True), ("c", tall, True), ("", None, True)], columns=2, side=150)
+    assert sheet.size == (300, (14 + 50) + (14 + 150))
+    assert sheet.getpixel((75, 14)) == sheet.getpixel((75, 14 + 49)) == (255, 0, 0)  # the row is the picture
+    assert sheet.getpixel((75, 64 + 14 + 75)) == (0, 0, 255)
+    assert sheet.getpixel((225, 64 + 14 + 75)) == (200, 200, 200)  # a placeholder fills its row
 
 
 def test_ctrl_c_in_a_batch_leaves_only_finished_files(folder, styles, tmp_path):

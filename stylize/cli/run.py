@@ -51,8 +51,8 @@ def run(
     size: Annotated[Optional[int], typer.Option(help="Long side of the output in pixels. \\[default: 512; with "
                     "--model: the photo's own size]", show_default=False)] = None,
     iterations: Annotated[Optional[str], typer.Option(help="Iterations per scale: one number for every scale, "
-                          f"or a list such as 200,70. Default: {AUTO_ITERATIONS[-2]} at half size, {AUTO_ITERATIONS[-1]} at "
-                          "full size.")] = None,
+                          f"or a list such as 200,70. Default: {AUTO_ITERATIONS[-2]} at half size, "
+                          f"{AUTO_ITERATIONS[-1]} at full size.")] = None,
     scales: Annotated[Optional[str], typer.Option(help="Coarse-to-fine schedule: a number of scales, each twice the "
                       "last (1 = single scale), or the sizes before the last (--size), such as 128,256. "
                       f"Default: {AUTO_SCALES} (half size, then full).")] = None,
@@ -61,7 +61,8 @@ def run(
     init: Annotated[InitKind, typer.Option(help="Starting image.")] = DEFAULT_RUN.init,
     init_image: Annotated[Optional[Path], typer.Option(help="Start from this image instead (e.g. the output of "
                           "an interrupted run, to go on from it).", show_default=False)] = None,
-    content_weight: Annotated[float, typer.Option(help="alpha: weight of the content loss.")] = DEFAULT_LOSS.content_weight,
+    content_weight: Annotated[float, typer.Option(
+        help="alpha: weight of the content loss.")] = DEFAULT_LOSS.content_weight,
     style_weight: Annotated[float, typer.Option(help="beta: weight of the style loss.")] = DEFAULT_LOSS.style_weight,
     tv_weight: Annotated[float, typer.Option(help="Weight of total-variation smoothing.")] = DEFAULT_LOSS.tv_weight,
     content_layers: Annotated[str, typer.Option(help="Content layers, optionally weighted: relu4_2 or "
@@ -72,7 +73,8 @@ def run(
                           "mean and std.")] = DEFAULT_LOSS.style_loss,
     style_blend: Annotated[Optional[str], typer.Option(help="Blend all the style images into one style with these "
                            "weights, e.g. 0.7,0.3 (without it: one result per style).")] = None,
-    style_scale: Annotated[float, typer.Option(help="Size of the style image relative to the output.")] = DEFAULT_RUN.style_scale,
+    style_scale: Annotated[float, typer.Option(
+        help="Size of the style image relative to the output.")] = DEFAULT_RUN.style_scale,
     preserve_color: Annotated[bool, typer.Option("--preserve-color", help="Keep the photo's colours "
                               "(transfer luminance only).")] = False,
     save_every: Annotated[int, typer.Option(help="Save an intermediate image every N iterations.")] = 0,
@@ -81,7 +83,8 @@ def run(
     weights: Annotated[Optional[Path], typer.Option(help="Local torchvision VGG-16/19 state dict (full model or "
                        "features only).", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Random seed (same inputs, seed and device: same output).")] = DEFAULT_RUN.seed,
+    seed: Annotated[int, typer.Option(
+        help="Random seed (same inputs, seed and device: same output).")] = DEFAULT_RUN.seed,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="A trained model file (stylize train), "
                      "an exported .onnx/.ts file (stylize export) or a bundled model's name (stylize models): "
                      "one forward pass, no STYLE.",
