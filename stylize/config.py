@@ -22,6 +22,13 @@ class Backbone(str, Enum):
     vgg16_imagenet = "vgg16-imagenet"  # torchvision IMAGENET1K_V1, downloaded on first use
 
 
+class Pooling(str, Enum):
+    """Downsampling between the backbone's blocks."""
+
+    max = "max"  # as VGG was trained
+    average = "average"  # Gatys et al. 2016: "slightly more appealing results"
+
+
 class StyleLossKind(str, Enum):
     """Statistic that describes style."""
 
@@ -93,6 +100,7 @@ class BackboneConfig:
 
     name: Backbone | None = None  # None: vgg16, or whatever architecture `weights` holds
     weights: Path | None = None
+    pooling: Pooling = Pooling.max
     download_progress: bool = True
 
 

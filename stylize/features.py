@@ -17,7 +17,7 @@ from urllib.error import URLError
 import torch
 from torch import nn
 
-from stylize.config import Backbone, BackboneConfig
+from stylize.config import Backbone, BackboneConfig, Pooling
 from stylize.errors import InputError, WeightsError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -30,6 +30,12 @@ ARCHITECTURES: dict[str, list[int | str]] = {
               512, 512, 512, 512, "M"],
 }
 BUNDLED_FILE = "vgg16-hed.pt"
+# Average pooling gives smaller activations than the max pooling VGG was trained with (1.3-2.0x
+# smaller at each of pool1-pool4 of the bundled VGG-16 on two photos and two paintings), so each
+# deeper block would see inputs further below the range its weights and biases were trained on.
+# Gatys et al. (2016) pool by the plain average; like crowsonkb/style-transfer-pytorch (which
+# multiplies by 2) stylize scales it back, by the median of those ratios.
+AVERAGE_POOL_SCALE = 1.7
 _TORCHVISION_WEIGHTS = {Backbone.vgg16_imagenet: "VGG16_Weights", Backbone.vgg19: "VGG19_Weights"}
 
 
@@ -47,13 +53,20 @@ def layer_names(arch: str) -> list[str]:
     return names
 
 
-def build_features(arch: str, depth: int | None = None) -> nn.Sequential:
+class ScaledAvgPool2d(nn.Module):
+    """2x2 average pooling, times ``AVERAGE_POOL_SCALE``: activations the size max pooling gives."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.avg_pool2d(x, 2) * AVERAGE_POOL_SCALE
+
+
+def build_features(arch: str, depth: int | None = None, pooling: Pooling = Pooling.max) -> nn.Sequential:
     """torchvision's VGG ``features`` layout (same state-dict keys), cut after ``depth`` modules."""
     modules: list[nn.Module] = []
     channels = 3
     for item in ARCHITECTURES[arch]:
         if item == "M":
-            modules.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            modules.append(nn.MaxPool2d(kernel_size=2, stride=2) if pooling is Pooling.max else ScaledAvgPool2d())
         else:
             modules += [nn.Conv2d(channels, int(item), kernel_size=3, padding=1), nn.ReLU()]
             channels = int(item)
@@ -96,7 +109,8 @@ def conv_values_per_pixel(arch: str, layers: list[str]) -> float:
 class FeatureExtractor(nn.Module):
     """Frozen VGG returning a dict of the requested layers' activations."""
 
-    def __init__(self, arch: str, state: dict[str, torch.Tensor], layers: list[str]) -> None:
+    def __init__(self, arch: str, state: dict[str, torch.Tensor], layers: list[str],
+                 pooling: Pooling = Pooling.max) -> None:
         super().__init__()
         check_layers(arch, layers)
         names = layer_names(arch)
@@ -104,7 +118,7 @@ class FeatureExtractor(nn.Module):
         depth = max(indices) + 1
         self.arch = arch
         self.min_side = min_image_side(arch, layers)  # the smallest image side a full pass takes
-        self.body = build_features(arch, depth)
+        self.body = build_features(arch, depth, pooling)
         needed = {k: v.float() for k, v in state.items() if int(k.split(".")[0]) < depth}
         missing = [k for k in self.body.state_dict() if k not in needed]
         if missing:
@@ -265,7 +279,7 @@ def _conv_layout(arch: str) -> list[int]:
 def load_extractor(config: BackboneConfig, layers: list[str], device: torch.device) -> FeatureExtractor:
     """Load the configured backbone's weights and build an extractor for ``layers`` on ``device``."""
     weights = load_weights(config)
-    return FeatureExtractor(weights.arch, weights.state, layers).to(device)
+    return FeatureExtractor(weights.arch, weights.state, layers, config.pooling).to(device)
 
 
 def load_loss_extractor(config: BackboneConfig, content_layers: list[str], style_layers: list[str],
@@ -277,4 +291,4 @@ def load_loss_extractor(config: BackboneConfig, content_layers: list[str], style
     check_layers(weights.arch, content_layers, "content layer")
     check_layers(weights.arch, style_layers, "style layer")
     layers = list(dict.fromkeys([*content_layers, *style_layers]))
-    return FeatureExtractor(weights.arch, weights.state, layers).to(device), weights.source
+    return FeatureExtractor(weights.arch, weights.state, layers, config.pooling).to(device), weights.source

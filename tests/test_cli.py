@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops
 from typer.testing import CliRunner
 
 from stylize.cli import app
@@ -194,6 +194,17 @@ def test_bad_options(photo, painting, tmp_path, args, message):
     result = invoke("run", photo, painting, "-o", out, "--quiet", *args)
     assert_one_line_error(result, message)
     assert not out.exists()
+
+
+def test_average_pooling_paints_another_picture(photo, painting, tmp_path):
+    out = {}
+    for pooling in ("max", "average"):
+        out[pooling] = tmp_path / f"{pooling}.png"
+        result = invoke("run", photo, painting, "-o", out[pooling], "--pooling", pooling, *FAST)
+        assert result.exit_code == 0, result.output
+    with Image.open(out["max"]) as a, Image.open(out["average"]) as b:
+        assert a.size == b.size and ImageChops.difference(a, b).getbbox() is not None
+    assert_one_line_error(invoke("run", photo, painting, "--pooling", "mean"), "--pooling")
 
 
 def test_unavailable_cuda_is_explained(photo, painting, tmp_path):

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torchvision
 
-from stylize.config import Backbone, BackboneConfig
+from stylize.config import Backbone, BackboneConfig, Pooling
 from stylize.errors import InputError, WeightsError
-from stylize.features import (FeatureExtractor, build_features, bundled_weights_path, check_layers, layer_names,
+from stylize.features import (AVERAGE_POOL_SCALE, FeatureExtractor, build_features, bundled_weights_path, check_layers, layer_names,
                               load_weights, min_image_side, torchvision_cache_path, weights_status)
 
 
@@ -68,6 +68,25 @@ def test_channels_last_features_and_gram_match_the_plain_layout():
     flat = expected.flatten(2)
     reference = torch.autograd.grad((flat @ flat.transpose(1, 2) / flat.shape[-1]).square().sum(), x)[0]
     assert torch.allclose(ours, reference, rtol=1e-4, atol=1e-6)
+
+
+def test_average_pooling_keeps_the_weights_and_scales_the_average():
+    """--pooling average: the same parameters (state-dict keys), each 2x2 max replaced by the
+    average times AVERAGE_POOL_SCALE."""
+    torch.manual_seed(0)
+    state = build_features("vgg16").state_dict()
+    assert build_features("vgg16", pooling=Pooling.average).state_dict().keys() == state.keys()
+    average = FeatureExtractor("vgg16", state, ["relu2_1"], Pooling.average)
+    maximum = FeatureExtractor("vgg16", state, ["relu2_1"])
+    x = torch.rand(1, 3, 16, 12)
+    body = build_features("vgg16", layer_names("vgg16").index("relu2_1") + 1)
+    body.load_state_dict({k: v for k, v in state.items() if k in body.state_dict()})
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    block1 = body[:4]((x - mean) / std)
+    expected = body[5:](torch.nn.functional.avg_pool2d(block1, 2) * AVERAGE_POOL_SCALE)
+    assert torch.allclose(average(x)["relu2_1"], expected, atol=1e-5)
+    assert not torch.allclose(maximum(x)["relu2_1"], expected, atol=1e-3)
 
 
 def test_extractor_is_frozen_and_normalises_input():

@@ -12,7 +12,7 @@ from rich.text import Text
 from stylize.cli.app import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, app, command_context, half_help
 from stylize.cli.display import BatchProgress, ImageProgress, console, count, err_console
 from stylize.config import (AUTO_ITERATIONS, AUTO_SCALES, Backbone, BackboneConfig, ImageFormat, InitKind,
-                            LossConfig, OptimizerKind, OutputConfig, Pairing, RunConfig, StyleLossKind,
+                            LossConfig, OptimizerKind, OutputConfig, Pairing, Pooling, RunConfig, StyleLossKind,
                             format_layer_weights, parse_layer_weights, parse_numbers, parse_scales)
 from stylize.errors import InputError
 
@@ -23,7 +23,7 @@ DEFAULT_OUTPUT = OutputConfig()
 # Options that only one method reads: given to the other, they used to be ignored without a word.
 _ITERATIVE_ONLY = ("iterations", "scales", "optimizer", "lr", "init", "init_image", "content_weight", "style_weight",
                    "tv_weight", "content_layers", "style_layers", "style_loss", "style_blend", "style_scale",
-                   "save_every", "backbone", "weights", "seed")
+                   "save_every", "backbone", "weights", "pooling", "seed")
 _MODEL_ONLY = ("tile", "batch_size")
 
 
@@ -82,6 +82,8 @@ def run(
                         "vgg16-imagenet are downloaded by torchvision. \\[default: vgg16]", show_default=False)] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Local torchvision VGG-16/19 state dict (full model or "
                        "features only).", show_default=False)] = None,
+    pooling: Annotated[Pooling, typer.Option(help="Pooling in the feature network: max, as VGG was trained, "
+                       "or average (Gatys et al. 2016): larger, smoother brush strokes.")] = Pooling.max,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     seed: Annotated[int, typer.Option(
         help="Random seed (same inputs, seed and device: same output).")] = DEFAULT_RUN.seed,
@@ -150,7 +152,8 @@ def run(
                 iterations=parse_numbers(iterations, "--iterations", int) if iterations else None,
                 optimizer=optimizer, learning_rate=lr, init=init, seed=seed, style_scale=style_scale,
                 style_blend=blend, preserve_color=preserve_color, save_every=save_every, half=half, loss=loss)
-            backbone_cfg = BackboneConfig(name=backbone, weights=weights, download_progress=not quiet)
+            backbone_cfg = BackboneConfig(name=backbone, weights=weights, pooling=pooling,
+                                          download_progress=not quiet)
             if single:
                 _single_iterative(jobs[0], config, backbone_cfg, device, out_cfg, quiet, init_image)
             elif init_image is not None:
