@@ -7,8 +7,9 @@ import torchvision
 
 from stylize.config import Backbone, BackboneConfig, Pooling
 from stylize.errors import InputError, WeightsError
-from stylize.features import (AVERAGE_POOL_SCALE, FeatureExtractor, build_features, bundled_weights_path, check_layers, layer_names,
-                              load_weights, min_image_side, torchvision_cache_path, weights_status)
+from stylize.features import (AVERAGE_POOL_SCALE, FeatureExtractor, build_features, bundled_weights_path,
+                              check_layers, layer_names, load_weights, min_image_side, torchvision_cache_path,
+                              weights_status)
 
 
 def torchvision_features(arch: str) -> torch.nn.Sequential:
