@@ -207,6 +207,17 @@ def test_average_pooling_paints_another_picture(photo, painting, tmp_path):
     assert_one_line_error(invoke("run", photo, painting, "--pooling", "mean"), "--pooling")
 
 
+def test_choices_are_read_in_any_case(photo, painting, tmp_path):
+    choices = ["--pooling", "average", "--optimizer", "lbfgs", "--style-loss", "gram", "--format", "png"]
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    assert invoke("run", photo, painting, "-o", lower, *choices, *FAST).exit_code == 0
+    result = invoke("run", photo, painting, "-o", upper, *[c.upper() if i % 2 else c for i, c in enumerate(choices)],
+                    *FAST)
+    assert result.exit_code == 0, result.output
+    name = "photo_x_painting.png"
+    assert (upper / name).read_bytes() == (lower / name).read_bytes()
+
+
 def test_unavailable_cuda_is_explained(photo, painting, tmp_path):
     import torch
 

@@ -26,6 +26,11 @@ def half_help(note: str = "") -> str:
             "other CPUs; `stylize info` shows which]")
 
 
+def choice(*names: str, **options: Any) -> Any:
+    """A typer option whose value is one of an Enum's, in any case (--format PNG, --norm IBN)."""
+    return typer.Option(*names, case_sensitive=False, **options)
+
+
 class _OneLineErrors(TyperGroup):
     """Report usage errors (bad option values, missing arguments) as one line, exit code 2."""
 

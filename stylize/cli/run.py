@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from stylize.cli.app import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, app, command_context, half_help
+from stylize.cli.app import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, app, choice, command_context, half_help
 from stylize.cli.display import BatchProgress, ImageProgress, console, count, err_console
 from stylize.config import (AUTO_ITERATIONS, AUTO_SCALES, Backbone, BackboneConfig, ImageFormat, InitKind,
                             LossConfig, OptimizerKind, OutputConfig, Pairing, Pooling, RunConfig, StyleLossKind,
@@ -56,9 +56,9 @@ def run(
     scales: Annotated[Optional[str], typer.Option(help="Coarse-to-fine schedule: a number of scales, each twice the "
                       "last (1 = single scale), or the sizes before the last (--size), such as 128,256. "
                       f"Default: {AUTO_SCALES} (half size, then full).")] = None,
-    optimizer: Annotated[OptimizerKind, typer.Option(help="Optimiser.")] = DEFAULT_RUN.optimizer,
+    optimizer: Annotated[OptimizerKind, choice(help="Optimiser.")] = DEFAULT_RUN.optimizer,
     lr: Annotated[float, typer.Option("--lr", help="Adam's learning rate.")] = DEFAULT_RUN.learning_rate,
-    init: Annotated[InitKind, typer.Option(help="Starting image.")] = DEFAULT_RUN.init,
+    init: Annotated[InitKind, choice(help="Starting image.")] = DEFAULT_RUN.init,
     init_image: Annotated[Optional[Path], typer.Option(help="Start from this image instead (e.g. the output of "
                           "an interrupted run, to go on from it).", show_default=False)] = None,
     content_weight: Annotated[float, typer.Option(
@@ -69,7 +69,7 @@ def run(
                               "relu3_2:0.5,relu4_2.")] = format_layer_weights(DEFAULT_LOSS.content_layers),
     style_layers: Annotated[str, typer.Option(help="Style layers with optional weights (normalised to sum 1), "
                             "e.g. relu1_1:2,relu2_1,relu3_1.")] = format_layer_weights(DEFAULT_LOSS.style_layers),
-    style_loss: Annotated[StyleLossKind, typer.Option(help="Style statistic: Gram matrices or per-channel "
+    style_loss: Annotated[StyleLossKind, choice(help="Style statistic: Gram matrices or per-channel "
                           "mean and std.")] = DEFAULT_LOSS.style_loss,
     style_blend: Annotated[Optional[str], typer.Option(help="Blend all the style images into one style with these "
                            "weights, e.g. 0.7,0.3 (without it: one result per style).")] = None,
@@ -78,11 +78,11 @@ def run(
     preserve_color: Annotated[bool, typer.Option("--preserve-color", help="Keep the photo's colours "
                               "(transfer luminance only).")] = False,
     save_every: Annotated[int, typer.Option(help="Save an intermediate image every N iterations.")] = 0,
-    backbone: Annotated[Optional[Backbone], typer.Option(help="Feature network. vgg16 is bundled; vgg19 and "
+    backbone: Annotated[Optional[Backbone], choice(help="Feature network. vgg16 is bundled; vgg19 and "
                         "vgg16-imagenet are downloaded by torchvision. \\[default: vgg16]", show_default=False)] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Local torchvision VGG-16/19 state dict (full model or "
                        "features only).", show_default=False)] = None,
-    pooling: Annotated[Pooling, typer.Option(help="Pooling in the feature network: max, as VGG was trained, "
+    pooling: Annotated[Pooling, choice(help="Pooling in the feature network: max, as VGG was trained, "
                        "or average (Gatys et al. 2016): larger, smoother brush strokes.")] = Pooling.max,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     seed: Annotated[int, typer.Option(
@@ -93,11 +93,11 @@ def run(
                      show_default=False)] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also search sub-folders of folder "
                          "inputs.")] = False,
-    pairs: Annotated[Pairing, typer.Option(help="product: every content with every style; zip: the first with "
+    pairs: Annotated[Pairing, choice(help="product: every content with every style; zip: the first with "
                      "the first, ...")] = DEFAULT_OUTPUT.pairs,
     name: Annotated[str, typer.Option(help="Output file names in a batch: {content}, {style}, {dir} (sub-folder "
                     "of a --recursive input), {ext}.")] = DEFAULT_OUTPUT.template,
-    image_format: Annotated[Optional[ImageFormat], typer.Option("--format", help="Output format \\[default: from "
+    image_format: Annotated[Optional[ImageFormat], choice("--format", help="Output format \\[default: from "
                             "-o, else png].", show_default=False)] = None,
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality (1-100).")] = DEFAULT_OUTPUT.quality,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (a batch otherwise "

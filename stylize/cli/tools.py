@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from stylize import __version__
-from stylize.cli.app import app, command_context
+from stylize.cli.app import app, choice, command_context
 from stylize.cli.display import console
 from stylize.config import Backbone, ExportFormat
 from stylize.errors import InputError
@@ -56,7 +56,7 @@ def export(
                                          show_default=False)],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="The file to write \\[default: the "
                       "model's name, .onnx or .ts].", show_default=False, dir_okay=False)] = None,
-    export_format: Annotated[Optional[ExportFormat], typer.Option("--format", help="onnx or torchscript "
+    export_format: Annotated[Optional[ExportFormat], choice("--format", help="onnx or torchscript "
                              "\\[default: from -o's suffix, else onnx].", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing file.")] = False,
 ) -> None:

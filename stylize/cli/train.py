@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from stylize.cli.app import EXIT_INTERRUPTED, app, command_context, half_help
+from stylize.cli.app import EXIT_INTERRUPTED, app, choice, command_context, half_help
 from stylize.cli.display import TrainProgress, console, count, err_console
 from stylize.config import (DEFAULT_TRAIN_STEPS, Backbone, BackboneConfig, LossConfig, NormKind, TrainConfig,
                             format_layer_weights, parse_layer_weights)
@@ -40,11 +40,11 @@ def train(
         format_layer_weights(DEFAULT_TRAIN.loss.style_layers)),
     style_size: Annotated[Optional[int], typer.Option(help="Long side of the style image \\[default: "
                           "--image-size].", show_default=False)] = None,
-    backbone: Annotated[Optional[Backbone], typer.Option(help="Feature network \\[default: vgg16, bundled].",
+    backbone: Annotated[Optional[Backbone], choice(help="Feature network \\[default: vgg16, bundled].",
                                                          show_default=False)] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Local torchvision VGG state dict.",
                                                     show_default=False)] = None,
-    norm: Annotated[NormKind, typer.Option(help="Normalisation in the network.")] = NormKind.instance,
+    norm: Annotated[NormKind, choice(help="Normalisation in the network.")] = NormKind.instance,
     width: Annotated[int, typer.Option(help="Channels of the first layer (classic: 32; small preset: 16).")] = 32,
     blocks: Annotated[int, typer.Option(help="Residual blocks (classic: 5; small preset: 3).")] = 5,
     shuffle: Annotated[int, typer.Option(help="1: Johnson et al.'s layout; 2: every layer at half resolution "
