@@ -41,7 +41,7 @@ def train(
     style_size: Annotated[Optional[int], typer.Option(help="Long side of the style image \\[default: "
                           "--image-size].", show_default=False)] = None,
     backbone: Annotated[Optional[Backbone], choice(help="Feature network \\[default: vgg16, bundled].",
-                                                         show_default=False)] = None,
+                                                   show_default=False)] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Local torchvision VGG state dict.",
                                                     show_default=False)] = None,
     norm: Annotated[NormKind, choice(help="Normalisation in the network.")] = NormKind.instance,
