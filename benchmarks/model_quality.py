@@ -81,11 +81,11 @@ def main() -> None:
                 if args.save:
                     save_image(out, args.save / f"{number}-{Path(name).stem}_{path.stem}.png", overwrite=True)
         mean_style, mean_content = sum(style) / len(style), sum(content) / len(content)
+        power4, power2, amplitude4, amplitude2 = (max(column) for column in zip(*lattice))  # most over the photos
         print(f"{name:<40} style {mean_style:.4f}  content {mean_content:.4f}  "
               f"objective {mean_content + layers.style_weight * mean_style:.4f}   "
               f"(style per photo: {' '.join(f'{s:.3f}' for s in style)})   lattice at 4 / 2 px, most: "
-              f"{max(row[0] for row in lattice):.1f} / {max(row[1] for row in lattice):.1f} "
-              f"(amplitude {max(row[2] for row in lattice):.2f} / {max(row[3] for row in lattice):.2f} levels)")
+              f"{power4:.1f} / {power2:.1f} (amplitude {amplitude4:.2f} / {amplitude2:.2f} levels)")
 
 
 if __name__ == "__main__":
