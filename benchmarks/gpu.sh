@@ -2,30 +2,59 @@
 # One prepared GPU session: the GPU-marked tests, the benchmarks on CUDA, and (with
 # TRAIN_MODELS=1) training the bundled models; SCHEDULES=1 and LBFGS_POLICY=1 add the schedule
 # and L-BFGS comparisons (a minute or two each). Run from the repository root on a CUDA machine:
-#   STYLIZE_SHARED=path/to/shared/data OUT=results/ bash benchmarks/gpu.sh
+#   STYLIZE_SHARED=path/to/shared/data OUT=results/ BUDGET_S=480 bash benchmarks/gpu.sh
+# The steps run most important first, each under a time cap; once BUDGET_S seconds are spent the
+# rest are skipped (a lent GPU has minutes, and what is printed must come back). The log is
+# also written to $OUT/gpu.log.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
 OUT=${OUT:-gpu-results}
 DATA=${STYLIZE_SHARED:-../shared/data}
 export STYLIZE_SHARED="$DATA"
 mkdir -p "$OUT"
+exec > >(tee -a "$OUT/gpu.log") 2>&1
+DEADLINE=$(( $(date +%s) + ${BUDGET_S:-3600} ))
+
+# step CAP COMMAND...: run COMMAND for at most CAP seconds, or less if the budget is nearly spent
+# (SIGINT first, so that a script stops where it is; the trainer then writes its checkpoint).
+step() {
+  local cap=$1 left start
+  shift
+  left=$(( DEADLINE - $(date +%s) ))
+  if (( left < 15 )); then echo "=== skipped, out of time: $*"; return 1; fi
+  (( cap > left )) && cap=$left
+  echo "=== $* (at most ${cap} s)"
+  start=$(date +%s)
+  timeout -k 10 -s INT "$cap" "$@"
+  local rc=$?
+  echo "--- exit $rc after $(( $(date +%s) - start )) s"
+  return $rc
+}
+
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py -rs 2>&1 | tail -4
-python3 benchmarks/gpu_report.py --device cuda
-python3 benchmarks/fast.py --device cuda --repeats 20
-python3 benchmarks/precision.py --device cuda --repeats 10
-python3 benchmarks/levers.py --device cuda --repeats 10 ${LEVERS_COMPILE:+--compile}
-python3 benchmarks/iterative.py --device cuda --content "$DATA/content/tubingen.jpg" --style "$DATA/styles/starry_night.jpg" \
-  --schedules "${ITERATIVE_SCHEDULES:-}"
-[ "${SCHEDULES:-0}" = 1 ] && STYLIZE_SHARED="$DATA" python3 benchmarks/schedules.py --device cuda
-[ "${LBFGS_POLICY:-0}" = 1 ] && python3 benchmarks/lbfgs_policy.py --device cuda
+step 120 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py -rs
+step 150 python3 benchmarks/gpu_report.py --device cuda
+# The command line as a user runs it, on the GPU it picks by itself: the README's sample run, a
+# bundled model on a photo, and a short training run (the images come back in $OUT).
+step 120 bash -c "python3 -m stylize info && \
+  time python3 -m stylize run samples/chelsea.jpg samples/swirls.jpg -o $OUT/run.png --quiet && \
+  time python3 -m stylize run $DATA/content/tubingen.jpg --model starry_night -o $OUT/fast.png --quiet && \
+  time python3 -m stylize train $DATA/styles/the_scream.jpg -d $DATA/photos -o $OUT/short.pt --steps 200 --quiet"
+step 90 python3 benchmarks/precision.py --device cuda --repeats 10
+step 120 python3 benchmarks/levers.py --device cuda --repeats 10
+step 150 python3 benchmarks/iterative.py --device cuda --content "$DATA/content/tubingen.jpg" \
+  --style "$DATA/styles/starry_night.jpg" --schedules "${ITERATIVE_SCHEDULES:-}"
+step 90 python3 benchmarks/fast.py --device cuda --repeats 20 ${FAST_COMPILE:+--compile}
+[ "${LBFGS_POLICY:-0}" = 1 ] && step 180 python3 benchmarks/lbfgs_policy.py --device cuda
+[ "${LEVERS_COMPILE:-0}" = 1 ] && step 180 python3 benchmarks/levers.py --device cuda --repeats 10 --compile
+[ "${SCHEDULES:-0}" = 1 ] && step 300 python3 benchmarks/schedules.py --device cuda
 if [ "${TRAIN_MODELS:-0}" = 1 ]; then
   for spec in ${MODELS:-starry_night:5 the_scream:5 shipwreck:5}; do
     style=${spec%%:*}; weight=${spec##*:}
     start=$(date +%s)
     # SIGINT on time-out: the trainer then writes a resumable checkpoint.
-    timeout -s INT "${TRAIN_TIMEOUT:-120}" python3 -m stylize train "$DATA/styles/$style.jpg" -d "$DATA/photos" \
+    step "${TRAIN_TIMEOUT:-120}" python3 -m stylize train "$DATA/styles/$style.jpg" -d "$DATA/photos" \
       -o "$OUT/${style}_sw${weight}.pt" --style-weight "$weight" --steps "${STEPS:-3000}" --quiet \
       --width 16 --blocks 3 --shuffle 2 \
       --checkpoint-every 500 --overwrite
