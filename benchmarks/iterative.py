@@ -3,8 +3,9 @@
 Prints, measured side by side in one run on one device:
 1. seconds per iteration of the optimiser at 256 and 512 px (with L-BFGS's memory full) next
    to the bare backbone forward+backward at the same size and precision, timed alternately (the
-   overhead ratio; in float32, and where the default is --half also in bfloat16), and the share
-   of the Gram products in the multiply-adds (the ratio's floor);
+   overhead ratio; in float32, and where the default is --half also in bfloat16), the same step
+   with torch.optim.LBFGS (as stylize ran it before stylize.lbfgs), and the share of the Gram
+   products in the multiply-adds (the ratio's floor);
 2. wall time and final objective (content + style at 512 px, same backbone and layers, always
    evaluated in float32) of the default `stylize run` (its schedule and precision; run before
    and after the classic run, their mean compared), and of other candidate schedules, next to
@@ -34,20 +35,29 @@ from stylize.losses import required_layers, style_layer_weights
 from stylize.optimize import LBFGS_HISTORY, ScaleProblem, ScaleOptimizer, plan_schedule, run_iterative
 
 
-def overhead(extractor, config, content, style, long_side, device, repeats) -> tuple[float, float]:
-    """Median seconds of an optimiser step (after as many steps as L-BFGS remembers) and of a
-    bare forward+backward in the same precision, timed alternately, so that the machine's drifts
-    hit both alike."""
+class TorchLBFGSOptimizer(ScaleOptimizer):
+    """The optimiser step as stylize ran it before stylize.lbfgs: torch.optim.LBFGS, the same
+    steps with a host synchronisation per coefficient of its two-loop recursion."""
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.LBFGS([self.image], lr=1.0, max_iter=1, history_size=LBFGS_HISTORY,
+                                 tolerance_grad=0.0, tolerance_change=0.0)
+
+
+def overhead(extractor, config, content, style, long_side, device, repeats) -> dict[str, float]:
+    """Median seconds of an optimiser step (after as many steps as L-BFGS remembers), of the same
+    step with torch's L-BFGS, and of a bare forward+backward in the same precision, timed
+    alternately, so that the machine's drifts hit them alike."""
     size = fit_long_side(*content.shape[-2:], long_side)
     problem = ScaleProblem(extractor, config, content, [style], size)
     image = problem.content.clone().requires_grad_(True)
-
-    run = ScaleOptimizer(problem, config, problem.content)
-    for _ in range(LBFGS_HISTORY):  # a steady state: L-BFGS's memory full, as in most of a run
-        run.step()
+    runs = {}
+    for name, kind in (("step", ScaleOptimizer), ("torch", TorchLBFGSOptimizer)):
+        runs[name] = kind(problem, config, problem.content)
+        for _ in range(LBFGS_HISTORY):  # a steady state: L-BFGS's memory full, as in most of a run
+            runs[name].step()
     bare = lambda: backbone_pass(extractor, image, device, problem.half)  # noqa: E731
-    medians = alternate({"step": run.step, "bare": bare}, device, repeats)
-    return medians["step"], medians["bare"]
+    return alternate({"step": runs["step"].step, "torch": runs["torch"].step, "bare": bare}, device, repeats)
 
 
 def gram_share(config: RunConfig) -> float:
@@ -130,9 +140,10 @@ def main() -> None:
           f"multiply-adds")
     for label, config in [("float32", full)] + [("default: --half", default)] * half:
         for side in (args.size // 2, args.size):
-            step, bare = overhead(extractor, config, content, style, side, device, args.repeats)
+            times = overhead(extractor, config, content, style, side, device, args.repeats)
+            step, bare = times["step"], times["bare"]
             print(f"   {label}, {side} px: step {step * 1000:8.1f} ms   bare {bare * 1000:8.1f} ms   "
-                  f"ratio {step / bare:.3f}")
+                  f"ratio {step / bare:.3f}   (with torch's L-BFGS: {times['torch'] * 1000:.1f} ms)")
     if args.overhead_only:
         return
 

@@ -10,9 +10,10 @@
    one-product backward): stylize's product against a sum of chunked products, a product on
    halves of the channels (3/4 of the multiply-adds: the Gram is symmetric), and bfloat16;
 4. an L-BFGS step's own cost with its memory full (stylize's LBFGS_HISTORY pairs; 512x384x3
-   pixels, a cheap objective):
-   torch's two-loop recursion (what stylize runs) against the compact form
-   (compact_lbfgs.py), after checking that both take the same steps (float64).
+   pixels, a cheap objective): stylize.lbfgs (the two-loop recursion, its coefficients kept on
+   the device) against torch.optim.LBFGS (the same recursion, reading each coefficient back to
+   the host) and the compact form (compact_lbfgs.py), after checking that all three take the
+   same steps (float64).
 Each row is a median over alternating calls (the machine's drift hits both sides alike).
 """
 
@@ -31,6 +32,7 @@ import stylize.transformer as transformer_module
 from stylize.config import BackboneConfig
 from stylize.device import resolve_device, reuse_freed_memory
 from stylize.features import load_extractor
+from stylize.lbfgs import LBFGS
 from stylize.optimize import LBFGS_HISTORY
 from stylize.transformer import CLASSIC, ConvNormAct, TransformerNet
 
@@ -171,17 +173,22 @@ def _closure(objective: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor)
 
 def _lbfgs_steps(kind: str, objective: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                  steps: int) -> Callable[[], object]:
-    """An L-BFGS of ``kind`` (torch's or the compact one) on ``objective`` after ``steps`` steps,
-    as a call that takes one more."""
+    """An L-BFGS of ``kind`` (stylize's, torch's or the compact one) on ``objective`` after
+    ``steps`` steps, as a call that takes one more."""
     if kind == "torch":
         optimiser = torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=LBFGS_HISTORY, tolerance_grad=0.0,
                                       tolerance_change=0.0)
-    else:
+    elif kind == "compact":
         optimiser = CompactLBFGS(x, lr=1.0, history=LBFGS_HISTORY)
+    else:
+        optimiser = LBFGS(x, LBFGS_HISTORY)
     closure = _closure(objective, x)
     for _ in range(steps):
         optimiser.step(closure)
     return lambda: optimiser.step(closure)
+
+
+KINDS = ("stylize", "torch", "compact")
 
 
 def lbfgs_levers(device: torch.device, repeats: int) -> None:
@@ -189,19 +196,19 @@ def lbfgs_levers(device: torch.device, repeats: int) -> None:
     small = _ill_conditioned((4, 7, 9), device, torch.float64)
     start = torch.rand(4, 7, 9, dtype=torch.float64, device=device)
     iterates = []
-    for kind in ("torch", "compact"):
+    for kind in KINDS:
         x = start.clone().requires_grad_(True)
         _lbfgs_steps(kind, small, x, 80)  # more steps than the memory holds
         iterates.append(x.detach())
-    difference = float((iterates[0] - iterates[1]).abs().max())
+    difference = max(float((iterates[0] - other).abs().max()) for other in iterates[1:])
     shape = (1, 3, 384, 512)
     objective = _ill_conditioned(shape, device, torch.float32)
     contenders = {f"{kind} (objective included)": _lbfgs_steps(kind, objective, torch.rand(shape, device=device)
                                                                .requires_grad_(True), LBFGS_HISTORY + 10)  # memory full
-                  for kind in ("torch", "compact")}
+                  for kind in KINDS}
     contenders["the objective alone"] = _closure(objective, torch.rand(shape, device=device).requires_grad_(True))
-    show(f"4. L-BFGS step, {LBFGS_HISTORY} pairs, 512x384x3 (the two agree within {difference:.1e} after 80 float64 steps)",
-         alternate(contenders, device, repeats))
+    show(f"4. L-BFGS step, {LBFGS_HISTORY} pairs, 512x384x3 (the three agree within {difference:.1e} after 80 "
+         "float64 steps)", alternate(contenders, device, repeats))
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from stylize.device import autocast, half_dtype, resolve_half
 from stylize.errors import ImageError, InputError
 from stylize.features import FeatureExtractor, conv_values_per_pixel
 from stylize.imageio import fit_long_side, fit_long_side_at_least, resize
+from stylize.lbfgs import LBFGS
 from stylize.losses import (LossParts, PerceptualLoss, blend_statistics, content_layer_weights, required_layers,
                             style_layer_weights, style_statistics)
 
@@ -279,20 +280,19 @@ class ScaleOptimizer:
         self.last_losses: dict[str, float] = {}
         self._evaluations = 0
 
-    def _new_optimizer(self) -> torch.optim.Optimizer:
+    def _new_optimizer(self) -> torch.optim.Optimizer | LBFGS:
         if self.adam:
             return torch.optim.Adam([self.image], lr=self.learning_rate)
         # No line search: one evaluation per iteration, and L-BFGS's own curvature estimate
-        # (H_diag = s.y / y.y) makes the step length independent of the loss scale and hence of
-        # the image size. torch's strong-Wolfe search doubled the cost per iteration and, at
-        # 512 px, stalled for good on a non-descent direction. Tolerances of 0: run every
-        # iteration asked for (the default tolerances stop early on the tiny per-pixel
-        # gradients of large images).
-        return torch.optim.LBFGS([self.image], lr=1.0, max_iter=1, history_size=LBFGS_HISTORY,
-                                 tolerance_grad=0.0, tolerance_change=0.0)
+        # (s.y / y.y) makes the step length independent of the loss scale and hence of the image
+        # size. torch's strong-Wolfe search doubled the cost per iteration and, at 512 px,
+        # stalled for good on a non-descent direction. Every iteration asked for is run (torch's
+        # default tolerances stopped early on the tiny per-pixel gradients of large images).
+        # stylize.lbfgs computes torch's steps without its 44 host synchronisations a step.
+        return LBFGS(self.image, LBFGS_HISTORY)
 
     def _closure(self) -> torch.Tensor:
-        self.optimizer.zero_grad(set_to_none=True)
+        self.image.grad = None
         parts = self.problem(self.image)
         parts.total.backward()
         if self._evaluations == 0:  # the first evaluation of a step is at the current image
@@ -312,7 +312,7 @@ class ScaleOptimizer:
         self._evaluations = 0
         self.optimizer.step(self._closure)
         if not self.adam and self.image._version == version:
-            # torch's L-BFGS found no descent direction and left the pixels as they were; with
+            # L-BFGS found no descent direction and left the pixels as they were; with
             # the same memory it would do so forever. Restart it from the current image.
             # (An uphill step alone keeps the memory: restarting then, as stylize did before,
             # threw away the curvature learnt so far and ended 2.2 % higher on average over

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from torch.utils._python_dispatch import TorchDispatchMode
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
@@ -20,6 +21,19 @@ def sigint_default() -> None:
     ignores it (a shell's background job does, the child inherits that, and Python then sets no
     KeyboardInterrupt handler: the run went on after the test's SIGINT)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class HostReads(TorchDispatchMode):
+    """Counts reads of a tensor's value into Python inside ``with HostReads() as reads:`` (on a
+    GPU each one waits for the device to finish what was queued)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func is torch.ops.aten._local_scalar_dense.default
+        return func(*args, **(kwargs or {}))
 
 
 def scene(width: int, height: int, seed: int = 0) -> Image.Image:
