@@ -3,9 +3,10 @@
 Prints, measured side by side in one run on one device:
 1. seconds per iteration of the optimiser at 256 and 512 px (with L-BFGS's memory full) next
    to the bare backbone forward+backward at the same size and precision, timed alternately (the
-   overhead ratio; in float32, and where the default is --half also in bfloat16), the same step
-   with torch.optim.LBFGS (as stylize ran it before stylize.lbfgs), and the share of the Gram
-   products in the multiply-adds (the ratio's floor);
+   overhead ratio; in float32, and where the default is --half also in bfloat16), the step as
+   stylize took it before (on a GPU without the CUDA graph; and with torch.optim.LBFGS, before
+   stylize.lbfgs, without the graph), and the share of the Gram products in the multiply-adds
+   (the ratio's floor);
 2. wall time and final objective (content + style at 512 px, same backbone and layers, always
    evaluated in float32) of the default `stylize run` (its schedule and precision; run before
    and after the classic run, their mean compared), and of other candidate schedules, next to
@@ -45,19 +46,24 @@ class TorchLBFGSOptimizer(ScaleOptimizer):
 
 
 def overhead(extractor, config, content, style, long_side, device, repeats) -> dict[str, float]:
-    """Median seconds of an optimiser step (after as many steps as L-BFGS remembers), of the same
-    step with torch's L-BFGS, and of a bare forward+backward in the same precision, timed
+    """Median seconds of an optimiser step (after as many steps as L-BFGS remembers), of a bare
+    forward+backward in the same precision and of the step as stylize took it before (on a GPU
+    without the CUDA graph, "eager"; and with torch's L-BFGS as well, "torch"), timed
     alternately, so that the machine's drifts hit them alike."""
     size = fit_long_side(*content.shape[-2:], long_side)
     problem = ScaleProblem(extractor, config, content, [style], size)
     image = problem.content.clone().requires_grad_(True)
-    runs = {}
-    for name, kind in (("step", ScaleOptimizer), ("torch", TorchLBFGSOptimizer)):
-        runs[name] = kind(problem, config, problem.content)
+    eager = dataclasses.replace(config, cuda_graph=False)
+    kinds = {"step": (ScaleOptimizer, config), "torch": (TorchLBFGSOptimizer, eager)}
+    if device.type == "cuda":
+        kinds["eager"] = (ScaleOptimizer, eager)
+    contenders = {"bare": lambda: backbone_pass(extractor, image, device, problem.half)}
+    for name, (kind, kind_config) in kinds.items():
+        run = kind(problem, kind_config, problem.content)
         for _ in range(LBFGS_HISTORY):  # a steady state: L-BFGS's memory full, as in most of a run
-            runs[name].step()
-    bare = lambda: backbone_pass(extractor, image, device, problem.half)  # noqa: E731
-    return alternate({"step": runs["step"].step, "torch": runs["torch"].step, "bare": bare}, device, repeats)
+            run.step()
+        contenders[name] = run.step
+    return alternate(contenders, device, repeats)
 
 
 def gram_share(config: RunConfig) -> float:
@@ -142,8 +148,9 @@ def main() -> None:
         for side in (args.size // 2, args.size):
             times = overhead(extractor, config, content, style, side, device, args.repeats)
             step, bare = times["step"], times["bare"]
+            before = f"without the graph {times['eager'] * 1000:.1f} ms, " if "eager" in times else ""
             print(f"   {label}, {side} px: step {step * 1000:8.1f} ms   bare {bare * 1000:8.1f} ms   "
-                  f"ratio {step / bare:.3f}   (with torch's L-BFGS: {times['torch'] * 1000:.1f} ms)")
+                  f"ratio {step / bare:.3f}   ({before}with torch's L-BFGS {times['torch'] * 1000:.1f} ms)")
     if args.overhead_only:
         return
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from stylize.color import preserve_color
+from stylize.cudagraph import record
 from stylize.config import AUTO_ITERATIONS, AUTO_SCALES, InitKind, OptimizerKind, RunConfig
 from stylize.device import autocast, half_dtype, resolve_half
 from stylize.errors import ImageError, InputError
@@ -273,6 +274,9 @@ class ScaleOptimizer:
         self.image = image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
         self.adam = config.optimizer is OptimizerKind.adam
         self.learning_rate = config.learning_rate
+        # On a GPU the objective is replayed as a CUDA graph (stylize.cudagraph): the same
+        # kernels, launched at once instead of one by one from Python.
+        self._objective = (record(self._evaluate, self.image.device) if config.cuda_graph else None) or self._evaluate
         self.optimizer = self._new_optimizer()
         self.best = self.image.detach().clone()
         self.best_loss = math.inf
@@ -291,10 +295,15 @@ class ScaleOptimizer:
         # stylize.lbfgs computes torch's steps without its 44 host synchronisations a step.
         return LBFGS(self.image, LBFGS_HISTORY)
 
-    def _closure(self) -> torch.Tensor:
+    def _evaluate(self) -> LossParts:
+        """The objective and its gradient (into ``image.grad``) at the current pixels."""
         self.image.grad = None
         parts = self.problem(self.image)
         parts.total.backward()
+        return parts
+
+    def _closure(self) -> torch.Tensor:
+        parts = self._objective()
         if self._evaluations == 0:  # the first evaluation of a step is at the current image
             self._record(parts)
         self._evaluations += 1

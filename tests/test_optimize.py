@@ -263,3 +263,9 @@ def test_lbfgs_restarts_when_it_stops_moving_and_keeps_its_memory_uphill(extract
     run.step()
     assert run.last_losses["total"] > before  # it did go uphill
     assert run.optimizer is optimizer and len(optimizer._pairs) > 0  # the memory kept, and added to
+
+
+def test_cuda_graphs_are_for_cuda_only():
+    from stylize.cudagraph import record
+
+    assert record(lambda: torch.ones(2) * 2, torch.device("cpu")) is None
