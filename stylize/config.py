@@ -156,7 +156,7 @@ class RunConfig:
     preserve_color: bool = False
     save_every: int = 0  # 0: no intermediate images
     half: bool | None = None  # bfloat16 mixed precision (--half/--no-half); None: device.resolve_half
-    cuda_graph: bool = True  # replay each step's objective as a CUDA graph on GPUs (optimize.ScaleOptimizer)
+    cuda_graph: bool = True  # on GPUs, replay each step's objective as a CUDA graph (optimize.GRAPH_MAX_PIXELS)
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:

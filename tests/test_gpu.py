@@ -101,7 +101,7 @@ def test_cuda_graph_run_equals_the_eager_run(setup, optimizer):
 
     _, gpu, content, style = setup
     make_deterministic(torch.device("cuda"))
-    config = RunConfig(size=128, iterations=(15, 15), optimizer=OptimizerKind(optimizer))
+    config = RunConfig(size=128, iterations=(30,), optimizer=OptimizerKind(optimizer))
     graphed = run_iterative(content, [style], config, gpu)
     eager = run_iterative(content, [style], dataclasses.replace(config, cuda_graph=False), gpu)
     assert torch.equal(graphed.image, eager.image) and graphed.losses == eager.losses
