@@ -40,7 +40,7 @@ def record(fn: Callable[[], T], device: torch.device) -> Callable[[], T] | None:
         torch.cuda.current_stream(device).wait_stream(stream)
         # The warm-up's memory stays cached for its stream, and the graph takes a pool of its
         # own: emptying the cache before and after the warm-up kept a 2048 px run's reserved
-        # memory at 11.9 GiB instead of 15.3 (8.2 without the graph; H200).
+        # memory at 11.9 GiB instead of 16.7 (8.2 without the graph; H200).
         torch.cuda.empty_cache()
         with torch.cuda.graph(graph):
             out = fn()

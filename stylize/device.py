@@ -179,8 +179,9 @@ def native_bfloat16(device: torch.device) -> bool:
 
 def resolve_half(device: torch.device, half: bool | None) -> bool:
     """--half / --no-half, or by default (None) mixed precision where bfloat16 is native and was
-    measured to keep quality: CPUs with AVX512-BF16 or AMX. GPUs stay in float32 unless asked
-    (not yet measured there)."""
+    measured to keep quality: CPUs with AVX512-BF16 or AMX. GPUs stay in float32 unless asked:
+    on an H200 bfloat16 autocast was 4-11 % slower at stylize's sizes (benchmarks/precision.py),
+    which leave the GPU waiting on kernel launches, and float32 convolutions use TF32 there."""
     return native_bfloat16(device) if half is None else half
 
 
