@@ -46,6 +46,7 @@ step 120 python3 benchmarks/levers.py --device cuda --repeats 10
 step 150 python3 benchmarks/iterative.py --device cuda --content "$DATA/content/tubingen.jpg" \
   --style "$DATA/styles/starry_night.jpg" --schedules "${ITERATIVE_SCHEDULES:-}"
 step 90 python3 benchmarks/fast.py --device cuda --repeats 20 ${FAST_COMPILE:+--compile}
+step 60 python3 benchmarks/profile_step.py --device cuda --rows 15
 [ "${LBFGS_POLICY:-0}" = 1 ] && step 180 python3 benchmarks/lbfgs_policy.py --device cuda
 [ "${LEVERS_COMPILE:-0}" = 1 ] && step 180 python3 benchmarks/levers.py --device cuda --repeats 10 --compile
 [ "${SCHEDULES:-0}" = 1 ] && step 300 python3 benchmarks/schedules.py --device cuda

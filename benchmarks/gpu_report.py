@@ -48,16 +48,20 @@ def main() -> None:
     run_iterative(content, [style], RunConfig(size=128, iterations=(5,)), extractor)  # warm-up
     scoring = ScaleProblem(extractor, dataclasses.replace(config, half=False), content.to(device), [style.to(device)],
                            fit_long_side(*content.shape[-2:], config.size))
-    # The default (float32 on GPUs), then --half where it means bfloat16; objectives in float32.
-    for half in [False] + [True] * (half_dtype(device) == torch.bfloat16):
+    # The default (float32 on GPUs), then --half where it means bfloat16, then without the CUDA
+    # graph (as stylize ran before it); objectives in float32.
+    variants = [("", config)] + [(" --half", dataclasses.replace(config, half=True))] * (
+        half_dtype(device) == torch.bfloat16) + [(", no CUDA graph", dataclasses.replace(config, cuda_graph=False))] * (
+        device.type == "cuda")
+    for label, variant in variants:
         sync(device)
         start = time.perf_counter()
-        image = run_iterative(content, [style], dataclasses.replace(config, half=half), extractor).image
+        image = run_iterative(content, [style], variant, extractor).image
         sync(device)
         seconds = time.perf_counter() - start
         with torch.no_grad():
             parts = scoring(image.to(device))
-        print(f"iterative, default run at {config.size} px{' --half' if half else ''} ({content_path.name} + "
+        print(f"iterative, default run at {config.size} px{label} ({content_path.name} + "
               f"{style_path.name}): {seconds:.2f} s, objective {float(parts.content + parts.style):.4f}")
 
     model = load_model(bundled_models()[0])

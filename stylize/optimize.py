@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from stylize.color import preserve_color
-from stylize.cudagraph import record
 from stylize.config import AUTO_ITERATIONS, AUTO_SCALES, InitKind, OptimizerKind, RunConfig
+from stylize.cudagraph import record
 from stylize.device import autocast, half_dtype, resolve_half
 from stylize.errors import ImageError, InputError
 from stylize.features import FeatureExtractor, conv_values_per_pixel
