@@ -9,8 +9,8 @@ from stylize.lbfgs import LBFGS
 
 
 def _ill_conditioned(x: torch.Tensor) -> torch.Tensor:
-    """Curvatures from 1e-3 to 1e3, plus a quartic and a cosine, so that some curvature pairs
-    come out negative and are dropped (s.y <= 1e-10)."""
+    """Curvatures from 1e-3 to 1e3, plus a quartic and a cosine: not quadratic, so the curvature
+    pairs differ from step to step (dropped pairs: the concave test below)."""
     curvature = torch.logspace(-3, 3, x.numel(), dtype=x.dtype).view_as(x)
     return (curvature * (x - 0.3) ** 2).sum() + 0.1 * (x**4).sum() + torch.cos(5 * x).sum()
 
