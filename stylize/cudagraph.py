@@ -30,25 +30,30 @@ def record(fn: Callable[[], T], device: torch.device) -> Callable[[], T] | None:
     if device.type != "cuda":
         return None
     graph = torch.cuda.CUDAGraph()
-    try:
-        torch.cuda.empty_cache()  # blocks cached for one stream are not lent to another (below)
-        stream = torch.cuda.Stream(device)
-        stream.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(stream):
-            for _ in range(WARM_UP):
-                fn()
-        torch.cuda.current_stream(device).wait_stream(stream)
-        # The warm-up's memory stays cached for its stream, and the graph takes a pool of its
-        # own: emptying the cache before and after the warm-up kept a 2048 px run's reserved
-        # memory at 11.9 GiB instead of 16.7 (8.2 without the graph; H200).
-        torch.cuda.empty_cache()
-        with torch.cuda.graph(graph):
-            out = fn()
-    except RuntimeError:  # torch reports what a capture cannot hold as RuntimeError
-        return None
+    # Capture happens on a stream of the current device, while fn's kernels go to its tensors'
+    # device: were they another (--device cuda:1), the graph would record nothing and replay
+    # stale results. So fn's device is made the current one, for the capture and each replay.
+    with torch.cuda.device(device):
+        try:
+            torch.cuda.empty_cache()  # blocks cached for one stream are not lent to another (below)
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(WARM_UP):
+                    fn()
+            torch.cuda.current_stream().wait_stream(stream)
+            # The warm-up's memory stays cached for its stream, and the graph takes a pool of its
+            # own: emptying the cache before and after the warm-up kept a 2048 px run's reserved
+            # memory at 11.9 GiB instead of 16.7 (8.2 without the graph; H200).
+            torch.cuda.empty_cache()
+            with torch.cuda.graph(graph):
+                out = fn()
+        except RuntimeError:  # torch reports what a capture cannot hold as RuntimeError
+            return None
 
     def replay() -> T:
-        graph.replay()
+        with torch.cuda.device(device):  # the current stream of fn's device, as fn's kernels use
+            graph.replay()
         return out
 
     return replay
