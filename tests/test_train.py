@@ -296,7 +296,9 @@ def test_cli_train_points_a_cpu_user_at_the_faster_settings(style, photos, tmp_p
               "--device", "cpu", "--quiet"]
     classic = runner.invoke(app, ["train", *common, "-o", str(tmp_path / "c.pt")])
     assert classic.exit_code == 0, classic.output
-    assert "note: on a CPU the bundled models' settings train about 8x faster: --width 16 --blocks 3" in classic.stdout
+    recorded = load_model("starry_night").meta["training"]  # the settings the note names, as the files record them
+    assert ("note: on a CPU the bundled models' settings train about 8x faster: --width 16 --blocks 3 --shuffle 2 "
+            f"--image-size {recorded['image_size']} --style-size {recorded['style_size']}") in classic.stdout
     fast = runner.invoke(app, ["train", *common, "-o", str(tmp_path / "f.pt"), "--width", "16", "--blocks", "3",
                                "--shuffle", "2"])
     assert fast.exit_code == 0, fast.output
