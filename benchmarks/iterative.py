@@ -112,7 +112,8 @@ def parse_schedules(text: str) -> list[RunConfig]:
     for item in filter(None, (part.strip() for part in text.split(";"))):
         sizes, iterations = item.split(":")
         sizes_t = tuple(int(v) for v in sizes.split(","))
-        configs.append(RunConfig(size=sizes_t[-1], scales=sizes_t, iterations=tuple(int(v) for v in iterations.split(","))))
+        counts = tuple(int(v) for v in iterations.split(","))
+        configs.append(RunConfig(size=sizes_t[-1], scales=sizes_t, iterations=counts))
     return configs
 
 
@@ -190,7 +191,8 @@ def main() -> None:
         seconds, result = timed_run(config)
         timing = f"{seconds:8.1f} s"
         if label == "default":
-            timing = f"{t_before:.1f} s before the classic run, {seconds:.1f} s after, mean {(t_before + seconds) / 2:.1f} s"
+            timing = (f"{t_before:.1f} s before the classic run, {seconds:.1f} s after, "
+                      f"mean {(t_before + seconds) / 2:.1f} s")
             seconds = (t_before + seconds) / 2
         j, c, s = objective(result)
         print(f"   {label} {described}: {timing} = {seconds / t_classic:.3f} of classic (aim <= 0.125)   "

@@ -84,7 +84,8 @@ def main() -> None:
         content = load_image(content_path).rgb.to(device)
         style_image = load_image(SHARED / "styles" / f"{style}.jpg").rgb.to(device)
         size = fit_long_side(*content.shape[-2:], config.size)
-        problem = optimize.ScaleProblem(extractor, dataclasses.replace(config, half=False), content, [style_image], size)
+        problem = optimize.ScaleProblem(extractor, dataclasses.replace(config, half=False), content, [style_image],
+                                        size)
         print(f"{content_path.stem} + {style}:")
         first = None
         for name, (history_size, uphill) in settings.items():
@@ -104,7 +105,8 @@ def main() -> None:
         optimize.LBFGS_HISTORY = history
     print("geometric mean of each setting's objective over stylize's:")
     for name, values in ratios.items():
-        print(f"   {name:28s} {statistics.geometric_mean(values):.3f}   worst {max(values):.3f}   best {min(values):.3f}")
+        print(f"   {name:28s} {statistics.geometric_mean(values):.3f}   worst {max(values):.3f}   "
+              f"best {min(values):.3f}")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ class _CatPadFunctional:
     def __getattr__(self, name: str) -> object:
         return getattr(F, name)
 
-    def pad(self, x: torch.Tensor, pad: tuple[int, ...], mode: str = "constant", value: float | None = None) -> torch.Tensor:
+    def pad(self, x: torch.Tensor, pad: tuple[int, ...], mode: str = "constant",
+            value: float | None = None) -> torch.Tensor:
         if mode != "replicate" or tuple(pad) != (1, 1, 1, 1):
             return F.pad(x, pad, mode, value)
         x = torch.cat([x[..., :1, :], x, x[..., -1:, :]], -2)
@@ -160,7 +161,8 @@ def gram_levers(device: torch.device, repeats: int) -> None:
     }, device, repeats))
 
 
-def _ill_conditioned(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+def _ill_conditioned(shape: tuple[int, ...], device: torch.device,
+                     dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
     """A quadratic with curvatures from 1e-3 to 1e3: L-BFGS keeps finding pairs to remember."""
     count = math.prod(shape)
     generator = torch.Generator().manual_seed(0)

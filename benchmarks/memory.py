@@ -75,11 +75,13 @@ def main() -> None:
     print(f"torch {torch.__version__}; device {args.device}; "
           f"{'system allocator' if args.system_allocator else 'freed memory reused, as the command line does'}")
     common = ["--device", args.device] + (["--system-allocator"] if args.system_allocator else [])
-    it = run_child(__file__, ["--child", "iterative", *common] + (["--iterations", args.iterations] if args.iterations else []))
+    iterations = ["--iterations", args.iterations] if args.iterations else []
+    it = run_child(__file__, ["--child", "iterative", *common, *iterations])
     h, w = it["shape"]
     print(f"iterative, {w}x{h} (schedule {it['schedule']}): {it['seconds']:.0f} s; peak memory over the loaded "
           f"process {it['peak_extra'] / GIB:.2f} GiB; the output image tensor itself {it['image_bytes'] / GIB:.3f} GiB "
-          f"({it['peak_extra'] / it['image_bytes']:.0f}x); process with VGG and images loaded {it['base'] / GIB:.2f} GiB")
+          f"({it['peak_extra'] / it['image_bytes']:.0f}x); process with VGG and images loaded "
+          f"{it['base'] / GIB:.2f} GiB")
     tiled = run_child(__file__, ["--child", "tiled", *common, "--model", args.model])
     print(f"fast, 6000x4000 tiled (tile {tiled['tile']}, {args.model}): {tiled['seconds']:.0f} s; peak memory over the "
           f"loaded process {tiled['peak_extra'] / GIB:.2f} GiB; the input tensor itself {tiled['input'] / GIB:.2f} GiB "

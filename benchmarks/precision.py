@@ -94,7 +94,8 @@ def main() -> None:
     model = load_model("starry_night").network.to(device)
     photo = resize(content, fit_long_side(*content.shape[-2:], 1024))
     compare(f"one {photo.shape[-1]}x{photo.shape[-2]} photo",
-            {"float32": lambda: stylize_image(model, photo, device), "half": lambda: stylize_image(model, photo, device, True)},
+            {"float32": lambda: stylize_image(model, photo, device),
+             "half": lambda: stylize_image(model, photo, device, True)},
             device, args.repeats)
     difference = (stylize_image(model, photo, device) - stylize_image(model, photo, device, True)).abs().max()
     print(f"   largest difference between the two outputs: {float(difference) * 255:.1f} of 255 levels")

@@ -69,7 +69,8 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 results.append(row)
                 cells.append((f"sw={sw:g} {label} J={row['objective']:.3f}", to_pil(result.image)))
-        grid([(label, img, True) for label, img in cells], len(SCHEDULES), 384).save(out / f"sheet_{content_name}_{style_name}.jpg", quality=88)
+        sheet = grid([(label, img, True) for label, img in cells], len(SCHEDULES), 384)
+        sheet.save(out / f"sheet_{content_name}_{style_name}.jpg", quality=88)
     (out / "sweep.json").write_text(json.dumps(results, indent=1))
 
 

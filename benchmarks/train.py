@@ -55,7 +55,8 @@ from stylize.transformer import TransformerConfig, TransformerNet
 class Photos(torch.utils.data.Dataset):
     def __init__(self, paths: list[Path], size: int) -> None:
         self.paths = paths
-        self.transform = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor()])
+        self.transform = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size),
+                                             transforms.ToTensor()])
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -191,7 +192,8 @@ def main() -> None:
         print(f"   {label:42s} {best[name]:8.2f} images/s (best of {runs}){ratio}")
     same = best["stylize-same-loss"]
     print(f"   stylize train with the reference's loss vs the reference with reused memory: "
-          f"{same / best['reference-reuse']:.2f}x; vs the plain reference (aim >= 1.5): {same / best['reference']:.2f}x; "
+          f"{same / best['reference-reuse']:.2f}x; vs the plain reference (aim >= 1.5): "
+          f"{same / best['reference']:.2f}x; "
           f"with its default shift term: {best['stylize'] / best['reference']:.2f}x")
 
 

@@ -52,7 +52,8 @@ def test_the_readme_recipe_is_what_the_bundled_models_were_trained_with():
     words = shlex.split(command.group(1).replace("\\\n", " "))
     options = {w.removeprefix("--").replace("-", "_"): v for w, v in zip(words, words[1:]) if w.startswith("--")}
     train = TrainConfig()
-    defaults = {"batch_size": train.batch_size, "learning_rate": train.learning_rate, "shift_weight": train.shift_weight,
+    defaults = {"batch_size": train.batch_size, "learning_rate": train.learning_rate,
+                "shift_weight": train.shift_weight,
                 "content_weight": train.loss.content_weight, "style_weight": train.loss.style_weight,
                 "tv_weight": train.loss.tv_weight, "content_layers": format_layer_weights(train.loss.content_layers),
                 "style_layers": format_layer_weights(train.loss.style_layers)}

@@ -52,7 +52,8 @@ def test_sharded_batch_does_every_job_once_and_gathers_failures(tmp_path):
     # No output was written twice (a second writer would have failed with "exists").
     assert sorted(p.name for p in out.iterdir()) == [f"p{i}_x_m.png" for i in range(5)]
     assert "exists already" not in result.stdout
-    again = torchrun(tmp_path, "run", photos / "p0.png", photos / "p1.png", "--model", model, "-o", out, "--device", "cpu")
+    again = torchrun(tmp_path, "run", photos / "p0.png", photos / "p1.png", "--model", model, "-o", out,
+                     "--device", "cpu")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "2 done already" in again.stdout
 

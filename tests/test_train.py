@@ -271,7 +271,8 @@ def test_cli_train_then_run_with_the_model(style, photos, tmp_path):
     assert result.exit_code == 0, result.output
     assert "skipped 1 unreadable or too large file" in result.stderr
     # Not a terminal here: the progress is a log line, written when training completes.
-    assert re.search(r"^step 2/2 \(100%\), \d:\d\d:\d\d elapsed; [\d.]+ img/s loss ", result.stderr, re.M), result.stderr
+    line = r"^step 2/2 \(100%\), \d:\d\d:\d\d elapsed; [\d.]+ img/s loss "
+    assert re.search(line, result.stderr, re.M), result.stderr
     assert (tmp_path / "m.preview-000001.png").is_file()
     photo = photos / "p1.png"
     out = tmp_path / "styled.png"
