@@ -154,6 +154,7 @@ class RunConfig:
     style_scale: float = 1.0  # style image long side relative to the output's
     style_blend: tuple[float, ...] | None = None  # one weight per style image; None: equal
     preserve_color: bool = False
+    match_color: bool = False  # recolour the styles with the photo's colours first (color.match_color)
     save_every: int = 0  # 0: no intermediate images
     half: bool | None = None  # bfloat16 mixed precision (--half/--no-half); None: device.resolve_half
     cuda_graph: bool = True  # on GPUs, replay each step's objective as a CUDA graph (optimize.GRAPH_MAX_PIXELS)

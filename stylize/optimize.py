@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from stylize.color import preserve_color
+from stylize.color import match_color, preserve_color
 from stylize.config import AUTO_ITERATIONS, AUTO_SCALES, InitKind, OptimizerKind, RunConfig
 from stylize.cudagraph import record
 from stylize.device import autocast, half_dtype, resolve_half
@@ -222,6 +222,9 @@ def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: Run
     torch.manual_seed(config.seed)
     content = content.to(device)
     keys, styles = styles, [s.to(device) for s in styles]
+    if config.match_color:
+        # Each photo recolours the styles its own way: their statistics are this run's alone.
+        styles, keys, cache = [match_color(s, content) for s in styles], None, None
     schedule = plan_schedule(*content.shape[-2:], config, extractor.min_side)
     start = time.perf_counter()
     first = schedule[0][0]

@@ -215,8 +215,9 @@ def test_single_photo_options_are_refused_for_a_batch(folder, styles, tmp_path, 
 def test_options_of_the_other_method_are_refused_not_ignored(folder, styles, tmp_path, model):
     photo, out = folder / "img2.jpg", tmp_path / "o.png"
     result = invoke("run", photo, "--model", model, "-o", out, "--style-weight", "100", "--seed", "3",
-                    "--pooling", "average")
-    assert result.exit_code == 2 and "--style-weight, --seed, --pooling: not used with --model" in result.stderr
+                    "--pooling", "average", "--match-color")
+    assert result.exit_code == 2
+    assert "--style-weight, --seed, --pooling, --match-color: not used with --model" in result.stderr
     result = invoke("run", photo, styles[0], "-o", out, "--tile", "256", *FAST)
     assert result.exit_code == 2 and "--tile: used with --model only" in result.stderr
     assert not out.exists()

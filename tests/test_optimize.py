@@ -1,5 +1,7 @@
 """The iterative optimiser, with the real bundled VGG at small sizes."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -154,6 +156,39 @@ def test_preserve_color_keeps_the_photos_chrominance(extractor, pair):
     expected_iq = rgb_to_yiq(resize(content, (48, 64)))[:, 1:]
     got_iq = rgb_to_yiq(result.image)[:, 1:]
     assert (got_iq - expected_iq).abs().mean() < 0.01
+
+
+def test_match_color_gives_the_painting_the_photos_colour_statistics():
+    from stylize.color import match_color
+
+    torch.manual_seed(0)
+    painting = 0.2 + 0.3 * torch.rand(1, 3, 40, 50) * torch.tensor([1.0, 0.5, 0.2]).view(1, 3, 1, 1)
+    photo = 0.3 + 0.4 * torch.rand(1, 3, 30, 20) ** 2
+    moved = match_color(painting, photo)
+    assert moved.shape == painting.shape and 0 <= moved.min() and moved.max() <= 1
+    mean, cov = (lambda x: (x.reshape(3, -1).mean(1), torch.cov(x.reshape(3, -1))))(photo)
+    torch.testing.assert_close(moved.reshape(3, -1).mean(1), mean, atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch.cov(moved.reshape(3, -1)), cov, atol=1e-4, rtol=0)
+    # The painting's own structure stays: its pixels are moved by one affine map.
+    assert torch.corrcoef(torch.stack([moved[0, 0].flatten(), painting[0, 0].flatten()]))[0, 1].abs() > 0.5
+    torch.testing.assert_close(match_color(photo, photo), photo, atol=1e-4, rtol=0)
+
+
+def test_match_color_takes_the_photos_palette_for_each_photo_of_a_batch(extractor, pair):
+    """With --match-color the result's colours move towards the photo's; in a batch, each photo
+    recolours the style its own way (the cached statistics of another photo are not used)."""
+    from stylize.optimize import StyleCache
+
+    content, style = pair
+    config = RunConfig(size=64, iterations=(10,))
+    plain = run_iterative(content, [style], config, extractor).image
+    matched = run_iterative(content, [style], dataclasses.replace(config, match_color=True), extractor).image
+    photo_mean = resize(content, (48, 64)).mean((2, 3))
+    assert (matched.mean((2, 3)) - photo_mean).abs().sum() < (plain.mean((2, 3)) - photo_mean).abs().sum() / 2
+    cache, other = StyleCache(), 1 - content  # another photo, the colours inverted
+    match = dataclasses.replace(config, match_color=True)
+    run_iterative(other, [style], match, extractor, cache=cache)
+    assert torch.equal(run_iterative(content, [style], match, extractor, cache=cache).image, matched)
 
 
 def test_style_blend_moves_the_result_towards_the_heavier_style(extractor, pair):

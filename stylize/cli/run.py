@@ -23,7 +23,7 @@ DEFAULT_OUTPUT = OutputConfig()
 # Options that only one method reads: given to the other, they used to be ignored without a word.
 _ITERATIVE_ONLY = ("iterations", "scales", "optimizer", "lr", "init", "init_image", "content_weight", "style_weight",
                    "tv_weight", "content_layers", "style_layers", "style_loss", "style_blend", "style_scale",
-                   "save_every", "backbone", "weights", "pooling", "seed")
+                   "save_every", "backbone", "weights", "pooling", "seed", "match_color")
 _MODEL_ONLY = ("tile", "batch_size")
 
 
@@ -77,6 +77,8 @@ def run(
         help="Size of the style image relative to the output.")] = DEFAULT_RUN.style_scale,
     preserve_color: Annotated[bool, typer.Option("--preserve-color", help="Keep the photo's colours "
                               "(transfer luminance only).")] = False,
+    match_color: Annotated[bool, typer.Option("--match-color", help="Recolour the paintings with the photo's "
+                           "colours first: the photo's palette in the painting's brushwork.")] = False,
     save_every: Annotated[int, typer.Option(help="Save an intermediate image every N iterations.")] = 0,
     backbone: Annotated[Optional[Backbone], choice(help="Feature network. vgg16 is bundled; vgg19 and "
                         "vgg16-imagenet are downloaded by torchvision. \\[default: vgg16]", show_default=False)] = None,
@@ -151,7 +153,8 @@ def run(
                 size=DEFAULT_RUN.size if size is None else size, scales=parse_scales(scales) if scales else None,
                 iterations=parse_numbers(iterations, "--iterations", int) if iterations else None,
                 optimizer=optimizer, learning_rate=lr, init=init, seed=seed, style_scale=style_scale,
-                style_blend=blend, preserve_color=preserve_color, save_every=save_every, half=half, loss=loss)
+                style_blend=blend, preserve_color=preserve_color, match_color=match_color, save_every=save_every,
+                half=half, loss=loss)
             backbone_cfg = BackboneConfig(name=backbone, weights=weights, pooling=pooling,
                                           download_progress=not quiet)
             if single:
