@@ -76,9 +76,9 @@ def run(
     style_scale: Annotated[float, typer.Option(
         help="Size of the style image relative to the output.")] = DEFAULT_RUN.style_scale,
     preserve_color: Annotated[bool, typer.Option("--preserve-color", help="Keep the photo's colours "
-                              "(transfer luminance only).")] = False,
+                              "(transfer luminance only).")] = DEFAULT_RUN.preserve_color,
     match_color: Annotated[bool, typer.Option("--match-color", help="Recolour the paintings with the photo's "
-                           "colours first: the photo's palette in the painting's brushwork.")] = False,
+                           "colours first (its palette, their brushwork).")] = DEFAULT_RUN.match_color,
     save_every: Annotated[int, typer.Option(help="Save an intermediate image every N iterations.")] = 0,
     backbone: Annotated[Optional[Backbone], choice(help="Feature network. vgg16 is bundled; vgg19 and "
                         "vgg16-imagenet are downloaded by torchvision. \\[default: vgg16]", show_default=False)] = None,
