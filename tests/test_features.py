@@ -48,6 +48,14 @@ def test_extractor_computes_no_deeper_than_the_layers_asked_for():
     assert ran and torch.equal(shallow["relu1_1"], full["relu1_1"])
 
 
+def _imagenet(x: torch.Tensor) -> torch.Tensor:
+    """``x`` normalised with ImageNet's statistics, written out here as torchvision's VGG expects
+    them (not read from stylize.features, so that a wrong constant there would fail)."""
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
 def test_channels_last_features_and_gram_match_the_plain_layout():
     """The extractor runs channels-last; its features and Gram matrices (and their gradients)
     are those of the ordinary layout."""
@@ -61,9 +69,7 @@ def test_channels_last_features_and_gram_match_the_plain_layout():
     x = torch.rand(1, 3, 24, 20, requires_grad=True)
     feats = ext(x)["relu2_1"]
     assert feats.is_contiguous(memory_format=torch.channels_last)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    expected = plain((x - mean) / std)
+    expected = plain(_imagenet(x))
     assert torch.allclose(feats, expected, atol=1e-5)
     ours = torch.autograd.grad(gram_matrix(feats).square().sum(), x)[0]
     flat = expected.flatten(2)
@@ -82,9 +88,7 @@ def test_average_pooling_keeps_the_weights_and_scales_the_average():
     x = torch.rand(1, 3, 16, 12)
     body = build_features("vgg16", layer_names("vgg16").index("relu2_1") + 1)
     body.load_state_dict({k: v for k, v in state.items() if k in body.state_dict()})
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    block1 = body[:4]((x - mean) / std)
+    block1 = body[:4](_imagenet(x))
     expected = body[5:](torch.nn.functional.avg_pool2d(block1, 2) * AVERAGE_POOL_SCALE)
     assert torch.allclose(average(x)["relu2_1"], expected, atol=1e-5)
     assert not torch.allclose(maximum(x)["relu2_1"], expected, atol=1e-3)
@@ -96,9 +100,7 @@ def test_extractor_is_frozen_and_normalises_input():
     ext.train()
     assert not ext.training and not any(p.requires_grad for p in ext.parameters())
     x = torch.rand(1, 3, 8, 8)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    assert torch.allclose(ext(x)["conv1_1"], ext.body[0]((x - mean) / std), atol=1e-6)
+    assert torch.allclose(ext(x)["conv1_1"], ext.body[0](_imagenet(x)), atol=1e-6)
 
 
 def test_unknown_layer_suggests_a_name():
