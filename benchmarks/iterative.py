@@ -32,6 +32,7 @@ from stylize.config import BackboneConfig, RunConfig
 from stylize.device import resolve_device, resolve_half, reuse_freed_memory
 from stylize.features import ARCHITECTURES, layer_names, load_extractor
 from stylize.imageio import fit_long_side, load_image
+from stylize.lbfgs import torch_equivalent
 from stylize.losses import required_layers, style_layer_weights
 from stylize.optimize import LBFGS_HISTORY, ScaleProblem, ScaleOptimizer, plan_schedule, run_iterative
 
@@ -41,8 +42,7 @@ class TorchLBFGSOptimizer(ScaleOptimizer):
     steps with a host synchronisation per coefficient of its two-loop recursion."""
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.LBFGS([self.image], lr=1.0, max_iter=1, history_size=LBFGS_HISTORY,
-                                 tolerance_grad=0.0, tolerance_change=0.0)
+        return torch_equivalent(self.image, LBFGS_HISTORY)
 
 
 def overhead(extractor, config, content, style, long_side, device, repeats) -> dict[str, float]:

@@ -34,7 +34,7 @@ from stylize.config import BackboneConfig
 from stylize.cudagraph import record
 from stylize.device import resolve_device, reuse_freed_memory
 from stylize.features import load_extractor
-from stylize.lbfgs import LBFGS
+from stylize.lbfgs import LBFGS, torch_equivalent
 from stylize.optimize import LBFGS_HISTORY
 from stylize.transformer import CLASSIC, ConvNormAct, TransformerNet
 
@@ -185,8 +185,7 @@ def _lbfgs_steps(kind: str, objective: Callable[[torch.Tensor], torch.Tensor], x
     """An L-BFGS of ``kind`` (stylize's, torch's or the compact one) on ``objective`` after
     ``steps`` steps, as a call that takes one more."""
     if kind == "torch":
-        optimiser = torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=LBFGS_HISTORY, tolerance_grad=0.0,
-                                      tolerance_change=0.0)
+        optimiser = torch_equivalent(x, LBFGS_HISTORY)
     elif kind == "compact":
         optimiser = CompactLBFGS(x, lr=1.0, history=LBFGS_HISTORY)
     else:

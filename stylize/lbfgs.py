@@ -1,7 +1,7 @@
 """L-BFGS over one tensor for the iterative method: one evaluation a step, no line search.
 
 The steps are those of ``torch.optim.LBFGS(lr, max_iter=1, tolerance_grad=0,
-tolerance_change=0)`` (tested to agree): the first step follows the gradient with length
+tolerance_change=0)`` (``torch_equivalent``; tested to agree): the first step follows the gradient with length
 ``min(1, 1/|g|_1) * lr``; each later step adds the last pair (s = the last step, taken or not;
 y = change of gradient) to a memory of ``history`` pairs when s.y > 1e-10, scales the initial
 inverse Hessian by s.y / y.y (Nocedal and Wright, eq. 7.20) and moves by ``lr`` times the
@@ -21,6 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+
+
+def torch_equivalent(param: torch.Tensor, history: int, lr: float = 1.0) -> torch.optim.LBFGS:
+    """torch's optimiser set to take the steps ``LBFGS(param, history, lr)`` takes: what the
+    tests check it against and the benchmarks time it against."""
+    return torch.optim.LBFGS([param], lr=lr, max_iter=1, history_size=history, tolerance_grad=0.0,
+                             tolerance_change=0.0)
 
 
 class LBFGS:

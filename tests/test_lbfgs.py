@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 from conftest import HostReads
-from stylize.lbfgs import LBFGS
+from stylize.lbfgs import LBFGS, torch_equivalent
 
 
 def _ill_conditioned(x: torch.Tensor) -> torch.Tensor:
@@ -24,16 +24,12 @@ def _closure(x: torch.Tensor, objective=_ill_conditioned):
     return closure
 
 
-def _torch_lbfgs(x: torch.Tensor, history: int) -> torch.optim.LBFGS:
-    return torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=history, tolerance_grad=0.0, tolerance_change=0.0)
-
-
 @pytest.mark.parametrize("history", [1, 5, 20])
 def test_takes_torchs_steps(history):
     torch.manual_seed(0)
     start = torch.rand(3, 6, 7, dtype=torch.float64) * 2 - 1
     ours, theirs = (start.clone().requires_grad_(True) for _ in range(2))
-    ours_opt, theirs_opt = LBFGS(ours, history), _torch_lbfgs(theirs, history)
+    ours_opt, theirs_opt = LBFGS(ours, history), torch_equivalent(theirs, history)
     losses = []
     for _ in range(60):  # more steps than the memory holds
         losses.append(ours_opt.step(_closure(ours)).item())
@@ -48,7 +44,7 @@ def test_drops_pairs_without_positive_curvature():
     """Along a concave objective s.y < 0: the pair is not remembered (torch's rule too)."""
     concave = lambda v: -(v**2).sum()  # noqa: E731
     x, y = (torch.tensor([0.5], dtype=torch.float64, requires_grad=True) for _ in range(2))
-    ours, theirs = LBFGS(x, history=5), _torch_lbfgs(y, 5)
+    ours, theirs = LBFGS(x, history=5), torch_equivalent(y, 5)
     for _ in range(3):
         ours.step(_closure(x, concave))
         theirs.step(_closure(y, concave))
@@ -70,7 +66,7 @@ def test_leaves_the_tensor_alone_on_an_uphill_direction():
 def test_a_step_reads_two_values_back_where_torchs_reads_many():
     history = 20
     reads = {}
-    for name, make in (("ours", lambda x: LBFGS(x, history)), ("torch", lambda x: _torch_lbfgs(x, history))):
+    for name, make in (("ours", lambda x: LBFGS(x, history)), ("torch", lambda x: torch_equivalent(x, history))):
         torch.manual_seed(0)
         x = (torch.rand(4, 32, dtype=torch.float64) * 2 - 1).requires_grad_(True)
         optimizer = make(x)
