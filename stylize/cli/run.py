@@ -19,6 +19,7 @@ from stylize.errors import InputError
 DEFAULT_RUN = RunConfig()
 DEFAULT_LOSS = LossConfig()
 DEFAULT_OUTPUT = OutputConfig()
+DEFAULT_BACKBONE = BackboneConfig()
 
 # Options that only one method reads: given to the other, they used to be ignored without a word.
 _ITERATIVE_ONLY = ("iterations", "scales", "optimizer", "lr", "init", "init_image", "content_weight", "style_weight",
@@ -85,7 +86,7 @@ def run(
     weights: Annotated[Optional[Path], typer.Option(help="Local torchvision VGG-16/19 state dict (full model or "
                        "features only).", show_default=False)] = None,
     pooling: Annotated[Pooling, choice(help="Pooling in the feature network: max, as VGG was trained, "
-                       "or average (Gatys et al. 2016): larger, smoother brush strokes.")] = Pooling.max,
+                       "or average (Gatys et al. 2016): larger, smoother brush strokes.")] = DEFAULT_BACKBONE.pooling,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     seed: Annotated[int, typer.Option(
         help="Random seed (same inputs, seed and device: same output).")] = DEFAULT_RUN.seed,
