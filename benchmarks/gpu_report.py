@@ -50,9 +50,11 @@ def main() -> None:
                            fit_long_side(*content.shape[-2:], config.size))
     # The default (float32 on GPUs), then --half where it means bfloat16, then without the CUDA
     # graph (as stylize ran before it); objectives in float32.
-    variants = [("", config)] + [(" --half", dataclasses.replace(config, half=True))] * (
-        half_dtype(device) == torch.bfloat16) + [(", no CUDA graph", dataclasses.replace(config, cuda_graph=False))] * (
-        device.type == "cuda")
+    variants = [("", config)]
+    if half_dtype(device) == torch.bfloat16:
+        variants.append((" --half", dataclasses.replace(config, half=True)))
+    if device.type == "cuda":
+        variants.append((", no CUDA graph", dataclasses.replace(config, cuda_graph=False)))
     for label, variant in variants:
         sync(device)
         start = time.perf_counter()
