@@ -230,8 +230,26 @@ def loader_workers(requested: int | None, device: torch.device) -> int:
     return 0 if device.type == "cpu" else min(8, os.cpu_count() or 1)
 
 
-def train(job: TrainJob, on_progress: Callable[[TrainProgress], None] | None = None) -> TrainResult:
-    """Run the training loop; Ctrl-C writes a resumable checkpoint and returns."""
+def report_interval(device: torch.device) -> float:
+    """Least seconds between progress reports. On the CPU every step is reported: its losses are
+    computed when the step returns. On a GPU reading them back waits until the device has run
+    everything queued, and the host queues nothing meanwhile; read at most ten times a second,
+    the host queues the next steps while the device runs this one."""
+    return 0.0 if device.type == "cpu" else 0.1
+
+
+def _report_due(done: int, job: TrainJob, since_report: float, interval: float) -> bool:
+    """The first step, the last, checkpoint steps (which wait for the device anyway) and steps
+    at least ``interval`` seconds after the last report."""
+    return (done == job.start_step + 1 or done == job.total_steps or done % job.config.checkpoint_every == 0
+            or since_report >= interval)
+
+
+def train(job: TrainJob, on_progress: Callable[[TrainProgress], None] | None = None,
+          report_every: float | None = None) -> TrainResult:
+    """Run the training loop; Ctrl-C writes a resumable checkpoint and returns. ``on_progress`` is
+    called at most every ``report_every`` seconds [default: ``report_interval(job.device)``]."""
+    interval = report_interval(job.device) if report_every is None else report_every
     cfg = job.config
     world = job.world
     batches = StepBatches(job.photos, cfg.image_size, cfg.batch_size * world.size, cfg.seed, job.total_steps,
@@ -245,7 +263,7 @@ def train(job: TrainJob, on_progress: Callable[[TrainProgress], None] | None = N
     # float16 gradients underflow without loss scaling; bfloat16 (and float32) need none.
     scaler = torch.amp.GradScaler(job.device.type, enabled=cfg.half and half_dtype(job.device) == torch.float16)
     done = job.start_step
-    start = time.perf_counter()
+    start = last_report = time.perf_counter()
     try:
         for batch in loader:
             batch = batch.to(job.device, non_blocking=True)
@@ -261,10 +279,12 @@ def train(job: TrainJob, on_progress: Callable[[TrainProgress], None] | None = N
             scaler.step(job.optimizer)
             scaler.update()
             done += 1
-            if on_progress:
-                elapsed = time.perf_counter() - start
+            if on_progress and _report_due(done, job, time.perf_counter() - last_report, interval):
+                losses = parts.as_floats()  # first: on a GPU it waits for the step to finish
+                last_report = time.perf_counter()
+                elapsed = last_report - start
                 images = (done - job.start_step) * cfg.batch_size * world.size
-                on_progress(TrainProgress(done, job.total_steps, images / elapsed, parts.as_floats(), elapsed))
+                on_progress(TrainProgress(done, job.total_steps, images / elapsed, losses, elapsed))
             if done % cfg.checkpoint_every == 0 and done < job.total_steps:
                 _checkpoint(job, done)
     except KeyboardInterrupt:

@@ -19,7 +19,8 @@ def test_gpu_report_runs_and_prints_every_figure():
     assert "iterative, default run at 96 px" in out and "objective" in out
     assert "frames/s" in out and "half precision" in out
     if (SHARED / "photos").is_dir():
-        for line in ("reference loop", "stylize train --shift-weight 0:", "stylize train --half --shift-weight 400:"):
+        for line in ("reference loop", "stylize train --shift-weight 0:", "stylize train --half --shift-weight 400:",
+                     "losses read every step"):
             assert line in out, out
     else:
         assert "training: skipped" in out

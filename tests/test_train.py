@@ -326,6 +326,24 @@ def test_background_loader_gives_the_same_training(style, photos, tmp_path):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def test_progress_is_throttled_on_a_gpu_without_changing_the_training(style, photos, tmp_path):
+    """Reading the losses back waits for a GPU, so there they are reported at most ten times a
+    second; the first, the last and checkpoint steps always. Reporting changes no weight."""
+    from stylize.train import report_interval
+
+    assert report_interval(torch.device("cpu")) == 0.0
+    assert 0 < report_interval(torch.device("cuda")) <= 0.2
+    every, seldom = [], []
+    train(_prepare(style, photos, tmp_path / "a.pt", config(steps=5)), on_progress=every.append)
+    train(_prepare(style, photos, tmp_path / "b.pt", config(steps=5)), on_progress=seldom.append, report_every=1e9)
+    assert [p.step for p in every] == [1, 2, 3, 4, 5]
+    assert [p.step for p in seldom] == [1, 2, 4, 5]  # first, checkpoints (every 2), last
+    assert [p.losses for p in seldom] == [every[i].losses for i in (0, 1, 3, 4)]
+    assert seldom[-1].images_per_second > 0 and seldom[-1].elapsed >= seldom[0].elapsed
+    sa, sb = load_model(tmp_path / "a.pt").network.state_dict(), load_model(tmp_path / "b.pt").network.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def test_half_precision_training_follows_float32(style, photos, tmp_path):
     """--half (bfloat16 autocast here on the CPU; the same code runs float16 with loss scaling on
     older GPUs): the losses track float32's and the network learns."""
