@@ -128,13 +128,19 @@ def test_progress_is_logged_in_lines_where_stderr_is_not_a_terminal(photo, paint
 
     monkeypatch.setattr(display, "LOG_SECONDS", every)
     result = invoke("run", photo, painting, "-o", tmp_path / "o.png", "--size", "64", "--scales", "2",
-                    "--iterations", "2")
+                    "--iterations", "3,1")
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.stderr  # no cursor movements or colours in a log file
     lines = [line for line in result.stderr.splitlines() if line.startswith("scale ")]
     # Every iteration when the interval has passed each time; else only the last one, when the run completes.
     assert len(lines) == (4 if every == 0 else 1), lines
-    assert re.fullmatch(r"scale 2/2 64x\d+ it 2/2 \(100%\), \d:\d\d:\d\d elapsed; loss \S+ \(content \S+ style \S+ "
+    if every == 0:  # the share done weighs each iteration by its scale's pixels: an honest ETA
+        (w1, h1), (w2, h2) = (map(int, re.match(r"scale \d/2 (\d+)x(\d+)", lines[i]).groups()) for i in (0, 3))
+        first, second = 3 * w1 * h1, w2 * h2  # 3 iterations at the small scale, 1 at the large
+        done = [first / 3, 2 * first / 3, first, first + second]
+        percents = [int(re.search(r"\((\d+)%\)", line).group(1)) for line in lines]
+        assert percents == [round(100 * d / (first + second)) for d in done], lines
+    assert re.fullmatch(r"scale 2/2 64x\d+ it 1/1 \(100%\), \d:\d\d:\d\d elapsed; loss \S+ \(content \S+ style \S+ "
                         r"tv \S+\)", lines[-1]), lines[-1]  # whole: a log line is never cut short
 
 

@@ -122,6 +122,8 @@ def test_multiscale_reports_progress_for_each_scale(extractor, pair):
                                                                (1, 1, 128), (1, 2, 128)]
     assert result.image.shape == (1, 3, 96, 128) and not result.interrupted
     assert all(p.losses["total"] > 0 for p in seen)
+    # For the ETA: each iteration weighs its scale's pixel count (3 x 64x48 against 2 x 128x96).
+    assert [p.work_done for p in seen] == pytest.approx([1 / 11, 2 / 11, 3 / 11, 7 / 11, 1.0])
 
 
 def test_ctrl_c_returns_best_image_so_far(extractor, pair):

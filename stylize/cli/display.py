@@ -149,13 +149,9 @@ class ImageProgress:
 
     def update(self, p: Any) -> None:
         assert self.progress is not None
-        # Work per scale grows with the pixel count; weigh each iteration by it for a fair ETA.
-        weights = [4.0 ** i for i in range(p.scales)]
-        share = weights[p.scale] / sum(weights)
-        finished = sum(weights[:p.scale]) / sum(weights)
         description = f"scale {p.scale + 1}/{p.scales} {p.width}x{p.height} it {p.iteration}/{p.iterations}"
-        self.progress.update(self.task, total=1.0, completed=finished + share * p.iteration / p.iterations,
-                             description=description, info=format_losses(p.losses))
+        self.progress.update(self.task, total=1.0, completed=p.work_done, description=description,
+                             info=format_losses(p.losses))
 
     def __exit__(self, *exc: Any) -> None:
         if self.progress is not None and self.owned:
