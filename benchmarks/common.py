@@ -1,5 +1,6 @@
-"""What the benchmark scripts share: where the data is, timing on a device (alone or alternating), a bare
-backbone pass, the device's name, running a script in a child process, this process's peak memory."""
+"""What the benchmark scripts share: where the data is, the device set up as the command line sets it up,
+timing on a device (alone or alternating), a bare backbone pass, the device's name, running a script in a
+child process, this process's peak memory."""
 
 from __future__ import annotations
 
@@ -15,11 +16,20 @@ from pathlib import Path
 
 import torch
 
-from stylize.device import autocast
+from stylize.device import autocast, make_deterministic, resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 # ../shared/data beside the repository; the GPU script points STYLIZE_SHARED at its own copy.
 SHARED = Path(os.environ.get("STYLIZE_SHARED", REPO.parent / "shared" / "data"))
+
+
+def setup_device(name: str) -> torch.device:
+    """``--device`` resolved as stylize resolves it, and set up as its commands set it up: on CUDA,
+    cuDNN limited to deterministic kernels (what makes a run reproducible), so that a timing is
+    the tool's. (The training benchmark's reference loop runs as the recipe does, without it.)"""
+    device = resolve_device(name)
+    make_deterministic(device)
+    return device
 
 
 def sync(device: torch.device) -> None:

@@ -32,11 +32,11 @@ from pathlib import Path
 import torch
 from torchvision.transforms.functional import pil_to_tensor
 
-from common import REPO, SHARED, device_name, timed
+from common import REPO, SHARED, device_name, setup_device, timed
 from recipe import PlainTransformer, check_same_function
 from stylize.config import BackboneConfig, ExportFormat, LossConfig
 from stylize.cudagraph import record
-from stylize.device import autocast, resolve_device, resolve_half, reuse_freed_memory
+from stylize.device import autocast, resolve_half, reuse_freed_memory
 from stylize.features import load_extractor
 from stylize.imageio import load_image, resize, save_image, to_pil
 from stylize.losses import gram_matrix, relative_error, style_layer_weights
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="time the model through torch.compile too")
     args = parser.parse_args()
     reuse_freed_memory()  # as the command line does (every contender runs in this process)
-    device = resolve_device(args.device)
+    device = setup_device(args.device)
     name = device_name(device)
     print(f"device: {name}; torch {torch.__version__}")
     photo_path = SHARED / "content" / "tubingen.jpg"

@@ -1,6 +1,8 @@
 """The GPU figures in one short run: the default 512 px iterative run (and with --half), fast-model frames per
 second at 1920x1080 in float32 and in half precision, and `stylize train` images/s (with the reference loop's
-objective, --shift-weight 0, and with the default shift-consistency term).
+objective, --shift-weight 0, and with the default shift-consistency term). The device is set up as stylize's
+commands set it up (cuDNN limited to deterministic kernels); on CUDA the iterative run is also timed without
+that limit, and training with its losses read back every step, to show what each costs.
 
     python benchmarks/gpu_report.py [--device cuda] [--frames 50] [--train-steps 30]
 """
@@ -8,17 +10,19 @@ objective, --shift-weight 0, and with the default shift-consistency term).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from common import REPO, SHARED, device_name, sync
+from common import REPO, SHARED, device_name, setup_device, sync
 from stylize.config import BackboneConfig, RunConfig, TrainConfig
 from stylize.dataset import scan_photos
-from stylize.device import autocast, half_dtype, resolve_device
+from stylize.device import autocast, half_dtype
 from stylize.features import load_extractor
 from stylize.imageio import fit_long_side, load_image
 from stylize.losses import required_layers
@@ -28,6 +32,17 @@ from stylize.transformer import CLASSIC
 from train import ours, reference  # the training benchmark's two loops
 
 
+@contextlib.contextmanager
+def cudnn_deterministic(on: bool) -> Iterator[None]:
+    """cuDNN limited to deterministic kernels (as stylize sets it up) or not, for the block."""
+    before = torch.backends.cudnn.deterministic
+    torch.backends.cudnn.deterministic = on
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic = before
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -35,7 +50,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=30)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script on a CPU")
     args = parser.parse_args()
-    device = resolve_device(args.device)
+    device = setup_device(args.device)
     name = device_name(device)
     print(f"device: {name}; torch {torch.__version__}")
 
@@ -49,16 +64,19 @@ def main() -> None:
     scoring = ScaleProblem(extractor, dataclasses.replace(config, half=False), content.to(device), [style.to(device)],
                            fit_long_side(*content.shape[-2:], config.size))
     # The default (float32 on GPUs), then --half where it means bfloat16, then without the CUDA
-    # graph (as stylize ran before it); objectives in float32.
-    variants = [("", config)]
+    # graph (as stylize ran before it), then with cuDNN free to pick kernels that are not
+    # deterministic (what stylize's reproducibility costs); objectives in float32.
+    variants = [("", config, True)]
     if half_dtype(device) == torch.bfloat16:
-        variants.append((" --half", dataclasses.replace(config, half=True)))
+        variants.append((" --half", dataclasses.replace(config, half=True), True))
     if device.type == "cuda":
-        variants.append((", no CUDA graph", dataclasses.replace(config, cuda_graph=False)))
-    for label, variant in variants:
+        variants.append((", no CUDA graph", dataclasses.replace(config, cuda_graph=False), True))
+        variants.append((", cuDNN not deterministic", config, False))
+    for label, variant, deterministic in variants:
         sync(device)
         start = time.perf_counter()
-        image = run_iterative(content, [style], variant, extractor).image
+        with cudnn_deterministic(deterministic):
+            image = run_iterative(content, [style], variant, extractor).image
         sync(device)
         seconds = time.perf_counter() - start
         with torch.no_grad():
@@ -88,7 +106,8 @@ def main() -> None:
             size = 64 if args.smoke else 256
             train_config = TrainConfig(image_size=size, checkpoint_every=10**6)
             style_file = SHARED / "styles" / "starry_night.jpg"
-            ref = reference(scan_photos(photos).paths, style_file, train_config, CLASSIC, device, args.train_steps)
+            with cudnn_deterministic(False):  # the recipe, as it runs; stylize train limits cuDNN itself
+                ref = reference(scan_photos(photos).paths, style_file, train_config, CLASSIC, device, args.train_steps)
             print(f"training, {size} px, batch 4, classic network: reference loop {ref:.1f} images/s")
             # --shift-weight 0 computes what the reference does (the aim's ratio); the default's
             # shift-consistency term also runs the network on each step's shifted crops.

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-from common import REPO, SHARED, alternate, backbone_pass, device_name, sync
+from common import REPO, SHARED, alternate, backbone_pass, device_name, setup_device, sync
 from stylize.config import BackboneConfig, RunConfig
-from stylize.device import resolve_device, resolve_half, reuse_freed_memory
+from stylize.device import resolve_half, reuse_freed_memory
 from stylize.features import ARCHITECTURES, layer_names, load_extractor
 from stylize.imageio import fit_long_side, load_image
 from stylize.lbfgs import torch_equivalent
@@ -131,7 +131,7 @@ def main() -> None:
     if not args.content.exists():  # a machine without ../shared: use the bundled samples
         args.content, args.style = REPO / "samples" / "chelsea.jpg", REPO / "samples" / "swirls.jpg"
     reuse_freed_memory()  # as the command line does
-    device = resolve_device(args.device)
+    device = setup_device(args.device)
     name = device_name(device)
     print(f"device: {name}; torch {torch.__version__}; {args.content.name} + {args.style.name}; the default run's "
           f"precision: {'bfloat16 (--half, the default here)' if resolve_half(device, None) else 'float32'}")

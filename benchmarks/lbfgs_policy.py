@@ -22,10 +22,10 @@ import time
 
 import torch
 
-from common import SHARED, sync
+from common import SHARED, setup_device, sync
 import stylize.optimize as optimize
 from stylize.config import BackboneConfig, RunConfig
-from stylize.device import resolve_device, reuse_freed_memory
+from stylize.device import reuse_freed_memory
 from stylize.features import load_extractor
 from stylize.imageio import fit_long_side, load_image
 from stylize.losses import required_layers
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=2, help="also this many training photos, one style each")
     args = parser.parse_args()
     reuse_freed_memory()  # as the command line does
-    device = resolve_device(args.device)
+    device = setup_device(args.device)
     config = RunConfig(size=512)
     extractor = load_extractor(BackboneConfig(), required_layers(config.loss), device)
     pairs = [(SHARED / "content" / f"{c}.jpg", s) for c, s in (p.split("+") for p in args.pairs.split(","))]

@@ -27,12 +27,12 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from common import alternate, backbone_pass, device_name, sync
+from common import alternate, backbone_pass, device_name, setup_device, sync
 from compact_lbfgs import LBFGS as CompactLBFGS
 import stylize.transformer as transformer_module
 from stylize.config import BackboneConfig
 from stylize.cudagraph import record
-from stylize.device import resolve_device, reuse_freed_memory
+from stylize.device import reuse_freed_memory
 from stylize.features import load_extractor
 from stylize.lbfgs import LBFGS, torch_equivalent
 from stylize.optimize import LBFGS_HISTORY
@@ -226,7 +226,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (needs a C++ compiler)")
     args = parser.parse_args()
     reuse_freed_memory()  # as the command line does
-    device = resolve_device(args.device)
+    device = setup_device(args.device)
     print(f"device: {device_name(device)}; torch {torch.__version__}")
     transformer_levers(device, args.repeats, args.compile)
     vgg_levers(device, args.repeats)

@@ -20,7 +20,7 @@ import time
 import torch
 
 from batch import huge_child  # the tiled run, shared with batch.py
-from common import REPO, SHARED, peak_resident, run_child
+from common import REPO, SHARED, peak_resident, run_child, setup_device
 
 GIB = 2**30
 
@@ -28,7 +28,7 @@ GIB = 2**30
 def iterative_child(device_name: str, iterations: str | None, reuse: bool) -> None:
     """Runs in a child process: a default iterative run at 1024 px; prints JSON."""
     from stylize.config import BackboneConfig, RunConfig
-    from stylize.device import resolve_device, reuse_freed_memory
+    from stylize.device import reuse_freed_memory
     from stylize.imageio import load_image
     from stylize.job import Iterative
 
@@ -40,7 +40,7 @@ def iterative_child(device_name: str, iterations: str | None, reuse: bool) -> No
     if not content_path.exists():
         content_path, style_path = REPO / "samples" / "chelsea.jpg", REPO / "samples" / "swirls.jpg"
     config = RunConfig(size=1024, iterations=tuple(int(v) for v in iterations.split(",")) if iterations else None)
-    device = resolve_device(device_name)
+    device = setup_device(device_name)
     job = Iterative(config, BackboneConfig(), device_name)
     content, style = load_image(content_path), load_image(style_path)
     schedule = job.check(content, [style])

@@ -21,9 +21,9 @@ import argparse
 
 import torch
 
-from common import REPO, SHARED, alternate, backbone_pass, device_name
+from common import REPO, SHARED, alternate, backbone_pass, device_name, setup_device
 from stylize.config import BackboneConfig, RunConfig
-from stylize.device import autocast, half_dtype, resolve_device, resolve_half, reuse_freed_memory
+from stylize.device import autocast, half_dtype, resolve_half, reuse_freed_memory
 from stylize.features import load_extractor
 from stylize.imageio import fit_long_side, load_image, resize
 from stylize.losses import required_layers
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     reuse_freed_memory()  # as the command line does
-    device = resolve_device(args.device)
+    device = setup_device(args.device)
     print(f"device: {device_name(device)}; torch {torch.__version__}; half = {half_dtype(device)}; "
           f"the default here: --half {'on' if resolve_half(device, None) else 'off'}")
     content_path, style_path = SHARED / "content" / "tubingen.jpg", SHARED / "styles" / "starry_night.jpg"

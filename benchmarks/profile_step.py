@@ -12,9 +12,8 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from common import REPO, SHARED, device_name
+from common import REPO, SHARED, device_name, setup_device
 from stylize.config import BackboneConfig, RunConfig
-from stylize.device import resolve_device
 from stylize.features import load_extractor
 from stylize.imageio import fit_long_side, load_image
 from stylize.losses import required_layers
@@ -31,7 +30,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--rows", type=int, default=15)
     args = parser.parse_args()
-    device = resolve_device(args.device)
+    device = setup_device(args.device)
     content_path, style_path = SHARED / "content" / "tubingen.jpg", SHARED / "styles" / "starry_night.jpg"
     if not content_path.exists():
         content_path, style_path = REPO / "samples" / "chelsea.jpg", REPO / "samples" / "swirls.jpg"

@@ -11,19 +11,16 @@ schedule's cost in full-size-iteration equivalents (a half-size iteration costs 
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 import torch
 
+from common import SHARED, setup_device
 from stylize.config import BackboneConfig, RunConfig
-from stylize.device import resolve_device
 from stylize.features import load_extractor
 from stylize.imageio import load_image
 from stylize.losses import required_layers
 from stylize.optimize import ScaleProblem, run_iterative
 
-SHARED = Path(os.environ.get("STYLIZE_SHARED", Path(__file__).resolve().parents[2] / "shared" / "data"))
 PAIRS = [("tubingen", "starry_night"), ("golden_gate", "the_scream"), ("tubingen", "shipwreck")]
 SCHEDULES = [(150, 60), (100, 80), (150, 80), (200, 70), (60, 100), (100, 100), (300, 60)]
 HALF_SIZE_COST = 0.24  # seconds per iteration at 256 px / at 512 px, measured on the 2-core CPU
@@ -33,7 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    device = resolve_device(args.device)
+    device = setup_device(args.device)
     base = RunConfig()
     extractor = load_extractor(BackboneConfig(), required_layers(base.loss), device)
     for content_name, style_name in PAIRS:

@@ -15,16 +15,14 @@ from pathlib import Path
 
 import torch
 
-
+from common import SHARED, setup_device
 from stylize.config import BackboneConfig, LossConfig, RunConfig
-from stylize.device import resolve_device
 from stylize.features import load_extractor
 from stylize.imageio import load_image, to_pil
 from stylize.losses import required_layers
 from stylize.optimize import ScaleProblem, run_iterative
 from stylize.sheet import grid
 
-SHARED = Path(os.environ.get("STYLIZE_SHARED", Path(__file__).resolve().parents[2] / "shared" / "data"))
 QUICK = bool(os.environ.get("SWEEP_QUICK"))  # a smoke test of this script
 PAIRS = [("tubingen", "starry_night"), ("golden_gate", "the_scream"), ("tubingen", "shipwreck")]
 SCHEDULES = {
@@ -39,7 +37,7 @@ STYLE_WEIGHTS = [3.0, 10.0, 30.0, 100.0]
 def main() -> None:
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device("auto")
+    device = setup_device("auto")
     results = []
     for content_name, style_name in PAIRS:
         content = load_image(SHARED / "content" / f"{content_name}.jpg").rgb
