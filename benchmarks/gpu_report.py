@@ -2,7 +2,8 @@
 second at 1920x1080 in float32 and in half precision, and `stylize train` images/s (with the reference loop's
 objective, --shift-weight 0, and with the default shift-consistency term). The device is set up as stylize's
 commands set it up (cuDNN limited to deterministic kernels); on CUDA the iterative run is also timed without
-that limit, and training with its losses read back every step, to show what each costs.
+that limit, and training with its losses read back every step, to show what each costs. Last, whether two
+identical trainings give the same weights there.
 
     python benchmarks/gpu_report.py [--device cuda] [--frames 50] [--train-steps 30]
 """
@@ -28,7 +29,8 @@ from stylize.imageio import fit_long_side, load_image
 from stylize.losses import required_layers
 from stylize.modelfile import bundled_models, load_model
 from stylize.optimize import ScaleProblem, run_iterative
-from stylize.transformer import CLASSIC
+from stylize.train import prepare_training, train
+from stylize.transformer import CLASSIC, TransformerConfig
 from train import ours, reference  # the training benchmark's two loops
 
 
@@ -41,6 +43,18 @@ def cudnn_deterministic(on: bool) -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.deterministic = before
+
+
+def training_difference(photos: Path, style: Path, config: TrainConfig, device: str, folder: Path) -> float:
+    """The largest difference between the weights of two identical trainings (0: reproducible
+    bit for bit, as on the CPU; a GPU's kernels that add with atomics, such as the backward of
+    padding, would not be)."""
+    weights = []
+    for name in ("a.pt", "b.pt"):
+        train(prepare_training(style, photos, folder / name, config, TransformerConfig(), BackboneConfig(), device,
+                               overwrite=True))
+        weights.append(load_model(folder / name).network.state_dict())
+    return max(float((weights[0][k] - weights[1][k]).abs().max()) for k in weights[0])
 
 
 def main() -> None:
@@ -122,6 +136,9 @@ def main() -> None:
             rate = ours(photos, style_file, cfg, CLASSIC, args.device, args.train_steps, Path(tmp), report_every=0.0)
             print(f"   stylize train --shift-weight 0, losses read every step: {rate:.1f} images/s "
                   f"({rate / ref:.2f}x reference)")
+            gap = training_difference(photos, style_file, TrainConfig(image_size=size, steps=5), args.device, Path(tmp))
+            print(f"training twice, 5 steps, same seed: weights {'equal' if gap == 0 else 'differ'} "
+                  f"(largest difference {gap:.3g})")
     else:
         print("training: skipped (no ../shared/data/photos)")
 
