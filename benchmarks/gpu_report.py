@@ -2,8 +2,8 @@
 second at 1920x1080 in float32 and in half precision, and `stylize train` images/s (with the reference loop's
 objective, --shift-weight 0, and with the default shift-consistency term). The device is set up as stylize's
 commands set it up (cuDNN limited to deterministic kernels); on CUDA the iterative run is also timed without
-that limit, and training with its losses read back every step, to show what each costs. Last, whether two
-identical trainings give the same weights there.
+that limit, and training with its losses read back every step and with torch's own padding (whose gradients
+add up in a varying order), to show what each costs. Last, whether two identical trainings give the same weights.
 
     python benchmarks/gpu_report.py [--device cuda] [--frames 50] [--train-steps 30]
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from common import REPO, SHARED, device_name, setup_device, sync
+from stylize import deterministic
 from stylize.config import BackboneConfig, RunConfig, TrainConfig
 from stylize.dataset import scan_photos
 from stylize.device import autocast, half_dtype
@@ -43,6 +44,17 @@ def cudnn_deterministic(on: bool) -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.deterministic = before
+
+
+@contextlib.contextmanager
+def torch_padding() -> Iterator[None]:
+    """torch's own padding and indexing in the network, as before stylize.deterministic."""
+    wanted = deterministic._fixed_order_wanted
+    deterministic._fixed_order_wanted = lambda x: False
+    try:
+        yield
+    finally:
+        deterministic._fixed_order_wanted = wanted
 
 
 def training_difference(photos: Path, style: Path, config: TrainConfig, device: str, folder: Path) -> float:
@@ -86,10 +98,10 @@ def main() -> None:
     if device.type == "cuda":
         variants.append((", no CUDA graph", dataclasses.replace(config, cuda_graph=False), True))
         variants.append((", cuDNN not deterministic", config, False))
-    for label, variant, deterministic in variants:
+    for label, variant, cudnn_limited in variants:
         sync(device)
         start = time.perf_counter()
-        with cudnn_deterministic(deterministic):
+        with cudnn_deterministic(cudnn_limited):
             image = run_iterative(content, [style], variant, extractor).image
         sync(device)
         seconds = time.perf_counter() - start
@@ -135,6 +147,11 @@ def main() -> None:
             cfg = TrainConfig(image_size=size, checkpoint_every=10**6, half=False, shift_weight=0.0)
             rate = ours(photos, style_file, cfg, CLASSIC, args.device, args.train_steps, Path(tmp), report_every=0.0)
             print(f"   stylize train --shift-weight 0, losses read every step: {rate:.1f} images/s "
+                  f"({rate / ref:.2f}x reference)")
+            # stylize.deterministic's fixed-order padding against torch's own (atomic adds).
+            with torch_padding():
+                rate = ours(photos, style_file, cfg, CLASSIC, args.device, args.train_steps, Path(tmp))
+            print(f"   stylize train --shift-weight 0, torch's padding (not reproducible): {rate:.1f} images/s "
                   f"({rate / ref:.2f}x reference)")
             gap = training_difference(photos, style_file, TrainConfig(image_size=size, steps=5), args.device, Path(tmp))
             print(f"training twice, 5 steps, same seed: weights {'equal' if gap == 0 else 'differ'} "

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylize.config import NormKind
+from stylize.deterministic import ReflectionPad2d, pad2d, repeat_each, select_2d
 from stylize.device import autocast
 from stylize.errors import InputError
 
@@ -137,7 +138,7 @@ def _block_weight(weight: torch.Tensor) -> torch.Tensor:
     padded = F.pad(weight, (1, 1, 1, 1))  # tap -1 and tap k: zeros
     phase = torch.arange(2, device=weight.device)
     taps = 2 * torch.arange(n, device=weight.device).view(1, 1, n) + phase.view(1, 2, 1) - phase.view(2, 1, 1) + 1
-    blocks = padded[:, :, taps.view(2, 2, n, 1, 1, 1), taps.view(1, 1, 1, 2, 2, n)]  # [o, c, p, r, A, q, s, B]
+    blocks = select_2d(padded, taps.flatten(), taps.flatten()).view(o, c, 2, 2, n, 2, 2, n)  # [o,c,p,r,A,q,s,B]
     return blocks.permute(0, 2, 5, 1, 3, 6, 4, 7).reshape(4 * o, 4 * c, n, n)
 
 
@@ -158,7 +159,7 @@ class BlockConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = self.bias
         y = F.conv2d(F.pixel_unshuffle(x, 2), _block_weight(self.weight),
-                     None if bias is None else bias.repeat_interleave(4))
+                     None if bias is None else repeat_each(bias, 4))
         return F.pixel_shuffle(y, 2)
 
 
@@ -179,7 +180,7 @@ def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     kernels: list[torch.Tensor] = []
     for rows in _nearest_phases(weight, 2):
         kernels.extend(_nearest_phases(rows, 3))
-    y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), torch.cat(kernels, 0),
+    y = F.conv2d(pad2d(x, 1, "replicate"), torch.cat(kernels, 0),
                  None if bias is None else bias.repeat(4))  # [B, (p,q,o), H+1, W+1]
     y00, y01 = y[:, :o, :h, :w], y[:, o:2 * o, :h, 1:]
     y10, y11 = y[:, 2 * o:3 * o, 1:, :w], y[:, 3 * o:, 1:, 1:]
@@ -208,8 +209,7 @@ def bilinear_upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch
         kernels.extend(_bilinear_phases(rows, 3))
     # Output channel o's four phases (p, q) side by side, the order pixel_shuffle interleaves.
     phases = torch.stack(kernels, 1).flatten(0, 1)  # [O*4, C, 3, 3]
-    y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), phases,
-                 None if bias is None else bias.repeat_interleave(4))
+    y = F.conv2d(pad2d(x, 1, "replicate"), phases, None if bias is None else repeat_each(bias, 4))
     return F.pixel_shuffle(y, 2)
 
 
@@ -240,7 +240,7 @@ class ConvNormAct(nn.Module):
         if upsample == 2:  # UpsampleConv2d pads inside, at the input's resolution
             self.pad, self.conv = nn.Identity(), UpsampleConv2d(cin, cout, mode)
         else:
-            self.pad, self.conv = nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)
+            self.pad, self.conv = ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)
         self.norm = make_norm(norm, cout, early)
         self.relu = relu
 
@@ -304,9 +304,9 @@ class TransformerNet(nn.Module):
         # each learn their own weights (Aitken et al. 2017 on the resulting checkerboard).
         self.shuffle_out = s if config.head == "subpixel" else 1
         if s == 1:
-            self.head = nn.Sequential(nn.ReflectionPad2d(outer // 2), BlockConv2d(w, 3, outer))
+            self.head = nn.Sequential(ReflectionPad2d(outer // 2), BlockConv2d(w, 3, outer))
         elif config.head == "subpixel":
-            self.head = nn.Sequential(nn.ReflectionPad2d(outer // 2), nn.Conv2d(w, 3 * s * s, outer))
+            self.head = nn.Sequential(ReflectionPad2d(outer // 2), nn.Conv2d(w, 3 * s * s, outer))
         else:
             # It pads inside; the identity keeps its keys at head.1.*, as in the other heads.
             self.head = nn.Sequential(nn.Identity(), UpsampleConv2d(w, 3, mode))

@@ -120,3 +120,28 @@ def test_cuda_graph_replays_in_place_and_refuses_what_it_cannot_hold():
     # Reading a value back to the host cannot be recorded: None, and CUDA still works after it.
     assert record(lambda: float(x.sum()), device) is None
     assert float((x + 1).sum()) == 16.0
+
+
+@pytest.mark.parametrize("shuffle", [1, 2])
+def test_cuda_training_is_reproducible(tmp_path, shuffle):
+    """Two trainings with the same seed give the same weights, bit for bit, as on the CPU:
+    the network's padding and indexing sum their gradients in a fixed order there
+    (stylize.deterministic), where torch's CUDA kernels add with atomics."""
+    from conftest import scene
+    from stylize.config import TrainConfig
+    from stylize.modelfile import load_model
+    from stylize.train import prepare_training, train
+    from stylize.transformer import TransformerConfig
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(4):
+        scene(80, 72, seed=i).save(photos / f"p{i}.png")
+    config = TrainConfig(image_size=64, batch_size=2, steps=4, checkpoint_every=100, workers=0)
+    weights = []
+    for name in ("a.pt", "b.pt"):
+        train(prepare_training(SAMPLES / "swirls.jpg", photos, tmp_path / name, config,
+                               TransformerConfig(width=8, blocks=1, shuffle=shuffle), BackboneConfig(), "cuda",
+                               overwrite=False))
+        weights.append(load_model(tmp_path / name).network.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

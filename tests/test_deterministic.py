@@ -1,0 +1,92 @@
+"""The fixed-order padding and indexing that GPU training uses: the same values as torch's own
+operations, gradients equal to rounding. Exercised here on the CPU by forcing them on."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stylize import deterministic
+from stylize.deterministic import _fixed_order_wanted, _FixedOrderPad, pad2d, repeat_each, select_2d
+from stylize.transformer import TransformerConfig, TransformerNet
+
+
+@pytest.fixture
+def forced(monkeypatch):
+    """The fixed-order versions on the CPU too, wherever a gradient flows."""
+    monkeypatch.setattr(deterministic, "_fixed_order_wanted", lambda x: x.requires_grad and torch.is_grad_enabled())
+
+
+def test_only_gradients_off_the_cpu_take_the_fixed_order():
+    assert not _fixed_order_wanted(torch.zeros(2, requires_grad=True))  # the CPU's kernels are deterministic
+    assert _fixed_order_wanted(torch.zeros(2, device="meta", requires_grad=True))
+    assert not _fixed_order_wanted(torch.zeros(2, device="meta"))
+    with torch.no_grad():
+        assert not _fixed_order_wanted(torch.zeros(2, device="meta", requires_grad=True))
+
+
+@pytest.mark.parametrize("mode,pad", [("reflect", 1), ("reflect", 4), ("replicate", 1), ("replicate", 3)])
+def test_fixed_order_padding_gives_torchs_values_and_gradients(mode, pad):
+    x = torch.randn(2, 3, 9, 11, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(2, 3, 9 + 2 * pad, 11 + 2 * pad, dtype=torch.float64)
+    ours = _FixedOrderPad.apply(x, pad, mode)
+    (ours_grad,) = torch.autograd.grad(ours, x, upstream)
+    theirs = F.pad(x, (pad,) * 4, mode=mode)
+    (theirs_grad,) = torch.autograd.grad(theirs, x, upstream)
+    assert torch.equal(ours, theirs)
+    torch.testing.assert_close(ours_grad, theirs_grad, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: _FixedOrderPad.apply(t, pad, mode), (x,))
+
+
+def test_pad2d_takes_the_fixed_order_where_it_is_wanted(monkeypatch):
+    x = torch.rand(1, 2, 5, 5, requires_grad=True)
+    assert "Reflection" in type(pad2d(x, 1, "reflect").grad_fn).__name__  # the CPU: torch's own
+    monkeypatch.setattr(deterministic, "_fixed_order_wanted", lambda x: True)
+    assert "FixedOrderPad" in type(pad2d(x, 1, "reflect").grad_fn).__name__
+
+
+def test_fixed_order_repeat_and_selection_match_torchs(forced):
+    bias = torch.randn(5, requires_grad=True)
+    upstream = torch.randn(20)
+    (ours,) = torch.autograd.grad(repeat_each(bias, 4), bias, upstream)
+    (theirs,) = torch.autograd.grad(bias.repeat_interleave(4), bias, upstream)
+    assert torch.equal(repeat_each(bias, 4), bias.repeat_interleave(4))
+    torch.testing.assert_close(ours, theirs)
+
+    weight = torch.randn(4, 3, 7, 7, requires_grad=True)
+    rows, cols = torch.tensor([0, 1, 1, 6, 2, 2]), torch.tensor([3, 3, 0, 5])  # repeated indices
+    picked = select_2d(weight, rows, cols)
+    assert torch.equal(picked, weight.detach()[:, :, rows[:, None], cols[None, :]])
+    upstream = torch.randn(picked.shape)
+    (ours,) = torch.autograd.grad(picked, weight, upstream)
+    (theirs,) = torch.autograd.grad(weight[:, :, rows[:, None], cols[None, :]], weight, upstream)
+    torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("shuffle", [1, 2])
+def test_a_network_trains_alike_through_the_fixed_order_versions(shuffle, monkeypatch):
+    """Both layouts (the classic one's block convolution, the shuffled one's upsampling head):
+    the same output, and the same gradients to rounding, with every pad folded in fixed order."""
+    torch.manual_seed(0)
+    net = TransformerNet(TransformerConfig(width=8, blocks=1, shuffle=shuffle)).train()
+    batch = torch.rand(2, 3, 40, 36)
+
+    def output_and_grads():
+        net.zero_grad()
+        out = net(batch)
+        (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}
+
+    plain_out, plain_grads = output_and_grads()
+    folds = []
+    for name in ("_fold_reflected", "_fold_replicated"):
+        fold = getattr(deterministic, name)
+        monkeypatch.setattr(deterministic, name, lambda g, p, d, fold=fold: folds.append(p) or fold(g, p, d))
+    monkeypatch.setattr(deterministic, "_fixed_order_wanted", lambda x: x.requires_grad and torch.is_grad_enabled())
+    fixed_out, fixed_grads = output_and_grads()
+    assert folds  # the fixed-order backward ran
+    assert torch.equal(fixed_out, plain_out)
+    # Float32 rounding, measured against the largest gradient: the biases before an instance
+    # norm have none really (the norm removes them), only rounding noise that differs.
+    scale = max(float(grad.abs().max()) for grad in plain_grads.values())
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(fixed_grads[name], grad, rtol=1e-5, atol=1e-6 * scale, msg=name)
