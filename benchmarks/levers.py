@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from common import alternate, backbone_pass, device_name, setup_device, sync
 from compact_lbfgs import LBFGS as CompactLBFGS
-import stylize.transformer as transformer_module
+import stylize.deterministic as padding_module  # where the network pads
 from stylize.config import BackboneConfig
 from stylize.cudagraph import record
 from stylize.device import reuse_freed_memory
@@ -98,11 +98,11 @@ def transformer_levers(device: torch.device, repeats: int, compile_too: bool) ->
         def compiled_step() -> None:
             # Inductor (torch 2.14, CPU) fails a stride assertion in replication_pad2d_backward;
             # the same pad written as two concatenations compiles (only while this one runs).
-            transformer_module.F = _CatPadFunctional()  # type: ignore[assignment]
+            padding_module.F = _CatPadFunctional()  # type: ignore[assignment]
             try:
                 step(compiled, batch)()
             finally:
-                transformer_module.F = F
+                padding_module.F = F
         contenders["torch.compile (first call not timed)"] = compiled_step
     # On a GPU: the same step replayed as a CUDA graph (as the iterative method's objective is);
     # a candidate for training, where a step is launch-bound too (benchmarks/RESULTS.md).
