@@ -78,10 +78,16 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def memory_budget(device: torch.device) -> int | None:
     """Bytes that one computation may use on ``device`` now: the free GPU memory, or on the CPU
-    the memory the system reports as available; None where it cannot be known."""
+    the memory the system reports as available; None where it cannot be known.
+
+    On CUDA the free memory includes what torch's caching allocator holds but no tensor uses:
+    the device counts it as taken, yet torch reuses it. Without it, a batch's second photo was
+    measured against the memory minus the first photo's cached blocks and could be refused at
+    the size the first had just run at."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free + cached)
     if device.type == "mps":
         mps = getattr(torch, "mps", None)
         if mps is not None and hasattr(mps, "recommended_max_memory"):

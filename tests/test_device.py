@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import stylize.device
@@ -79,3 +80,14 @@ def test_info_says_whether_half_precision_is_the_default():
     assert json.loads(result.stdout)["half_by_default"] is resolve_half(torch.device("cpu"), None)
     text = CliRunner().invoke(app, ["info"]).stdout
     assert "half precision" in text and ("on by default" in text) is resolve_half(torch.device("cpu"), None)
+
+
+def test_a_gpus_budget_counts_the_memory_torch_holds_free(monkeypatch):
+    """torch reuses the blocks its caching allocator keeps: a batch's next photo may use them."""
+    from stylize.device import memory_budget
+
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (2 * gib, 16 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device: 5 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: 1 * gib)
+    assert memory_budget(torch.device("cuda")) == 6 * gib
