@@ -126,18 +126,21 @@ class LossConfig:
             raise InputError("give at least one style layer")
 
 
-# The iterative run's automatic schedule: two scales, half size then full size, with 100 and 50
-# iterations, each scale handing over with the photo's detail (optimize.hand_over). Chosen with
-# benchmarks/iterative.py on the 2-core CPU. In float32, 100 + 40 reached the objective of the
-# classic single-scale 500-iteration L-BFGS run in 0.12-0.14 of its time (five measurements).
-# In bfloat16 (the default on CPUs where it is native: device.resolve_half) an iteration costs
-# about half as much but gains a little less: 100 + 40 ended 0.7 % short of the classic
-# objective, 100 + 50 4 % below it in 0.080-0.085 of its time (benchmarks/RESULTS.md). More
-# full-size iterations lower it further; fewer half-size ones or more, smaller scales made it
-# worse (the coarse result drifts from the photo). Earlier scales of a longer schedule get
-# AUTO_ITERATIONS[0].
-AUTO_SCALES = 2
-AUTO_ITERATIONS = (200, 100, 50)  # the last entries are used, the final scale last
+# The iterative run's automatic schedule: coarse to fine, each scale twice the last, the first
+# nearest AUTO_FIRST_SCALE px on its long side (2 scales at --size 512, 3 at 1024, 4 at 2048;
+# optimize.auto_scale_count), with 100 iterations at each scale but the last and 50 there, each
+# scale handing over with the photo's detail (optimize.hand_over). Chosen on the 2-core CPU
+# (benchmarks/scales.py, benchmarks/iterative.py, benchmarks/RESULTS.md). At 1024 px three
+# scales (256, 512, 1024) ended 8 % lower in objective than the two stylize ran before (512,
+# 1024) over three pairs, in 1.05-1.08x the time, and painted the painting's large forms where
+# two left finer, busier strokes: a larger --size gives the same picture with more detail. A
+# first scale near 128 px lowered the objective further (at 512 px 6 % over eight pairs) but
+# by trading the photo for the painting: on the 451 px sample cat the faces dissolved. 200
+# iterations at the first of three scales instead of 100 ended higher (0.2 %). At 512 px, in
+# bfloat16 (the default on CPUs where it is native: device.resolve_half), 100 + 50 reaches the
+# objective of the classic single-scale 500-iteration L-BFGS run in 0.079-0.085 of its time.
+AUTO_FIRST_SCALE = 256  # px, the long side the automatic schedule's first scale is nearest
+AUTO_ITERATIONS = (100, 50)  # every scale but the last, and the last
 
 
 @dataclass(frozen=True)

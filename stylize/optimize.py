@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from stylize.color import match_color, preserve_color
-from stylize.config import AUTO_ITERATIONS, AUTO_SCALES, InitKind, OptimizerKind, RunConfig
+from stylize.config import AUTO_FIRST_SCALE, AUTO_ITERATIONS, InitKind, OptimizerKind, RunConfig
 from stylize.cudagraph import record
 from stylize.device import autocast, half_dtype, resolve_half
 from stylize.errors import ImageError, InputError
@@ -130,8 +130,16 @@ def _scale_sizes(config: RunConfig) -> list[int]:
     """Long sides of the scales: listed ones below --size, or a number of halvings ending at it."""
     if isinstance(config.scales, tuple):
         return [*sorted({s for s in config.scales if s < config.size}), config.size]
-    count = config.scales if config.scales is not None else (AUTO_SCALES if config.size >= 256 else 1)
+    count = config.scales if config.scales is not None else auto_scale_count(config.size)
     return [round(config.size / 2 ** (count - 1 - i)) for i in range(count)]
+
+
+def auto_scale_count(size: int) -> int:
+    """The automatic schedule's number of scales for --size ``size``: halvings that bring the
+    first scale nearest AUTO_FIRST_SCALE px (two scales at least from 256 px; one below)."""
+    if size < 256:
+        return 1
+    return max(2, 1 + round(math.log2(size / AUTO_FIRST_SCALE)))
 
 
 def _iterations(config: RunConfig, count: int) -> list[int]:

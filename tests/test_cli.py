@@ -330,9 +330,10 @@ def test_run_help_states_the_schedule_a_default_run_uses():
     from stylize.optimize import plan_schedule
 
     plan = plan_schedule(384, 512, RunConfig(), min_side=16)
-    assert [max(size) for size, _ in plan] == [256, 512]  # half size, then full
+    large = plan_schedule(768, 1024, RunConfig(size=1024), min_side=16)
+    assert [max(size) for size, _ in plan] == [256, 512] and [max(size) for size, _ in large] == [256, 512, 1024]
     result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "300"})  # one line per option
     assert result.exit_code == 0
     text = " ".join(result.output.split())
-    assert f"Default: {plan[0][1]} at half size, {plan[1][1]} at full size." in text
-    assert f"Default: {len(plan)} (half size, then full)." in text
+    assert f"Default: {large[0][1]} at each scale before the last, {large[-1][1]} at full size." in text
+    assert f"nearest {max(plan[0][0])} px ({len(plan)} at --size 512, {len(large)} at 1024)." in text

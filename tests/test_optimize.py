@@ -30,11 +30,16 @@ def pair():
 
 
 def test_default_schedule_is_coarse_to_fine():
+    # The first scale nearest 256 px, 100 iterations at each scale but the last, 50 there.
     plan = plan_schedule(384, 512, RunConfig(size=512), min_side=16)
     assert plan == [((192, 256), 100), ((384, 512), 50)]
+    assert plan_schedule(768, 1024, RunConfig(size=1024), 16) == [((192, 256), 100), ((384, 512), 100),
+                                                                  ((768, 1024), 50)]
+    assert [hw for hw, _ in plan_schedule(768, 1024, RunConfig(size=2048), 16)][0] == (192, 256)
+    assert plan_schedule(384, 512, RunConfig(size=300), 16) == [((112, 150), 100), ((225, 300), 50)]
     assert plan_schedule(384, 512, RunConfig(size=100), 16) == [((75, 100), 50)]
     four = plan_schedule(384, 512, RunConfig(size=512, scales=4), min_side=16)
-    assert four == [((48, 64), 200), ((96, 128), 200), ((192, 256), 100), ((384, 512), 50)]
+    assert four == [((48, 64), 100), ((96, 128), 100), ((192, 256), 100), ((384, 512), 50)]
 
 
 def test_hand_over_adds_the_detail_that_upsampling_loses(pair):

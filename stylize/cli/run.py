@@ -11,7 +11,7 @@ from rich.text import Text
 
 from stylize.cli.app import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, app, choice, command_context, half_help
 from stylize.cli.display import BatchProgress, ImageProgress, console, count, err_console
-from stylize.config import (AUTO_ITERATIONS, AUTO_SCALES, Backbone, BackboneConfig, ImageFormat, InitKind,
+from stylize.config import (AUTO_FIRST_SCALE, AUTO_ITERATIONS, Backbone, BackboneConfig, ImageFormat, InitKind,
                             LossConfig, OptimizerKind, OutputConfig, Pairing, Pooling, RunConfig, StyleLossKind,
                             format_layer_weights, parse_layer_weights, parse_numbers, parse_scales)
 from stylize.errors import InputError
@@ -52,11 +52,12 @@ def run(
     size: Annotated[Optional[int], typer.Option(help="Long side of the output in pixels. \\[default: 512; with "
                     "--model: the photo's own size]", show_default=False)] = None,
     iterations: Annotated[Optional[str], typer.Option(help="Iterations per scale: one number for every scale, "
-                          f"or a list such as 200,70. Default: {AUTO_ITERATIONS[-2]} at half size, "
-                          f"{AUTO_ITERATIONS[-1]} at full size.")] = None,
+                          f"or a list such as 200,70. Default: {AUTO_ITERATIONS[0]} at each scale before the "
+                          f"last, {AUTO_ITERATIONS[1]} at full size.")] = None,
     scales: Annotated[Optional[str], typer.Option(help="Coarse-to-fine schedule: a number of scales, each twice the "
                       "last (1 = single scale), or the sizes before the last (--size), such as 128,256. "
-                      f"Default: {AUTO_SCALES} (half size, then full).")] = None,
+                      f"Default: as many as bring the first nearest {AUTO_FIRST_SCALE} px (2 at --size 512, "
+                      "3 at 1024).")] = None,
     optimizer: Annotated[OptimizerKind, choice(help="Optimiser.")] = DEFAULT_RUN.optimizer,
     lr: Annotated[float, typer.Option("--lr", help="Adam's learning rate.")] = DEFAULT_RUN.learning_rate,
     init: Annotated[InitKind, choice(help="Starting image.")] = DEFAULT_RUN.init,
