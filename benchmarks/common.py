@@ -1,9 +1,11 @@
-"""What the benchmark scripts share: where the data is, the device set up as the command line sets it up,
+"""What the benchmark scripts share: where the data is and the content/style pairs they run, the device set
+up as the command line sets it up,
 timing on a device (alone or alternating), a bare backbone pass, the device's name, running a script in a
 child process, this process's peak memory."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -21,6 +23,26 @@ from stylize.device import autocast, make_deterministic, resolve_device
 REPO = Path(__file__).resolve().parents[1]
 # ../shared/data beside the repository; the GPU script points STYLIZE_SHARED at its own copy.
 SHARED = Path(os.environ.get("STYLIZE_SHARED", REPO.parent / "shared" / "data"))
+
+
+PAIRS = "tubingen+starry_night,tubingen+the_scream,tubingen+shipwreck,golden_gate+starry_night," \
+        "golden_gate+the_scream,golden_gate+shipwreck"
+STYLES = ["starry_night", "the_scream", "shipwreck"]
+
+
+def add_pair_options(parser: argparse.ArgumentParser) -> None:
+    """--pairs and --photos, for scripts that run several content/style pairs."""
+    parser.add_argument("--pairs", default=PAIRS, help="content+style names in ../shared/data, comma-separated")
+    parser.add_argument("--photos", type=int, default=2, help="also this many training photos, one style each")
+
+
+def content_style_pairs(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """(content path, style name) for --pairs, then --photos training photos spread over the
+    folder, each with one of the three styles in turn."""
+    pairs = [(SHARED / "content" / f"{c}.jpg", s) for c, s in (p.split("+") for p in args.pairs.split(","))]
+    photos = sorted((SHARED / "photos").glob("*.jpg"))
+    step = max(1, len(photos) // max(1, args.photos))
+    return pairs + [(photos[i * step], STYLES[i % 3]) for i in range(args.photos) if i * step < len(photos)]
 
 
 def setup_device(name: str) -> torch.device:

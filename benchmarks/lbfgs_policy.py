@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from common import SHARED, setup_device, sync
+from common import SHARED, add_pair_options, content_style_pairs, setup_device, sync
 import stylize.optimize as optimize
 from stylize.config import BackboneConfig, RunConfig
 from stylize.device import reuse_freed_memory
@@ -30,9 +30,6 @@ from stylize.features import load_extractor
 from stylize.imageio import fit_long_side, load_image
 from stylize.losses import required_layers
 
-PAIRS = "tubingen+starry_night,tubingen+the_scream,tubingen+shipwreck,golden_gate+starry_night," \
-        "golden_gate+the_scream,golden_gate+shipwreck"
-STYLES = ["starry_night", "the_scream", "shipwreck"]
 
 
 class CountingOptimizer(optimize.ScaleOptimizer):
@@ -63,17 +60,13 @@ class CountingOptimizer(optimize.ScaleOptimizer):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--pairs", default=PAIRS, help="content+style names in ../shared/data, comma-separated")
-    parser.add_argument("--photos", type=int, default=2, help="also this many training photos, one style each")
+    add_pair_options(parser)
     args = parser.parse_args()
     reuse_freed_memory()  # as the command line does
     device = setup_device(args.device)
     config = RunConfig(size=512)
     extractor = load_extractor(BackboneConfig(), required_layers(config.loss), device)
-    pairs = [(SHARED / "content" / f"{c}.jpg", s) for c, s in (p.split("+") for p in args.pairs.split(","))]
-    photos = sorted((SHARED / "photos").glob("*.jpg"))
-    step = max(1, len(photos) // max(1, args.photos))
-    pairs += [(photos[i * step], STYLES[i % 3]) for i in range(args.photos) if i * step < len(photos)]
+    pairs = content_style_pairs(args)
     settings = {"stylize (20, when stuck)": (optimize.LBFGS_HISTORY, False), "50, when stuck": (50, False),
                 "20, after uphill": (optimize.LBFGS_HISTORY, True), "before (50, after uphill)": (50, True)}
     history = optimize.LBFGS_HISTORY

@@ -17,8 +17,7 @@ import time
 
 import torch
 
-from common import SHARED, setup_device, sync
-from lbfgs_policy import PAIRS, STYLES
+from common import SHARED, add_pair_options, content_style_pairs, setup_device, sync
 from stylize.config import BackboneConfig, RunConfig
 from stylize.device import reuse_freed_memory
 from stylize.features import load_extractor
@@ -41,17 +40,13 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--schedules", default="2:100,50;3:100,100,50")
-    parser.add_argument("--pairs", default=PAIRS, help="content+style names in ../shared/data, comma-separated")
-    parser.add_argument("--photos", type=int, default=2, help="also this many training photos, one style each")
+    add_pair_options(parser)
     args = parser.parse_args()
     reuse_freed_memory()  # as the command line does
     device = setup_device(args.device)
     configs = parse(args.schedules, args.size)
     extractor = load_extractor(BackboneConfig(), required_layers(RunConfig().loss), device)
-    pairs = [(SHARED / "content" / f"{c}.jpg", s) for c, s in (p.split("+") for p in args.pairs.split(","))]
-    photos = sorted((SHARED / "photos").glob("*.jpg"))
-    step = max(1, len(photos) // max(1, args.photos))
-    pairs += [(photos[i * step], STYLES[i % 3]) for i in range(args.photos) if i * step < len(photos)]
+    pairs = content_style_pairs(args)
     ratios: dict[str, list[tuple[float, float]]] = {name: [] for name in configs}
     print(f"--size {args.size}; objective in float32 (lower is better); torch {torch.__version__}")
     for content_path, style in pairs:
