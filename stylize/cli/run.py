@@ -56,7 +56,7 @@ def run(
                           f"last, {AUTO_ITERATIONS[1]} at full size.")] = None,
     scales: Annotated[Optional[str], typer.Option(help="Coarse-to-fine schedule: a number of scales, each twice the "
                       "last (1 = single scale), or the sizes before the last (--size), such as 128,256. "
-                      f"Default: as many as bring the first nearest {AUTO_FIRST_SCALE} px (2 at --size 512, "
+                      f"Default: enough for the first to be nearest {AUTO_FIRST_SCALE} px (2 at --size 512, "
                       "3 at 1024).")] = None,
     optimizer: Annotated[OptimizerKind, choice(help="Optimiser.")] = DEFAULT_RUN.optimizer,
     lr: Annotated[float, typer.Option("--lr", help="Adam's learning rate.")] = DEFAULT_RUN.learning_rate,
