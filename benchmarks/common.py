@@ -1,7 +1,6 @@
 """What the benchmark scripts share: where the data is and the content/style pairs they run, the device set
-up as the command line sets it up,
-timing on a device (alone or alternating), a bare backbone pass, the device's name, running a script in a
-child process, this process's peak memory."""
+up as the command line sets it up, timing on a device (alone or alternating), a bare backbone pass, the
+device's name, running a script in a child process, this process's peak memory."""
 
 from __future__ import annotations
 

@@ -17,6 +17,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ContextManager
+from unittest.mock import patch
 
 import torch
 
@@ -37,7 +39,8 @@ from train import ours, reference  # the training benchmark's two loops
 
 @contextlib.contextmanager
 def cudnn_deterministic(on: bool) -> Iterator[None]:
-    """cuDNN limited to deterministic kernels (as stylize sets it up) or not, for the block."""
+    """cuDNN limited to deterministic kernels (as stylize sets it up) or not, for the block. (Not
+    mock.patch: the flag is a property of torch's module object, which patch would delete.)"""
     before = torch.backends.cudnn.deterministic
     torch.backends.cudnn.deterministic = on
     try:
@@ -46,15 +49,9 @@ def cudnn_deterministic(on: bool) -> Iterator[None]:
         torch.backends.cudnn.deterministic = before
 
 
-@contextlib.contextmanager
-def torch_padding() -> Iterator[None]:
+def torch_padding() -> ContextManager:
     """torch's own padding and indexing in the network, as before stylize.deterministic."""
-    wanted = deterministic._fixed_order_wanted
-    deterministic._fixed_order_wanted = lambda x: False
-    try:
-        yield
-    finally:
-        deterministic._fixed_order_wanted = wanted
+    return patch.object(deterministic, "_fixed_order_wanted", lambda x: False)
 
 
 def training_difference(photos: Path, style: Path, config: TrainConfig, device: str, folder: Path) -> float:

@@ -34,7 +34,7 @@ from stylize.config import BackboneConfig
 from stylize.cudagraph import record
 from stylize.device import reuse_freed_memory
 from stylize.features import load_extractor
-from stylize.lbfgs import LBFGS, torch_equivalent
+from stylize.lbfgs import LBFGS, closure, torch_equivalent
 from stylize.optimize import LBFGS_HISTORY
 from stylize.transformer import CLASSIC, ConvNormAct, TransformerNet
 
@@ -171,15 +171,6 @@ def _ill_conditioned(shape: tuple[int, ...], device: torch.device,
     return lambda x: (curvature * (x - 0.3) ** 2).sum()
 
 
-def _closure(objective: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[], torch.Tensor]:
-    def closure() -> torch.Tensor:
-        x.grad = None
-        loss = objective(x)
-        loss.backward()
-        return loss
-    return closure
-
-
 def _lbfgs_steps(kind: str, objective: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                  steps: int) -> Callable[[], object]:
     """An L-BFGS of ``kind`` (stylize's, torch's or the compact one) on ``objective`` after
@@ -190,10 +181,10 @@ def _lbfgs_steps(kind: str, objective: Callable[[torch.Tensor], torch.Tensor], x
         optimiser = CompactLBFGS(x, lr=1.0, history=LBFGS_HISTORY)
     else:
         optimiser = LBFGS(x, LBFGS_HISTORY)
-    closure = _closure(objective, x)
+    evaluate = closure(objective, x)
     for _ in range(steps):
-        optimiser.step(closure)
-    return lambda: optimiser.step(closure)
+        optimiser.step(evaluate)
+    return lambda: optimiser.step(evaluate)
 
 
 KINDS = ("stylize", "torch", "compact")
@@ -214,7 +205,7 @@ def lbfgs_levers(device: torch.device, repeats: int) -> None:
     contenders = {f"{kind} (objective included)": _lbfgs_steps(kind, objective, torch.rand(shape, device=device)
                                                                .requires_grad_(True), LBFGS_HISTORY + 10)  # memory full
                   for kind in KINDS}
-    contenders["the objective alone"] = _closure(objective, torch.rand(shape, device=device).requires_grad_(True))
+    contenders["the objective alone"] = closure(objective, torch.rand(shape, device=device).requires_grad_(True))
     show(f"4. L-BFGS step, {LBFGS_HISTORY} pairs, 512x384x3 (the three agree within {difference:.1e} after 80 "
          "float64 steps)", alternate(contenders, device, repeats))
 

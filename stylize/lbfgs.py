@@ -30,9 +30,21 @@ def torch_equivalent(param: torch.Tensor, history: int, lr: float = 1.0) -> torc
                              tolerance_change=0.0)
 
 
+def closure(objective: Callable[[torch.Tensor], torch.Tensor], param: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """The closure ``LBFGS.step`` (and torch's optimisers) take for ``objective(param)``: it
+    clears the gradient, evaluates the objective, backpropagates and returns it."""
+    def evaluate() -> torch.Tensor:
+        param.grad = None
+        loss = objective(param)
+        loss.backward()
+        return loss
+    return evaluate
+
+
 class LBFGS:
     """Minimises ``closure()`` over ``param`` (a leaf tensor that requires grad); the closure
-    clears the gradient, evaluates the objective, backpropagates and returns it."""
+    clears the gradient, evaluates the objective, backpropagates and returns it (``closure``
+    builds one from a function of ``param``)."""
 
     def __init__(self, param: torch.Tensor, history: int, lr: float = 1.0) -> None:
         if history < 1:

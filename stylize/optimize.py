@@ -136,8 +136,8 @@ def _scale_sizes(config: RunConfig) -> list[int]:
 
 def auto_scale_count(size: int) -> int:
     """The automatic schedule's number of scales for --size ``size``: halvings that bring the
-    first scale nearest AUTO_FIRST_SCALE px (two scales at least from 256 px; one below)."""
-    if size < 256:
+    first scale nearest AUTO_FIRST_SCALE px (one scale below that size, two at least from it)."""
+    if size < AUTO_FIRST_SCALE:
         return 1
     return max(2, 1 + round(math.log2(size / AUTO_FIRST_SCALE)))
 

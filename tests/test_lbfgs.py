@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 from conftest import HostReads
-from stylize.lbfgs import LBFGS, torch_equivalent
+from stylize.lbfgs import LBFGS, closure, torch_equivalent
 
 
 def _ill_conditioned(x: torch.Tensor) -> torch.Tensor:
@@ -16,12 +16,7 @@ def _ill_conditioned(x: torch.Tensor) -> torch.Tensor:
 
 
 def _closure(x: torch.Tensor, objective=_ill_conditioned):
-    def closure() -> torch.Tensor:
-        x.grad = None
-        loss = objective(x)
-        loss.backward()
-        return loss
-    return closure
+    return closure(objective, x)
 
 
 @pytest.mark.parametrize("history", [1, 5, 20])
