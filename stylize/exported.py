@@ -23,7 +23,7 @@ import torch
 from stylize.atomic import atomic_write
 from stylize.config import ExportFormat
 from stylize.errors import InputError
-from stylize.transformer import MIN_SIDE, TransformerNet, pad_to_min_side
+from stylize.transformer import MIN_SIDE, TransformerNet, for_inference, pad_to_min_side
 
 ONNX_OPSET = 18
 SUFFIXES = {".onnx": ExportFormat.onnx, ".ts": ExportFormat.torchscript, ".torchscript": ExportFormat.torchscript}
@@ -54,8 +54,9 @@ def format_for(path: Path, requested: ExportFormat | None) -> ExportFormat:
 
 def export_model(network: TransformerNet, meta: dict[str, Any], path: Path, fmt: ExportFormat,
                  overwrite: bool = False) -> None:
-    """Write ``network`` (in eval mode, on the CPU) as an ONNX or TorchScript file, atomically."""
-    network = network.cpu().eval()
+    """Write ``network`` (in eval mode, on the CPU) as an ONNX or TorchScript file, atomically;
+    its kernels folded once (``for_inference``), not at every call of the exported graph."""
+    network = for_inference(network.cpu())
     meta = {**meta, "network": network.config.to_dict(), "min_side": network.min_side}
     data = _onnx_bytes(network, meta) if fmt is ExportFormat.onnx else _torchscript_bytes(network, meta)
     atomic_write(path, lambda handle: handle.write(data), overwrite)

@@ -20,6 +20,7 @@ State-dict key names are a file format (model files store them): keep them stabl
 
 from __future__ import annotations
 
+from copy import deepcopy
 from dataclasses import asdict, dataclass
 
 import torch
@@ -156,11 +157,18 @@ class BlockConv2d(nn.Conv2d):
             raise ValueError("BlockConv2d needs an odd kernel")
         super().__init__(cin, cout, kernel)
 
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weight and bias of the convolution on blocks."""
+        return _block_weight(self.weight), None if self.bias is None else repeat_each(self.bias, 4)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bias = self.bias
-        y = F.conv2d(F.pixel_unshuffle(x, 2), _block_weight(self.weight),
-                     None if bias is None else repeat_each(bias, 4))
-        return F.pixel_shuffle(y, 2)
+        weight, bias = self.folded()
+        return block_conv(x, weight, bias)
+
+
+def block_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A ``BlockConv2d`` with its weights already folded onto blocks."""
+    return F.pixel_shuffle(F.conv2d(F.pixel_unshuffle(x, 2), weight, bias), 2)
 
 
 def _nearest_phases(weight: torch.Tensor, dim: int) -> list[torch.Tensor]:
@@ -176,12 +184,21 @@ def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     resolution: each output phase is a 2x2 convolution of the input (4/9 of the multiply-adds,
     and no upsampled map). Reflecting the upsampled map by one pixel repeats its border pixel,
     which is replicate padding of the input. Same result as the plain layers within float error."""
-    b, h, w, o = x.shape[0], x.shape[2], x.shape[3], weight.shape[0]
+    return nearest_phase_conv(x, *fold_nearest(weight, bias))
+
+
+def fold_nearest(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``upsample_conv3x3``'s ``[O,C,3,3]`` kernel as four 2x2 phase kernels ``[4O,C,2,2]``, and its bias."""
     kernels: list[torch.Tensor] = []
     for rows in _nearest_phases(weight, 2):
         kernels.extend(_nearest_phases(rows, 3))
-    y = F.conv2d(pad2d(x, 1, "replicate"), torch.cat(kernels, 0),
-                 None if bias is None else bias.repeat(4))  # [B, (p,q,o), H+1, W+1]
+    return torch.cat(kernels, 0), None if bias is None else bias.repeat(4)
+
+
+def nearest_phase_conv(x: torch.Tensor, phases: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``upsample_conv3x3`` with its kernel already folded (``fold_nearest``)."""
+    b, h, w, o = x.shape[0], x.shape[2], x.shape[3], phases.shape[0] // 4
+    y = F.conv2d(pad2d(x, 1, "replicate"), phases, bias)  # [B, (p,q,o), H+1, W+1]
     y00, y01 = y[:, :o, :h, :w], y[:, o:2 * o, :h, 1:]
     y10, y11 = y[:, 2 * o:3 * o, 1:, :w], y[:, 3 * o:, 1:, 1:]
     rows_even, rows_odd = torch.stack([y00, y01], -1), torch.stack([y10, y11], -1)  # [B,O,H,W,2]
@@ -204,13 +221,21 @@ def bilinear_upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch
     and no upsampled map). At the borders the input is replicated by one pixel before it is
     upsampled: the same as ``conv2d(interpolate(pad(x, 1, replicate), 2x, bilinear)`` cropped
     to the convolution's border (within float error; tests/test_transformer.py)."""
+    return bilinear_phase_conv(x, *fold_bilinear(weight, bias))
+
+
+def fold_bilinear(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``bilinear_upsample_conv3x3``'s ``[O,C,3,3]`` kernel as four phase kernels ``[4O,C,3,3]``
+    (output channel o's four phases side by side, the order pixel_shuffle interleaves), and its bias."""
     kernels: list[torch.Tensor] = []
     for rows in _bilinear_phases(weight, 2):
         kernels.extend(_bilinear_phases(rows, 3))
-    # Output channel o's four phases (p, q) side by side, the order pixel_shuffle interleaves.
-    phases = torch.stack(kernels, 1).flatten(0, 1)  # [O*4, C, 3, 3]
-    y = F.conv2d(pad2d(x, 1, "replicate"), phases, None if bias is None else repeat_each(bias, 4))
-    return F.pixel_shuffle(y, 2)
+    return torch.stack(kernels, 1).flatten(0, 1), None if bias is None else repeat_each(bias, 4)
+
+
+def bilinear_phase_conv(x: torch.Tensor, phases: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``bilinear_upsample_conv3x3`` with its kernel already folded (``fold_bilinear``)."""
+    return F.pixel_shuffle(F.conv2d(pad2d(x, 1, "replicate"), phases, bias), 2)
 
 
 class UpsampleConv2d(nn.Conv2d):
@@ -221,6 +246,10 @@ class UpsampleConv2d(nn.Conv2d):
     def __init__(self, cin: int, cout: int, mode: str = "bilinear") -> None:
         super().__init__(cin, cout, 3)
         self.bilinear = mode == "bilinear"  # a plain bool for TorchScript
+
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The phase kernels and bias of the convolution at the input's resolution."""
+        return (fold_bilinear if self.bilinear else fold_nearest)(self.weight, self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bilinear:
@@ -338,6 +367,42 @@ def scale_output_layer(network: TransformerNet, factor: float) -> TransformerNet
     with torch.no_grad():
         network.head[1].weight.mul_(factor)
     return network
+
+
+class FoldedConv(nn.Module):
+    """A ``BlockConv2d`` or ``UpsampleConv2d`` with its kernel folded once, for inference: the same
+    function without the small operations (about 40 a layer) that fold the trained kernel at
+    every call. On a GPU each of them is a kernel launch, and they were two thirds of the bundled
+    network's launches (benchmarks/fast.py)."""
+
+    def __init__(self, layer: BlockConv2d | UpsampleConv2d) -> None:
+        super().__init__()
+        with torch.no_grad():
+            weight, bias = layer.folded()
+        # 0: on 2x2 blocks, 1: bilinear upsampling, 2: nearest (plain ints for TorchScript).
+        self.kind = 0 if isinstance(layer, BlockConv2d) else 1 if layer.bilinear else 2
+        # Not in the state dict: these are not the trained weights a model file holds.
+        self.register_buffer("weight", weight.detach().clone(), persistent=False)
+        self.register_buffer("bias", None if bias is None else bias.detach().clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == 0:
+            return block_conv(x, self.weight, self.bias)
+        if self.kind == 1:
+            return bilinear_phase_conv(x, self.weight, self.bias)
+        return nearest_phase_conv(x, self.weight, self.bias)
+
+
+def for_inference(network: TransformerNet) -> TransformerNet:
+    """A copy of ``network`` for inference only (eval mode, no gradients) with its kernels folded
+    once (``FoldedConv``): the same output, bit for bit, from fewer operations. Train and save the
+    original; this copy's state dict lacks the folded layers' weights."""
+    copy = deepcopy(network).eval().requires_grad_(False)
+    for module in list(copy.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, (BlockConv2d, UpsampleConv2d)):
+                setattr(module, name, FoldedConv(child))
+    return copy
 
 
 def stylize_image(network: TransformerNet, image: torch.Tensor, device: torch.device,

@@ -404,7 +404,7 @@ def test_model_batch_groups_by_size(tmp_path, model):
         scene(*size, seed=i).save(photos / f"p{i}.png")
     stylizer = Fast(model, "cpu")
     passes = []
-    stylizer.model.network.register_forward_hook(lambda m, i, o: passes.append(o.shape[0]))
+    stylizer.network.register_forward_hook(lambda m, i, o: passes.append(o.shape[0]))
     contents = expand([photos], False, "content")
     jobs = plan(pair(contents, [()], Pairing.product), tmp_path / "out", "{content}.{ext}", "png", "tiny")
     summary = run_batch(jobs, stylizer, OutputConfig(batch_size=2))

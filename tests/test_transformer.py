@@ -3,11 +3,12 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from stylize.config import NormKind
-from stylize.transformer import (CLASSIC, EDGE_MARGIN, FAST, SMALL, STRIDE, BlockConv2d, ConvNormAct, TransformerConfig,
-                                 TransformerNet, bilinear_upsample_conv3x3, stylize_image,
-                                 upsample_conv3x3)
+from stylize.transformer import (CLASSIC, EDGE_MARGIN, FAST, SMALL, STRIDE, BlockConv2d, ConvNormAct, FoldedConv,
+                                 TransformerConfig, TransformerNet, UpsampleConv2d, bilinear_upsample_conv3x3,
+                                 for_inference, stylize_image, upsample_conv3x3)
 
 
 @pytest.mark.parametrize("config", [SMALL, FAST], ids=["small", "fast"])
@@ -214,3 +215,55 @@ def test_upsampling_mode_is_a_function_of_the_weights_only():
     x = torch.rand(1, 3, 40, 48)
     with torch.no_grad():
         assert (nearest(x) - bilinear(x)).abs().max() > 1e-3
+
+
+class _OpCounter(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("config", [
+    CLASSIC, FAST, dataclasses.replace(CLASSIC, upsample="nearest", norm=NormKind.ibn),
+    dataclasses.replace(FAST, head="subpixel", upsample="nearest", norm=NormKind.batch),
+], ids=["classic", "fast", "classic-nearest-ibn", "subpixel-nearest-batch"])
+@pytest.mark.parametrize("half", [False, True], ids=["float32", "bfloat16"])
+def test_inference_copy_gives_the_same_output_from_fewer_operations(config, half):
+    """for_inference folds the upsampling and block kernels once: bit for bit the network's
+    output, in float32 and under --half, from far fewer operations; the original is untouched."""
+    torch.manual_seed(0)
+    net = TransformerNet(config)
+    for _ in range(2):  # batch norm's running statistics away from their start
+        net(torch.rand(2, 3, 24, 28))
+    keys = list(net.state_dict())
+    copy = for_inference(net)
+    assert not any(isinstance(m, (BlockConv2d, UpsampleConv2d)) for m in copy.modules())
+    folded = sum(isinstance(m, FoldedConv) for m in copy.modules())
+    assert folded == (3 if config.shuffle == 1 else 2 if config.head == "upsample" else 1)
+    assert net.training and all(p.requires_grad for p in net.parameters()) and list(net.state_dict()) == keys
+    x = torch.rand(2, 3, 37, 50)
+    counts = []
+    with torch.inference_mode():
+        outputs = []
+        for network in (net.eval(), copy):
+            with _OpCounter() as counter, torch.autocast("cpu", dtype=torch.bfloat16, enabled=half):
+                outputs.append(network(x))
+            counts.append(counter.count)
+    assert torch.equal(outputs[0], outputs[1])
+    assert counts[1] <= counts[0] - 20 * folded  # 22-75 fewer a folded layer (FAST: 55 instead of 187)
+
+
+def test_inference_copy_is_a_snapshot_the_original_trains_on():
+    net = TransformerNet(FAST)
+    copy = for_inference(net)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.inference_mode():
+        assert not torch.equal(net.eval()(x), copy(x))
+        assert torch.equal(for_inference(net)(x), net(x))
