@@ -1,12 +1,12 @@
-"""Padding and indexing whose gradients add up in the same order on every run, on any device.
+"""Padding and repeats whose gradients add up in the same order on every run, on any device.
 
-On a GPU, torch's backward of reflection and replication padding, of indexing with repeated
-indices and of ``repeat_interleave`` adds each output's gradient into the input's with atomic
-adds. Where several land on one value (a border pixel that the padding copies, a kernel tap read
-twice) their order, and so the rounding of the sum, changes from run to run, and two trainings
-with the same seed end with different weights (pytorch/pytorch#68102; torch's deterministic
-mode refuses the padding instead). The versions here compute the same values and sum the
-gradients in a fixed order.
+On a GPU, torch's backward of reflection and replication padding and of ``repeat_interleave``
+adds each output's gradient into the input's with atomic adds (so does indexing with repeated
+indices, which the block convolution avoids: transformer.fold_block). Where several land on one
+value (a border pixel that the padding copies) their order, and so the rounding of the sum,
+changes from run to run, and two trainings with the same seed end with different weights
+(pytorch/pytorch#68102; torch's deterministic mode refuses the padding instead). The versions
+here compute the same values and sum the gradients in a fixed order.
 
 They take over only where gradients flow on a device other than the CPU. The CPU's kernels are
 deterministic already, so there torch's own operations run, and CPU results stay exactly what
@@ -83,15 +83,3 @@ def repeat_each(x: torch.Tensor, times: int) -> torch.Tensor:
         if _fixed_order_wanted(x):
             return x.unsqueeze(1).expand(-1, times).reshape(-1)
     return x.repeat_interleave(times)
-
-
-def select_2d(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """``x[:, :, rows[:, None], cols[None, :]]`` for a 4-D ``x`` and 1-D indices that may repeat:
-    a product with one-hot matrices, exact in float32, whose gradient is two matrix products."""
-    if not torch.jit.is_scripting():
-        if _fixed_order_wanted(x):
-            with torch.autocast(x.device.type, enabled=False):  # exact: selections stay float32
-                pick_rows = F.one_hot(rows, x.shape[-2]).to(x.dtype)
-                pick_cols = F.one_hot(cols, x.shape[-1]).to(x.dtype)
-                return pick_rows @ x @ pick_cols.transpose(0, 1)
-    return x[:, :, rows.unsqueeze(1), cols.unsqueeze(0)]

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylize.config import NormKind
-from stylize.deterministic import ReflectionPad2d, pad2d, repeat_each, select_2d
+from stylize.deterministic import ReflectionPad2d, pad2d, repeat_each
 from stylize.device import autocast
 from stylize.errors import InputError
 
@@ -129,17 +129,31 @@ def make_norm(kind: NormKind, channels: int, early: bool) -> nn.Module:
     return nn.InstanceNorm2d(channels, affine=True)
 
 
-def _block_weight(weight: torch.Tensor) -> torch.Tensor:
-    """``[O,C,k,k] -> [4O,4C,n,n]``, n = (k+1)/2: the weights of the same convolution on 2x2 pixel
-    blocks (pixel_unshuffle's channel order c*4 + r*2 + s in, pixel_shuffle's o*4 + p*2 + q out).
-    Output phase p of block row I reads input row 2(I+A)+r, i.e. tap 2A+r-p; taps outside the
-    kernel are zero."""
+def block_matrix(kernel: int) -> torch.Tensor:
+    """``[k^2, 16 n^2]``, n = (k+1)/2: a k x k kernel's taps (row-major) to its taps on 2x2 pixel
+    blocks, one-hot. Output phase p of block row I reads input row 2(I+A)+r, i.e. tap 2A+r-p;
+    taps outside the kernel are zero. Columns in (p, r, A) x (q, s, B) order."""
+    n = (kernel + 1) // 2
+    select = torch.zeros(kernel, 2, 2, n)  # [tap, p, r, A]
+    for p in range(2):
+        for r in range(2):
+            for a in range(n):
+                if 0 <= 2 * a + r - p < kernel:
+                    select[2 * a + r - p, p, r, a] = 1.0
+    select = select.reshape(kernel, 4 * n)
+    return torch.einsum("yi,xj->yxij", select, select).reshape(kernel * kernel, 16 * n * n)
+
+
+def fold_block(weight: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """``[O,C,k,k] -> [4O,4C,n,n]``: the weights of the same convolution on 2x2 pixel blocks
+    (pixel_unshuffle's channel order c*4 + r*2 + s in, pixel_shuffle's o*4 + p*2 + q out), as
+    one product with ``block_matrix``: exact (each entry selects one tap), a few operations
+    forward and backward, and its gradient sums the taps read twice in a fixed order (indexing's
+    backward on a GPU adds them with atomics, in any order)."""
     o, c, k = weight.shape[0], weight.shape[1], weight.shape[2]
     n = (k + 1) // 2
-    padded = F.pad(weight, (1, 1, 1, 1))  # tap -1 and tap k: zeros
-    phase = torch.arange(2, device=weight.device)
-    taps = 2 * torch.arange(n, device=weight.device).view(1, 1, n) + phase.view(1, 2, 1) - phase.view(2, 1, 1) + 1
-    blocks = select_2d(padded, taps.flatten(), taps.flatten()).view(o, c, 2, 2, n, 2, 2, n)  # [o,c,p,r,A,q,s,B]
+    with torch.autocast(weight.device.type, enabled=False):  # exact: float32 under --half too
+        blocks = (weight.reshape(o * c, k * k) @ matrix).view(o, c, 2, 2, n, 2, 2, n)  # [o,c,p,r,A,q,s,B]
     return blocks.permute(0, 2, 5, 1, 3, 6, 4, 7).reshape(4 * o, 4 * c, n, n)
 
 
@@ -156,10 +170,11 @@ class BlockConv2d(nn.Conv2d):
         if kernel % 2 == 0:
             raise ValueError("BlockConv2d needs an odd kernel")
         super().__init__(cin, cout, kernel)
+        self.register_buffer("taps", block_matrix(kernel), persistent=False)  # a constant (see UpsampleConv2d)
 
     def folded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The weight and bias of the convolution on blocks."""
-        return _block_weight(self.weight), None if self.bias is None else repeat_each(self.bias, 4)
+        return fold_block(self.weight, self.taps), None if self.bias is None else repeat_each(self.bias, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.folded()
@@ -171,12 +186,40 @@ def block_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None)
     return F.pixel_shuffle(F.conv2d(F.pixel_unshuffle(x, 2), weight, bias), 2)
 
 
-def _nearest_phases(weight: torch.Tensor, dim: int) -> list[torch.Tensor]:
-    """A 3-tap kernel along ``dim`` folded onto the 2 input pixels that each output phase of a
-    nearest-neighbour 2x upsampling sees (every input pixel appears twice): phase 0 reads input
-    pixels (i-1, i) with taps (a0, a1+a2), phase 1 reads (i, i+1) with (a0+a1, a2)."""
-    a0, a1, a2 = weight.select(dim, 0), weight.select(dim, 1), weight.select(dim, 2)
-    return [torch.stack([a0, a1 + a2], dim), torch.stack([a0 + a1, a2], dim)]
+# How each output phase of a 2x upsampling sees a 3-tap kernel (a0, a1, a2) along one axis:
+# [phase][the phase's tap] = its weights of a0, a1, a2.
+# Nearest: every input pixel appears twice; phase 0 reads input pixels (i-1, i) with taps
+# (a0, a1+a2), phase 1 reads (i, i+1) with (a0+a1, a2).
+NEAREST_TAPS = (((1.0, 0.0, 0.0), (0.0, 1.0, 1.0)), ((1.0, 1.0, 0.0), (0.0, 0.0, 1.0)))
+# Bilinear: pixels 2i and 2i+1 are x[i-1]/4 + 3x[i]/4 and 3x[i]/4 + x[i+1]/4, so both phases read
+# input pixels (i-1, i, i+1); each phase's taps sum to the kernel's sum (a flat map stays flat).
+BILINEAR_TAPS = (((0.75, 0.25, 0.0), (0.25, 0.75, 0.75), (0.0, 0.0, 0.25)),
+                 ((0.25, 0.0, 0.0), (0.75, 0.75, 0.25), (0.0, 0.25, 0.75)))
+
+
+def phase_matrix(bilinear: bool) -> torch.Tensor:
+    """``[9, 4 n^2]``: a 3x3 kernel's taps (row-major) to the n x n kernels of the four output
+    phases (p, q) of a 2x upsampling followed by it; n = 3 (bilinear) or 2 (nearest)."""
+    taps = torch.tensor(BILINEAR_TAPS if bilinear else NEAREST_TAPS)  # [phase, n, 3]
+    n = taps.shape[1]
+    return torch.einsum("pik,qjl->klpqij", taps, taps).reshape(9, 4 * n * n)
+
+
+def fold_phases(weight: torch.Tensor, bias: torch.Tensor | None, matrix: torch.Tensor,
+                bilinear: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """An ``[O,C,3,3]`` kernel as the kernels of its four output phases, ``[4O,C,n,n]``, and its
+    bias repeated to match: bilinear in pixel_shuffle's order (output channel o's four phases
+    side by side), nearest in (p, q, o) order, as ``nearest_phase_conv`` slices them. One matrix
+    product with ``phase_matrix``: 23-27 operations forward and backward (on a GPU, launches)
+    where folding tap by tap took 73-175 (tests/test_transformer.py)."""
+    o, c = weight.shape[0], weight.shape[1]
+    n = 3 if bilinear else 2
+    with torch.autocast(weight.device.type, enabled=False):  # in float32 under --half too
+        folded = (weight.reshape(o * c, 9) @ matrix).view(o, c, 2, 2, n, n)
+    if bilinear:
+        return (folded.permute(0, 2, 3, 1, 4, 5).reshape(4 * o, c, n, n),
+                None if bias is None else repeat_each(bias, 4))
+    return folded.permute(2, 3, 0, 1, 4, 5).reshape(4 * o, c, n, n), None if bias is None else bias.repeat(4)
 
 
 def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -184,19 +227,11 @@ def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     resolution: each output phase is a 2x2 convolution of the input (4/9 of the multiply-adds,
     and no upsampled map). Reflecting the upsampled map by one pixel repeats its border pixel,
     which is replicate padding of the input. Same result as the plain layers within float error."""
-    return nearest_phase_conv(x, *fold_nearest(weight, bias))
-
-
-def fold_nearest(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``upsample_conv3x3``'s ``[O,C,3,3]`` kernel as four 2x2 phase kernels ``[4O,C,2,2]``, and its bias."""
-    kernels: list[torch.Tensor] = []
-    for rows in _nearest_phases(weight, 2):
-        kernels.extend(_nearest_phases(rows, 3))
-    return torch.cat(kernels, 0), None if bias is None else bias.repeat(4)
+    return nearest_phase_conv(x, *fold_phases(weight, bias, phase_matrix(False).to(weight), False))
 
 
 def nearest_phase_conv(x: torch.Tensor, phases: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``upsample_conv3x3`` with its kernel already folded (``fold_nearest``)."""
+    """``upsample_conv3x3`` with its kernel already folded (``fold_phases``)."""
     b, h, w, o = x.shape[0], x.shape[2], x.shape[3], phases.shape[0] // 4
     y = F.conv2d(pad2d(x, 1, "replicate"), phases, bias)  # [B, (p,q,o), H+1, W+1]
     y00, y01 = y[:, :o, :h, :w], y[:, o:2 * o, :h, 1:]
@@ -205,36 +240,17 @@ def nearest_phase_conv(x: torch.Tensor, phases: torch.Tensor, bias: torch.Tensor
     return torch.stack([rows_even, rows_odd], 3).reshape(b, o, 2 * h, 2 * w)
 
 
-def _bilinear_phases(weight: torch.Tensor, dim: int) -> list[torch.Tensor]:
-    """A 3-tap kernel along ``dim`` folded onto input pixels (i-1, i, i+1) for the two output
-    phases of a bilinear 2x upsampling, whose pixels 2i and 2i+1 are x[i-1]/4 + 3x[i]/4 and
-    3x[i]/4 + x[i+1]/4. Each phase's taps sum to the kernel's sum, so a flat map stays flat."""
-    a0, a1, a2 = weight.select(dim, 0), weight.select(dim, 1), weight.select(dim, 2)
-    even = [0.75 * a0 + 0.25 * a1, 0.25 * a0 + 0.75 * (a1 + a2), 0.25 * a2]
-    odd = [0.25 * a0, 0.75 * (a0 + a1) + 0.25 * a2, 0.25 * a1 + 0.75 * a2]
-    return [torch.stack(even, dim), torch.stack(odd, dim)]
-
-
 def bilinear_upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """Bilinear 2x upsampling and a 3x3 convolution, computed at the input's resolution: each
     output phase is a 3x3 convolution of the input (as many multiply-adds as the plain layers,
     and no upsampled map). At the borders the input is replicated by one pixel before it is
     upsampled: the same as ``conv2d(interpolate(pad(x, 1, replicate), 2x, bilinear)`` cropped
     to the convolution's border (within float error; tests/test_transformer.py)."""
-    return bilinear_phase_conv(x, *fold_bilinear(weight, bias))
-
-
-def fold_bilinear(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``bilinear_upsample_conv3x3``'s ``[O,C,3,3]`` kernel as four phase kernels ``[4O,C,3,3]``
-    (output channel o's four phases side by side, the order pixel_shuffle interleaves), and its bias."""
-    kernels: list[torch.Tensor] = []
-    for rows in _bilinear_phases(weight, 2):
-        kernels.extend(_bilinear_phases(rows, 3))
-    return torch.stack(kernels, 1).flatten(0, 1), None if bias is None else repeat_each(bias, 4)
+    return bilinear_phase_conv(x, *fold_phases(weight, bias, phase_matrix(True).to(weight), True))
 
 
 def bilinear_phase_conv(x: torch.Tensor, phases: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``bilinear_upsample_conv3x3`` with its kernel already folded (``fold_bilinear``)."""
+    """``bilinear_upsample_conv3x3`` with its kernel already folded (``fold_phases``)."""
     return F.pixel_shuffle(F.conv2d(pad2d(x, 1, "replicate"), phases, bias), 2)
 
 
@@ -245,16 +261,18 @@ class UpsampleConv2d(nn.Conv2d):
 
     def __init__(self, cin: int, cout: int, mode: str = "bilinear") -> None:
         super().__init__(cin, cout, 3)
-        self.bilinear = mode == "bilinear"  # a plain bool for TorchScript
+        self.bilinear = mode == "bilinear"
+        # A constant that moves with the module (built at each call, it would be copied to the
+        # GPU at each step, and that copy waits for the device); not in the state dict.
+        self.register_buffer("phases", phase_matrix(self.bilinear), persistent=False)
 
     def folded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The phase kernels and bias of the convolution at the input's resolution."""
-        return (fold_bilinear if self.bilinear else fold_nearest)(self.weight, self.bias)
+        return fold_phases(self.weight, self.bias, self.phases, self.bilinear)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.bilinear:
-            return bilinear_upsample_conv3x3(x, self.weight, self.bias)
-        return upsample_conv3x3(x, self.weight, self.bias)
+        phases, bias = self.folded()
+        return bilinear_phase_conv(x, phases, bias) if self.bilinear else nearest_phase_conv(x, phases, bias)
 
 
 class ConvNormAct(nn.Module):
@@ -371,9 +389,8 @@ def scale_output_layer(network: TransformerNet, factor: float) -> TransformerNet
 
 class FoldedConv(nn.Module):
     """A ``BlockConv2d`` or ``UpsampleConv2d`` with its kernel folded once, for inference: the same
-    function without the small operations (about 40 a layer) that fold the trained kernel at
-    every call. On a GPU each of them is a kernel launch, and they were two thirds of the bundled
-    network's launches (benchmarks/fast.py)."""
+    function without the operations that fold the trained kernel at every call (on a GPU each
+    a kernel launch): the bundled network's pass takes 55 instead of 67."""
 
     def __init__(self, layer: BlockConv2d | UpsampleConv2d) -> None:
         super().__init__()

@@ -1,0 +1,104 @@
+"""Operations dispatched per training step and per fast pass: what a GPU launches, counted here.
+
+    python benchmarks/launches.py [--image-size 256] [--batch-size 4]
+
+On a GPU a training step and a fast pass at these sizes are bound by launching kernels, not by
+arithmetic (benchmarks/RESULTS.md, the H200 sessions), so their number of operations is what to
+cut. The count is exact and the same on any machine, where a CPU timing of them says nothing.
+Every aten operation dispatched that computes is counted (on a GPU a kernel launch each, give
+or take), as on a GPU: in float32, with the network's GPU code paths (stylize.deterministic's
+fixed-order sums) and torch's multi-tensor Adam:
+
+1. one `stylize train` step: the difference between training 3 steps and 2 (the set-up, the last
+   checkpoint and the model file are the same in both; photos load in a worker process);
+2. the network alone, forward and backward, in training;
+3. one inference pass at 1024x768: the network as trained, and as `stylize run --model` runs it
+   (transformer.for_inference: kernels folded once).
+
+For the classic network (32-64-128, 5 blocks; also as the training benchmark's reference loop
+computes it, recipe.py) and the bundled layout (FAST).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from unittest import mock
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from recipe import PlainTransformer
+from train import photos_and_style
+import stylize.deterministic
+from stylize.config import BackboneConfig, TrainConfig
+from stylize.train import prepare_training, train
+from stylize.transformer import CLASSIC, FAST, TransformerConfig, TransformerNet, for_inference
+
+
+class Count(TorchDispatchMode):
+    """Operations that compute: views (slices, reshapes, detach) only relabel memory and launch
+    nothing; nor do reads of a scalar (Adam's step counts live on the host)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.operations = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view and func is not torch.ops.aten._local_scalar_dense.default:
+            self.operations += 1
+        return func(*args, **(kwargs or {}))
+
+
+def counted(fn) -> int:
+    with Count() as count:
+        fn()
+    return count.operations
+
+
+def gpu_paths():
+    """stylize.deterministic's rule with the device left out: its fixed-order sums, as on a GPU."""
+    return mock.patch.object(stylize.deterministic, "_fixed_order_wanted",
+                             lambda x: x.requires_grad and torch.is_grad_enabled())
+
+
+def training_steps(network: TransformerConfig, config: TrainConfig, steps: int, folder: Path) -> int:
+    photos, style = photos_and_style(folder)
+    job = prepare_training(style, photos, folder / f"m{steps}.pt", TrainConfig(**{**config.__dict__, "steps": steps}),
+                           network, BackboneConfig(), "cpu", overwrite=True)
+    # Adam as torch runs it on a GPU: a few multi-tensor operations (on the CPU it loops over the
+    # parameters, six operations and a read of the step count each).
+    job.optimizer = torch.optim.Adam(job.network.parameters(), lr=config.learning_rate, foreach=True)
+    return counted(lambda: train(job))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=4)
+    args = parser.parse_args()
+    # float32, the default on GPUs (bfloat16 autocast is this CPU's, and adds a cast per layer).
+    config = TrainConfig(image_size=args.image_size, batch_size=args.batch_size, workers=1, half=False)
+    crops = torch.rand(args.batch_size, 3, args.image_size, args.image_size)
+    photo = torch.rand(1, 3, 768, 1024)
+    print(f"operations dispatched (torch {torch.__version__}; {args.batch_size} crops of {args.image_size} px)")
+    with gpu_paths(), tempfile.TemporaryDirectory() as tmp:
+        for name, network in (("classic", CLASSIC), ("bundled layout", FAST)):
+            step = training_steps(network, config, 3, Path(tmp)) - training_steps(network, config, 2, Path(tmp))
+            net = TransformerNet(network)
+            alone = counted(lambda: net(crops).mean().backward())
+            inference = for_inference(net)
+            with torch.inference_mode():
+                as_trained = counted(lambda: net.eval()(photo))
+                folded = counted(lambda: inference(photo))
+            print(f"  {name}: a `stylize train` step {step}; the network forward+backward {alone}; "
+                  f"a 1024x768 pass {as_trained}, folded once {folded}")
+            if network == CLASSIC:  # the reference loop's network, as the recipe computes it
+                plain = PlainTransformer(net.train())
+                print(f"    as pytorch/examples computes it: forward+backward "
+                      f"{counted(lambda: plain(crops).mean().backward())}")
+
+
+if __name__ == "__main__":
+    main()
