@@ -36,7 +36,11 @@ BUNDLED_FILE = "vgg16-hed.pt"
 # Gatys et al. (2016) pool by the plain average; like crowsonkb/style-transfer-pytorch (which
 # multiplies by 2) stylize scales it back, by the median of those ratios.
 AVERAGE_POOL_SCALE = 1.7
-_TORCHVISION_WEIGHTS = {Backbone.vgg16_imagenet: "VGG16_Weights", Backbone.vgg19: "VGG19_Weights"}
+# torchvision's IMAGENET1K_V1 weights (VGG16_Weights, VGG19_Weights), written out so that naming
+# their cache file (`stylize info`) needs no import of torchvision, 2 of its 5 s;
+# tests/test_features.py checks them against torchvision's.
+TORCHVISION_URLS = {Backbone.vgg16_imagenet: "https://download.pytorch.org/models/vgg16-397923af.pth",
+                    Backbone.vgg19: "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"}
 
 
 def layer_names(arch: str) -> list[str]:
@@ -171,15 +175,9 @@ def bundled_weights_path() -> Path:
     return Path(str(resources.files("stylize") / "weights" / BUNDLED_FILE))
 
 
-def torchvision_weights_url(backbone: Backbone) -> str:
-    from torchvision import models  # imported lazily: it is slow and rarely needed
-
-    return getattr(models, _TORCHVISION_WEIGHTS[backbone]).IMAGENET1K_V1.url
-
-
 def torchvision_cache_path(backbone: Backbone) -> Path:
     """Where torch's hub cache keeps (or would keep) the downloaded weights."""
-    url = torchvision_weights_url(backbone)
+    url = TORCHVISION_URLS[backbone]
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
@@ -211,7 +209,7 @@ def _download_torchvision(backbone: Backbone, progress: bool) -> LoadedWeights:
         # cache. (load_state_dict_from_url would also print a "Downloading" line before failing.)
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(torchvision_weights_url(backbone), str(cache), progress=progress)
+            torch.hub.download_url_to_file(TORCHVISION_URLS[backbone], str(cache), progress=progress)
         except (URLError, OSError, ConnectionError) as exc:
             reason = getattr(exc, "reason", exc)
             raise WeightsError(f"cannot download {backbone.value} weights ({reason}); put the file at {cache} "

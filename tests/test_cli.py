@@ -260,11 +260,22 @@ def test_info_text_and_json():
     assert data["backbones"]["vgg16"].startswith("bundled")
     assert set(data["backbones"]) == {"vgg16", "vgg19", "vgg16-imagenet"}
     assert data["cpu_threads"] >= 1 and data["torch"]
+    import torchvision
+
+    assert torchvision.__version__.startswith(data["torchvision"])
     try:
         import onnxruntime
         assert data["onnxruntime"] == onnxruntime.__version__
     except ImportError:
         assert data["onnxruntime"] is None and "pip install 'stylize[onnx]'" in text.stdout
+
+
+def test_info_does_not_import_torchvision():
+    """Importing torchvision took 2 of `stylize info`'s 5 s."""
+    code = ("import sys; from typer.testing import CliRunner; from stylize.cli import app; "
+            "result = CliRunner().invoke(app, ['info']); print(result.exit_code, 'torchvision' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["0", "False"], done.stderr
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])

@@ -198,3 +198,11 @@ def test_cached_torchvision_weights_load_without_network(tmp_path, monkeypatch):
     loaded = load_weights(BackboneConfig(name=Backbone.vgg19))
     assert loaded.arch == "vgg19" and "28.weight" in loaded.state
     assert weights_status(Backbone.vgg19).startswith("cached")
+
+
+def test_torchvision_weight_addresses_are_torchvisions():
+    """TORCHVISION_URLS spares `stylize info` torchvision's import; they must be its addresses."""
+    from stylize.features import TORCHVISION_URLS
+
+    assert TORCHVISION_URLS == {Backbone.vgg16_imagenet: torchvision.models.VGG16_Weights.IMAGENET1K_V1.url,
+                                Backbone.vgg19: torchvision.models.VGG19_Weights.IMAGENET1K_V1.url}

@@ -106,7 +106,6 @@ def _package_version(name: str) -> str | None:
 def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Show versions, devices, the device `auto` picks, and where each backbone's weights are."""
     import torch
-    import torchvision
 
     from stylize.device import available_devices, resolve_device, resolve_half
     from stylize.features import weights_status
@@ -116,7 +115,7 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
         "stylize": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": _package_version("torchvision"),  # importing it would take 2 s
         "devices": [{"device": d.spec, "name": d.name, "memory_bytes": d.memory_bytes} for d in available_devices()],
         "auto_device": str(auto),
         "half_by_default": resolve_half(auto, None),
