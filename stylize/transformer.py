@@ -170,11 +170,11 @@ class BlockConv2d(nn.Conv2d):
         if kernel % 2 == 0:
             raise ValueError("BlockConv2d needs an odd kernel")
         super().__init__(cin, cout, kernel)
-        self.register_buffer("taps", block_matrix(kernel), persistent=False)  # a constant (see UpsampleConv2d)
+        self.register_buffer("fold", block_matrix(kernel), persistent=False)  # a constant (see UpsampleConv2d)
 
     def folded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The weight and bias of the convolution on blocks."""
-        return fold_block(self.weight, self.taps), None if self.bias is None else repeat_each(self.bias, 4)
+        return fold_block(self.weight, self.fold), None if self.bias is None else repeat_each(self.bias, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.folded()
@@ -261,14 +261,14 @@ class UpsampleConv2d(nn.Conv2d):
 
     def __init__(self, cin: int, cout: int, mode: str = "bilinear") -> None:
         super().__init__(cin, cout, 3)
-        self.bilinear = mode == "bilinear"
+        self.bilinear = mode == "bilinear"  # a plain bool for TorchScript
         # A constant that moves with the module (built at each call, it would be copied to the
         # GPU at each step, and that copy waits for the device); not in the state dict.
-        self.register_buffer("phases", phase_matrix(self.bilinear), persistent=False)
+        self.register_buffer("fold", phase_matrix(self.bilinear), persistent=False)
 
     def folded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The phase kernels and bias of the convolution at the input's resolution."""
-        return fold_phases(self.weight, self.bias, self.phases, self.bilinear)
+        return fold_phases(self.weight, self.bias, self.fold, self.bilinear)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         phases, bias = self.folded()
@@ -390,7 +390,8 @@ def scale_output_layer(network: TransformerNet, factor: float) -> TransformerNet
 class FoldedConv(nn.Module):
     """A ``BlockConv2d`` or ``UpsampleConv2d`` with its kernel folded once, for inference: the same
     function without the operations that fold the trained kernel at every call (on a GPU each
-    a kernel launch): the bundled network's pass takes 55 instead of 67."""
+    a kernel launch): a pass of the bundled network computes 53 instead of 57
+    (benchmarks/launches.py)."""
 
     def __init__(self, layer: BlockConv2d | UpsampleConv2d) -> None:
         super().__init__()
