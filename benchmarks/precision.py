@@ -29,7 +29,7 @@ from stylize.imageio import fit_long_side, load_image, resize
 from stylize.losses import required_layers
 from stylize.modelfile import load_model
 from stylize.optimize import LBFGS_HISTORY, ScaleOptimizer, ScaleProblem
-from stylize.transformer import CLASSIC, TransformerNet, stylize_image
+from stylize.transformer import CLASSIC, TransformerNet, for_inference, stylize_image
 
 
 def optimiser_step(extractor, content: torch.Tensor, style: torch.Tensor, half: bool):
@@ -91,7 +91,7 @@ def main() -> None:
                            "half": network_pass(network, batch.detach(), device, True)}, device, args.repeats)
 
     print("\n4. fast stylisation with the bundled default model")
-    model = load_model("starry_night").network.to(device)
+    model = for_inference(load_model("starry_night").network).to(device)  # as `stylize run --model` runs it
     photo = resize(content, fit_long_side(*content.shape[-2:], 1024))
     compare(f"one {photo.shape[-1]}x{photo.shape[-2]} photo",
             {"float32": lambda: stylize_image(model, photo, device),

@@ -104,8 +104,9 @@ class Fast:
             self.path, self.tile = self.exported.path, 0
         else:
             self.model: LoadedModel = load_model(model)
-            # What runs: the network with its kernels folded once (the same output, fewer launches).
-            self.network = for_inference(self.model.network.to(self.device))
+            # What runs: the network with its kernels folded once (the same output, fewer launches);
+            # the model's own stays on the CPU, for its configuration.
+            self.network = for_inference(self.model.network).to(self.device)
             self.path, self.tile = self.model.path, tile
         self.size, self.keep_color = size, keep_color
         self.half = not self.exported and resolve_half(self.device, half)
