@@ -80,6 +80,21 @@ def test_cuda_half_precision_inference_is_close_to_float32():
     assert (half - full).abs().mean() < 0.01
 
 
+@pytest.mark.parametrize("classic", [False, True], ids=["fast", "classic"])
+def test_cuda_inference_copy_gives_the_networks_output(classic):
+    """for_inference on the GPU, as `stylize run --model` runs it: the network's own output (the
+    same folded kernels; cuDNN limited to deterministic kernels, as the commands set it)."""
+    from stylize.transformer import CLASSIC, FAST, TransformerNet, for_inference, stylize_image
+
+    make_deterministic(torch.device("cuda"))
+    torch.manual_seed(0)
+    net = TransformerNet(CLASSIC if classic else FAST).cuda()
+    image = torch.rand(2, 3, 120, 150)
+    for half in (False, True):
+        ours = stylize_image(for_inference(net), image, torch.device("cuda"), half)
+        assert torch.equal(ours, stylize_image(net, image, torch.device("cuda"), half))
+
+
 def test_cuda_exported_torchscript_matches(tmp_path):
     from stylize.config import ExportFormat
     from stylize.exported import export_model, load_exported
