@@ -144,8 +144,8 @@ def auto_scale_count(size: int) -> int:
 
 def _iterations(config: RunConfig, count: int) -> list[int]:
     if config.iterations is None:
-        auto = [AUTO_ITERATIONS[0]] * max(0, count - len(AUTO_ITERATIONS)) + list(AUTO_ITERATIONS)
-        return auto[-count:]
+        earlier, last = AUTO_ITERATIONS
+        return [earlier] * (count - 1) + [last]
     if len(config.iterations) == 1:
         return list(config.iterations) * count
     if len(config.iterations) != count:
