@@ -1,10 +1,11 @@
-"""What the benchmark scripts share: where the data is and the content/style pairs they run, the device set
-up as the command line sets it up, timing on a device (alone or alternating), a bare backbone pass, the
+"""What the benchmark scripts share: where the data is and the content/style pairs they run, a run's final
+objective, the device set up as the command line sets it up, timing on a device (alone or alternating), a bare backbone pass, the
 device's name, running a script in a child process, this process's peak memory."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import torch
 
+from stylize.config import RunConfig
 from stylize.device import autocast, make_deterministic, resolve_device
+from stylize.optimize import ScaleProblem
 
 REPO = Path(__file__).resolve().parents[1]
 # ../shared/data beside the repository; the GPU script points STYLIZE_SHARED at its own copy.
@@ -42,6 +45,16 @@ def content_style_pairs(args: argparse.Namespace) -> list[tuple[Path, str]]:
     photos = sorted((SHARED / "photos").glob("*.jpg"))
     step = max(1, len(photos) // max(1, args.photos))
     return pairs + [(photos[i * step], STYLES[i % 3]) for i in range(args.photos) if i * step < len(photos)]
+
+
+def final_objective(extractor: torch.nn.Module, config: RunConfig, content: torch.Tensor, styles: list[torch.Tensor],
+                    image: torch.Tensor) -> float:
+    """Content + style of a run's result at its own size, in float32 whatever precision the run
+    had: the measure by which the schedule benchmarks compare runs."""
+    with torch.no_grad():
+        parts = ScaleProblem(extractor, dataclasses.replace(config, half=False), content, styles,
+                             tuple(image.shape[-2:]))(image)
+    return float(parts.content + parts.style)
 
 
 def setup_device(name: str) -> torch.device:

@@ -15,21 +15,19 @@ the restarts it made and its time:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import statistics
 import time
 
 import torch
 
-from common import SHARED, add_pair_options, content_style_pairs, setup_device, sync
+from common import SHARED, add_pair_options, content_style_pairs, final_objective, setup_device, sync
 import stylize.optimize as optimize
 from stylize.config import BackboneConfig, RunConfig
 from stylize.device import reuse_freed_memory
 from stylize.features import load_extractor
-from stylize.imageio import fit_long_side, load_image
+from stylize.imageio import load_image
 from stylize.losses import required_layers
-
 
 
 class CountingOptimizer(optimize.ScaleOptimizer):
@@ -76,9 +74,6 @@ def main() -> None:
     for content_path, style in pairs:
         content = load_image(content_path).rgb.to(device)
         style_image = load_image(SHARED / "styles" / f"{style}.jpg").rgb.to(device)
-        size = fit_long_side(*content.shape[-2:], config.size)
-        problem = optimize.ScaleProblem(extractor, dataclasses.replace(config, half=False), content, [style_image],
-                                        size)
         print(f"{content_path.stem} + {style}:")
         first = None
         for name, (history_size, uphill) in settings.items():
@@ -88,9 +83,7 @@ def main() -> None:
             image = optimize.run_iterative(content, [style_image], config, extractor).image
             sync(device)
             seconds = time.perf_counter() - start
-            with torch.no_grad():
-                parts = problem(image.to(device))
-            objective = float(parts.content + parts.style)
+            objective = final_objective(extractor, config, content, [style_image], image.to(device))
             first = first or objective
             ratios[name].append(objective / first)
             print(f"   {name:28s} objective {objective:.4f} ({objective / first:.3f})   restarts "

@@ -17,13 +17,13 @@ import time
 
 import torch
 
-from common import SHARED, add_pair_options, content_style_pairs, setup_device, sync
+from common import SHARED, add_pair_options, content_style_pairs, final_objective, setup_device, sync
 from stylize.config import BackboneConfig, RunConfig
 from stylize.device import reuse_freed_memory
 from stylize.features import load_extractor
 from stylize.imageio import load_image
 from stylize.losses import required_layers
-from stylize.optimize import ScaleProblem, run_iterative
+from stylize.optimize import run_iterative
 
 
 def parse(text: str, size: int) -> dict[str, RunConfig]:
@@ -60,10 +60,7 @@ def main() -> None:
             image = run_iterative(content, [style_image], config, extractor).image.to(device)
             sync(device)
             seconds = time.perf_counter() - start
-            with torch.no_grad():
-                scoring = RunConfig(size=args.size, half=False)
-                parts = ScaleProblem(extractor, scoring, content, [style_image], tuple(image.shape[-2:]))(image)
-            objective = float(parts.content + parts.style)
+            objective = final_objective(extractor, config, content, [style_image], image)
             first = first or (objective, seconds)
             ratios[name].append((objective / first[0], seconds / first[1]))
             print(f"   {name:24s} objective {objective:.4f} ({objective / first[0]:.3f})   {seconds:6.1f} s "
