@@ -50,7 +50,7 @@ def cudnn_deterministic(on: bool) -> Iterator[None]:
 
 
 def torch_padding() -> ContextManager:
-    """torch's own padding and indexing in the network, as before stylize.deterministic."""
+    """torch's own padding and repeats in the network, as before stylize.deterministic."""
     return patch.object(deterministic, "_fixed_order_wanted", lambda x: False)
 
 

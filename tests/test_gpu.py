@@ -140,8 +140,9 @@ def test_cuda_graph_replays_in_place_and_refuses_what_it_cannot_hold():
 @pytest.mark.parametrize("shuffle", [1, 2])
 def test_cuda_training_is_reproducible(tmp_path, shuffle):
     """Two trainings with the same seed give the same weights, bit for bit, as on the CPU:
-    the network's padding and indexing sum their gradients in a fixed order there
-    (stylize.deterministic), where torch's CUDA kernels add with atomics."""
+    the network's padding and repeats sum their gradients in a fixed order there
+    (stylize.deterministic), where torch's CUDA kernels add with atomics, and its kernels are
+    folded by matrix products (transformer.fold_phases, fold_block), not indexing."""
     from conftest import scene
     from stylize.config import TrainConfig
     from stylize.modelfile import load_model
