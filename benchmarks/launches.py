@@ -15,14 +15,18 @@ fixed-order sums) and torch's multi-tensor Adam:
 3. one inference pass at 1024x768: the network as trained, and as `stylize run --model` runs it
    (transformer.for_inference: kernels folded once).
 
-For the classic network (32-64-128, 5 blocks; also as the training benchmark's reference loop
-computes it, recipe.py) and the bundled layout (FAST).
+For the classic network (32-64-128, 5 blocks) and the bundled layout (FAST); for the classic
+one also a step with the reference's objective (--shift-weight 0), and the training benchmark's
+reference loop (train.py's pytorch/examples recipe: a step, and its network as recipe.py computes
+it, with torch's padding).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
@@ -30,9 +34,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from recipe import PlainTransformer
-from train import photos_and_style
+from train import photos_and_style, reference
 import stylize.deterministic
 from stylize.config import BackboneConfig, TrainConfig
+from stylize.dataset import scan_photos
 from stylize.train import prepare_training, train
 from stylize.transformer import CLASSIC, FAST, TransformerConfig, TransformerNet, for_inference
 
@@ -73,6 +78,15 @@ def training_steps(network: TransformerConfig, config: TrainConfig, steps: int, 
     return counted(lambda: train(job))
 
 
+def reference_steps(config: TrainConfig, steps: int, folder: Path) -> int:
+    """The training benchmark's reference loop (the pytorch/examples recipe, train.py) running
+    ``steps`` steps after its warm-up step, its photos decoded in a worker process."""
+    photos, style = photos_and_style(folder)
+    with mock.patch("torch.optim.Adam", functools.partial(torch.optim.Adam, foreach=True)):  # as on a GPU
+        return counted(lambda: reference(scan_photos(photos).paths, style, config, CLASSIC, torch.device("cpu"), steps,
+                                         workers=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=256)
@@ -94,10 +108,14 @@ def main() -> None:
                 folded = counted(lambda: inference(photo))
             print(f"  {name}: a `stylize train` step {step}; the network forward+backward {alone}; "
                   f"a 1024x768 pass {as_trained}, folded once {folded}")
-            if network == CLASSIC:  # the reference loop's network, as the recipe computes it
+            if network == CLASSIC:  # the reference loop, as the recipe computes it
                 plain = PlainTransformer(net.train())
-                print(f"    as pytorch/examples computes it: forward+backward "
-                      f"{counted(lambda: plain(crops).mean().backward())}")
+                same_loss = replace(config, shift_weight=0.0)
+                print(f"    with --shift-weight 0 (the reference's objective): a step "
+                      f"{training_steps(network, same_loss, 3, Path(tmp)) - training_steps(network, same_loss, 2, Path(tmp))}")
+                print(f"    the reference loop (pytorch/examples recipe): a step "
+                      f"{reference_steps(config, 2, Path(tmp)) - reference_steps(config, 1, Path(tmp))}; its network "
+                      f"forward+backward {counted(lambda: plain(crops).mean().backward())}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from stylize.config import BackboneConfig
 from stylize.features import build_features, layer_names, load_weights
+from stylize.deterministic import ReflectionPad2d
 from stylize.transformer import ConvNormAct, TransformerNet, UpsampleConv2d, pad_to_min_side
 
 
@@ -59,7 +60,9 @@ def _plain_conv(pad: torch.nn.Module, conv: torch.nn.Conv2d, x: torch.Tensor) ->
     UpsampleConvLayer, upsampled to full size, reflection-padded, then convolved."""
     if isinstance(conv, UpsampleConv2d):
         x = F.pad(F.interpolate(x, scale_factor=2.0, mode="nearest"), (1, 1, 1, 1), mode="reflect")
-    return F.conv2d(pad(x), conv.weight, conv.bias, conv.stride)
+    elif isinstance(pad, ReflectionPad2d):  # torch's own padding, as the recipe's layers pad (on a
+        x = F.pad(x, (pad.pad,) * 4, mode="reflect")  # GPU its gradient adds with atomics, in any order)
+    return F.conv2d(x, conv.weight, conv.bias, conv.stride)
 
 
 def _plain_layer(layer: ConvNormAct, x: torch.Tensor) -> torch.Tensor:

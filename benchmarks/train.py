@@ -69,7 +69,9 @@ class Photos(torch.utils.data.Dataset):
 
 
 def reference(photos: list[Path], style: Path, config: TrainConfig, network: TransformerConfig,
-              device: torch.device, steps: int) -> float:
+              device: torch.device, steps: int, workers: int = 0) -> float:
+    """Images/s of ``steps`` steps after a warm-up step. ``workers``: the recipe's DataLoader
+    decodes in the training process (0); launches.py counts the step alone (1)."""
     loss = config.loss
     content_w, style_w = content_layer_weights(loss), style_layer_weights(loss)
     vgg = PlainVGG(list(dict.fromkeys([*content_w, *style_w]))).to(device)
@@ -81,7 +83,8 @@ def reference(photos: list[Path], style: Path, config: TrainConfig, network: Tra
     with torch.no_grad():
         style_feats = vgg(style_image(style, config.style_size or config.image_size).to(device))
         gram_style = {n: gram(style_feats[n]) for n in style_w}
-    loader = torch.utils.data.DataLoader(Photos(photos, config.image_size), batch_size=config.batch_size, shuffle=True)
+    loader = torch.utils.data.DataLoader(Photos(photos, config.image_size), batch_size=config.batch_size, shuffle=True,
+                                         num_workers=workers)
     done, start = 0, 0.0
     while done <= steps:
         for x in loader:

@@ -37,6 +37,28 @@ def test_fixed_order_padding_gives_torchs_values_and_gradients(mode, pad):
     assert torch.autograd.gradcheck(lambda t: _FixedOrderPad.apply(t, pad, mode), (x,))
 
 
+@pytest.mark.parametrize("mode,size", [(mode, size) for mode in ("reflect", "replicate")
+                                       for size in ((2, 5), (3, 4), (6, 9))] + [("replicate", (4, 1))])
+def test_padding_by_one_folds_its_edges_as_the_general_fold_does(mode, size):
+    """A padding of 1 adds both edges in one operation (four per padding backward instead of
+    ten, where narrow maps fall back to the general fold): the same additions in the same
+    order, so the same float32 values bit for bit, and torch's gradient to rounding."""
+    x = torch.randn(2, 3, *size, requires_grad=True)
+    upstream = torch.randn(2, 3, size[0] + 2, size[1] + 2)
+    (ours,) = torch.autograd.grad(_FixedOrderPad.apply(x, 1, mode), x, upstream)
+    general = upstream
+    for dim in (-1, -2):  # the general fold, written out: the centre, then each edge in turn
+        n = general.shape[dim] - 2
+        out = general.narrow(dim, 1, n).clone()
+        first, last = (1, n - 2) if mode == "reflect" else (0, n - 1)
+        out.narrow(dim, first, 1).add_(general.narrow(dim, 0, 1))
+        out.narrow(dim, last, 1).add_(general.narrow(dim, n + 1, 1))
+        general = out
+    assert torch.equal(ours, general)
+    (theirs,) = torch.autograd.grad(F.pad(x, (1,) * 4, mode=mode), x, upstream)
+    torch.testing.assert_close(ours, theirs)
+
+
 def test_pad2d_takes_the_fixed_order_where_it_is_wanted(monkeypatch):
     x = torch.rand(1, 2, 5, 5, requires_grad=True)
     assert "Reflection" in type(pad2d(x, 1, "reflect").grad_fn).__name__  # the CPU: torch's own
