@@ -2,8 +2,9 @@
 second at 1920x1080 in float32 and in half precision, and `stylize train` images/s (with the reference loop's
 objective, --shift-weight 0, and with the default shift-consistency term). The device is set up as stylize's
 commands set it up (cuDNN limited to deterministic kernels); on CUDA the iterative run is also timed without
-that limit, and training with its losses read back every step and with torch's own padding (whose gradients
-add up in a varying order), to show what each costs. Last, whether two identical trainings give the same weights.
+that limit, and training with its losses read back every step, with torch's own padding (whose gradients
+add up in a varying order) and with torch's instance norm (CUDA runs stylize's as a group norm), to show what
+each costs. Last, whether two identical trainings give the same weights.
 
     python benchmarks/gpu_report.py [--device cuda] [--frames 50] [--train-steps 30]
 """
@@ -23,7 +24,7 @@ from unittest.mock import patch
 import torch
 
 from common import REPO, SHARED, device_name, setup_device, sync
-from stylize import deterministic
+from stylize import deterministic, transformer
 from stylize.config import BackboneConfig, RunConfig, TrainConfig
 from stylize.dataset import scan_photos
 from stylize.device import autocast, half_dtype
@@ -52,6 +53,11 @@ def cudnn_deterministic(on: bool) -> Iterator[None]:
 def torch_padding() -> ContextManager:
     """torch's own padding and repeats in the network, as before stylize.deterministic."""
     return patch.object(deterministic, "_fixed_order_wanted", lambda x: False)
+
+
+def torch_instance_norm() -> ContextManager:
+    """torch's own instance norm in the network, where CUDA in float32 runs it as a group norm."""
+    return patch.object(transformer, "_group_norm_wanted", lambda x: False)
 
 
 def training_difference(photos: Path, style: Path, config: TrainConfig, device: str, folder: Path) -> float:
@@ -109,11 +115,15 @@ def main() -> None:
 
     model = load_model(bundled_models()[0])
     frame = torch.rand(1, 3, 108, 192, device=device) if args.smoke else torch.rand(1, 3, 1080, 1920, device=device)
-    # As `stylize run --model` runs it (its kernels folded once), and folding them at every call.
-    for label, network in (("", for_inference(model.network).to(device)),
-                           (", kernels folded at every call", model.network.to(device).eval())):
-        for half in (False, True):
-            with torch.inference_mode(), autocast(device, half):
+    # As `stylize run --model` runs it (its kernels folded once), and folding them at every call;
+    # in float32 also with torch's instance norm (where CUDA runs stylize's as a group norm).
+    inference = for_inference(model.network).to(device)
+    for label, network, context, precisions in (
+            ("", inference, contextlib.nullcontext, (False, True)),
+            (", kernels folded at every call", model.network.to(device).eval(), contextlib.nullcontext, (False, True)),
+            (", torch's instance norm", inference, torch_instance_norm, (False,))):
+        for half in precisions:
+            with torch.inference_mode(), autocast(device, half), context():
                 for _ in range(3):
                     network(frame)
                 sync(device)
@@ -151,6 +161,10 @@ def main() -> None:
             with torch_padding():
                 rate = ours(photos, style_file, cfg, CLASSIC, args.device, args.train_steps, Path(tmp))
             print(f"   stylize train --shift-weight 0, torch's padding (not reproducible): {rate:.1f} images/s "
+                  f"({rate / ref:.2f}x reference)")
+            with torch_instance_norm():  # where CUDA runs stylize's as a group norm
+                rate = ours(photos, style_file, cfg, CLASSIC, args.device, args.train_steps, Path(tmp))
+            print(f"   stylize train --shift-weight 0, torch's instance norm: {rate:.1f} images/s "
                   f"({rate / ref:.2f}x reference)")
             gap = training_difference(photos, style_file, TrainConfig(image_size=size, steps=5), args.device, Path(tmp))
             print(f"training twice, 5 steps, same seed: weights {'equal' if gap == 0 else 'differ'} "

@@ -24,9 +24,11 @@ it, with torch's padding).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import tempfile
 from dataclasses import replace
+from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
@@ -36,22 +38,31 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from recipe import PlainTransformer
 from train import photos_and_style, reference
 import stylize.deterministic
+import stylize.transformer
 from stylize.config import BackboneConfig, TrainConfig
 from stylize.dataset import scan_photos
 from stylize.train import prepare_training, train
 from stylize.transformer import CLASSIC, FAST, TransformerConfig, TransformerNet, for_inference
 
 
+# Operations that launch nothing: allocations, an unchecked view, and reads of a scalar
+# (Adam's step counts live on the host).
+LAUNCH_NOTHING = {torch.ops.aten.empty.memory_format, torch.ops.aten.empty_strided.default,
+                  torch.ops.aten._unsafe_view.default, torch.ops.aten._local_scalar_dense.default}
+
+
 class Count(TorchDispatchMode):
     """Operations that compute: views (slices, reshapes, detach) only relabel memory and launch
-    nothing; nor do reads of a scalar (Adam's step counts live on the host)."""
+    nothing, nor do LAUNCH_NOTHING's. Inference is counted under no_grad, not inference_mode:
+    there the mode would see composite operations whole (instance_norm as one, where it runs as
+    four), not the operations they run as."""
 
     def __init__(self) -> None:
         super().__init__()
         self.operations = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not func.is_view and func is not torch.ops.aten._local_scalar_dense.default:
+        if not func.is_view and func not in LAUNCH_NOTHING:
             self.operations += 1
         return func(*args, **(kwargs or {}))
 
@@ -62,10 +73,14 @@ def counted(fn) -> int:
     return count.operations
 
 
-def gpu_paths():
-    """stylize.deterministic's rule with the device left out: its fixed-order sums, as on a GPU."""
-    return mock.patch.object(stylize.deterministic, "_fixed_order_wanted",
-                             lambda x: x.requires_grad and torch.is_grad_enabled())
+@contextlib.contextmanager
+def gpu_paths() -> Iterator[None]:
+    """The network's CUDA code paths: stylize.deterministic's fixed-order sums (its rule with the
+    device left out) and the instance norm as a group norm (float32 is all that is counted)."""
+    with mock.patch.object(stylize.deterministic, "_fixed_order_wanted",
+                           lambda x: x.requires_grad and torch.is_grad_enabled()), \
+            mock.patch.object(stylize.transformer, "_group_norm_wanted", lambda x: True):
+        yield
 
 
 def training_steps(network: TransformerConfig, config: TrainConfig, steps: int, folder: Path) -> int:
@@ -103,7 +118,7 @@ def main() -> None:
             net = TransformerNet(network)
             alone = counted(lambda: net(crops).mean().backward())
             inference = for_inference(net)
-            with torch.inference_mode():
+            with torch.no_grad():
                 as_trained = counted(lambda: net.eval()(photo))
                 folded = counted(lambda: inference(photo))
             print(f"  {name}: a `stylize train` step {step}; the network forward+backward {alone}; "

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from stylize.config import BackboneConfig
 from stylize.features import build_features, layer_names, load_weights
 from stylize.deterministic import ReflectionPad2d
-from stylize.transformer import ConvNormAct, TransformerNet, UpsampleConv2d, pad_to_min_side
+from stylize.transformer import ConvNormAct, InstanceNorm, TransformerNet, UpsampleConv2d, pad_to_min_side
 
 
 class PlainVGG(torch.nn.Module):
@@ -66,7 +66,9 @@ def _plain_conv(pad: torch.nn.Module, conv: torch.nn.Conv2d, x: torch.Tensor) ->
 
 
 def _plain_layer(layer: ConvNormAct, x: torch.Tensor) -> torch.Tensor:
-    x = layer.norm(_plain_conv(layer.pad, layer.conv, x))
+    x = _plain_conv(layer.pad, layer.conv, x)
+    # torch's instance norm, as the recipe normalises (stylize's runs as a group norm on CUDA)
+    x = torch.nn.InstanceNorm2d.forward(layer.norm, x) if isinstance(layer.norm, InstanceNorm) else layer.norm(x)
     return F.relu(x) if layer.relu else x
 
 

@@ -106,13 +106,40 @@ SMALL = TransformerConfig(width=16, blocks=3)  # the faster preset
 FAST = TransformerConfig(width=16, blocks=3, shuffle=2)
 
 
+class InstanceNorm(nn.InstanceNorm2d):
+    """``nn.InstanceNorm2d(channels, affine=True)``, the same state-dict keys and values; on a
+    CUDA device in float32 computed as a group norm of one group per channel (the same
+    normalisation). torch's instance norm repeats its weight and bias for every image and runs
+    batch norm over the images' channels: seven kernels a layer forward and backward, where
+    group norm launches two; at the sizes stylize trains and runs, a GPU waits on launches
+    (benchmarks/launches.py, RESULTS.md). Elsewhere torch's own instance norm runs, so CPU
+    results stay exactly what they were (the bundled models are reproduced by their recipe)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if _group_norm_wanted(x):
+                return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
+        return F.instance_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                               self.training or not self.track_running_stats,
+                               self.momentum if self.momentum is not None else 0.0, self.eps)
+
+
+def _group_norm_wanted(x: torch.Tensor) -> bool:
+    """float32 on CUDA. Not under autocast: there group norm is one of the operations cast to
+    float32, which would add two casts a layer where instance norm runs in the half type."""
+    return x.device.type == "cuda" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cuda")
+
+
 class IBNorm(nn.Module):
     """Instance norm on the first half of the channels, batch norm on the rest (IBN-Net's IBN-a)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.split = channels // 2
-        self.instance = nn.InstanceNorm2d(self.split, affine=True)
+        self.instance = InstanceNorm(self.split)
         self.batch = nn.BatchNorm2d(channels - self.split)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,7 +153,7 @@ def make_norm(kind: NormKind, channels: int, early: bool) -> nn.Module:
         return nn.BatchNorm2d(channels)
     if kind is NormKind.ibn and early:
         return IBNorm(channels)
-    return nn.InstanceNorm2d(channels, affine=True)
+    return InstanceNorm(channels)
 
 
 def block_matrix(kernel: int) -> torch.Tensor:

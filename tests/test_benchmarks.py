@@ -17,10 +17,11 @@ def test_gpu_report_runs_and_prints_every_figure():
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "iterative, default run at 96 px" in out and "objective" in out
-    assert "frames/s" in out and "half precision" in out
+    assert "frames/s" in out and "half precision" in out and "torch's instance norm" in out
     if (SHARED / "photos").is_dir():
         for line in ("reference loop", "stylize train --shift-weight 0:", "stylize train --half --shift-weight 400:",
-                     "losses read every step", "training twice, 5 steps, same seed: weights equal"):
+                     "losses read every step",
+                     "torch's instance norm:", "training twice, 5 steps, same seed: weights equal"):
             assert line in out, out
     else:
         assert "training: skipped" in out

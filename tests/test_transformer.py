@@ -6,10 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from stylize import transformer
 from stylize.config import NormKind
 from stylize.transformer import (CLASSIC, EDGE_MARGIN, FAST, SMALL, STRIDE, BlockConv2d, ConvNormAct, FoldedConv,
-                                 TransformerConfig, TransformerNet, UpsampleConv2d, bilinear_upsample_conv3x3,
-                                 block_matrix, fold_block, for_inference, stylize_image, upsample_conv3x3)
+                                 InstanceNorm, TransformerConfig, TransformerNet, UpsampleConv2d, _group_norm_wanted,
+                                 bilinear_upsample_conv3x3, block_matrix, fold_block, for_inference, stylize_image,
+                                 upsample_conv3x3)
 
 
 @pytest.mark.parametrize("config", [SMALL, FAST], ids=["small", "fast"])
@@ -302,3 +304,49 @@ def test_inference_copy_is_a_snapshot_the_original_trains_on():
     with torch.inference_mode():
         assert not torch.equal(net.eval()(x), copy(x))
         assert torch.equal(for_inference(net)(x), net(x))
+
+
+def test_instance_norm_is_torchs_on_the_cpu_with_the_same_keys():
+    """The network's instance norm keeps nn.InstanceNorm2d's keys, and on the CPU its values bit
+    for bit (the bundled models' outputs and their recipe do not move)."""
+    torch.manual_seed(0)
+    ours, theirs = InstanceNorm(6), torch.nn.InstanceNorm2d(6, affine=True)
+    ours.weight.data.normal_(1.0, 0.5)
+    ours.bias.data.normal_(0.0, 0.5)
+    theirs.load_state_dict(ours.state_dict())
+    assert list(ours.state_dict()) == ["weight", "bias"] and isinstance(ours, torch.nn.InstanceNorm2d)
+    x = torch.randn(3, 6, 9, 11)
+    for mode in (True, False):
+        assert torch.equal(ours.train(mode)(x), theirs.train(mode)(x))
+    assert not _group_norm_wanted(x)
+
+
+@pytest.mark.parametrize("shuffle", [1, 2])
+def test_instance_norm_as_group_norm_trains_alike_in_fewer_operations(shuffle, monkeypatch):
+    """As CUDA runs it in float32 (forced here): a group per channel is the same normalisation,
+    the network's output and gradients equal to rounding, and each norm layer launches two
+    operations forward and backward where torch's instance norm launches seven."""
+    torch.manual_seed(0)
+    net = TransformerNet(TransformerConfig(width=8, blocks=1, shuffle=shuffle)).train()
+    for module in net.modules():
+        if isinstance(module, InstanceNorm):
+            module.weight.data.normal_(1.0, 0.5)
+            module.bias.data.normal_(0.0, 0.5)
+    norms = sum(isinstance(m, InstanceNorm) for m in net.modules())
+    batch = torch.rand(2, 3, 40, 36)
+
+    def output_grads_and_count():
+        net.zero_grad()
+        with _OpCounter() as counter:
+            out = net(batch)
+            (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}, counter.count
+
+    plain_out, plain_grads, plain_count = output_grads_and_count()
+    monkeypatch.setattr(transformer, "_group_norm_wanted", lambda x: True)
+    group_out, group_grads, group_count = output_grads_and_count()
+    torch.testing.assert_close(group_out, plain_out, rtol=0, atol=1e-5)
+    scale = max(float(grad.abs().max()) for grad in plain_grads.values())
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(group_grads[name], grad, rtol=1e-4, atol=1e-5 * scale, msg=name)
+    assert group_count <= plain_count - 4 * norms
