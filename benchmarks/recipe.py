@@ -67,7 +67,7 @@ def _plain_conv(pad: torch.nn.Module, conv: torch.nn.Conv2d, x: torch.Tensor) ->
 
 def _plain_layer(layer: ConvNormAct, x: torch.Tensor) -> torch.Tensor:
     x = _plain_conv(layer.pad, layer.conv, x)
-    # torch's instance norm, as the recipe normalises (stylize's runs as a group norm on CUDA)
+    # torch's instance norm, as the recipe normalises (stylize's runs as a group norm in float32)
     x = torch.nn.InstanceNorm2d.forward(layer.norm, x) if isinstance(layer.norm, InstanceNorm) else layer.norm(x)
     return F.relu(x) if layer.relu else x
 

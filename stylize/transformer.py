@@ -107,13 +107,13 @@ FAST = TransformerConfig(width=16, blocks=3, shuffle=2)
 
 
 class InstanceNorm(nn.InstanceNorm2d):
-    """``nn.InstanceNorm2d(channels, affine=True)``, the same state-dict keys and values; on a
-    CUDA device in float32 computed as a group norm of one group per channel (the same
-    normalisation). torch's instance norm repeats its weight and bias for every image and runs
-    batch norm over the images' channels: seven kernels a layer forward and backward, where
-    group norm launches two; at the sizes stylize trains and runs, a GPU waits on launches
-    (benchmarks/launches.py, RESULTS.md). Elsewhere torch's own instance norm runs, so CPU
-    results stay exactly what they were (the bundled models are reproduced by their recipe)."""
+    """``nn.InstanceNorm2d(channels, affine=True)``, the same state-dict keys; in float32 on the
+    CPU or CUDA computed as a group norm of one group per channel, the same normalisation (equal
+    to rounding). torch's instance norm repeats its weight and bias for every image and runs
+    batch norm over the images' channels: seven operations a layer forward and backward where
+    group norm takes two. A GPU at stylize's sizes waits on launching them
+    (benchmarks/launches.py), and on a CPU group norm's kernel is the faster: the bundled model's
+    float32 pass about 15 % faster (benchmarks/RESULTS.md)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__(channels, affine=True)
@@ -128,9 +128,15 @@ class InstanceNorm(nn.InstanceNorm2d):
 
 
 def _group_norm_wanted(x: torch.Tensor) -> bool:
-    """float32 on CUDA. Not under autocast: there group norm is one of the operations cast to
-    float32, which would add two casts a layer where instance norm runs in the half type."""
-    return x.device.type == "cuda" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cuda")
+    """float32 on the CPU or CUDA, outside autocast. Under autocast (--half) instance norm runs in
+    the half type, where group norm is cast to float32 (two more casts a layer, and on the CPU
+    no faster in bfloat16); so a model trained in bfloat16 on the CPU, as the bundled ones are,
+    trains exactly as before. Other devices keep torch's instance norm (not measured there), and
+    so does an ONNX export."""
+    return (x.device.type in ("cpu", "cuda") and x.dtype == torch.float32
+            and not torch.is_autocast_enabled(x.device.type)
+            # ONNX has an instance norm (one node a layer); group norm exports as four
+            and not torch.onnx.is_in_onnx_export())
 
 
 class IBNorm(nn.Module):

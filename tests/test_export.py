@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,24 @@ def test_onnx_gives_the_same_output_at_any_size(model_file, onnx_file):
             expected = net(image)
         assert torch.allclose(exported(image), expected, atol=1e-5), shape
     assert check_export(net, exported) < 1e-5
+
+
+def test_onnx_export_keeps_one_instance_norm_node_a_layer(tmp_path, monkeypatch):
+    """In float32 the network's instance norm runs as a group norm (transformer.InstanceNorm),
+    which ONNX would get as four nodes a layer; the export is the graph of torch's instance norm."""
+    pytest.importorskip("onnxscript", reason="ONNX export needs the [onnx] extra")
+    import onnx
+
+    from stylize import transformer
+
+    net = random_network(2)
+    graphs = []
+    for name in ("as_run.onnx", "torchs.onnx"):
+        export_model(net, {}, tmp_path / name, ExportFormat.onnx)
+        graphs.append(Counter(node.op_type for node in onnx.load(str(tmp_path / name)).graph.node))
+        monkeypatch.setattr(transformer, "_group_norm_wanted", lambda x: False)
+    assert graphs[0] == graphs[1]
+    assert graphs[0]["InstanceNormalization"] == sum(isinstance(m, transformer.InstanceNorm) for m in net.modules())
 
 
 def test_onnx_of_an_older_nearest_upsampling_model(tmp_path):

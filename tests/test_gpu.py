@@ -164,9 +164,10 @@ def test_cuda_training_is_reproducible(tmp_path, shuffle):
 
 
 def test_cuda_instance_norm_runs_as_group_norm_with_the_same_result(monkeypatch):
-    """On CUDA in float32 the network's instance norm runs as a group norm (two launches a layer
-    forward and backward instead of seven): the same output and gradients, to rounding, as
-    torch's instance norm; under autocast torch's runs (group norm would be cast to float32)."""
+    """On CUDA, as on the CPU, the network's instance norm runs as a group norm in float32 (two
+    launches a layer forward and backward instead of seven): the same output and gradients, to
+    rounding, as torch's instance norm; under autocast torch's runs (group norm would be cast to
+    float32)."""
     from stylize import transformer
     from stylize.transformer import FAST, TransformerNet, _group_norm_wanted
 

@@ -306,9 +306,10 @@ def test_inference_copy_is_a_snapshot_the_original_trains_on():
         assert torch.equal(for_inference(net)(x), net(x))
 
 
-def test_instance_norm_is_torchs_on_the_cpu_with_the_same_keys():
-    """The network's instance norm keeps nn.InstanceNorm2d's keys, and on the CPU its values bit
-    for bit (the bundled models' outputs and their recipe do not move)."""
+def test_instance_norm_is_group_norm_in_float32_and_torchs_under_autocast():
+    """The network's instance norm keeps nn.InstanceNorm2d's keys; in float32 it computes a group
+    norm of a group per channel (equal to torch's instance norm to rounding), and under autocast
+    torch's instance norm, bit for bit (the bundled models, trained in bfloat16, train alike)."""
     torch.manual_seed(0)
     ours, theirs = InstanceNorm(6), torch.nn.InstanceNorm2d(6, affine=True)
     ours.weight.data.normal_(1.0, 0.5)
@@ -317,15 +318,22 @@ def test_instance_norm_is_torchs_on_the_cpu_with_the_same_keys():
     assert list(ours.state_dict()) == ["weight", "bias"] and isinstance(ours, torch.nn.InstanceNorm2d)
     x = torch.randn(3, 6, 9, 11)
     for mode in (True, False):
-        assert torch.equal(ours.train(mode)(x), theirs.train(mode)(x))
-    assert not _group_norm_wanted(x)
+        ours.train(mode), theirs.train(mode)
+        assert torch.equal(ours(x), F.group_norm(x, 6, ours.weight, ours.bias, ours.eps))
+        torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = x.bfloat16()
+            assert not _group_norm_wanted(half) and not _group_norm_wanted(x)
+            assert torch.equal(ours(half), theirs(half)) and torch.equal(ours(x), theirs(x))
+    assert _group_norm_wanted(x) and not _group_norm_wanted(x.double())
+    assert not _group_norm_wanted(torch.zeros(1, device="meta"))
 
 
 @pytest.mark.parametrize("shuffle", [1, 2])
 def test_instance_norm_as_group_norm_trains_alike_in_fewer_operations(shuffle, monkeypatch):
-    """As CUDA runs it in float32 (forced here): a group per channel is the same normalisation,
-    the network's output and gradients equal to rounding, and each norm layer launches two
-    operations forward and backward where torch's instance norm launches seven."""
+    """A group per channel is the same normalisation: the network's output and gradients equal
+    to rounding with torch's instance norm, and each norm layer launches two operations forward
+    and backward where torch's instance norm launches seven."""
     torch.manual_seed(0)
     net = TransformerNet(TransformerConfig(width=8, blocks=1, shuffle=shuffle)).train()
     for module in net.modules():
@@ -342,9 +350,9 @@ def test_instance_norm_as_group_norm_trains_alike_in_fewer_operations(shuffle, m
             (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
         return out.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}, counter.count
 
-    plain_out, plain_grads, plain_count = output_grads_and_count()
-    monkeypatch.setattr(transformer, "_group_norm_wanted", lambda x: True)
     group_out, group_grads, group_count = output_grads_and_count()
+    monkeypatch.setattr(transformer, "_group_norm_wanted", lambda x: False)
+    plain_out, plain_grads, plain_count = output_grads_and_count()
     torch.testing.assert_close(group_out, plain_out, rtol=0, atol=1e-5)
     scale = max(float(grad.abs().max()) for grad in plain_grads.values())
     for name, grad in plain_grads.items():
