@@ -84,8 +84,8 @@ def _fold_replicated(grad: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
 
 
 def _pair(x: torch.Tensor, dim: int, first: int, step: int) -> torch.Tensor:
-    """A view of positions ``first`` and ``first + step`` along ``dim``: on a GPU one addition
-    of two such views launches one kernel where two of a position each launched two."""
+    """A view of positions ``first`` and ``first + step`` along ``dim``: adding two such views
+    is one kernel on a GPU, where the edges one by one took two (and a flip each)."""
     index = [slice(None)] * x.dim()
     index[dim] = slice(first, first + step + 1, step)
     return x[tuple(index)]
