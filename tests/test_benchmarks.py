@@ -25,3 +25,12 @@ def test_gpu_report_runs_and_prints_every_figure():
             assert line in out, out
     else:
         assert "training: skipped" in out
+
+
+def test_training_profile_runs_and_prints_each_objective():
+    result = subprocess.run([sys.executable, "benchmarks/profile_train.py", "--device", "cpu", "--steps", "1",
+                             "--image-size", "32", "--batch-size", "2"], cwd=REPO, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "STYLIZE_SHARED": str(SHARED)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    for shift in ("0", "400"):
+        assert f"--shift-weight {shift}: " in result.stdout and "waiting for photos" in result.stdout, result.stdout
