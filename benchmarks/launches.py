@@ -2,9 +2,10 @@
 
     python benchmarks/launches.py [--image-size 256] [--batch-size 4]
 
-On a GPU a training step and a fast pass at these sizes are bound by launching kernels, not by
-arithmetic (benchmarks/RESULTS.md, the H200 sessions), so their number of operations is what to
-cut. The count is exact and the same on any machine, where a CPU timing of them says nothing.
+On a GPU an iterative step at stylize's sizes was bound by launching kernels, not by arithmetic
+(profile_step.py on the H200, benchmarks/RESULTS.md), and a training step or a fast pass of a
+few milliseconds likely is too (profile_train.py measures a training step's share), so their
+number of operations is what to cut. The count is exact and the same on any machine, where a CPU timing of them says nothing.
 Every aten operation dispatched that computes is counted (on a GPU a kernel launch each, give
 or take), as on a GPU: in float32, with the network's GPU code paths (stylize.deterministic's
 fixed-order sums) and torch's multi-tensor Adam:
