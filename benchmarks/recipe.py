@@ -60,8 +60,9 @@ def _plain_conv(pad: torch.nn.Module, conv: torch.nn.Conv2d, x: torch.Tensor) ->
     UpsampleConvLayer, upsampled to full size, reflection-padded, then convolved."""
     if isinstance(conv, UpsampleConv2d):
         x = F.pad(F.interpolate(x, scale_factor=2.0, mode="nearest"), (1, 1, 1, 1), mode="reflect")
-    elif isinstance(pad, ReflectionPad2d):  # torch's own padding, as the recipe's layers pad (on a
-        x = F.pad(x, (pad.pad,) * 4, mode="reflect")  # GPU its gradient adds with atomics, in any order)
+    elif isinstance(pad, ReflectionPad2d):
+        # torch's own padding, as the recipe pads (on a GPU its gradient adds with atomics)
+        x = F.pad(x, (pad.pad,) * 4, mode="reflect")
     return F.conv2d(x, conv.weight, conv.bias, conv.stride)
 
 
