@@ -1,6 +1,8 @@
-"""What the benchmark scripts share: where the data is and the content/style pairs they run, a run's final
-objective, the device set up as the command line sets it up, timing on a device (alone or alternating), a bare backbone pass, the
-device's name, running a script in a child process, this process's peak memory."""
+"""What the benchmark scripts share: where the data is and the content/style pairs they run, a run's
+final objective, the device set up as the command line sets it up, the network with torch's own
+padding or instance norm, timing on a device (alone or alternating), a bare backbone pass, counts
+from a profile, the device's name, running a script in a child process, this process's peak
+memory."""
 
 from __future__ import annotations
 
@@ -15,9 +17,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ContextManager
+from unittest.mock import patch
 
 import torch
 
+from stylize import deterministic, transformer
 from stylize.config import RunConfig
 from stylize.device import autocast, make_deterministic, resolve_device
 from stylize.optimize import ScaleProblem
@@ -66,6 +71,16 @@ def setup_device(name: str) -> torch.device:
     return device
 
 
+def torch_padding() -> ContextManager:
+    """torch's own padding and repeats in the network, as before stylize.deterministic."""
+    return patch.object(deterministic, "_fixed_order_wanted", lambda x: False)
+
+
+def torch_instance_norm() -> ContextManager:
+    """torch's own instance norm in the network, where stylize's runs as a group norm in float32."""
+    return patch.object(transformer, "_group_norm_wanted", lambda x: False)
+
+
 def sync(device: torch.device) -> None:
     """Wait for the GPU, so that a timer measures the work and not its queueing."""
     if device.type == "cuda":
@@ -100,6 +115,17 @@ def backbone_pass(extractor: torch.nn.Module, image: torch.Tensor, device: torch
     with autocast(device, half):
         feats = extractor(image)
     torch.autograd.backward(list(feats.values()), [torch.ones_like(f) for f in feats.values()])
+
+
+# The runtime calls that launch a kernel, as torch.profiler names them.
+KERNEL_LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC")
+
+
+def profile_counts(events) -> tuple[int, int]:
+    """The aten operators (nested ones counted too) and kernel launches in a profile's
+    ``key_averages()``."""
+    return (sum(e.count for e in events if e.key.startswith("aten::")),
+            sum(e.count for e in events if e.key in KERNEL_LAUNCHES))
 
 
 def device_name(device: torch.device) -> str:

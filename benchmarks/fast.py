@@ -31,14 +31,12 @@ import dataclasses
 import tempfile
 import time
 from pathlib import Path
-from unittest import mock
 
 import torch
 from torchvision.transforms.functional import pil_to_tensor
 
-from common import REPO, SHARED, device_name, setup_device, timed
+from common import REPO, SHARED, device_name, setup_device, timed, torch_instance_norm
 from recipe import PlainTransformer, check_same_function
-from stylize import transformer
 from stylize.config import BackboneConfig, ExportFormat, LossConfig
 from stylize.cudagraph import record
 from stylize.device import autocast, resolve_half, reuse_freed_memory
@@ -124,7 +122,7 @@ def main() -> None:
     half_default = resolve_half(device, None)
     run_net(bundled, f"same model, --half{' (the default here)' if half_default else ''}", half=True)
     run_net(loaded.network, "same model, kernels folded at every call")
-    with mock.patch.object(transformer, "_group_norm_wanted", lambda x: False):  # as before InstanceNorm
+    with torch_instance_norm():
         run_net(bundled, "same model, torch's instance norm")
     if device.type == "cuda":  # a candidate for batches of one size and video: one launch a frame
         for net, label in ((bundled, "same model"), (classic_folded, "classic (random)")):

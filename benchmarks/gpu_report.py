@@ -18,13 +18,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ContextManager
-from unittest.mock import patch
 
 import torch
 
-from common import REPO, SHARED, device_name, setup_device, sync
-from stylize import deterministic, transformer
+from common import REPO, SHARED, device_name, setup_device, sync, torch_instance_norm, torch_padding
 from stylize.config import BackboneConfig, RunConfig, TrainConfig
 from stylize.dataset import scan_photos
 from stylize.device import autocast, half_dtype
@@ -48,16 +45,6 @@ def cudnn_deterministic(on: bool) -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.deterministic = before
-
-
-def torch_padding() -> ContextManager:
-    """torch's own padding and repeats in the network, as before stylize.deterministic."""
-    return patch.object(deterministic, "_fixed_order_wanted", lambda x: False)
-
-
-def torch_instance_norm() -> ContextManager:
-    """torch's own instance norm in the network, where stylize's runs as a group norm in float32."""
-    return patch.object(transformer, "_group_norm_wanted", lambda x: False)
 
 
 def training_difference(photos: Path, style: Path, config: TrainConfig, device: str, folder: Path) -> float:

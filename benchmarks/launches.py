@@ -5,10 +5,10 @@
 On a GPU an iterative step at stylize's sizes was bound by launching kernels, not by arithmetic
 (profile_step.py on the H200, benchmarks/RESULTS.md), and a training step or a fast pass of a
 few milliseconds likely is too (profile_train.py measures a training step's share), so their
-number of operations is what to cut. The count is exact and the same on any machine, where a CPU timing of them says nothing.
-Every aten operation dispatched that computes is counted (on a GPU a kernel launch each, give
-or take), as on a GPU: in float32, with the network's GPU code paths (stylize.deterministic's
-fixed-order sums) and torch's multi-tensor Adam:
+number of operations is what to cut. The count is exact and the same on any machine, where a
+CPU timing of them says nothing. Every aten operation dispatched that computes is counted (on a
+GPU a kernel launch each, give or take), as on a GPU: in float32, with the network's GPU code
+paths (stylize.deterministic's fixed-order sums) and torch's multi-tensor Adam:
 
 1. one `stylize train` step: the difference between training 3 steps and 2 (the set-up, the last
    checkpoint and the model file are the same in both; photos load in a worker process);
@@ -77,23 +77,32 @@ def gpu_paths():
                              lambda x: x.requires_grad and torch.is_grad_enabled())
 
 
-def training_steps(network: TransformerConfig, config: TrainConfig, steps: int, folder: Path) -> int:
+def training_step(network: TransformerConfig, config: TrainConfig, folder: Path) -> int:
+    """One `stylize train` step: training 3 steps minus training 2."""
     photos, style = photos_and_style(folder)
-    job = prepare_training(style, photos, folder / f"m{steps}.pt", TrainConfig(**{**config.__dict__, "steps": steps}),
-                           network, BackboneConfig(), "cpu", overwrite=True)
-    # Adam as torch runs it on a GPU: a few multi-tensor operations (on the CPU it loops over the
-    # parameters, six operations and a read of the step count each).
-    job.optimizer = torch.optim.Adam(job.network.parameters(), lr=config.learning_rate, foreach=True)
-    return counted(lambda: train(job))
+
+    def steps(count: int) -> int:
+        job = prepare_training(style, photos, folder / f"m{count}.pt", replace(config, steps=count), network,
+                               BackboneConfig(), "cpu", overwrite=True)
+        # Adam as torch runs it on a GPU: a few multi-tensor operations (on the CPU it loops over
+        # the parameters, six operations and a read of the step count each).
+        job.optimizer = torch.optim.Adam(job.network.parameters(), lr=config.learning_rate, foreach=True)
+        return counted(lambda: train(job))
+
+    return steps(3) - steps(2)
 
 
-def reference_steps(config: TrainConfig, steps: int, folder: Path) -> int:
-    """The training benchmark's reference loop (the pytorch/examples recipe, train.py) running
-    ``steps`` steps after its warm-up step, its photos decoded in a worker process."""
+def reference_step(config: TrainConfig, folder: Path) -> int:
+    """One step of the training benchmark's reference loop (the pytorch/examples recipe,
+    train.py), its photos decoded in a worker process: 2 steps after its warm-up minus 1."""
     photos, style = photos_and_style(folder)
+    paths = scan_photos(photos).paths
+
+    def steps(count: int) -> int:
+        return counted(lambda: reference(paths, style, config, CLASSIC, torch.device("cpu"), count, workers=1))
+
     with mock.patch("torch.optim.Adam", functools.partial(torch.optim.Adam, foreach=True)):  # as on a GPU
-        return counted(lambda: reference(scan_photos(photos).paths, style, config, CLASSIC, torch.device("cpu"), steps,
-                                         workers=1))
+        return steps(2) - steps(1)
 
 
 def main() -> None:
@@ -108,7 +117,7 @@ def main() -> None:
     print(f"operations dispatched (torch {torch.__version__}; {args.batch_size} crops of {args.image_size} px)")
     with gpu_paths(), tempfile.TemporaryDirectory() as tmp:
         for name, network in (("classic", CLASSIC), ("bundled layout", FAST)):
-            step = training_steps(network, config, 3, Path(tmp)) - training_steps(network, config, 2, Path(tmp))
+            step = training_step(network, config, Path(tmp))
             net = TransformerNet(network)
             alone = counted(lambda: net(crops).mean().backward())
             inference = for_inference(net)
@@ -121,10 +130,9 @@ def main() -> None:
                 plain = PlainTransformer(net.train())
                 same_loss = replace(config, shift_weight=0.0)
                 print(f"    with --shift-weight 0 (the reference's objective): a step "
-                      f"{training_steps(network, same_loss, 3, Path(tmp)) - training_steps(network, same_loss, 2, Path(tmp))}")
-                print(f"    the reference loop (pytorch/examples recipe): a step "
-                      f"{reference_steps(config, 2, Path(tmp)) - reference_steps(config, 1, Path(tmp))}; its network "
-                      f"forward+backward {counted(lambda: plain(crops).mean().backward())}")
+                      f"{training_step(network, same_loss, Path(tmp))}")
+                print(f"    the reference loop (pytorch/examples recipe): a step {reference_step(config, Path(tmp))}; "
+                      f"its network forward+backward {counted(lambda: plain(crops).mean().backward())}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from common import REPO, SHARED, device_name, setup_device
+from common import REPO, SHARED, device_name, profile_counts, setup_device
 from stylize.config import BackboneConfig, RunConfig
 from stylize.features import load_extractor
 from stylize.imageio import fit_long_side, load_image
@@ -51,8 +51,7 @@ def main() -> None:
     print(f"device: {device_name(device)}; torch {torch.__version__}; {args.steps} steps at {args.size} px, "
           f"precision {'bfloat16' if problem.half else 'float32'}")
     per_step = lambda n: n / args.steps  # noqa: E731
-    operators = sum(e.count for e in events if e.key.startswith("aten::"))
-    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC"))
+    operators, launches = profile_counts(events)
     syncs = {e.key: e.count for e in events if e.key in SYNCS}
     scalars = sum(e.count for e in events if e.key == "aten::_local_scalar_dense")
     print(f"per step: {per_step(operators):.0f} aten operators (nested ones counted too), {per_step(launches):.0f} "

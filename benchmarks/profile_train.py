@@ -24,13 +24,11 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from common import device_name, setup_device, sync
+from common import device_name, profile_counts, setup_device, sync
 from train import photos_and_style
 from stylize.config import BackboneConfig, TrainConfig
 from stylize.train import prepare_training, train
 from stylize.transformer import CLASSIC
-
-LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC")
 
 
 SKIPPED = 3  # steps before the measured ones: the first (kernels chosen, memory cached) and two more
@@ -69,11 +67,12 @@ def profiled(config: TrainConfig, steps: int, device: torch.device, folder: Path
         job.optimizer.step = stepped  # type: ignore[method-assign]
         train(job)
     events = averages[0]
+    operators, launches = profile_counts(events)
     return Step(
         wall=(marks[SKIPPED + steps - 1] - marks[SKIPPED - 1]) / steps,
         loader=sum(e.cpu_time_total for e in events if "DataLoader" in e.key and "__next__" in e.key) / 1e6 / steps,
-        operators=sum(e.count for e in events if e.key.startswith("aten::")) / steps,
-        launches=sum(e.count for e in events if e.key in LAUNCHES) / steps,
+        operators=operators / steps,
+        launches=launches / steps,
         kernels=sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA") / 1e6 / steps)
 
 

@@ -423,7 +423,7 @@ def scale_output_layer(network: TransformerNet, factor: float) -> TransformerNet
 class FoldedConv(nn.Module):
     """A ``BlockConv2d`` or ``UpsampleConv2d`` with its kernel folded once, for inference: the same
     function without the operations that fold the trained kernel at every call (on a GPU each
-    a kernel launch): a pass of the bundled network computes 53 instead of 57
+    a kernel launch): a pass of the bundled network computes 53 instead of 59
     (benchmarks/launches.py)."""
 
     def __init__(self, layer: BlockConv2d | UpsampleConv2d) -> None:

@@ -36,6 +36,24 @@ class HostReads(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def output_and_gradients(net: torch.nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The network's output on ``batch`` and its parameters' gradients of a weighted sum of the
+    output, every value weighted differently (a plain sum would hide errors that cancel)."""
+    net.zero_grad()
+    out = net(batch)
+    (out * torch.linspace(-1, 1, out.numel(), device=out.device).view(out.shape)).sum().backward()
+    return out.detach(), {name: p.grad.clone() for name, p in net.named_parameters()}
+
+
+def assert_gradients_close(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor], rtol: float,
+                           atol_of_largest: float) -> None:
+    """Each gradient equal to rounding: within ``rtol``, or ``atol_of_largest`` times the largest
+    gradient (the biases before an instance norm have none really, only rounding noise)."""
+    scale = max(float(grad.abs().max()) for grad in theirs.values())
+    for name, grad in theirs.items():
+        torch.testing.assert_close(ours[name], grad, rtol=rtol, atol=atol_of_largest * scale, msg=name)
+
+
 def scene(width: int, height: int, seed: int = 0) -> Image.Image:
     """A small photo-like image: gradient sky, a bright disc, a dark ground with texture."""
     g = torch.Generator().manual_seed(seed)

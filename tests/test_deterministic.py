@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import assert_gradients_close, output_and_gradients
 from stylize import deterministic
 from stylize.deterministic import _fixed_order_wanted, _FixedOrderPad, pad2d, repeat_each
 from stylize.transformer import TransformerConfig, TransformerNet
@@ -83,23 +84,13 @@ def test_a_network_trains_alike_through_the_fixed_order_versions(shuffle, monkey
     net = TransformerNet(TransformerConfig(width=8, blocks=1, shuffle=shuffle)).train()
     batch = torch.rand(2, 3, 40, 36)
 
-    def output_and_grads():
-        net.zero_grad()
-        out = net(batch)
-        (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
-        return out.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}
-
-    plain_out, plain_grads = output_and_grads()
+    plain_out, plain_grads = output_and_gradients(net, batch)
     folds = []
     for name in ("_fold_reflected", "_fold_replicated"):
         fold = getattr(deterministic, name)
         monkeypatch.setattr(deterministic, name, lambda g, p, d, fold=fold: folds.append(p) or fold(g, p, d))
     monkeypatch.setattr(deterministic, "_fixed_order_wanted", lambda x: x.requires_grad and torch.is_grad_enabled())
-    fixed_out, fixed_grads = output_and_grads()
+    fixed_out, fixed_grads = output_and_gradients(net, batch)
     assert folds  # the fixed-order backward ran
     assert torch.equal(fixed_out, plain_out)
-    # Float32 rounding, measured against the largest gradient: the biases before an instance
-    # norm have none really (the norm removes them), only rounding noise that differs.
-    scale = max(float(grad.abs().max()) for grad in plain_grads.values())
-    for name, grad in plain_grads.items():
-        torch.testing.assert_close(fixed_grads[name], grad, rtol=1e-5, atol=1e-6 * scale, msg=name)
+    assert_gradients_close(fixed_grads, plain_grads, rtol=1e-5, atol_of_largest=1e-6)

@@ -12,7 +12,7 @@ from stylize.imageio import load_image, resize
 from stylize.losses import required_layers
 from stylize.optimize import ScaleProblem, run_iterative
 
-from conftest import SAMPLES
+from conftest import SAMPLES, assert_gradients_close, output_and_gradients
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")]
@@ -181,12 +181,7 @@ def test_cuda_instance_norm_runs_as_group_norm_with_the_same_result(monkeypatch)
     results = []
     for group in (True, False):
         monkeypatch.setattr(transformer, "_group_norm_wanted", lambda t, group=group: group)
-        net.zero_grad()
-        out = net(x)
-        (out * torch.linspace(-1, 1, out.numel(), device="cuda").view(out.shape)).sum().backward()
-        results.append((out.detach(), [p.grad.clone() for p in net.parameters()]))
+        results.append(output_and_gradients(net, x))
     (group_out, group_grads), (plain_out, plain_grads) = results
     torch.testing.assert_close(group_out, plain_out, rtol=0, atol=1e-4)
-    scale = max(float(g.abs().max()) for g in plain_grads)
-    for ours, theirs in zip(group_grads, plain_grads):
-        torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=1e-4 * scale)
+    assert_gradients_close(group_grads, plain_grads, rtol=1e-3, atol_of_largest=1e-4)

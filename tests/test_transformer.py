@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from conftest import assert_gradients_close, output_and_gradients
 from stylize import transformer
 from stylize.config import NormKind
 from stylize.transformer import (CLASSIC, EDGE_MARGIN, FAST, SMALL, STRIDE, BlockConv2d, ConvNormAct, FoldedConv,
@@ -344,17 +345,13 @@ def test_instance_norm_as_group_norm_trains_alike_in_fewer_operations(shuffle, m
     batch = torch.rand(2, 3, 40, 36)
 
     def output_grads_and_count():
-        net.zero_grad()
         with _OpCounter() as counter:
-            out = net(batch)
-            (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
-        return out.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}, counter.count
+            out, grads = output_and_gradients(net, batch)
+        return out, grads, counter.count
 
     group_out, group_grads, group_count = output_grads_and_count()
     monkeypatch.setattr(transformer, "_group_norm_wanted", lambda x: False)
     plain_out, plain_grads, plain_count = output_grads_and_count()
     torch.testing.assert_close(group_out, plain_out, rtol=0, atol=1e-5)
-    scale = max(float(grad.abs().max()) for grad in plain_grads.values())
-    for name, grad in plain_grads.items():
-        torch.testing.assert_close(group_grads[name], grad, rtol=1e-4, atol=1e-5 * scale, msg=name)
+    assert_gradients_close(group_grads, plain_grads, rtol=1e-4, atol_of_largest=1e-5)
     assert group_count <= plain_count - 4 * norms
