@@ -133,12 +133,14 @@ def main() -> None:
             print(f"training, {size} px, batch 4, classic network: reference loop {ref:.1f} images/s")
             # --shift-weight 0 computes what the reference does (the aim's ratio); the default's
             # shift-consistency term also runs the network on each step's shifted crops.
-            for half in (False, True):
+            # Then each step eager, as stylize trained before its steps were replayed as a CUDA graph.
+            for half, graph in ((False, True), (True, True), (False, False))[:3 if device.type == "cuda" else 2]:
                 for shift in (0.0, TrainConfig().shift_weight):
-                    cfg = TrainConfig(image_size=size, checkpoint_every=10**6, half=half, shift_weight=shift)
+                    cfg = TrainConfig(image_size=size, checkpoint_every=10**6, half=half, shift_weight=shift,
+                                      cuda_graph=graph)
                     rate = ours(photos, style_file, cfg, CLASSIC, args.device, args.train_steps, Path(tmp))
-                    print(f"   stylize train{' --half' if half else ''} --shift-weight {shift:g}: {rate:.1f} images/s "
-                          f"({rate / ref:.2f}x reference)")
+                    print(f"   stylize train{' --half' if half else ''} --shift-weight {shift:g}"
+                          f"{'' if graph else ', no CUDA graph'}: {rate:.1f} images/s ({rate / ref:.2f}x reference)")
             # The progress reports' reads wait for the device; before they were limited, every step read.
             cfg = TrainConfig(image_size=size, checkpoint_every=10**6, half=False, shift_weight=0.0)
             rate = ours(photos, style_file, cfg, CLASSIC, args.device, args.train_steps, Path(tmp), report_every=0.0)

@@ -256,6 +256,7 @@ class TrainConfig:
     # 9-28 % higher style loss; 100 left a fine striation (benchmarks/RESULTS.md). Model files
     # from before it were trained with 0.
     shift_weight: float = 400.0
+    cuda_graph: bool = True  # on GPUs, replay each step as a CUDA graph (stylize.trainstep)
     # A network trained from scratch needs a much lower style weight than the iterative method,
     # which starts from the photo: at 30 (the run default) trained networks lost the photo. With
     # Johnson et al.'s layers, 5 kept it after 1000 steps and came nearer the paintings than 3.

@@ -5,7 +5,8 @@ pixels) at every step. On a GPU that step is bound by Python launching its kerne
 about 440 launches and 14 ms of host time against 3 ms of GPU work at 512 px on an H200
 (benchmarks/profile_step.py). Replaying a recorded graph launches them all in one call: the
 step went from 10.1 to 5.2 ms, with the same kernels and bit-identical results
-(benchmarks/iterative.py, tests/test_gpu.py).
+(benchmarks/iterative.py, tests/test_gpu.py). A training step is replayed the same way
+(stylize.trainstep).
 """
 
 from __future__ import annotations
@@ -22,11 +23,28 @@ T = TypeVar("T")
 WARM_UP = 3
 
 
-def record(fn: Callable[[], T], device: torch.device) -> Callable[[], T] | None:
+def on_side_stream(fn: Callable[[], T], device: torch.device, times: int = 1) -> T:
+    """``fn`` run eagerly ``times`` times on a side stream of ``device``, as torch's
+    documentation asks of the runs before a capture (they make the libraries allocate their
+    workspaces and pick their kernels outside the graph); the last run's result."""
+    with torch.cuda.device(device):
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(times):
+                out = fn()
+        torch.cuda.current_stream().wait_stream(stream)
+    return out
+
+
+def record(fn: Callable[[], T], device: torch.device, warm_up: int = WARM_UP) -> Callable[[], T] | None:
     """``fn`` recorded as a CUDA graph, as a call that replays it and returns what the recorded
     run returned (the same tensors, refilled by each replay); None where it cannot be: not a
     CUDA device, or ``fn`` does something a graph cannot hold (e.g. reads a value back to the
-    host). ``fn`` must read and write the same tensors at every call, in place."""
+    host). ``fn`` must read and write the same tensors at every call, in place. It runs
+    ``warm_up`` times first (``on_side_stream``); the recording itself computes nothing, so a
+    caller whose calls have effects (a training step) runs its first ones with
+    ``on_side_stream`` and records with ``warm_up=0``."""
     if device.type != "cuda":
         return None
     graph = torch.cuda.CUDAGraph()
@@ -36,17 +54,16 @@ def record(fn: Callable[[], T], device: torch.device) -> Callable[[], T] | None:
     with torch.cuda.device(device):
         try:
             torch.cuda.empty_cache()  # blocks cached for one stream are not lent to another (below)
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                for _ in range(WARM_UP):
-                    fn()
-            torch.cuda.current_stream().wait_stream(stream)
+            if warm_up:
+                on_side_stream(fn, device, warm_up)
             # The warm-up's memory stays cached for its stream, and the graph takes a pool of its
             # own: emptying the cache before and after the warm-up kept a 2048 px run's reserved
             # memory at 11.9 GiB instead of 16.7 (8.2 without the graph; H200).
             torch.cuda.empty_cache()
-            with torch.cuda.graph(graph):
+            # Only this thread's CUDA calls are held to the capture's rules. A training's DataLoader
+            # pins the next batches' memory in a thread of its own meanwhile; under the default
+            # ("global") that thread's calls would break the capture and then raise in the loader.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 out = fn()
         except RuntimeError:  # torch reports what a capture cannot hold as RuntimeError
             return None

@@ -4,6 +4,7 @@ The style targets are computed once; each step stylises a batch of photo crops a
 result's VGG features with the photos' (content) and with the style's Gram matrices. It also
 stylises the crops shifted by a few pixels and asks for the shifted result (shift consistency:
 a network free to do otherwise drew its texture on the lattice of its own upsampled maps).
+The step itself is stylize.trainstep's (on a GPU, replayed as a CUDA graph).
 Checkpoints are model files that can be resumed: the step count, optimiser state and the
 step-seeded data order continue exactly where they stopped.
 """
@@ -18,20 +19,19 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from stylize.atomic import check_writable
 from stylize.config import BackboneConfig, LossConfig, TrainConfig, format_layer_weights
 from stylize.dataset import StepBatches, ignore_stop_signals_in_worker, scan_photos, style_image
-from stylize.device import autocast, half_dtype, make_deterministic, resolve_device, resolve_half
+from stylize.device import half_dtype, make_deterministic, resolve_device, resolve_half
 from stylize.distributed import SINGLE, World
 from stylize.errors import InputError, OutputError
 from stylize.features import FeatureExtractor, load_loss_extractor
 from stylize.imageio import LoadedImage, load_image, save_image
-from stylize.losses import (PerceptualLoss, content_layer_weights, shift_consistency, style_layer_weights,
-                            style_targets)
+from stylize.losses import PerceptualLoss, content_layer_weights, style_layer_weights, style_targets
 from stylize.modelfile import load_model, save_model
+from stylize.trainstep import TrainStep
 from stylize.transformer import TransformerConfig, TransformerNet, scale_output_layer, stylize_image
 
 
@@ -148,9 +148,13 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
     model: torch.nn.Module = net
     if world.distributed:
         model = DistributedDataParallel(net, device_ids=[torch_device.index] if torch_device.type == "cuda" else None)
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    # On CUDA Adam keeps its step count on the device, so that a CUDA graph can replay its update
+    # (stylize.trainstep); a checkpoint written on one kind of device resumes on the other.
+    capturable = torch_device.type == "cuda"
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate, capturable=capturable)
     if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
+        groups = [{**group, "capturable": capturable} for group in optimizer_state["param_groups"]]
+        optimizer.load_state_dict({**optimizer_state, "param_groups": groups})
     long_side = config.style_size or config.image_size
     with torch.no_grad():
         feats = extractor(style_image(style, long_side, extractor.min_side).to(torch_device))
@@ -162,8 +166,9 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
         "style_name": Path(style).name,
         "style_sha256": style_sha256,
         "backbone": backbone_source,
-        "training": {**{k: v for k, v in asdict(config).items() if k != "loss"}, **_loss_record(config.loss),
-                     "data": Path(data).name, "photos": len(scan.paths), "steps": total, "processes": world.size},
+        "training": {**{k: v for k, v in asdict(config).items() if k not in ("loss", "cuda_graph")},
+                     **_loss_record(config.loss), "data": Path(data).name, "photos": len(scan.paths), "steps": total,
+                     "processes": world.size},
     }
     return TrainJob(Path(style), scan.paths, scan.skipped, output, overwrite, config, net, optimizer, start_step,
                     total, extractor, PerceptualLoss(config.loss, targets).to(torch_device), torch_device, meta,
@@ -191,35 +196,6 @@ def _resume(resume: Path, style: Path, style_sha256: str, output: Path, network:
 def _read_style(style: Path) -> bytes:
     load_image(Path(style))  # validates: exists, is an image, not truncated
     return Path(style).read_bytes()
-
-
-SHIFT_BAND = 8  # border pixels the shift-consistency term ignores
-
-
-def shift_for_step(seed: int, step: int) -> tuple[int, int]:
-    """The shift (up, left) of training step ``step``'s copies, each 1-3 px: never a multiple
-    of the 4-px lattice of the network's maps. Drawn from the seed and step, so a resumed
-    training shifts as the uninterrupted one would have."""
-    generator = torch.Generator().manual_seed(seed * 15_485_863 + step + 1)
-    dy, dx = torch.randint(1, 4, (2,), generator=generator).tolist()
-    return dy, dx
-
-
-def shifted_copy(batch: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """The crops moved up by ``dy`` and left by ``dx`` pixels, reflected back to their size."""
-    return F.pad(batch[..., dy:, dx:], (0, dx, 0, dy), mode="reflect")
-
-
-def _stylise(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig,
-             step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The network's output for the crops and, with a shift weight, the weighted
-    shift-consistency term; the crops and their shifted copies go through in one pass (one
-    forward, as DDP wants)."""
-    if cfg.shift_weight <= 0:
-        return model(batch), None
-    dy, dx = shift_for_step(cfg.seed, step)
-    output, shifted = model(torch.cat([batch, shifted_copy(batch, dy, dx)])).chunk(2)
-    return output, cfg.shift_weight * shift_consistency(output, shifted, dy, dx, SHIFT_BAND)
 
 
 def loader_workers(requested: int | None, device: torch.device) -> int:
@@ -259,25 +235,19 @@ def train(job: TrainJob, on_progress: Callable[[TrainProgress], None] | None = N
     loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(job.start_step, job.total_steps),
                                          num_workers=workers, pin_memory=job.device.type == "cuda",
                                          worker_init_fn=ignore_stop_signals_in_worker if workers else None)
-    content_layers = set(content_layer_weights(cfg.loss))
     # float16 gradients underflow without loss scaling; bfloat16 (and float32) need none.
     scaler = torch.amp.GradScaler(job.device.type, enabled=cfg.half and half_dtype(job.device) == torch.float16)
+    cuda = job.device.type == "cuda"
+    # A graph replays one process's step: not DDP's (it synchronises ranks), nor loss scaling's
+    # (it reads the gradients' scale back to the host every step).
+    graph = cfg.cuda_graph and cuda and not world.distributed and not scaler.is_enabled()
+    run_step = TrainStep(model, job.extractor, job.loss_fn, job.optimizer, scaler, cfg, job.device, static=cuda,
+                         graph=graph)
     done = job.start_step
     start = last_report = time.perf_counter()
     try:
         for batch in loader:
-            batch = batch.to(job.device, non_blocking=True)
-            with autocast(job.device, cfg.half):
-                with torch.no_grad():
-                    content_targets = job.extractor(batch, content_layers)  # no deeper than the content layer
-                output, shift = _stylise(model, batch, cfg, done)
-                parts = job.loss_fn(output, job.extractor(output), content_targets)
-                if shift is not None:
-                    parts = parts.with_shift(shift)
-            job.optimizer.zero_grad(set_to_none=True)
-            scaler.scale(parts.total).backward()
-            scaler.step(job.optimizer)
-            scaler.update()
+            parts = run_step(batch, done)
             done += 1
             if on_progress and _report_due(done, job, time.perf_counter() - last_report, interval):
                 losses = parts.as_floats()  # first: on a GPU it waits for the step to finish

@@ -185,3 +185,75 @@ def test_cuda_instance_norm_runs_as_group_norm_with_the_same_result(monkeypatch)
     (group_out, group_grads), (plain_out, plain_grads) = results
     torch.testing.assert_close(group_out, plain_out, rtol=0, atol=1e-4)
     assert_gradients_close(group_grads, plain_grads, rtol=1e-3, atol_of_largest=1e-4)
+
+
+def _training_photos(folder):
+    from conftest import scene
+
+    folder.mkdir()
+    for i in range(4):
+        scene(80, 72, seed=i).save(folder / f"p{i}.png")
+    return folder
+
+
+@pytest.mark.parametrize("shuffle,half", [(2, False), (2, True), (1, False)], ids=["fast", "fast-half", "classic"])
+def test_cuda_graph_training_equals_eager_training(tmp_path, monkeypatch, shuffle, half):
+    """Training steps replayed as a CUDA graph (after their eager warm-up steps and the recording)
+    give the same losses and weights, bit for bit, as eager steps; a checkpoint between replays
+    changes nothing."""
+    from stylize import train as train_module
+    from stylize.config import TrainConfig
+    from stylize.cudagraph import WARM_UP
+    from stylize.train import prepare_training, train
+    from stylize.trainstep import TrainStep
+    from stylize.transformer import TransformerConfig
+
+    if half and not torch.cuda.is_bf16_supported():
+        pytest.skip("float16 training scales its loss, which a graph cannot replay")
+    made = []
+
+    class Watched(TrainStep):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(train_module, "TrainStep", Watched)
+    photos = _training_photos(tmp_path / "photos")
+    results = []
+    for graph in (True, False):
+        # Loader workers, as on a GPU by default: the main process pins their batches in a thread of
+        # its own, also while the graph is recorded (stylize.cudagraph.record).
+        config = TrainConfig(image_size=64, batch_size=2, steps=WARM_UP + 4, checkpoint_every=WARM_UP + 2, workers=2,
+                             half=half, cuda_graph=graph)
+        job = prepare_training(SAMPLES / "swirls.jpg", photos, tmp_path / f"{graph}.pt", config,
+                               TransformerConfig(width=8, blocks=1, shuffle=shuffle), BackboneConfig(), "cuda",
+                               overwrite=False)
+        seen = []
+        train(job, on_progress=seen.append, report_every=0.0)
+        results.append(([p.losses for p in seen], job.network.state_dict()))
+    assert made[0].replaying and not made[1].replaying
+    (graph_losses, graph_weights), (eager_losses, eager_weights) = results
+    assert len(graph_losses) == WARM_UP + 4 and graph_losses == eager_losses
+    assert len({losses["total"] for losses in graph_losses}) == WARM_UP + 4  # each replay computed its own step
+    assert all(torch.equal(graph_weights[k], eager_weights[k]) for k in graph_weights)
+
+
+def test_cuda_training_resumes_a_cpu_checkpoint_and_replays(tmp_path):
+    """Adam's step count moves to the device (``capturable``) when a CPU checkpoint resumes on CUDA."""
+    from stylize.config import TrainConfig
+    from stylize.cudagraph import WARM_UP
+    from stylize.train import checkpoint_path, prepare_training, train
+    from stylize.transformer import TransformerConfig
+
+    photos = _training_photos(tmp_path / "photos")
+    network = TransformerConfig(width=8, blocks=1)
+    config = TrainConfig(image_size=64, batch_size=2, steps=2, checkpoint_every=100, workers=0)
+    out = tmp_path / "m.pt"
+    train(prepare_training(SAMPLES / "swirls.jpg", photos, out, config, network, BackboneConfig(), "cpu",
+                           overwrite=False))
+    job = prepare_training(SAMPLES / "swirls.jpg", photos, tmp_path / "m2.pt",
+                           dataclasses.replace(config, steps=WARM_UP + 4), network, BackboneConfig(), "cuda",
+                           overwrite=False, resume=checkpoint_path(out))
+    assert all(group["capturable"] for group in job.optimizer.param_groups)
+    result = train(job)
+    assert result.steps_done == WARM_UP + 4 and all(torch.isfinite(p).all() for p in job.network.parameters())

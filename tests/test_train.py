@@ -16,7 +16,8 @@ from stylize.cli import app
 from stylize.config import BackboneConfig, LossConfig, TrainConfig
 from stylize.errors import InputError
 from stylize.modelfile import ModelFileError, load_model, save_model
-from stylize.train import checkpoint_path, prepare_training, shift_for_step, shifted_copy, train
+from stylize.train import checkpoint_path, prepare_training, train
+from stylize.trainstep import shift_for_step, shifted_copy
 from stylize.transformer import TransformerConfig, TransformerNet, stylize_image
 
 from conftest import scene
