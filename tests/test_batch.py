@@ -361,15 +361,15 @@ def test_an_allocation_that_fails_costs_one_job_or_one_line(tmp_path, model, mon
     photos.mkdir()
     scene(40, 32).save(photos / "small.png")
     scene(60, 48).save(photos / "large.png")
-    real = stylize.job.stylize_image
+    real = stylize.job.Fast._stylize
 
-    def allocating(network, image, *args, **kwargs):
+    def allocating(fast, image):
         if image.shape[-1] == 60:
             raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
                                "memory: you tried to allocate 28735920000 bytes. Error code 12")
-        return real(network, image, *args, **kwargs)
+        return real(fast, image)
 
-    monkeypatch.setattr(stylize.job, "stylize_image", allocating)
+    monkeypatch.setattr(stylize.job.Fast, "_stylize", allocating)
     result = invoke("run", photos, "--model", model, "-o", tmp_path / "out", "--device", "cpu")
     assert result.exit_code == 1 and "large.png x tiny: out of memory" in result.output, result.output
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["small_x_tiny.png"]

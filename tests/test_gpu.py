@@ -257,3 +257,19 @@ def test_cuda_training_resumes_a_cpu_checkpoint_and_replays(tmp_path):
     assert all(group["capturable"] for group in job.optimizer.param_groups)
     result = train(job)
     assert result.steps_done == WARM_UP + 4 and all(torch.isfinite(p).all() for p in job.network.parameters())
+
+
+def test_cuda_fast_runs_of_same_size_frames_replay_the_eager_pass():
+    """`stylize run --model` on frames of one size: from the second frame on, one recorded pass is
+    replayed; every output is the eager pass's, bit for bit, in float32 and half precision."""
+    from stylize.job import Fast
+    from stylize.transformer import stylize_image
+
+    photo = resize(load_image(SAMPLES / "chelsea.jpg").rgb, (96, 128))
+    frames = [photo.roll(4 * i, dims=-1) for i in range(5)]
+    for half in (False, True):
+        fast = Fast("starry_night", "cuda", half=half)
+        outputs = [fast.run([frame])[0] for frame in frames]
+        assert fast._pass.replaying
+        for frame, output in zip(frames, outputs):
+            assert torch.equal(output, stylize_image(fast.network, frame, torch.device("cuda"), half))

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from stylize.config import BackboneConfig, LossConfig, TrainConfig
 from stylize.dataset import StepBatches
@@ -16,7 +15,7 @@ from stylize.train import checkpoint_path, prepare_training, train
 from stylize.trainstep import SHIFT_BAND, ShiftWindows, TrainStep, shifted_copy
 from stylize.transformer import TransformerConfig
 
-from conftest import scene
+from conftest import emulated_record, scene
 
 TINY_NET = TransformerConfig(width=8, blocks=1)
 
@@ -117,70 +116,6 @@ def test_training_meta_leaves_out_the_graph_switch(painting, photos, tmp_path):
     job = prepare_training(painting, photos, tmp_path / "m.pt", replace(_config(steps=1), cuda_graph=False), TINY_NET,
                            BackboneConfig(), "cpu", overwrite=False)
     assert "cuda_graph" not in job.meta["training"] and job.meta["training"]["shift_weight"] == 400.0
-
-
-class Recording(TorchDispatchMode):
-    """A CUDA graph's recording, emulated on the CPU: every aten operation the step dispatches,
-    with the tensors it read and wrote. ``replay`` runs those operations again on those tensors,
-    writing into the recorded outputs, without any of the step's Python: what the step takes from
-    anything but its tensors (a Python number that changes from step to step) replays stale, as
-    on a GPU. A read back to the host fails, as it does in a capture."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.operations: list = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default:
-            raise RuntimeError("a value read back to the host cannot be recorded")
-        out = func(*args, **(kwargs or {}))
-        self.operations.append((func, args, kwargs or {}, out))
-        return out
-
-    def replay(self) -> None:
-        # The kernels alone, as a graph holds them (below autograd, which recorded its part)
-        with torch._C._AutoDispatchBelowADInplaceOrView():
-            for func, args, kwargs, out in self.operations:
-                if func.is_view:  # relabels memory the replay refills
-                    continue
-                result = func(*args, **kwargs)
-                for recorded, new in zip(_tensors(out), _tensors(result)):
-                    if recorded.data_ptr() != new.data_ptr():  # in place, or an alias: already written
-                        recorded.copy_(new)
-
-
-def _tensors(value) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    return [v for v in value if isinstance(v, torch.Tensor)] if isinstance(value, (tuple, list)) else []
-
-
-def emulated_record(fn, device, warm_up=0):
-    """``cudagraph.record`` on the CPU: the recording computes the step (a capture computes
-    nothing and the caller then replays it, so the first replay returns what it computed)."""
-    recording = Recording()
-    with recording:
-        out = fn()
-    replays = []
-
-    def replay():
-        if replays:
-            recording.replay()
-        replays.append(1)
-        return out
-
-    return replay
-
-
-def test_the_recording_emulation_replays_tensors_not_python():
-    x, k = torch.ones(3), 2.0
-    replay = emulated_record(lambda: x * k, None)
-    x.fill_(3.0)
-    assert torch.equal(replay(), torch.full((3,), 2.0))  # the recording's own result first
-    k = 5.0
-    assert torch.equal(replay(), torch.full((3,), 6.0))  # x's new values, the recorded k
-    with pytest.raises(RuntimeError, match="host"):
-        emulated_record(lambda: float(x.sum()), None)
 
 
 @pytest.mark.parametrize("shuffle", [1, 2])
