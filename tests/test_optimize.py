@@ -311,3 +311,27 @@ def test_cuda_graphs_are_for_cuda_only():
     from stylize.cudagraph import record
 
     assert record(lambda: torch.ones(2) * 2, torch.device("cpu")) is None
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_the_objective_replayed_from_one_recording_takes_the_eager_steps(extractor, pair, monkeypatch, optimizer):
+    """What CUDA does with each scale's objective, emulated on the CPU (conftest.emulated_record):
+    recorded once, then replayed with none of its Python, the pixels changing in place. The
+    run is the eager run, bit for bit, for both optimisers; at each scale the objective was
+    recorded once."""
+    import stylize.optimize
+    from conftest import emulated_record
+
+    recordings = []
+
+    def counted(fn, device, warm_up=0):
+        recordings.append(device)
+        return emulated_record(fn, device)
+
+    content, style = pair
+    config = RunConfig(size=128, scales=2, iterations=(8, 6), half=False, optimizer=OptimizerKind(optimizer))
+    eager = run_iterative(content, [style], dataclasses.replace(config, cuda_graph=False), extractor)
+    monkeypatch.setattr(stylize.optimize, "record", counted)
+    replayed = run_iterative(content, [style], config, extractor)
+    assert len(recordings) == 2
+    assert torch.equal(replayed.image, eager.image) and replayed.losses == eager.losses
