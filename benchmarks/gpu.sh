@@ -33,9 +33,9 @@ step() {
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-step 120 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py -rs
-step 150 python3 benchmarks/gpu_report.py --device cuda
-step 60 python3 benchmarks/profile_train.py --device cuda --steps 20
+step 180 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py -rs
+step 180 python3 benchmarks/gpu_report.py --device cuda
+step 90 python3 benchmarks/profile_train.py --device cuda --steps 20
 # The command line as a user runs it, on the GPU it picks by itself: the README's sample run, a
 # bundled model on a photo, and a short training run (the images come back in $OUT).
 step 120 bash -c "python3 -m stylize info && \
