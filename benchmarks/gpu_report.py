@@ -19,7 +19,7 @@ import dataclasses
 import functools
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -66,6 +66,18 @@ def training_difference(photos: Path, style: Path, config: TrainConfig, device: 
 def forward_pass(network: torch.nn.Module, device: torch.device, half: bool, x: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode(), autocast(device, half):
         return network(x)
+
+
+def frames_per_second(stylise: Callable[[torch.Tensor], torch.Tensor], frame: torch.Tensor, count: int) -> float:
+    """Passes a second over ``count`` passes, after three more (kernels chosen, graphs recorded)."""
+    for _ in range(3):
+        stylise(frame)
+    sync(frame.device)
+    start = time.perf_counter()
+    for _ in range(count):
+        stylise(frame)
+    sync(frame.device)
+    return count / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -119,28 +131,14 @@ def main() -> None:
             (", kernels folded at every call", model.network.to(device).eval(), contextlib.nullcontext, (False, True)),
             (", torch's instance norm", inference, torch_instance_norm, (False,))):
         for half in precisions:
-            with torch.inference_mode(), autocast(device, half), context():
-                for _ in range(3):
-                    network(frame)
-                sync(device)
-                start = time.perf_counter()
-                for _ in range(args.frames):
-                    network(frame)
-                sync(device)
-            fps = args.frames / (time.perf_counter() - start)
+            with context():
+                fps = frames_per_second(functools.partial(forward_pass, network, device, half), frame, args.frames)
             print(f"fast model {model.path.stem}{label}, {frame.shape[-1]}x{frame.shape[-2]}, "
                   f"{'half precision' if half else 'float32'}: {fps:.1f} frames/s")
     # Frames of one size as `stylize run --model` runs them: from the second on, one recorded pass replayed.
     for half in (False, True):
         replay = SameShapeReplay(functools.partial(forward_pass, inference, device, half), device)
-        for _ in range(3):
-            replay(frame)
-        sync(device)
-        start = time.perf_counter()
-        for _ in range(args.frames):
-            replay(frame)
-        sync(device)
-        fps = args.frames / (time.perf_counter() - start)
+        fps = frames_per_second(replay, frame, args.frames)
         how = "replayed as a CUDA graph" if replay.replaying else "not recorded, eager"
         print(f"fast model {model.path.stem}, frames of one size ({how}), {frame.shape[-1]}x{frame.shape[-2]}, "
               f"{'half precision' if half else 'float32'}: {fps:.1f} frames/s")
