@@ -8,7 +8,7 @@ every step, with torch's own padding (whose gradients add up in a varying order)
 norm (stylize's runs as a group norm in float32), to show what each costs. Last, whether two identical
 trainings give the same weights.
 
-    python benchmarks/gpu_report.py [--device cuda] [--frames 50] [--train-steps 30]
+    python benchmarks/gpu_report.py [--device cuda] [--frames 50] [--train-steps 60]
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--frames", type=int, default=50)
-    parser.add_argument("--train-steps", type=int, default=30)
+    parser.add_argument("--train-steps", type=int, default=60)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script on a CPU")
     args = parser.parse_args()
     device = setup_device(args.device)

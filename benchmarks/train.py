@@ -27,7 +27,8 @@ batch, style image, loss (layers, weights, relative errors) and Adam, measured i
   progress reports were limited to ten a second (each read waits for the device).
 
 Each runs in a child process of its own (the allocator setting is process-wide), in turn,
---rounds times. Prints images/s of each after a warm-up step, and the ratios (aim: >= 1.5).
+--rounds times. Prints images/s of each after a warm-up step (for `stylize train` on CUDA also
+after its step's CUDA graph is recorded), and the ratios (aim: >= 1.5).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from torchvision import transforms
 from common import REPO, SHARED, device_name, run_child, sync
 from recipe import PlainTransformer, PlainVGG, check_same_function, gram
 from stylize.config import BackboneConfig, TrainConfig, format_layer_weights, parse_layer_weights
+from stylize.cudagraph import WARM_UP
 from stylize.dataset import scan_photos, style_image
 from stylize.device import resolve_device, resolve_half, reuse_freed_memory
 from stylize.losses import content_layer_weights, relative_error, style_layer_weights, tv_loss
@@ -109,11 +111,18 @@ def reference(photos: list[Path], style: Path, config: TrainConfig, network: Tra
 
 def ours(photos_dir: Path, style: Path, config: TrainConfig, network: TransformerConfig, device: str,
          steps: int, folder: Path, report_every: float | None = None) -> float:
-    job = prepare_training(style, photos_dir, folder / "m.pt", TrainConfig(**{**config.__dict__, "steps": steps + 1}),
+    """Images/s of `stylize train` after its warm-up: the first step, and on CUDA the eager steps
+    before the step's CUDA graph and the step that records it. Measured between progress reports
+    (on a GPU at most ten a second), from the first one after the warm-up to the last step."""
+    warm_up = 1 + (WARM_UP if resolve_device(device).type == "cuda" and config.cuda_graph else 0)
+    job = prepare_training(style, photos_dir, folder / "m.pt",
+                           TrainConfig(**{**config.__dict__, "steps": steps + warm_up}),
                            network, BackboneConfig(), device, overwrite=True)
-    times: list[float] = []
-    train(job, on_progress=lambda p: times.append(p.elapsed), report_every=report_every)
-    return steps * config.batch_size / (times[-1] - times[0])  # from the end of the warm-up step
+    reports: list[tuple[int, float]] = []
+    train(job, on_progress=lambda p: reports.append((p.step, p.elapsed)), report_every=report_every)
+    (last, end), earlier = reports[-1], reports[:-1]  # the first step and the last always report
+    first, start = next((r for r in earlier if r[0] >= warm_up), earlier[-1])
+    return (last - first) * config.batch_size / (end - start)
 
 
 CONTENDERS = {"reference": "reference loop (pytorch/examples recipe)",
