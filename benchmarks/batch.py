@@ -4,7 +4,8 @@
 
 1. A folder of 32 photos of one size (512x384: ../shared/data/photos cropped, or generated
    scenes without ../shared) through `run_batch`, the code behind `stylize run DIR --model`,
-   at --batch-size 1 and larger: images per second, each measured in this run.
+   at --batch-size 1 and larger: images per second, each measured in this run; then PNG
+   outputs at stylize's zlib level and at PIL's default, alternately (images/s, bytes).
 2. A 6000x4000 photo through the tiled path in a child process: its peak resident memory next
    to the estimate for one untiled pass (what auto-tiling avoids), and the time taken.
 """
@@ -18,10 +19,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 from PIL import Image, ImageOps
 
+import stylize.imageio
 from common import SHARED, peak_resident
 from stylize.batch import expand, pair, plan
 from stylize.batchrun import Status, run_batch
@@ -111,6 +114,18 @@ def main() -> None:
         for b, rate in rates.items():
             print(f"--batch-size {b}: {rate:.2f} images/s  ({rate / rates[1]:.2f} x batch size 1)")
         print(f"best: --batch-size {best}, {rates[best] / rates[1]:.2f} x the images/s of --batch-size 1")
+        # PNG outputs at stylize's zlib level against PIL's default, alternately, at --batch-size 1.
+        levels = {stylize.imageio.PNG_COMPRESS_LEVEL: [], 6: []}
+        for round_ in range(2):
+            for level, results in levels.items():
+                with mock.patch.object(stylize.imageio, "PNG_COMPRESS_LEVEL", level):
+                    out = folder / f"png{level}-{round_}"
+                    results.append((throughput(model, args.device, photos, 1, out),
+                                    sum(f.stat().st_size for f in out.iterdir())))
+        ours, pil = ((max(r for r, _ in results), results[0][1]) for results in levels.values())
+        print(f"PNG outputs at zlib level {stylize.imageio.PNG_COMPRESS_LEVEL}: {ours[0]:.2f} images/s, "
+              f"{ours[1] / 2**20:.1f} MiB; at PIL's default 6: {pil[0]:.2f} images/s, {pil[1] / 2**20:.1f} MiB "
+              f"({ours[0] / pil[0]:.2f} x the images/s, {ours[1] / pil[1]:.2f} x the bytes)")
         child = subprocess.run([sys.executable, __file__, "--child", "--model", str(model), "--device", args.device,
                                 "--huge", args.huge], capture_output=True, text=True, check=True)
         huge = json.loads(child.stdout.strip().splitlines()[-1])

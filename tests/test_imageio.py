@@ -203,3 +203,14 @@ def test_cmyk_profile_is_not_attached_to_rgb_output(tmp_path):
     fake_cmyk_profile = bytes(16) + b"CMYK" + bytes(108)
     scene(16, 16).convert("CMYK").save(src, icc_profile=fake_cmyk_profile)
     assert load_image(src).metadata.icc_profile is None
+
+
+def test_png_outputs_are_written_with_zlibs_fastest_setting_and_the_same_pixels(tmp_path):
+    """PNG encoding at PIL's default (zlib level 6) took longer than a fast model's pass; stylize
+    writes level 1: the zlib stream's header says so (FLEVEL 0, "fastest"), the pixels are exact."""
+    image = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(0))
+    save_image(image, tmp_path / "out.png")
+    data = (tmp_path / "out.png").read_bytes()
+    idat = data.index(b"IDAT") + 4
+    assert data[idat] == 0x78 and data[idat + 1] >> 6 == 0  # deflate; FLEVEL 0
+    assert torch.equal(load_image(tmp_path / "out.png").rgb, (image * 255).round() / 255)
