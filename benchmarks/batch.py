@@ -4,8 +4,9 @@
 
 1. A folder of 32 photos of one size (512x384: ../shared/data/photos cropped, or generated
    scenes without ../shared) through `run_batch`, the code behind `stylize run DIR --model`,
-   at --batch-size 1 and larger: images per second, each measured in this run; then PNG
-   outputs at stylize's zlib level and at PIL's default, alternately (images/s, bytes).
+   at --batch-size 1 and larger: images per second, each measured in this run; then, alternately,
+   as stylize runs, with the results written in the batch's own thread (no background writer),
+   and with PNG at PIL's default zlib level (images/s, and the outputs' bytes).
 2. A 6000x4000 photo through the tiled path in a child process: its peak resident memory next
    to the estimate for one untiled pass (what auto-tiling avoids), and the time taken.
 """
@@ -24,6 +25,7 @@ from unittest import mock
 import torch
 from PIL import Image, ImageOps
 
+import stylize.batchrun
 import stylize.imageio
 from common import SHARED, peak_resident
 from stylize.batch import expand, pair, plan
@@ -114,18 +116,25 @@ def main() -> None:
         for b, rate in rates.items():
             print(f"--batch-size {b}: {rate:.2f} images/s  ({rate / rates[1]:.2f} x batch size 1)")
         print(f"best: --batch-size {best}, {rates[best] / rates[1]:.2f} x the images/s of --batch-size 1")
-        # PNG outputs at stylize's zlib level against PIL's default, alternately, at --batch-size 1.
-        levels = {stylize.imageio.PNG_COMPRESS_LEVEL: [], 6: []}
+        # At --batch-size 1, alternately: stylize as it is; its results written in the batch's own
+        # thread (as before the background writer); and PNG at PIL's default zlib level 6.
+        threads = stylize.batchrun.writer_threads()
+        variants = {f"as stylize runs ({threads} writer thread{'s' * (threads > 1)}, zlib level "
+                    f"{stylize.imageio.PNG_COMPRESS_LEVEL})": (threads, stylize.imageio.PNG_COMPRESS_LEVEL),
+                    "written in the batch's thread": (0, stylize.imageio.PNG_COMPRESS_LEVEL),
+                    "PNG at zlib level 6 (PIL's default)": (threads, 6)}
+        results: dict[str, list[tuple[float, int]]] = {label: [] for label in variants}
         for round_ in range(2):
-            for level, results in levels.items():
-                with mock.patch.object(stylize.imageio, "PNG_COMPRESS_LEVEL", level):
-                    out = folder / f"png{level}-{round_}"
-                    results.append((throughput(model, args.device, photos, 1, out),
-                                    sum(f.stat().st_size for f in out.iterdir())))
-        ours, pil = ((max(r for r, _ in results), results[0][1]) for results in levels.values())
-        print(f"PNG outputs at zlib level {stylize.imageio.PNG_COMPRESS_LEVEL}: {ours[0]:.2f} images/s, "
-              f"{ours[1] / 2**20:.1f} MiB; at PIL's default 6: {pil[0]:.2f} images/s, {pil[1] / 2**20:.1f} MiB "
-              f"({ours[0] / pil[0]:.2f} x the images/s, {ours[1] / pil[1]:.2f} x the bytes)")
+            for n, (label, (writers, level)) in enumerate(variants.items()):
+                with mock.patch.object(stylize.batchrun, "writer_threads", lambda writers=writers: writers), \
+                        mock.patch.object(stylize.imageio, "PNG_COMPRESS_LEVEL", level):
+                    out = folder / f"variant{n}-{round_}"
+                    results[label].append((throughput(model, args.device, photos, 1, out),
+                                           sum(f.stat().st_size for f in out.iterdir())))
+        base = max(r for r, _ in next(iter(results.values())))
+        for label, runs in results.items():
+            rate, size = max(r for r, _ in runs), runs[0][1]
+            print(f"--batch-size 1, {label}: {rate:.2f} images/s ({rate / base:.2f} x), outputs {size / 2**20:.1f} MiB")
         child = subprocess.run([sys.executable, __file__, "--child", "--model", str(model), "--device", args.device,
                                 "--huge", args.huge], capture_output=True, text=True, check=True)
         huge = json.loads(child.stdout.strip().splitlines()[-1])

@@ -2,16 +2,21 @@
 
 A file that fails (corrupt, too small, too large) is recorded with its reason and the batch
 goes on. Outputs are written atomically, so Ctrl-C leaves only finished files: the image in
-flight is discarded, and re-running the batch skips what is done. The networks, the VGG and
-each style image's statistics are loaded or computed once; trained networks process same-size
-photos together while a background thread reads the next ones.
+flight is discarded (results already computed are written first), and re-running the batch
+skips what is done. The networks, the VGG and each style image's statistics are loaded or
+computed once; trained networks process same-size photos together while a background thread
+reads the next ones and others write the last results.
 """
 
 from __future__ import annotations
 
+import collections
+import functools
+import os
 import queue
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -131,10 +136,17 @@ def _record(summary: Summary, on_job: JobFn | None, index: int, total: int, outc
 def run_fast_batch(jobs: list[PlannedJob], stylizer: Fast, options: OutputConfig,
                    on_job: JobFn | None = None) -> Summary:
     """A trained network over every job (all of them: skipping is run_batch's); same-size photos
-    go through it together. Outcomes come in the order the photos finish."""
+    go through it together, while a background thread reads the next photos and others write
+    the last results. Outcomes come in the order the photos finish."""
     summary = Summary()
     loader = _Loader(list(enumerate(jobs)), options.max_pixels, prefetch=2 * options.batch_size)
+    writer = _Writer(writer_threads(), in_flight=2 * options.batch_size)
     pending: dict[tuple[int, int], list[tuple[int, PlannedJob, LoadedImage, torch.Tensor]]] = {}
+
+    def flush(key: tuple[int, int]) -> None:
+        _flush(pending.pop(key), stylizer, options, summary, on_job, len(jobs), writer)
+        _written(writer, summary, on_job, len(jobs), wait=False)
+
     try:
         for index, job, loaded in loader:
             if on_job:
@@ -151,22 +163,27 @@ def run_fast_batch(jobs: list[PlannedJob], stylizer: Fast, options: OutputConfig
             group = pending.setdefault(tuple(image.shape[-2:]), [])
             group.append((index, job, loaded, image))
             if len(group) >= options.batch_size:
-                _flush(pending.pop(tuple(image.shape[-2:])), stylizer, options, summary, on_job, len(jobs))
+                flush(tuple(image.shape[-2:]))
             elif sum(len(g) for g in pending.values()) > 2 * options.batch_size:
                 # Photos of many sizes: do not hold more than a few batches' worth in memory.
-                largest = max(pending, key=lambda k: len(pending[k]))
-                _flush(pending.pop(largest), stylizer, options, summary, on_job, len(jobs))
+                flush(max(pending, key=lambda k: len(pending[k])))
         for key in list(pending):
-            _flush(pending.pop(key), stylizer, options, summary, on_job, len(jobs))
+            flush(key)
     except KeyboardInterrupt:  # the photos in flight are dropped; their outputs were never started
         summary.interrupted = True
     finally:
         loader.close()
+        try:  # results already computed are written (whole files, a few at most) and recorded
+            _written(writer, summary, on_job, len(jobs), wait=True)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            writer.close()
     return summary
 
 
 def _flush(group: list[tuple[int, PlannedJob, LoadedImage, torch.Tensor]], stylizer: Fast, options: OutputConfig,
-           summary: Summary, on_job: JobFn | None, total: int) -> None:
+           summary: Summary, on_job: JobFn | None, total: int, writer: _Writer) -> None:
     start = time.perf_counter()
     try:
         results = stylizer.run([image for _, _, _, image in group])
@@ -176,12 +193,62 @@ def _flush(group: list[tuple[int, PlannedJob, LoadedImage, torch.Tensor]], styli
         return
     seconds = (time.perf_counter() - start) / len(group)
     for (index, job, loaded, _), result in zip(group, results):
-        try:
-            save_result(result, loaded, job.output, options.overwrite, options.quality)
-        except Exception as exc:
-            _record(summary, on_job, index, total, Outcome(job, Status.failed, _failure(exc)))
-            continue
-        _record(summary, on_job, index, total, Outcome(job, Status.done, seconds=seconds))
+        writer.submit(index, job, seconds,
+                      functools.partial(save_result, result, loaded, job.output, options.overwrite, options.quality))
+
+
+def _written(writer: _Writer, summary: Summary, on_job: JobFn | None, total: int, wait: bool) -> None:
+    """Record the outcomes of the writes that have finished (with ``wait``: of all of them)."""
+    for index, job, seconds, error in writer.finished(wait):
+        outcome = Outcome(job, Status.done, seconds=seconds) if error is None else \
+            Outcome(job, Status.failed, _failure(error))
+        _record(summary, on_job, index, total, outcome)
+
+
+def writer_threads() -> int:
+    """Threads that encode and write results: half the cores, at least one, at most four. On the
+    2-core CPU one: the network's pass has the cores, and a PNG at zlib level 1 takes a quarter
+    of a bundled model's pass (imageio.PNG_COMPRESS_LEVEL); on a GPU's host the encoding is most
+    of a photo's time."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+class _Writer:
+    """Writes results in background threads (PIL encodes outside Python's lock), at most
+    ``in_flight`` at a time; the batch's thread collects the outcomes in the order submitted.
+    With no threads each write happens at once, in the batch's thread (as before the writer)."""
+
+    def __init__(self, threads: int, in_flight: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="stylize-writer") if threads else None
+        self._in_flight = max(1, in_flight)
+        self._pending: collections.deque[tuple[Future, int, PlannedJob, float]] = collections.deque()
+
+    def submit(self, index: int, job: PlannedJob, seconds: float, write: Callable[[], None]) -> None:
+        if self._pool is not None:
+            future = self._pool.submit(write)
+        else:
+            future = Future()
+            try:
+                write()
+                future.set_result(None)
+            except Exception as exc:  # recorded as the job's failure, as a thread's would be
+                future.set_exception(exc)
+        self._pending.append((future, index, job, seconds))
+
+    def finished(self, wait: bool) -> Iterator[tuple[int, PlannedJob, float, BaseException | None]]:
+        """The writes done, oldest first: also waits for the oldest while too many are in flight,
+        and with ``wait`` for all."""
+        while self._pending:
+            future, index, job, seconds = self._pending[0]
+            if not (wait or future.done() or len(self._pending) > self._in_flight):
+                return
+            error = future.exception()  # waits for it
+            self._pending.popleft()
+            yield index, job, seconds, error
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _Loader:

@@ -446,3 +446,83 @@ def test_a_bug_while_loading_stops_a_model_batch_instead_of_hanging(tmp_path, mo
     thread.start()
     thread.join(timeout=30)
     assert not thread.is_alive() and [str(e) for e in raised] == ["a bug"]
+
+
+@pytest.mark.parametrize("threads", [2, 0])
+def test_results_are_written_in_the_background_and_a_failed_write_fails_its_photo_only(tmp_path, model,
+                                                                                      monkeypatch, threads):
+    """A batch through a trained network hands its results to writer threads (with none, its own
+    thread writes them): every output is written whole, a write that fails marks its photo
+    failed with the reason and the rest go on; a write that fails with a bug stops the batch."""
+    import threading
+
+    import stylize.batchrun
+    import stylize.imageio
+    from stylize.batchrun import Status, run_batch
+    from stylize.config import OutputConfig
+    from stylize.job import Fast
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(5):
+        scene(40, 32, seed=i).save(photos / f"p{i}.png")
+    writers, real = [], stylize.batchrun.save_result
+
+    def save(image, content, path, *args):
+        writers.append(threading.current_thread())
+        if path.name.startswith("p3"):
+            raise OutputError(f"{path}: disk full")
+        real(image, content, path, *args)
+
+    monkeypatch.setattr(stylize.batchrun, "writer_threads", lambda: threads)
+    monkeypatch.setattr(stylize.batchrun, "save_result", save)
+    stylizer = Fast(model, "cpu")
+    jobs = plan(pair(expand([photos], False, "content"), [()], Pairing.product), tmp_path / "out", "{content}.{ext}",
+                "png", "m")
+    events = []
+    summary = run_batch(jobs, stylizer, OutputConfig(batch_size=2),
+                        on_job=lambda event: events.append((threading.current_thread(), event)))
+    assert summary.count(Status.done) == 4
+    assert [o.reason for o in summary.failed] == [f"{tmp_path}/out/p3.png: disk full"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.png", "p1.png", "p2.png", "p4.png"]
+    assert all(load_image(tmp_path / "out" / f"p{i}.png").size == (32, 40) for i in (0, 1, 2, 4))
+    assert all((w is threading.main_thread()) == (threads == 0) for w in writers) and len(writers) == 5
+    ends = [thread for thread, event in events if event.outcome is not None]
+    assert len(ends) == 5 and all(t is threading.main_thread() for t in ends)  # reported by the batch's thread
+
+    def broken(*args):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(stylize.batchrun, "save_result", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        run_batch(jobs, stylizer, OutputConfig(batch_size=2, overwrite=True))
+
+
+def test_ctrl_c_in_a_fast_batch_writes_what_was_computed_and_stops(tmp_path, model, monkeypatch):
+    """Ctrl-C during a pass: the results already computed are written whole and counted done (the
+    writer finishes them), the photos in flight have no output, and the batch reports itself
+    interrupted."""
+    from stylize.batchrun import Status, run_batch
+    from stylize.config import OutputConfig
+    from stylize.job import Fast
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(6):
+        scene(40, 32, seed=i).save(photos / f"p{i}.png")
+    stylizer = Fast(model, "cpu")
+    real, calls = stylizer.run, []
+
+    def run(images):
+        calls.append(len(images))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(images)
+
+    monkeypatch.setattr(stylizer, "run", run)
+    jobs = plan(pair(expand([photos], False, "content"), [()], Pairing.product), tmp_path / "out", "{content}.{ext}",
+                "png", "m")
+    summary = run_batch(jobs, stylizer, OutputConfig(batch_size=2))
+    assert summary.interrupted and summary.count(Status.done) == 4 and not summary.failed
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.png", "p1.png", "p2.png", "p3.png"]
+    assert all(load_image(tmp_path / "out" / f"p{i}.png").size == (32, 40) for i in range(4))
