@@ -15,6 +15,7 @@ read through index tensors (``ShiftWindows``); the optimiser keeps its step coun
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -67,7 +68,7 @@ class ShiftWindows:
     place. The same values as ``Shift``, the term to rounding (it sums over the masked window)."""
 
     def __init__(self, size: int, device: torch.device) -> None:
-        self.size, self.length = size, size - 2 * SHIFT_BAND - 1
+        self.length = size - 2 * SHIFT_BAND - 1
         reads, windows, masks = [], [], []
         for shift in range(1, MAX_SHIFT + 1):
             # shifted_copy's reflection appends rows size-2, size-3, ... after the kept ones
@@ -114,7 +115,7 @@ class TrainStep:
         self.windows = ShiftWindows(config.image_size, device) if self.static and config.shift_weight > 0 else None
         self._batch: torch.Tensor | None = None
         self._eager_steps = 0
-        self._replay = None
+        self._replay: Callable[[], LossParts] | None = None
 
     @property
     def replaying(self) -> bool:
