@@ -277,3 +277,32 @@ def test_cuda_fast_runs_of_same_size_frames_replay_the_eager_pass():
         for i, (frame, output) in enumerate(zip(frames, outputs)):
             eager = stylize_image(fast.network, frame, torch.device("cuda"), half)
             assert torch.equal(output, eager), (half, i, float((output - eager).abs().max()))
+
+
+def test_cuda_training_step_records_with_torchs_own_error_if_any(tmp_path):
+    """The recording that stylize.cudagraph.record makes of a training step, made here without its
+    fallback: where the step cannot be recorded, this fails with torch's own message (the graph
+    test above only sees the eager fallback)."""
+    from stylize.config import TrainConfig
+    from stylize.cudagraph import WARM_UP
+    from stylize.dataset import StepBatches
+    from stylize.train import prepare_training
+    from stylize.trainstep import TrainStep, shift_for_step
+    from stylize.transformer import TransformerConfig
+
+    photos = _training_photos(tmp_path / "photos")
+    config = TrainConfig(image_size=64, batch_size=2, steps=WARM_UP + 1, checkpoint_every=100, workers=0)
+    job = prepare_training(SAMPLES / "swirls.jpg", photos, tmp_path / "m.pt", config,
+                           TransformerConfig(width=8, blocks=1), BackboneConfig(), "cuda", overwrite=False)
+    step = TrainStep(job.network, job.extractor, job.loss_fn, job.optimizer,
+                     torch.amp.GradScaler("cuda", enabled=False), config, job.device, static=True, graph=False)
+    batches = StepBatches(job.photos, config.image_size, config.batch_size, config.seed, WARM_UP + 1)
+    for k in range(WARM_UP):
+        step(batches[k], k)
+    step(batches[WARM_UP], WARM_UP)  # fills the buffers (and takes the step eagerly)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        parts = step._static_step()
+    graph.replay()
+    assert torch.isfinite(parts.total).item()
