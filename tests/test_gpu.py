@@ -287,7 +287,7 @@ def test_cuda_training_step_records_with_torchs_own_error_if_any(tmp_path):
     from stylize.cudagraph import WARM_UP
     from stylize.dataset import StepBatches
     from stylize.train import prepare_training
-    from stylize.trainstep import TrainStep, shift_for_step
+    from stylize.trainstep import TrainStep
     from stylize.transformer import TransformerConfig
 
     photos = _training_photos(tmp_path / "photos")
