@@ -96,12 +96,18 @@ def painting(tmp_path: Path) -> Path:
     return path
 
 
+# Operations whose output shape depends on the values.
+DATA_DEPENDENT_SHAPES = {torch.ops.aten.nonzero, torch.ops.aten.masked_select, torch.ops.aten._unique2,
+                         torch.ops.aten.unique_consecutive, torch.ops.aten.unique_dim}
+
+
 class Recording(TorchDispatchMode):
     """A CUDA graph's recording, emulated on the CPU: every aten operation the step dispatches,
     with the tensors it read and wrote. ``replay`` runs those operations again on those tensors,
     writing into the recorded outputs, without any of the step's Python: what the step takes from
     anything but its tensors (a Python number that changes from step to step) replays stale, as
-    on a GPU. A read back to the host fails, as it does in a capture."""
+    on a GPU. A read back to the host fails, as it does in a capture, and so does an operation
+    whose output's shape depends on the data (on CUDA it reads that size back)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -110,6 +116,9 @@ class Recording(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func is torch.ops.aten._local_scalar_dense.default:
             raise RuntimeError("a value read back to the host cannot be recorded")
+        if func.overloadpacket in DATA_DEPENDENT_SHAPES or _boolean_index(func, args):
+            # on CUDA these read a size back to the host
+            raise RuntimeError(f"{func}: its output's shape depends on the data and cannot be recorded")
         out = func(*args, **(kwargs or {}))
         self.operations.append((func, args, kwargs or {}, out))
         return out
@@ -124,6 +133,13 @@ class Recording(TorchDispatchMode):
                 for recorded, new in zip(_tensors(out), _tensors(result)):
                     if recorded.data_ptr() != new.data_ptr():  # in place, or an alias: already written
                         recorded.copy_(new)
+
+
+def _boolean_index(func, args) -> bool:
+    """Indexing with a mask (``x[mask]``, ``x[mask] = v``): it runs as nonzero on CUDA."""
+    if func.overloadpacket not in (torch.ops.aten.index, torch.ops.aten.index_put, torch.ops.aten.index_put_):
+        return False
+    return any(i is not None and i.dtype in (torch.bool, torch.uint8) for i in args[1])
 
 
 def _tensors(value) -> list[torch.Tensor]:

@@ -21,6 +21,8 @@ def test_the_recording_emulation_replays_tensors_not_python():
     assert torch.equal(replay(), torch.full((3,), 6.0))  # x's new values, the recorded k
     with pytest.raises(RuntimeError, match="host"):
         emulated_record(lambda: float(x.sum()), None)
+    with pytest.raises(RuntimeError, match="shape depends on the data"):
+        emulated_record(lambda: x[x > 2], None)
 
 
 def test_same_shape_replay_records_on_the_second_input_of_a_shape(monkeypatch):
