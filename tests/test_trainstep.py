@@ -118,14 +118,20 @@ def test_training_meta_leaves_out_the_graph_switch(painting, photos, tmp_path):
     assert "cuda_graph" not in job.meta["training"] and job.meta["training"]["shift_weight"] == 400.0
 
 
-@pytest.mark.parametrize("shuffle", [1, 2])
-def test_replayed_steps_train_as_eager_steps(painting, photos, tmp_path, monkeypatch, shuffle):
+@pytest.mark.parametrize("shuffle,gpu_paths", [(1, False), (2, False), (1, True)],
+                         ids=["classic", "shuffled", "classic-gpu-paths"])
+def test_replayed_steps_train_as_eager_steps(painting, photos, tmp_path, monkeypatch, shuffle, gpu_paths):
     """What CUDA does, emulated on the CPU: three eager steps, a recording, then replays of it,
-    with Adam keeping its step count in a tensor (``capturable``, allowed on the CPU here). The
+    with Adam keeping its step count in a tensor (``capturable``, allowed on the CPU here), and
+    (``gpu_paths``) the network's padding gradients folded in a fixed order, as on a GPU. The
     replays change the crops and the shift through the step's tensors only, and train the same
     weights as eager steps, bit for bit."""
+    import stylize.deterministic
     from stylize import trainstep
 
+    if gpu_paths:
+        monkeypatch.setattr(stylize.deterministic, "_fixed_order_wanted",
+                            lambda x: x.requires_grad and torch.is_grad_enabled())
     monkeypatch.setattr(importlib.import_module("torch.optim.adam"), "_get_capturable_supported_devices",
                         lambda *a, **k: ["cpu"])
     monkeypatch.setattr(trainstep, "record", emulated_record)
