@@ -84,10 +84,11 @@ class Iterative:
 
 
 class Fast:
-    """A trained network on its device, with the run's --size, --preserve-color and --tile."""
+    """A trained network on its device, with the run's --size, --preserve-color and --tile;
+    ``cuda_graph``: on CUDA, inputs of one size replay a recorded pass (cudagraph.SameShapeReplay)."""
 
     def __init__(self, model: Path | str, device: str, size: int | None = None, keep_color: bool = False,
-                 tile: int | None = None, half: bool | None = None) -> None:
+                 tile: int | None = None, half: bool | None = None, cuda_graph: bool = True) -> None:
         if size is not None and size < 16:
             raise ImageError(f"--size must be at least 16 pixels, got {size}")
         if tile is not None and tile != 0 and tile < MIN_TILE:
@@ -111,7 +112,8 @@ class Fast:
             self.path, self.tile = self.model.path, tile
             # On CUDA a run of same-size inputs (video frames, full batches) replays one recorded
             # pass: a pass of the bundled model is some 50 launches and little arithmetic.
-            self._pass = SameShapeReplay(self._forward, self.device, self._replay_fits)
+            self._pass = SameShapeReplay(self._forward, self.device,
+                                         self._replay_fits if cuda_graph else lambda images: False)
         self.size, self.keep_color = size, keep_color
         self.half = not self.exported and resolve_half(self.device, half)
 

@@ -79,6 +79,9 @@ def test_fast_runs_of_same_size_photos_replay_one_pass(monkeypatch):
         eager = stylize_image(fast.network, frame, torch.device("cpu"))
         assert torch.equal(single, eager)
         torch.testing.assert_close(batched, eager, rtol=0, atol=1e-5)  # a batch may sum in another order
+    unreplayed = Fast("starry_night", "cpu", half=False, cuda_graph=False)
+    assert [torch.equal(unreplayed.run([f])[0], s) for f, s in zip(frames, singles)] == [True] * 5
+    assert not unreplayed._pass.replaying
 
 
 def test_same_shape_replay_records_only_what_may_be_recorded(monkeypatch):
