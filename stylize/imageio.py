@@ -140,9 +140,14 @@ def _to_tensors(img: Image.Image) -> tuple[torch.Tensor, torch.Tensor | None]:
     has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         img.mode == "P" and "transparency" in img.info)
     img = img.convert("RGBA" if has_alpha else "RGB")
-    data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
     channels = 4 if has_alpha else 3
-    tensor = data.view(img.height, img.width, channels).permute(2, 0, 1).unsqueeze(0).float().contiguous() / 255.0
+    data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(img.height, img.width, channels)
+    # One pass converts to float and out of PIL's interleaved layout, one divides in place: the
+    # same values as converting, copying and dividing in three, 1.44-1.49x as fast (a 1080p
+    # frame on one core: 6.2 against 8.9-9.4 ms; benchmarks/imageio_speed.py).
+    tensor = torch.empty((1, channels, img.height, img.width))
+    tensor[0].copy_(data.permute(2, 0, 1))
+    tensor.div_(255.0)
     if has_alpha:
         return tensor[:, :3].contiguous(), tensor[:, 3:].contiguous()
     return tensor, None
@@ -230,6 +235,12 @@ def save_result(image: torch.Tensor, content: LoadedImage, path: Path, overwrite
 def to_pil(image: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:
     """Convert ``[1,3,H,W]`` (and optional ``[1,1,H,W]`` alpha) in [0,1] to a PIL image."""
     planes = image[0] if alpha is None else torch.cat([image[0], alpha[0]], dim=0)
-    data = (planes.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-    mode = "RGB" if alpha is None else "RGBA"
-    return Image.frombytes(mode, (data.shape[2], data.shape[1]), data.permute(1, 2, 0).contiguous().numpy().tobytes())
+    planes = planes.detach().float().cpu()
+    # Scaled, rounded and clamped in place, then converted to bytes and interleaved for PIL in one
+    # pass: the same bytes as clamping, scaling, rounding, converting and copying one after the
+    # other, 1.30-1.43x as fast (a 1080p frame on one core: 14-18 against 18-25 ms;
+    # benchmarks/imageio_speed.py).
+    scaled = planes.mul(255).round_().clamp_(0, 255)
+    pixels = torch.empty((planes.shape[1], planes.shape[2], planes.shape[0]), dtype=torch.uint8)
+    pixels.copy_(scaled.permute(1, 2, 0))
+    return Image.fromarray(pixels.numpy())  # RGB, or RGBA with the alpha plane

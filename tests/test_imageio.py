@@ -214,3 +214,26 @@ def test_png_outputs_are_written_with_zlibs_fastest_setting_and_the_same_pixels(
     idat = data.index(b"IDAT") + 4
     assert data[idat] == 0x78 and data[idat + 1] >> 6 == 0  # deflate; FLEVEL 0
     assert torch.equal(load_image(tmp_path / "out.png").rgb, (image * 255).round() / 255)
+
+
+@pytest.mark.parametrize("with_alpha", [False, True])
+def test_tensor_and_pil_conversions_give_the_plain_arithmetics_values(with_alpha):
+    """to_pil and the loader's conversion, each a pass or two: the bytes of clamp, scale, round
+    (also outside [0,1] and at the rounding points), and the floats of bytes / 255."""
+    from stylize.imageio import _to_tensors, to_pil
+
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, 17, 23, generator=generator) * 1.4 - 0.2
+    image[0, 0, 0, :5] = torch.tensor([0.5 / 255, 1.5 / 255, 254.5 / 255, float("-inf"), float("inf")])
+    alpha = torch.rand(1, 1, 17, 23, generator=generator) if with_alpha else None
+    planes = image[0] if alpha is None else torch.cat([image[0], alpha[0]])
+    expected = (planes.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous()
+    picture = to_pil(image, alpha)
+    assert picture.mode == ("RGBA" if with_alpha else "RGB") and picture.size == (23, 17)
+    assert picture.tobytes() == expected.numpy().tobytes()
+    rgb, loaded_alpha = _to_tensors(picture)
+    assert torch.equal(rgb, expected[..., :3].permute(2, 0, 1).unsqueeze(0).float() / 255.0)
+    if with_alpha:
+        assert torch.equal(loaded_alpha, expected[..., 3:].permute(2, 0, 1).unsqueeze(0).float() / 255.0)
+    else:
+        assert loaded_alpha is None
