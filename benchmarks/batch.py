@@ -118,15 +118,15 @@ def main() -> None:
         print(f"best: --batch-size {best}, {rates[best] / rates[1]:.2f} x the images/s of --batch-size 1")
         # At --batch-size 1, alternately: stylize as it is; its results written in the batch's own
         # thread (as before the background writer); and PNG at PIL's default zlib level 6.
-        threads = stylize.batchrun.writer_threads()
-        variants = {f"as stylize runs ({threads} writer thread{'s' * (threads > 1)}, zlib level "
+        threads = stylize.batchrun.io_threads()
+        variants = {f"as stylize runs ({threads} reader and writer thread{'s' * (threads > 1)} each, zlib level "
                     f"{stylize.imageio.PNG_COMPRESS_LEVEL})": (threads, stylize.imageio.PNG_COMPRESS_LEVEL),
                     "written in the batch's thread": (0, stylize.imageio.PNG_COMPRESS_LEVEL),
                     "PNG at zlib level 6 (PIL's default)": (threads, 6)}
         results: dict[str, list[tuple[float, int]]] = {label: [] for label in variants}
         for round_ in range(2):
             for n, (label, (writers, level)) in enumerate(variants.items()):
-                with mock.patch.object(stylize.batchrun, "writer_threads", lambda writers=writers: writers), \
+                with mock.patch.object(stylize.batchrun, "io_threads", lambda writers=writers: writers), \
                         mock.patch.object(stylize.imageio, "PNG_COMPRESS_LEVEL", level):
                     out = folder / f"variant{n}-{round_}"
                     results[label].append((throughput(model, args.device, photos, 1, out),

@@ -4,8 +4,8 @@ A file that fails (corrupt, too small, too large) is recorded with its reason an
 goes on. Outputs are written atomically, so Ctrl-C leaves only finished files: the image in
 flight is discarded (results already computed are written first), and re-running the batch
 skips what is done. The networks, the VGG and each style image's statistics are loaded or
-computed once; trained networks process same-size photos together while a background thread
-reads the next ones and others write the last results.
+computed once; trained networks process same-size photos together while reader threads decode
+the next ones and writer threads encode the last results.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 import collections
 import functools
 import os
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -136,11 +134,12 @@ def _record(summary: Summary, on_job: JobFn | None, index: int, total: int, outc
 def run_fast_batch(jobs: list[PlannedJob], stylizer: Fast, options: OutputConfig,
                    on_job: JobFn | None = None) -> Summary:
     """A trained network over every job (all of them: skipping is run_batch's); same-size photos
-    go through it together, while a background thread reads the next photos and others write
-    the last results. Outcomes come in the order the photos finish."""
+    go through it together, while reader threads decode the next photos and writer threads
+    encode the last results. Outcomes come in the order the photos finish."""
     summary = Summary()
-    loader = _Loader(list(enumerate(jobs)), options.max_pixels, prefetch=2 * options.batch_size)
-    writer = _Writer(writer_threads(), in_flight=2 * options.batch_size)
+    threads = io_threads()
+    loader = _Loader(list(enumerate(jobs)), options.max_pixels, prefetch=2 * options.batch_size, threads=threads)
+    writer = _Writer(threads, in_flight=2 * options.batch_size)
     pending: dict[tuple[int, int], list[tuple[int, PlannedJob, LoadedImage, torch.Tensor]]] = {}
 
     def flush(key: tuple[int, int]) -> None:
@@ -205,11 +204,13 @@ def _written(writer: _Writer, summary: Summary, on_job: JobFn | None, total: int
         _record(summary, on_job, index, total, outcome)
 
 
-def writer_threads() -> int:
-    """Threads that encode and write results: half the cores, at least one, at most four. On the
-    2-core CPU one: the network's pass has the cores, and a PNG at zlib level 1 takes a quarter
-    of a bundled model's pass (imageio.PNG_COMPRESS_LEVEL); on a GPU's host the encoding is most
-    of a photo's time."""
+def io_threads() -> int:
+    """Threads that read photos, and threads that encode and write results: half the cores each,
+    at least one, at most four. On the 2-core CPU one: the network's pass has the cores, and a
+    PNG at zlib level 1 takes a quarter of a bundled model's pass (imageio.PNG_COMPRESS_LEVEL).
+    On a GPU's host reading and writing are most of a frame's time: one core reads a 1080p JPEG
+    in 10 ms and a PNG in 53, and writes them in about 20 and 190 (benchmarks/imageio_speed.py),
+    where the network takes a few."""
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
@@ -252,45 +253,38 @@ class _Writer:
 
 
 class _Loader:
-    """Reads photos in a background thread (decoding overlaps with the network's work)."""
+    """Reads photos in background threads (decoding overlaps with the network's work), at most
+    ``prefetch`` ahead of the batch, handed over in the jobs' order."""
 
-    _END = object()
+    def __init__(self, jobs: list[tuple[int, PlannedJob]], max_pixels: int, prefetch: int, threads: int = 1) -> None:
+        self._jobs = iter(jobs)
+        self._max_pixels = max_pixels
+        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="stylize-reader")
+        self._ahead: collections.deque[tuple[int, PlannedJob, Future]] = collections.deque()
+        for _ in range(max(1, prefetch)):
+            self._read_next()
 
-    def __init__(self, jobs: list[tuple[int, PlannedJob]], max_pixels: int, prefetch: int) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._work, args=(jobs, max_pixels), daemon=True)
-        self._thread.start()
-
-    def _work(self, jobs: list[tuple[int, PlannedJob]], max_pixels: int) -> None:
-        for index, job in jobs:
-            if self._stop.is_set():
-                return
-            try:
-                item: LoadedImage | BaseException = load_image(job.content.path, max_pixels)
-            except Exception as exc:  # handed to the batch, whose _failure stops it on a bug
-                item = exc
-            self._put((index, job, item))
-        self._put(self._END)
-
-    def _put(self, item: object) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+    def _read_next(self) -> None:
+        item = next(self._jobs, None)
+        if item is not None:
+            index, job = item
+            self._ahead.append((index, job, self._pool.submit(_read, job.content.path, self._max_pixels)))
 
     def __iter__(self) -> Iterator[tuple[int, PlannedJob, LoadedImage | BaseException]]:
-        while True:
-            item = self._queue.get()
-            if item is self._END:
-                return
-            yield item
+        while self._ahead:
+            index, job, future = self._ahead.popleft()
+            self._read_next()
+            yield index, job, future.result()
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _read(path: Path, max_pixels: int) -> LoadedImage | BaseException:
+    try:
+        return load_image(path, max_pixels)
+    except Exception as exc:  # handed to the batch, whose _failure stops it on a bug
+        return exc
 
 
 def write_contact_sheet(jobs: list[PlannedJob], summary: Summary, path: Path, overwrite: bool) -> None:

@@ -451,9 +451,10 @@ def test_a_bug_while_loading_stops_a_model_batch_instead_of_hanging(tmp_path, mo
 @pytest.mark.parametrize("threads", [2, 0])
 def test_results_are_written_in_the_background_and_a_failed_write_fails_its_photo_only(tmp_path, model,
                                                                                       monkeypatch, threads):
-    """A batch through a trained network hands its results to writer threads (with none, its own
-    thread writes them): every output is written whole, a write that fails marks its photo
-    failed with the reason and the rest go on; a write that fails with a bug stops the batch."""
+    """A batch through a trained network reads its photos in reader threads, in order, and hands its
+    results to writer threads (with none, its own thread writes them): every output is written
+    whole, a photo that cannot be read or written is failed with the reason and the rest go on;
+    a write that fails with a bug stops the batch."""
     import threading
 
     import stylize.batchrun
@@ -466,6 +467,7 @@ def test_results_are_written_in_the_background_and_a_failed_write_fails_its_phot
     photos.mkdir()
     for i in range(5):
         scene(40, 32, seed=i).save(photos / f"p{i}.png")
+    (photos / "p5.png").write_bytes(b"not a png")  # read in a reader thread, failed in its turn
     writers, real = [], stylize.batchrun.save_result
 
     def save(image, content, path, *args):
@@ -474,7 +476,7 @@ def test_results_are_written_in_the_background_and_a_failed_write_fails_its_phot
             raise OutputError(f"{path}: disk full")
         real(image, content, path, *args)
 
-    monkeypatch.setattr(stylize.batchrun, "writer_threads", lambda: threads)
+    monkeypatch.setattr(stylize.batchrun, "io_threads", lambda: threads)
     monkeypatch.setattr(stylize.batchrun, "save_result", save)
     stylizer = Fast(model, "cpu")
     jobs = plan(pair(expand([photos], False, "content"), [()], Pairing.product), tmp_path / "out", "{content}.{ext}",
@@ -482,13 +484,16 @@ def test_results_are_written_in_the_background_and_a_failed_write_fails_its_phot
     events = []
     summary = run_batch(jobs, stylizer, OutputConfig(batch_size=2),
                         on_job=lambda event: events.append((threading.current_thread(), event)))
-    assert summary.count(Status.done) == 4
-    assert [o.reason for o in summary.failed] == [f"{tmp_path}/out/p3.png: disk full"]
+    assert summary.count(Status.done) == 4 and len(summary.failed) == 2
+    assert summary.failed[0].reason == f"{tmp_path}/out/p3.png: disk full"
+    assert summary.failed[1].job.content.path.name == "p5.png"
+    starts = [event.index for _, event in events if event.outcome is None]
+    assert starts == list(range(6))  # photos handed over in order, however many threads read them
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.png", "p1.png", "p2.png", "p4.png"]
     assert all(load_image(tmp_path / "out" / f"p{i}.png").size == (32, 40) for i in (0, 1, 2, 4))
     assert all((w is threading.main_thread()) == (threads == 0) for w in writers) and len(writers) == 5
     ends = [thread for thread, event in events if event.outcome is not None]
-    assert len(ends) == 5 and all(t is threading.main_thread() for t in ends)  # reported by the batch's thread
+    assert len(ends) == 6 and all(t is threading.main_thread() for t in ends)  # reported by the batch's thread
 
     def broken(*args):
         raise ValueError("a bug")
