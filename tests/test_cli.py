@@ -260,6 +260,8 @@ def test_info_text_and_json():
     assert data["backbones"]["vgg16"].startswith("bundled")
     assert set(data["backbones"]) == {"vgg16", "vgg19", "vgg16-imagenet"}
     assert data["cpu_threads"] >= 1 and data["torch"]
+    assert 1 <= data["batch_io_threads"] <= 4 and "batch i/o threads" in text.stdout
+    assert data["cuda_graphs"] == data["auto_device"].startswith("cuda") and "cuda graphs" in text.stdout
     import torchvision
 
     assert torchvision.__version__.startswith(data["torchvision"])

@@ -107,6 +107,7 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
     """Show versions, devices, the device `auto` picks, and where each backbone's weights are."""
     import torch
 
+    from stylize.batchrun import io_threads
     from stylize.device import available_devices, resolve_device, resolve_half
     from stylize.features import weights_status
 
@@ -120,6 +121,8 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
         "auto_device": str(auto),
         "half_by_default": resolve_half(auto, None),
         "cpu_threads": torch.get_num_threads(),
+        "batch_io_threads": io_threads(),
+        "cuda_graphs": auto.type == "cuda",
         "backbones": {b.value: weights_status(b) for b in Backbone},
         "onnxruntime": _package_version("onnxruntime"),
     }
@@ -133,7 +136,12 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
         rows.append((f"device {d['device']}", f"{d['name']}{memory}"))
     half = ("on by default (bfloat16 is native on this CPU; --no-half to turn it off)" if data["half_by_default"]
             else "off by default (--half to turn it on)")
+    graphs = ("on (iterative steps, training steps, --model passes of same-size photos)" if data["cuda_graphs"]
+              else "off (CUDA only)")
     rows += [("auto picks", data["auto_device"]), ("half precision", half), ("cpu threads", str(data["cpu_threads"])),
+             ("batch i/o threads", f"{data['batch_io_threads']} reading, {data['batch_io_threads']} writing "
+                                   "(folders through a --model)"),
+             ("cuda graphs", graphs),
              ("onnxruntime", data["onnxruntime"] or "not installed (for .onnx models: pip install 'stylize[onnx]')")]
     rows += [(f"backbone {name}", status) for name, status in data["backbones"].items()]
     width = max(len(k) for k, _ in rows)
