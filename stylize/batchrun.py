@@ -256,7 +256,7 @@ class _Loader:
     """Reads photos in background threads (decoding overlaps with the network's work), at most
     ``prefetch`` ahead of the batch, handed over in the jobs' order."""
 
-    def __init__(self, jobs: list[tuple[int, PlannedJob]], max_pixels: int, prefetch: int, threads: int = 1) -> None:
+    def __init__(self, jobs: list[tuple[int, PlannedJob]], max_pixels: int, prefetch: int, threads: int) -> None:
         self._jobs = iter(jobs)
         self._max_pixels = max_pixels
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="stylize-reader")

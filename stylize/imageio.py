@@ -143,8 +143,8 @@ def _to_tensors(img: Image.Image) -> tuple[torch.Tensor, torch.Tensor | None]:
     channels = 4 if has_alpha else 3
     data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(img.height, img.width, channels)
     # One pass converts to float and out of PIL's interleaved layout, one divides in place: the
-    # same values as converting, copying and dividing in three, 1.44-1.49x as fast (a 1080p
-    # frame on one core: 6.2 against 8.9-9.4 ms; benchmarks/imageio_speed.py).
+    # same values as converting, copying and dividing in three, 1.40-1.49x as fast (a 1080p
+    # frame on one core: 6.0-6.3 against 8.4-9.4 ms; benchmarks/imageio_speed.py).
     tensor = torch.empty((1, channels, img.height, img.width))
     tensor[0].copy_(data.permute(2, 0, 1))
     tensor.div_(255.0)

@@ -18,7 +18,7 @@ import torch
 from stylize.color import preserve_color
 from stylize.config import BackboneConfig, RunConfig
 from stylize.cudagraph import SameShapeReplay
-from stylize.device import autocast, make_deterministic, memory_budget, resolve_device, resolve_half
+from stylize.device import make_deterministic, memory_budget, resolve_device, resolve_half
 from stylize.errors import ImageError, OutputError, ResourceError
 from stylize.exported import ExportedModel, is_exported, load_exported
 from stylize.features import load_loss_extractor
@@ -29,7 +29,7 @@ from stylize.modelfile import LoadedModel, load_model
 from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, estimate_memory, estimate_style_memory,
                               iterative_half, largest_fitting_size, plan_schedule, run_iterative, style_size)
 from stylize.tiling import MIN_TILE, estimate_bytes, largest_fitting_side, stylize_tiled
-from stylize.transformer import STRIDE, for_inference
+from stylize.transformer import STRIDE, for_inference, infer
 
 GB = 2**30
 # A fast run's photo, result and the copy written out, per pixel of the result: 33 bytes over the
@@ -112,7 +112,7 @@ class Fast:
             self.path, self.tile = self.model.path, tile
             # On CUDA a run of same-size inputs (video frames, full batches) replays one recorded
             # pass: a pass of the bundled model is some 50 launches and little arithmetic.
-            self._pass = SameShapeReplay(self._forward, self.device,
+            self._pass = SameShapeReplay(lambda x: infer(self.network, x, self.device, self.half), self.device,
                                          self._replay_fits if cuda_graph else lambda images: False)
         self.size, self.keep_color = size, keep_color
         self.half = not self.exported and resolve_half(self.device, half)
@@ -161,10 +161,6 @@ class Fast:
         if self.keep_color:
             results = [preserve_color(r, i) for r, i in zip(results, images)]
         return results
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), autocast(self.device, self.half):
-            return self.network(x)
 
     def _replay_fits(self, images: torch.Tensor) -> bool:
         """Whether a recorded pass, whose memory pool holds a second pass's activations, leaves

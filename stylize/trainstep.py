@@ -123,9 +123,9 @@ class TrainStep:
         return self._replay is not None
 
     def __call__(self, batch: torch.Tensor, step: int) -> LossParts:
-        shift = shift_for_step(self.config.seed, step)
+        shift = shift_for_step(self.config.seed, step) if self.config.shift_weight > 0 else None
         if not self.static:
-            return self._step(batch.to(self.device, non_blocking=True), Shift(*shift))
+            return self._step(batch.to(self.device, non_blocking=True), Shift(*shift) if shift else None)
         if self._batch is None:
             self._batch = torch.empty(batch.shape, dtype=batch.dtype, device=self.device)
         self._batch.copy_(batch, non_blocking=True)
@@ -152,7 +152,7 @@ class TrainStep:
         with autocast(self.device, cfg.half):
             with torch.no_grad():
                 content_targets = self.extractor(batch, self.content_layers)  # no deeper than the content layer
-            if cfg.shift_weight > 0 and shift is not None:
+            if shift is not None:  # only with a shift weight
                 # The crops and their shifted copies go through in one pass (one forward, as DDP wants).
                 output, shifted = self.model(torch.cat([batch, shift.copy(batch)])).chunk(2)
                 term = cfg.shift_weight * shift.consistency(output, shifted)

@@ -456,13 +456,19 @@ def for_inference(network: TransformerNet) -> TransformerNet:
     return copy
 
 
+def infer(network: nn.Module, image: torch.Tensor, device: torch.device, half: bool = False) -> torch.Tensor:
+    """``network(image)`` in inference mode; ``half``: in mixed precision (--half). ``image`` is
+    on ``device`` already, and so is the result, in the network's output type."""
+    with torch.inference_mode(), autocast(device, half):
+        return network(image)
+
+
 def stylize_image(network: TransformerNet, image: torch.Tensor, device: torch.device,
                   half: bool = False) -> torch.Tensor:
     """One forward pass in inference mode (batch norm uses its running statistics); ``half``:
     in mixed precision (--half). The result is float32 on the CPU."""
     was_training = network.training
     network.eval()
-    with torch.inference_mode(), autocast(device, half):
-        result = network(image.to(device)).float().cpu()
+    result = infer(network, image.to(device), device, half).float().cpu()
     network.train(was_training)
     return result

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from stylize.batch import expand, natural_key, output_folder, pair, plan
+from stylize.batch import PlannedJob, expand, natural_key, output_folder, pair, plan
 from stylize.cli import app
 from stylize.config import Pairing
 from stylize.errors import InputError, OutputError
@@ -426,8 +426,7 @@ def test_a_bug_while_loading_stops_a_model_batch_instead_of_hanging(tmp_path, mo
     photos = tmp_path / "photos"
     photos.mkdir()
     scene(40, 32).save(photos / "p.png")
-    jobs = plan(pair(expand([photos], False, "content"), [()], Pairing.product), tmp_path / "out", "{content}.{ext}",
-                "png", "tiny")
+    jobs = _model_jobs(photos, tmp_path / "out", "tiny")
     stylizer = Fast(model, "cpu")
 
     def broken(path, max_pixels):
@@ -463,10 +462,7 @@ def test_results_are_written_in_the_background_and_a_failed_write_fails_its_phot
     from stylize.config import OutputConfig
     from stylize.job import Fast
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(5):
-        scene(40, 32, seed=i).save(photos / f"p{i}.png")
+    photos = _scenes(tmp_path / "photos", 5)
     (photos / "p5.png").write_bytes(b"not a png")  # read in a reader thread, failed in its turn
     writers, real = [], stylize.batchrun.save_result
 
@@ -479,8 +475,7 @@ def test_results_are_written_in_the_background_and_a_failed_write_fails_its_phot
     monkeypatch.setattr(stylize.batchrun, "io_threads", lambda: threads)
     monkeypatch.setattr(stylize.batchrun, "save_result", save)
     stylizer = Fast(model, "cpu")
-    jobs = plan(pair(expand([photos], False, "content"), [()], Pairing.product), tmp_path / "out", "{content}.{ext}",
-                "png", "m")
+    jobs = _model_jobs(photos, tmp_path / "out", "m")
     events = []
     summary = run_batch(jobs, stylizer, OutputConfig(batch_size=2),
                         on_job=lambda event: events.append((threading.current_thread(), event)))
@@ -511,10 +506,7 @@ def test_ctrl_c_in_a_fast_batch_writes_what_was_computed_and_stops(tmp_path, mod
     from stylize.config import OutputConfig
     from stylize.job import Fast
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(6):
-        scene(40, 32, seed=i).save(photos / f"p{i}.png")
+    photos = _scenes(tmp_path / "photos", 6)
     stylizer = Fast(model, "cpu")
     real, calls = stylizer.run, []
 
@@ -525,9 +517,22 @@ def test_ctrl_c_in_a_fast_batch_writes_what_was_computed_and_stops(tmp_path, mod
         return real(images)
 
     monkeypatch.setattr(stylizer, "run", run)
-    jobs = plan(pair(expand([photos], False, "content"), [()], Pairing.product), tmp_path / "out", "{content}.{ext}",
-                "png", "m")
+    jobs = _model_jobs(photos, tmp_path / "out", "m")
     summary = run_batch(jobs, stylizer, OutputConfig(batch_size=2))
     assert summary.interrupted and summary.count(Status.done) == 4 and not summary.failed
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.png", "p1.png", "p2.png", "p3.png"]
     assert all(load_image(tmp_path / "out" / f"p{i}.png").size == (32, 40) for i in range(4))
+
+
+def _scenes(folder: Path, count: int) -> Path:
+    """A folder of ``count`` generated photos of one size, p0.png ..."""
+    folder.mkdir()
+    for i in range(count):
+        scene(40, 32, seed=i).save(folder / f"p{i}.png")
+    return folder
+
+
+def _model_jobs(photos: Path, out: Path, model_name: str) -> list[PlannedJob]:
+    """The jobs of `stylize run PHOTOS --model MODEL -o OUT --name {content}.{ext}`."""
+    return plan(pair(expand([photos], False, "content"), [()], Pairing.product), out, "{content}.{ext}", "png",
+                model_name)

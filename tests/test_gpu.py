@@ -143,16 +143,12 @@ def test_cuda_training_is_reproducible(tmp_path, shuffle):
     the network's padding and repeats sum their gradients in a fixed order there
     (stylize.deterministic), where torch's CUDA kernels add with atomics, and its kernels are
     folded by matrix products (transformer.fold_phases, fold_block), not indexing."""
-    from conftest import scene
     from stylize.config import TrainConfig
     from stylize.modelfile import load_model
     from stylize.train import prepare_training, train
     from stylize.transformer import TransformerConfig
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(4):
-        scene(80, 72, seed=i).save(photos / f"p{i}.png")
+    photos = _training_photos(tmp_path / "photos")
     config = TrainConfig(image_size=64, batch_size=2, steps=4, checkpoint_every=100, workers=0)
     weights = []
     for name in ("a.pt", "b.pt"):
