@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import tempfile
 import time
 from pathlib import Path
@@ -45,7 +46,7 @@ from stylize.features import load_extractor
 from stylize.imageio import load_image, resize, save_image, to_pil
 from stylize.losses import gram_matrix, relative_error, style_layer_weights
 from stylize.modelfile import load_model
-from stylize.transformer import CLASSIC, SMALL, TransformerNet, for_inference
+from stylize.transformer import CLASSIC, SMALL, TransformerNet, for_inference, infer
 
 
 def style_loss(extractor, image: torch.Tensor, painting: torch.Tensor) -> float:
@@ -99,12 +100,7 @@ def main() -> None:
     def run_graphed(net: torch.nn.Module, label: str) -> None:
         """As stylize runs a run of same-size frames: the second records, later ones replay."""
         net = net.to(device).eval()
-
-        def forward(t: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode():
-                return net(t)
-
-        replay = SameShapeReplay(forward, device)
+        replay = SameShapeReplay(functools.partial(infer, net, device=device), device)
         replay(x), replay(x)
         if not replay.replaying:
             print(f"({label}: could not be recorded)")

@@ -24,18 +24,18 @@ from pathlib import Path
 
 import torch
 
-from common import REPO, SHARED, device_name, setup_device, sync, torch_instance_norm, torch_padding
+from common import REPO, SHARED, device_name, setup_device, sync, timed, torch_instance_norm, torch_padding
 from stylize.config import BackboneConfig, RunConfig, TrainConfig
 from stylize.cudagraph import SameShapeReplay
 from stylize.dataset import scan_photos
-from stylize.device import autocast, half_dtype
+from stylize.device import half_dtype
 from stylize.features import load_extractor
 from stylize.imageio import fit_long_side, load_image
 from stylize.losses import required_layers
 from stylize.modelfile import bundled_models, load_model
 from stylize.optimize import ScaleProblem, run_iterative
 from stylize.train import prepare_training, train
-from stylize.transformer import CLASSIC, TransformerConfig, for_inference
+from stylize.transformer import CLASSIC, TransformerConfig, for_inference, infer
 from train import ours, reference  # the training benchmark's two loops
 
 
@@ -63,21 +63,11 @@ def training_difference(photos: Path, style: Path, config: TrainConfig, device: 
     return max(float((weights[0][k] - weights[1][k]).abs().max()) for k in weights[0])
 
 
-def forward_pass(network: torch.nn.Module, device: torch.device, half: bool, x: torch.Tensor) -> torch.Tensor:
-    with torch.inference_mode(), autocast(device, half):
-        return network(x)
-
-
 def frames_per_second(stylise: Callable[[torch.Tensor], torch.Tensor], frame: torch.Tensor, count: int) -> float:
-    """Passes a second over ``count`` passes, after three more (kernels chosen, graphs recorded)."""
-    for _ in range(3):
-        stylise(frame)
-    sync(frame.device)
-    start = time.perf_counter()
-    for _ in range(count):
-        stylise(frame)
-    sync(frame.device)
-    return count / (time.perf_counter() - start)
+    """Passes a second over ``count`` passes, after three more (kernels chosen, graphs recorded:
+    SameShapeReplay records at the second)."""
+    stylise(frame), stylise(frame)
+    return 1 / timed(lambda: stylise(frame), frame.device, count)  # after its own warm-up call
 
 
 def main() -> None:
@@ -132,12 +122,12 @@ def main() -> None:
             (", torch's instance norm", inference, torch_instance_norm, (False,))):
         for half in precisions:
             with context():
-                fps = frames_per_second(functools.partial(forward_pass, network, device, half), frame, args.frames)
+                fps = frames_per_second(functools.partial(infer, network, device=device, half=half), frame, args.frames)
             print(f"fast model {model.path.stem}{label}, {frame.shape[-1]}x{frame.shape[-2]}, "
                   f"{'half precision' if half else 'float32'}: {fps:.1f} frames/s")
     # Frames of one size as `stylize run --model` runs them: from the second on, one recorded pass replayed.
     for half in (False, True):
-        replay = SameShapeReplay(functools.partial(forward_pass, inference, device, half), device)
+        replay = SameShapeReplay(functools.partial(infer, inference, device=device, half=half), device)
         fps = frames_per_second(replay, frame, args.frames)
         how = "replayed as a CUDA graph" if replay.replaying else "not recorded, eager"
         print(f"fast model {model.path.stem}, frames of one size ({how}), {frame.shape[-1]}x{frame.shape[-2]}, "

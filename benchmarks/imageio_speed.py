@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import argparse
 import io
-import time
-from collections.abc import Callable
 
 import torch
 from PIL import Image
 
-from common import REPO, SHARED
+from common import REPO, SHARED, alternate, timed
 from stylize.imageio import PNG_COMPRESS_LEVEL, _to_tensors, load_image, resize, to_pil
+
+
+CPU = torch.device("cpu")
 
 
 def plain_to_pil(image: torch.Tensor) -> Image.Image:
@@ -34,16 +35,6 @@ def plain_to_tensor(img: Image.Image) -> torch.Tensor:
     return data.view(img.height, img.width, 3).permute(2, 0, 1).unsqueeze(0).float().contiguous() / 255.0
 
 
-def best_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1000
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
@@ -53,25 +44,26 @@ def main() -> None:
     photo = photo if photo.exists() else REPO / "samples" / "chelsea.jpg"
     frame = resize(load_image(photo).rgb, (1080, 1920))
     picture = to_pil(frame)
-    print(f"a 1920x1080 frame ({photo.name}), one thread, best of {args.repeats}")
+    print(f"a 1920x1080 frame ({photo.name}), one thread; conversions: medians of {args.repeats} taken in "
+          f"turn, the rest: means of {args.repeats}")
     pairs = (("tensor -> PIL", lambda: to_pil(frame), lambda: plain_to_pil(frame)),
              ("PIL -> tensor", lambda: _to_tensors(picture), lambda: plain_to_tensor(picture)))
     for label, ours, plain in pairs:
-        runs = [(best_ms(ours, 1), best_ms(plain, 1)) for _ in range(args.repeats)]  # alternately
-        a, b = min(r[0] for r in runs), min(r[1] for r in runs)
+        times = alternate({"ours": ours, "plain": plain}, CPU, args.repeats)
+        a, b = times["ours"] * 1000, times["plain"] * 1000
         print(f"  {label}: {a:.1f} ms, plain {b:.1f} ms ({b / a:.2f}x)")
     encoded = {}
     encoders = ((f"PNG, zlib level {PNG_COMPRESS_LEVEL}", "PNG", {"compress_level": PNG_COMPRESS_LEVEL}),
                 ("PNG, zlib level 6 (PIL's default)", "PNG", {"compress_level": 6}),
                 ("JPEG, quality 95", "JPEG", {"quality": 95}))
     for label, fmt, options in encoders:
-        ms = best_ms(lambda: picture.save(io.BytesIO(), format=fmt, **options), args.repeats)
+        ms = timed(lambda: picture.save(io.BytesIO(), format=fmt, **options), CPU, args.repeats) * 1000
         buffer = io.BytesIO()
         picture.save(buffer, format=fmt, **options)
         encoded[fmt] = buffer.getvalue()
         print(f"  encode {label}: {ms:.1f} ms, {len(encoded[fmt]) / 2**20:.2f} MiB")
     for fmt, data in encoded.items():
-        ms = best_ms(lambda: Image.open(io.BytesIO(data)).load(), args.repeats)
+        ms = timed(lambda: Image.open(io.BytesIO(data)).load(), CPU, args.repeats) * 1000
         print(f"  decode {fmt}: {ms:.1f} ms")
 
 
