@@ -26,6 +26,9 @@ from stylize.errors import InputError
 from stylize.transformer import MIN_SIDE, TransformerNet, for_inference, pad_to_min_side
 
 ONNX_OPSET = 18
+# torch.onnx's exporter (torch.export) fails on the network's dynamic height and width before
+# torch 2.10 (tried: 2.5.1, 2.6.0, 2.8.0, 2.9.1); TorchScript export works on every supported torch.
+ONNX_MIN_TORCH = "2.10"
 SUFFIXES = {".onnx": ExportFormat.onnx, ".ts": ExportFormat.torchscript, ".torchscript": ExportFormat.torchscript}
 _INSTALL = "pip install 'stylize[onnx]' (onnx, onnxscript and onnxruntime)"
 
@@ -62,12 +65,20 @@ def export_model(network: TransformerNet, meta: dict[str, Any], path: Path, fmt:
     atomic_write(path, lambda handle: handle.write(data), overwrite)
 
 
+def onnx_export_supported() -> bool:
+    """Whether this torch's ONNX exporter handles the network's dynamic image sizes."""
+    return torch.__version__ >= ONNX_MIN_TORCH
+
+
 def _onnx_bytes(network: TransformerNet, meta: dict[str, Any]) -> bytes:
     try:
         import onnx  # noqa: F401  (torch's exporter needs onnx and onnxscript)
         import onnxscript  # noqa: F401
     except ImportError:
         raise ExportError(f"ONNX export needs optional packages: {_INSTALL}") from None
+    if not onnx_export_supported():
+        raise ExportError(f"ONNX export needs torch {ONNX_MIN_TORCH} or newer (this is torch {torch.__version__}): "
+                          "upgrade torch, or export TorchScript instead (-o MODEL.ts)")
     from torch.export import Dim
 
     side = network.min_side

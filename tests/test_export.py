@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -12,7 +13,8 @@ from typer.testing import CliRunner
 
 from stylize.cli import app
 from stylize.config import ExportFormat, NormKind
-from stylize.exported import ExportError, check_export, export_model, is_exported, load_exported
+from stylize.exported import (ONNX_MIN_TORCH, ExportError, check_export, export_model, is_exported, load_exported,
+                              onnx_export_supported)
 from stylize.imageio import load_image
 from stylize.modelfile import save_model
 from stylize.transformer import TransformerConfig, TransformerNet
@@ -42,9 +44,16 @@ def model_file(tmp_path_factory) -> Path:
     return path
 
 
+def needs_onnx_export() -> None:
+    """Skip where ONNX cannot be exported: without the [onnx] extra, or on a torch too old for it."""
+    pytest.importorskip("onnxscript", reason="ONNX export needs the [onnx] extra")
+    if not onnx_export_supported():
+        pytest.skip(f"ONNX export needs torch {ONNX_MIN_TORCH} or newer (this is {torch.__version__})")
+
+
 @pytest.fixture(scope="module")
 def onnx_file(model_file, tmp_path_factory) -> Path:
-    pytest.importorskip("onnxscript", reason="ONNX export needs the [onnx] extra")
+    needs_onnx_export()
     path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
     result = runner.invoke(app, ["export", str(model_file), "-o", str(path)])
     assert result.exit_code == 0, result.output
@@ -90,7 +99,7 @@ def test_onnx_gives_the_same_output_at_any_size(model_file, onnx_file):
 def test_onnx_export_keeps_one_instance_norm_node_a_layer(tmp_path, monkeypatch):
     """In float32 the network's instance norm runs as a group norm (transformer.InstanceNorm),
     which ONNX would get as four nodes a layer; the export is the graph of torch's instance norm."""
-    pytest.importorskip("onnxscript", reason="ONNX export needs the [onnx] extra")
+    needs_onnx_export()
     import onnx
 
     from stylize import transformer
@@ -109,7 +118,7 @@ def test_onnx_of_an_older_nearest_upsampling_model(tmp_path):
     """Model files from before bilinear upsampling export with the nearest-neighbour layers they
     were trained with."""
     pytest.importorskip("onnxruntime", reason="running ONNX needs the [onnx] extra")
-    pytest.importorskip("onnxscript", reason="ONNX export needs the [onnx] extra")
+    needs_onnx_export()
     net = random_network(2, upsample="nearest")
     path = tmp_path / "old.onnx"
     export_model(net, {"style_name": "x"}, path, ExportFormat.onnx)
@@ -190,8 +199,24 @@ def test_clear_messages_without_the_onnx_packages(tmp_path, model_file, monkeypa
         load_exported(onnx_path, CPU)
 
 
-def test_onnx_export_without_onnxruntime_is_written_and_said_unchecked(tmp_path, model_file, monkeypatch):
+def test_onnx_export_on_a_torch_too_old_for_it_is_refused_in_one_line(tmp_path, model_file, monkeypatch):
+    """torch's ONNX exporter fails on the network's dynamic sizes before ONNX_MIN_TORCH: the user
+    is told what to do instead of getting the exporter's traceback, and no file is written."""
     pytest.importorskip("onnxscript", reason="ONNX export needs the [onnx] extra")
+    monkeypatch.setattr(torch, "__version__", torch.torch_version.TorchVersion("2.9.1"))
+    assert not onnx_export_supported()
+    result = runner.invoke(app, ["export", str(model_file), "-o", str(tmp_path / "x.onnx")])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "needs torch 2.10 or newer (this is torch 2.9.1)" in result.stderr and "-o MODEL.ts" in result.stderr
+    assert not (tmp_path / "x.onnx").exists()
+    assert "needs torch 2.10 or newer" in json.loads(runner.invoke(app, ["info", "--json"]).stdout)["onnx_export"]
+    monkeypatch.setattr(torch, "__version__", torch.torch_version.TorchVersion("2.10.0+cu130"))
+    assert onnx_export_supported()
+    assert json.loads(runner.invoke(app, ["info", "--json"]).stdout)["onnx_export"] == "available"
+
+
+def test_onnx_export_without_onnxruntime_is_written_and_said_unchecked(tmp_path, model_file, monkeypatch):
+    needs_onnx_export()
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     result = runner.invoke(app, ["export", str(model_file), "-o", str(tmp_path / "x.onnx")])
     assert result.exit_code == 0 and "not checked: onnxruntime is not installed" in result.output

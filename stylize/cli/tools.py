@@ -102,6 +102,16 @@ def _package_version(name: str) -> str | None:
         return None
 
 
+def _onnx_export_status() -> str:
+    from stylize.exported import ONNX_MIN_TORCH, onnx_export_supported
+
+    if not onnx_export_supported():
+        return f"needs torch {ONNX_MIN_TORCH} or newer (TorchScript export works)"
+    if _package_version("onnxscript") is None or _package_version("onnx") is None:
+        return "not installed (pip install 'stylize[onnx]')"
+    return "available"
+
+
 @app.command()
 def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Show versions, devices, the device `auto` picks, and where each backbone's weights are."""
@@ -125,6 +135,7 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
         "cuda_graphs": auto.type == "cuda",
         "backbones": {b.value: weights_status(b) for b in Backbone},
         "onnxruntime": _package_version("onnxruntime"),
+        "onnx_export": _onnx_export_status(),
     }
     if as_json:
         console.print_json(json.dumps(data))
@@ -142,7 +153,8 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
              ("batch i/o threads", f"{data['batch_io_threads']} reading, {data['batch_io_threads']} writing "
                                    "(folders through a --model)"),
              ("cuda graphs", graphs),
-             ("onnxruntime", data["onnxruntime"] or "not installed (for .onnx models: pip install 'stylize[onnx]')")]
+             ("onnxruntime", data["onnxruntime"] or "not installed (for .onnx models: pip install 'stylize[onnx]')"),
+             ("onnx export", data["onnx_export"])]
     rows += [(f"backbone {name}", status) for name, status in data["backbones"].items()]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
