@@ -67,11 +67,6 @@ def start(device: torch.device, world: World) -> None:
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
-def stop(world: World) -> None:
-    if world.distributed and dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def shard(items: Sequence[T], world: World) -> list[T]:
     """This rank's share: every size-th item from its rank on, so each item goes to one rank."""
     return list(items[world.rank::world.size])

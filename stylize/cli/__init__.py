@@ -26,11 +26,15 @@ def main() -> None:
         defer_stop_signals()
         app()
         return
-    # Under torchrun, leave without the interpreter's teardown: Gloo's worker threads outlive
-    # destroy_process_group (torch keeps the group referenced), and tearing them down at exit
-    # now and then aborted a rank whose work was done ("terminate called without an active
-    # exception", SIGABRT: about 1 run in 100 of the two-process tests on a loaded CPU). Every
-    # output is written and closed by now; only the streams need flushing.
+    # Under torchrun, leave without destroying the process group or the interpreter's teardown;
+    # the OS closes the connections. Both tore down Gloo's worker threads at the wrong moment:
+    # - destroy_process_group deadlocked now and then (torch 2.6: 3 of some 60 runs of the
+    #   two-process tests): the main thread, holding the GIL, waits in ~ProcessGroupGloo for a
+    #   worker thread that waits for the GIL, to free a tensor of all_gather_object;
+    # - the teardown at exit aborted a rank whose work was done ("terminate called without an
+    #   active exception", SIGABRT: about 1 run in 100 on a loaded CPU).
+    # Every output is written and closed by now, and the ranks' last collective has returned on
+    # every rank; only the streams need flushing.
     try:
         app()
         code = 0

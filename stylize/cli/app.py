@@ -85,8 +85,9 @@ def arm_stop_signals() -> None:
 @contextmanager
 def command_context(world: Any = None,
                     smaller: str = "a smaller --size (with a trained --model, --tile 512)") -> Iterator[None]:
-    """A command's core errors as one line and exit code 2 (said once, by rank 0 under torchrun);
-    the process group, if any, is left on the way out. ``smaller``: what to try when memory ran out."""
+    """A command's core errors as one line and exit code 2 (said once, by rank 0 under torchrun).
+    ``smaller``: what to try when memory ran out. A process group, if any, is not destroyed: the
+    process leaves with os._exit under torchrun (see ``stylize.cli.main``)."""
     from stylize import distributed  # imports torch
     from stylize.device import reuse_freed_memory
 
@@ -110,8 +111,6 @@ def command_context(world: Any = None,
         if not world.main:
             raise typer.Exit(EXIT_BAD_INPUT) from None
         raise fail(f"out of memory: try {smaller}") from None
-    finally:
-        distributed.stop(world)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
