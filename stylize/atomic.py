@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,13 +20,16 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], overwrite: bool 
     fails if the name is taken.
     """
     path = Path(path)
+    # The temporary name is chosen before the file exists, so the clean-up below removes it even
+    # when Ctrl-C lands just as it is created (inside mkstemp, a file was left behind then).
+    tmp: Path | None = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write it there ({exc.strerror or exc})") from None
-    tmp = Path(tmp_name)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+        try:  # 0o666 less the umask, as for any new file
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except OSError as exc:
+            if isinstance(exc, FileExistsError):
+                tmp = None  # another writer's file (48 random bits alike): not ours to remove
+            raise OutputError(f"{path}: cannot write it there ({exc.strerror or exc})") from None
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -34,7 +38,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], overwrite: bool 
     except OSError as exc:  # disk full, permissions changed while we worked, ...
         raise OutputError(f"{path}: could not be written ({exc.strerror or exc})") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def check_writable(path: Path, overwrite: bool) -> None:
@@ -56,12 +61,6 @@ def check_folder(folder: Path) -> None:
             pass
     except OSError as exc:
         raise OutputError(f"{folder}: cannot write the output there ({exc.strerror or exc})") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _commit(tmp: Path, path: Path, overwrite: bool) -> None:
