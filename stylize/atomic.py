@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -55,12 +55,15 @@ def check_writable(path: Path, overwrite: bool) -> None:
 
 def check_folder(folder: Path) -> None:
     """Create ``folder`` if needed and check that files can be written in it."""
+    probe = Path(folder) / f".stylize-probe-{secrets.token_hex(6)}"  # named first, as in atomic_write
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".stylize-probe-"):
-            pass
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except OSError as exc:
         raise OutputError(f"{folder}: cannot write the output there ({exc.strerror or exc})") from None
+    finally:
+        with contextlib.suppress(OSError):  # e.g. "folder" is a file: no probe was made
+            probe.unlink()
 
 
 def _commit(tmp: Path, path: Path, overwrite: bool) -> None:

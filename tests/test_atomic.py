@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from stylize.atomic import atomic_write
+from stylize.atomic import atomic_write, check_folder
 from stylize.errors import OutputError
 
 
@@ -23,10 +23,11 @@ def test_the_file_appears_whole_with_the_usual_permissions(tmp_path):
     assert path.read_bytes() == b"data" and len(list(tmp_path.iterdir())) == 1
 
 
-@pytest.mark.parametrize("where", ["as the file is created", "while writing"])
+@pytest.mark.parametrize("where", ["as the file is created", "while writing", "as the folder is checked"])
 def test_ctrl_c_leaves_no_temporary_file(tmp_path, monkeypatch, where):
     """Ctrl-C (KeyboardInterrupt) at any point of a write, even the instant the temporary file
-    has been created, leaves neither the output nor the temporary file."""
+    has been created, leaves neither the output nor the temporary file; nor does the output
+    folder's check leave its probe file."""
     real_open = os.open
 
     def open_then_interrupted(*args, **kwargs):
@@ -37,10 +38,13 @@ def test_ctrl_c_leaves_no_temporary_file(tmp_path, monkeypatch, where):
         handle.write(b"half")
         raise KeyboardInterrupt
 
-    if where == "as the file is created":
+    if where != "while writing":
         monkeypatch.setattr(os, "open", open_then_interrupted)
     with pytest.raises(KeyboardInterrupt):
-        atomic_write(tmp_path / "out.bin", write)
+        if where == "as the folder is checked":  # check_folder's probe file, before any work
+            check_folder(tmp_path)
+        else:
+            atomic_write(tmp_path / "out.bin", write)
     assert list(tmp_path.iterdir()) == []
 
 
