@@ -59,6 +59,8 @@ def check_folder(folder: Path) -> None:
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:  # mkdir's: a file has the folder's name (the probe's name is random)
+        raise OutputError(f"{folder}: is a file, not a folder; choose another output folder") from None
     except OSError as exc:
         raise OutputError(f"{folder}: cannot write the output there ({exc.strerror or exc})") from None
     finally:

@@ -9,6 +9,7 @@ outside the output folder, two jobs writing the same file) is found here, before
 from __future__ import annotations
 
 import glob
+import os
 import re
 import string
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from stylize.atomic import check_folder
 from stylize.config import Pairing
 from stylize.errors import InputError, OutputError
 from stylize.imageio import FORMATS
+from stylize.paths import file_problem
 
 # Files a folder or pattern contributes (case-insensitive).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
@@ -57,6 +59,8 @@ def expand(specs: list[Path | str], recursive: bool, what: str) -> list[Source]:
             found += _from_folder(path, recursive, what)
         elif _GLOB_CHARS.search(text):
             found += _from_pattern(text, what)
+        elif os.path.lexists(path):  # a device, a pipe, a broken link
+            raise InputError(f"{text}: {file_problem(path, 'an image file or a folder')} (a {what} input)")
         else:
             raise InputError(f"{text}: no such file or folder (a {what} input)")
     unique: dict[Path, Source] = {}
@@ -153,6 +157,11 @@ def output_folder(output: Path | None, batch: bool) -> tuple[Path | None, Path |
             raise OutputError(f"-o {output}: a batch writes many images; give a folder, and name the files "
                               "with --name")
         return None, output
+    if os.path.lexists(output) and not output.is_dir():  # e.g. -o /dev/null, or an existing "notes"
+        if batch:
+            raise OutputError(f"-o {output}: is a file, not a folder; a batch writes into a folder: choose another")
+        raise OutputError(f"-o {output}: a file of that name is there, and a name without a suffix is a folder; "
+                          f"name the output with its format, such as {output.name}.png, or choose a folder")
     return output, None
 
 

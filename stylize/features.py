@@ -19,6 +19,7 @@ from torch import nn
 
 from stylize.config import Backbone, BackboneConfig, Pooling
 from stylize.errors import InputError, WeightsError
+from stylize.paths import file_problem
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -219,12 +220,11 @@ def _download_torchvision(backbone: Backbone, progress: bool) -> LoadedWeights:
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    problem = file_problem(path, "a weights file")
+    if problem:
+        raise WeightsError(f"{path}: {'no such weights file' if problem == 'no such file' else problem}")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise WeightsError(f"{path}: no such weights file") from None
-    except IsADirectoryError:
-        raise WeightsError(f"{path}: is a directory, expected a weights file") from None
     except Exception as exc:  # torch raises many types for foreign or corrupt files
         raise WeightsError(f"{path}: not a readable PyTorch state dict ({type(exc).__name__})") from None
     return _features_only(raw, path)

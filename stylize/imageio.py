@@ -18,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from stylize.atomic import atomic_write, check_writable
 from stylize.config import OutputConfig
 from stylize.errors import ImageError, OutputError
+from stylize.paths import file_problem
 
 # Output formats by file suffix, and whether each can carry an alpha channel.
 FORMATS: dict[str, tuple[str, bool]] = {
@@ -74,10 +75,9 @@ class LoadedImage:
 def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Read an image file, apply its EXIF orientation and convert any mode to RGB (+ alpha)."""
     path = Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a directory, expected an image file")
+    problem = file_problem(path, "an image file")
+    if problem:
+        raise ImageError(f"{path}: {problem}")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: the file is empty (0 bytes)")
     try:

@@ -13,6 +13,7 @@ Checkpoints are model files with an extra "resume" entry (optimiser state and st
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 from stylize import __version__
 from stylize.atomic import atomic_write
 from stylize.errors import InputError
+from stylize.paths import file_problem
 from stylize.transformer import TransformerConfig, TransformerNet
 
 FORMAT = "stylize-model"
@@ -100,7 +102,7 @@ def resolve_model(name_or_path: Path | str) -> Path:
     for candidate in bundled_models():
         if candidate.stem == str(name_or_path):
             return candidate
-    if path.is_dir():
-        raise ModelFileError(f"{path}: is a directory, expected a model file")
+    if os.path.lexists(path):  # a folder, a device, a pipe, a broken link
+        raise ModelFileError(f"{path}: {file_problem(path, 'a model file')}")
     names = ", ".join(p.stem for p in bundled_models()) or "none"
     raise ModelFileError(f"{name_or_path}: no such model file or bundled model (bundled: {names})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -150,10 +151,21 @@ def _bad(tmp_path: Path, name: str, data: bytes) -> Path:
     return path
 
 
-@pytest.mark.parametrize("case", ["missing", "directory", "text", "empty", "truncated", "tiny"])
+@pytest.mark.parametrize("case", ["missing", "directory", "text", "empty", "truncated", "tiny", "pipe",
+                                  "broken link", "link loop"])
 def test_bad_content_image(case, painting, tmp_path):
     if case == "missing":
         path, message = tmp_path / "nope.jpg", "no such file"
+    elif case == "pipe":  # reading it would wait for a writer; it was called missing
+        path, message = tmp_path / "pipe.jpg", "not a regular file (a device, pipe or socket)"
+        os.mkfifo(path)
+    elif case == "broken link":
+        path, message = tmp_path / "gone.jpg", "a broken symbolic link"
+        path.symlink_to(tmp_path / "deleted.jpg")
+    elif case == "link loop":
+        path, message = tmp_path / "a.jpg", "too many levels of symbolic links"
+        path.symlink_to(tmp_path / "b.jpg")
+        (tmp_path / "b.jpg").symlink_to(path)
     elif case == "directory":  # a folder is a batch input; an empty one has nothing to do
         path, message = tmp_path / "empty", "no content images"
         path.mkdir()
@@ -235,7 +247,26 @@ def test_unavailable_cuda_is_explained(photo, painting, tmp_path):
 def test_unwritable_output_folder(photo, painting, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert_one_line_error(invoke("run", photo, painting, "-o", blocker / "out.png", *FAST), "cannot write")
+    assert_one_line_error(invoke("run", photo, painting, "-o", blocker / "out.png", *FAST),
+                          "file: is a file, not a folder")
+    # A name without a suffix is a folder; an existing file of that name was "File exists".
+    assert_one_line_error(invoke("run", photo, painting, "-o", blocker, *FAST), "such as file.png")
+    assert_one_line_error(invoke("run", photo, painting, photo, "-o", blocker, *FAST),
+                          "a batch writes into a folder")
+    assert blocker.read_text() == "x"
+    if os.path.exists("/dev/null"):
+        assert_one_line_error(invoke("run", photo, painting, "-o", "/dev/null", *FAST), "such as null.png")
+
+
+def test_special_files_are_refused_by_what_they_are(photo, painting, tmp_path):
+    pipe = tmp_path / "pipe.pt"
+    os.mkfifo(pipe)
+    expected = "not a regular file (a device, pipe or socket)"
+    assert_one_line_error(invoke("run", photo, "--model", pipe, "--quiet"), expected, "a model file")
+    assert_one_line_error(invoke("run", photo, painting, "--weights", pipe, *FAST), expected, "a weights file")
+    assert_one_line_error(invoke("run", photo, painting, "--init-image", pipe, "-o", tmp_path / "o.png", *FAST),
+                          expected, "an image file")
+    assert_one_line_error(invoke("train", pipe, "-d", tmp_path, "-o", tmp_path / "m.pt"), expected)
 
 
 def test_unknown_output_format(photo, painting, tmp_path):

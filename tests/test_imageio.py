@@ -122,8 +122,10 @@ def test_check_output_rules(tmp_path):
     assert (tmp_path / "new" / "dir").is_dir()
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
-    with pytest.raises(OutputError, match="cannot write"):
+    with pytest.raises(OutputError, match="file.txt: is a file, not a folder"):
         check_output(blocker / "x.png", overwrite=False)
+    with pytest.raises(OutputError, match="cannot write the output there"):  # a file on the way to the folder
+        check_output(blocker / "sub" / "x.png", overwrite=False)
     with pytest.raises(OutputError, match="unknown image format"):
         check_output(tmp_path / "x.gifx", overwrite=False)
     with pytest.raises(OutputError, match="directory"):
