@@ -98,10 +98,11 @@ class StepBatches(torch.utils.data.Dataset):
             try:
                 image = load_image(path).rgb
                 break
-            except InputError:
+            except InputError as exc:
                 self.failed.append(path)
+                reason = exc
         else:
-            raise InputError("none of the training photos could be decoded")
+            raise InputError(f"none of the {len(self.paths)} training photo(s) could be decoded (the last: {reason})")
         return random_crop(image, self.image_size, generator)
 
 

@@ -234,6 +234,23 @@ def test_empty_or_unusable_folder(style, tmp_path):
         _prepare(style, empty, tmp_path / "m.pt", config(steps=1))
 
 
+def test_photos_that_pass_the_scan_but_cannot_be_decoded(style, tmp_path):
+    # A cut JPEG's header reads well, so the scan keeps it; the crops decode it and give up with the reason.
+    folder = tmp_path / "cut"
+    folder.mkdir()
+    scene(256, 256).save(tmp_path / "whole.jpg")
+    whole = (tmp_path / "whole.jpg").read_bytes()
+    (folder / "cut.jpg").write_bytes(whole[:len(whole) // 2])
+    out = tmp_path / "m.pt"
+    result = CliRunner().invoke(app, ["train", str(style), "-d", str(folder), "-o", str(out), "--steps", "2",
+                                      "--image-size", "32", "--width", "8", "--blocks", "1", "--quiet"])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: none of the 1 training photo(s) could be decoded (the "
+                                                     f"last: {folder / 'cut.jpg'}: the image is truncated"), errors
+    assert "Traceback" not in result.output and not out.exists()
+
+
 @pytest.mark.parametrize("payload,message", [
     (b"garbage bytes", "not a readable"),
     ({"hello": 1}, "not a stylize model"),
