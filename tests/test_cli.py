@@ -311,6 +311,22 @@ def test_info_does_not_import_torchvision():
     assert done.stdout.split() == ["0", "False"], done.stderr
 
 
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version_is_one_line_without_loading_torch(flag):
+    from importlib.metadata import version
+
+    from stylize import __version__
+
+    code = ("import sys; from typer.testing import CliRunner; from stylize.cli import app; "
+            f"result = CliRunner().invoke(app, ['{flag}', 'run']); print(result.output, end=''); "
+            "print(result.exit_code, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    line, status = done.stdout.splitlines()
+    assert line == (f"stylize {__version__} (torch {version('torch')}, torchvision {version('torchvision')}, "
+                    f"Python {sys.version.split()[0]})"), done.stdout + done.stderr
+    assert status == "0 False"
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_keeps_the_best_image_and_exits_non_zero(photo, painting, tmp_path, stop):
     """A real SIGINT (or SIGTERM: kill, timeout, a scheduler) to a real process: the output is

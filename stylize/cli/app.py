@@ -6,7 +6,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -56,6 +56,31 @@ class _OneLineErrors(TyperGroup):
 
 app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Neural style transfer: stylize a photo with a painting.")
+
+
+def package_version(name: str) -> str | None:
+    """An installed package's version, without importing it (torch takes seconds); None if absent."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from stylize import __version__
+
+        versions = ", ".join(f"{name} {package_version(name) or 'not installed'}" for name in ("torch", "torchvision"))
+        typer.echo(f"stylize {__version__} ({versions}, Python {sys.version.split()[0]})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", "-V", callback=_show_version, is_eager=True,
+                                                   help="Show the versions and exit.")] = False) -> None:
+    """Neural style transfer: stylize a photo with a painting."""
 
 
 _DEFERRED_SIGNALS: set[int] = set()  # Ctrl-C and SIGTERM, from main() until torch has loaded

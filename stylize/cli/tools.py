@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from stylize import __version__
-from stylize.cli.app import app, choice, command_context
+from stylize.cli.app import app, choice, command_context, package_version
 from stylize.cli.display import console
 from stylize.config import Backbone, ExportFormat
 from stylize.errors import InputError
@@ -93,21 +93,12 @@ def export(
 
 # --------------------------------------------------------------------------------------- info
 
-def _package_version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
-
-
 def _onnx_export_status() -> str:
     from stylize.exported import ONNX_MIN_TORCH, onnx_export_supported
 
     if not onnx_export_supported():
         return f"needs torch {ONNX_MIN_TORCH} or newer (TorchScript export works)"
-    if _package_version("onnxscript") is None or _package_version("onnx") is None:
+    if package_version("onnxscript") is None or package_version("onnx") is None:
         return "not installed (pip install 'stylize[onnx]')"
     return "available"
 
@@ -126,7 +117,7 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
         "stylize": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": _package_version("torchvision"),  # importing it would take 2 s
+        "torchvision": package_version("torchvision"),  # importing it would take 2 s
         "devices": [{"device": d.spec, "name": d.name, "memory_bytes": d.memory_bytes} for d in available_devices()],
         "auto_device": str(auto),
         "half_by_default": resolve_half(auto, None),
@@ -134,7 +125,7 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
         "batch_io_threads": io_threads(),
         "cuda_graphs": auto.type == "cuda",
         "backbones": {b.value: weights_status(b) for b in Backbone},
-        "onnxruntime": _package_version("onnxruntime"),
+        "onnxruntime": package_version("onnxruntime"),
         "onnx_export": _onnx_export_status(),
     }
     if as_json:
