@@ -93,6 +93,7 @@ class StepBatches(torch.utils.data.Dataset):
 
     def _crop(self, index: int, generator: torch.Generator) -> torch.Tensor:
         # A photo that fails to decode is replaced by the next one, deterministically.
+        reason: InputError | None = None
         for attempt in range(len(self.paths)):
             path = self.paths[(index + attempt) % len(self.paths)]
             try:

@@ -222,7 +222,7 @@ def _download_torchvision(backbone: Backbone, progress: bool) -> LoadedWeights:
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
     problem = file_problem(path, "a weights file")
     if problem:
-        raise WeightsError(f"{path}: {'no such weights file' if problem == 'no such file' else problem}")
+        raise WeightsError(f"{path}: {problem}")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for foreign or corrupt files
