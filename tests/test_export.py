@@ -181,6 +181,10 @@ def test_export_refuses_bad_requests(tmp_path, model_file):
     result = runner.invoke(app, ["run", str(photo), "--model", str(tmp_path / "ok.ts"), "--tile", "256"])
     assert result.exit_code == 2 and "--tile" in result.stderr
     assert is_exported(tmp_path / "ok.ts") and not is_exported(model_file)
+    # Exporting an exported file again was "not a readable stylize model file (UnpicklingError)".
+    result = runner.invoke(app, ["export", str(tmp_path / "ok.ts"), "-o", str(tmp_path / "again.ts")])
+    assert result.exit_code == 2 and "is an exported model already" in result.stderr, result.output
+    assert not (tmp_path / "again.ts").exists()
 
 
 def test_clear_messages_without_the_onnx_packages(tmp_path, model_file, monkeypatch):

@@ -68,6 +68,9 @@ def export(
     from stylize.modelfile import load_model
 
     with command_context():
+        if Path(model).is_file() and exported.is_exported(Path(model)):
+            raise InputError(f"{model}: is an exported model already; export starts from the .pt file that "
+                             "`stylize train` wrote (or a bundled model's name)")
         loaded = load_model(model)
         if output is None:
             fmt = export_format or ExportFormat.onnx
