@@ -181,7 +181,11 @@ def _resume(resume: Path, style: Path, style_sha256: str, output: Path, network:
     asked: the same style image, network and loss."""
     loaded = load_model(resume)
     if loaded.resume is None:
-        raise InputError(f"{resume}: a finished model, not a checkpoint; resume from {checkpoint_path(output)}")
+        # The checkpoint sits beside the model its training wrote (the output asked for now may be another name).
+        checkpoint = checkpoint_path(loaded.path)
+        where = (f"resume from its checkpoint, {checkpoint}" if checkpoint.is_file() else
+                 f"resume from the checkpoint its training wrote beside it ({checkpoint.name})")
+        raise InputError(f"{resume}: a finished model, not a checkpoint; {where}")
     if loaded.meta.get("style_sha256") != style_sha256:
         raise InputError(f"{resume}: was trained on another style image than {style}")
     # The head and the upsampling are not options: the checkpoint's carry on.

@@ -104,6 +104,13 @@ def test_resume_continues_to_the_same_weights(style, photos, tmp_path):
     other = replace(config(steps=4), loss=LossConfig(style_weight=7.0, content_layers=(("relu3_1", 1.0),)))
     with pytest.raises(InputError, match="was trained with --style-weight 30.0 --content-layers relu4_2; resume"):
         _prepare(style, photos, tmp_path / "other.pt", other, resume=first.checkpoint)
+    # A finished model points at its own checkpoint (it pointed at the new output's, which is not there).
+    with pytest.raises(InputError, match=f"a finished model, not a checkpoint; resume from its checkpoint, "
+                                         f"{re.escape(str(tmp_path / 'straight.ckpt.pt'))}$"):
+        _prepare(style, photos, tmp_path / "other.pt", config(steps=6), resume=straight)
+    (tmp_path / "straight.ckpt.pt").unlink()
+    with pytest.raises(InputError, match=r"its training wrote beside it \(straight.ckpt.pt\)$"):
+        _prepare(style, photos, tmp_path / "other.pt", config(steps=6), resume=straight)
 
 
 def test_a_checkpoint_keeps_its_upsampling_when_resumed(style, photos, tmp_path):
