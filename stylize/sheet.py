@@ -70,9 +70,11 @@ def contact_sheet(contents: list[Path], styles: list[tuple[str, Path | None]],
 
     ``styles``: (label, image or None for a trained model); ``results[(photo, label)]``: the
     output file, or None where the job failed (a grey cell). Pairs not in ``results`` stay blank.
+    With trained models only there is no painting to show: no header row (it was a blank band).
     """
-    cells: list[Cell] = [("", None, False)]
-    cells += [(label, thumbnail(path, side), path is not None) for label, path in styles]
+    cells: list[Cell] = []
+    if any(path is not None for _, path in styles):
+        cells += [("", None, False)] + [(label, thumbnail(path, side), path is not None) for label, path in styles]
     for photo in contents:
         cells.append((photo.name, thumbnail(photo, side), True))
         for label, _ in styles:

@@ -286,6 +286,22 @@ def test_contact_sheet_shows_inputs_and_results(folder, styles, tmp_path):
             assert photo_cell.crop((0, y, 256, y + 1)).getcolors() != [(256, (255, 255, 255))]
 
 
+def test_contact_sheet_of_a_model_run_has_no_blank_header(tmp_path):
+    from stylize.sheet import contact_sheet
+
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (200, 100), (255, 0, 0)).save(photo)
+    result = tmp_path / "r.png"
+    Image.new("RGB", (200, 100), (0, 0, 255)).save(result)
+    sheet = contact_sheet([photo], [("starry", None)], {(photo, "starry"): result})
+    assert sheet.size == (2 * 256, 14 + 128)  # one row: the photo and its result, no empty painting row above
+    assert sheet.getpixel((128, 14 + 64)) == (255, 0, 0) and sheet.getpixel((256 + 128, 14 + 64)) == (0, 0, 255)
+    painting = tmp_path / "s.png"
+    Image.new("RGB", (100, 100), (0, 255, 0)).save(painting)
+    sheet = contact_sheet([photo], [("s", painting)], {(photo, "s"): result})
+    assert sheet.size == (2 * 256, (14 + 256) + (14 + 128)) and sheet.getpixel((256 + 128, 14 + 128)) == (0, 255, 0)
+
+
 def test_sheet_rows_are_as_tall_as_their_tallest_picture():
     wide, tall = Image.new("RGB", (300, 100), (255, 0, 0)), Image.new("RGB", (100, 200), (0, 0, 255))
     sheet = grid([("a", wide, True), ("b", wide, True), ("c", tall, True), ("", None, True)], columns=2, side=150)
