@@ -24,6 +24,9 @@ from stylize.imageio import DEFAULT_MAX_PIXELS, fit_long_side_at_least, load_ima
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 
+MAX_CROP_SCALE = 1.5  # a crop's photo is scaled so its short side is 1 to this many times the crop's
+
+
 @dataclass(frozen=True)
 class PhotoScan:
     paths: list[Path]
@@ -97,7 +100,7 @@ class StepBatches(torch.utils.data.Dataset):
         for attempt in range(len(self.paths)):
             path = self.paths[(index + attempt) % len(self.paths)]
             try:
-                image = load_image(path).rgb
+                image = load_image(path, min_short_side=math.ceil(self.image_size * MAX_CROP_SCALE)).rgb
                 break
             except InputError as exc:
                 self.failed.append(path)
@@ -110,7 +113,7 @@ class StepBatches(torch.utils.data.Dataset):
 def random_crop(image: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
     """Scale so the short side is 1-1.5x ``size``, crop a square at random, flip half the time."""
     h, w = image.shape[-2:]
-    scale = 1.0 + 0.5 * float(torch.rand((), generator=generator))
+    scale = 1.0 + (MAX_CROP_SCALE - 1.0) * float(torch.rand((), generator=generator))
     short = math.ceil(size * scale)
     new_h, new_w = (short, max(short, round(w * short / h))) if h <= w else (max(short, round(h * short / w)), short)
     image = resize(image, (new_h, new_w))

@@ -239,3 +239,22 @@ def test_tensor_and_pil_conversions_give_the_plain_arithmetics_values(with_alpha
         assert torch.equal(loaded_alpha, expected[..., 3:].permute(2, 0, 1).unsqueeze(0).float() / 255.0)
     else:
         assert loaded_alpha is None
+
+
+def test_a_large_jpeg_is_decoded_smaller_where_the_short_side_allows(tmp_path):
+    photo = scene(800, 600)  # width 800, height 600
+    photo.save(tmp_path / "big.jpg", quality=95)
+    photo.save(tmp_path / "big.png")
+    full = load_image(tmp_path / "big.jpg").rgb
+    assert full.shape[-2:] == (600, 800)
+    # Short side 600: 1/4 scale keeps 150 >= 140, 1/8 (75) would not.
+    small = load_image(tmp_path / "big.jpg", min_short_side=140).rgb
+    assert small.shape[-2:] == (150, 200)
+    assert (small - resize(full, (150, 200))).abs().mean() < 0.02  # the same picture, smaller
+    assert load_image(tmp_path / "big.jpg", min_short_side=301).rgb.shape[-2:] == (600, 800)  # 1/2 is 300
+    assert load_image(tmp_path / "big.png", min_short_side=140).rgb.shape[-2:] == (600, 800)  # not a JPEG
+    # Orientation is applied after: a rotated photo comes out upright at the reduced size.
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    photo.save(tmp_path / "turned.jpg", quality=95, exif=exif)
+    assert load_image(tmp_path / "turned.jpg", min_short_side=140).rgb.shape[-2:] == (200, 150)
