@@ -141,7 +141,7 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
                                                      list(style_layer_weights(config.loss)), torch_device)
     torch.manual_seed(config.seed)
     if resume is not None:
-        net, start_step, optimizer_state = _resume(resume, style, style_sha256, output, network, config)
+        net, start_step, optimizer_state = _resume(resume, style, style_sha256, network, config)
     else:
         net, start_step, optimizer_state = scale_output_layer(TransformerNet(network), OUTPUT_INIT_SCALE), 0, None
     net = net.to(torch_device).train()
@@ -175,7 +175,7 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
                     preview_image, world, model)
 
 
-def _resume(resume: Path, style: Path, style_sha256: str, output: Path, network: TransformerConfig,
+def _resume(resume: Path, style: Path, style_sha256: str, network: TransformerConfig,
             config: TrainConfig) -> tuple[TransformerNet, int, dict]:
     """The checkpoint's network, step and optimiser state, once it is known to train what was
     asked: the same style image, network and loss."""
