@@ -1,7 +1,11 @@
-"""Training photos: one loader worker's batch of crops, decoding each JPEG whole against decoding it
-at the smallest scale its crop allows (libjpeg's 1/2, 1/4, 1/8), side by side in one run.
+"""Photos decoded at the scale they are needed at: each JPEG decoded whole against at the smallest
+scale that serves (libjpeg's 1/2, 1/4, 1/8), side by side in one run.
 
     python benchmarks/loader.py [--image-size 256] [--batch-size 4] [--repeats 7]
+
+1. Training: one loader worker's batch of crops.
+2. `stylize run PHOTO --model M --size N`: a photo read and scaled to the network's input
+   (`Fast.load` then `Fast.input`) at --size 1024 and 512, as a batch's reader thread does.
 
 Photos: generated 4032x3024 JPEGs (a phone's 12 megapixels: 1/4 scale fits a 256 px crop), the
 shared training photos (short side 384: a 256 px crop, whose photo is scaled to a short side of up
@@ -22,6 +26,7 @@ from PIL import Image
 from common import REPO, SHARED, alternate
 from stylize.dataset import MAX_CROP_SCALE, StepBatches, random_crop
 from stylize.imageio import load_image
+from stylize.job import Fast
 
 CPU = torch.device("cpu")
 
@@ -69,6 +74,14 @@ def main() -> None:
                 decoded = "x".join(map(str, img.size))
             print(f"   {label}, {size} px crops: whole {times['whole'] * 1000:7.1f} ms   reduced (decoded at "
                   f"{decoded}) {times['reduced'] * 1000:7.1f} ms   {times['whole'] / times['reduced']:.2f}x")
+        photo = sets[0][1][0]
+        for size in (1024, 512):
+            fast = Fast("starry_night", "cpu", size=size)
+            times = alternate({"whole": lambda: fast.input(load_image(photo)),
+                               "reduced": lambda: fast.input(fast.load(photo))}, CPU, args.repeats)
+            decoded = "x".join(map(str, reversed(fast.load(photo).size)))
+            print(f"   a 4032x3024 JPEG for --model --size {size}: whole {times['whole'] * 1000:7.1f} ms   reduced "
+                  f"(decoded at {decoded}) {times['reduced'] * 1000:7.1f} ms   {times['whole'] / times['reduced']:.2f}x")
 
 
 if __name__ == "__main__":

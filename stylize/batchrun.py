@@ -138,7 +138,8 @@ def run_fast_batch(jobs: list[PlannedJob], stylizer: Fast, options: OutputConfig
     encode the last results. Outcomes come in the order the photos finish."""
     summary = Summary()
     threads = io_threads()
-    loader = _Loader(list(enumerate(jobs)), options.max_pixels, prefetch=2 * options.batch_size, threads=threads)
+    loader = _Loader(list(enumerate(jobs)), functools.partial(stylizer.load, max_pixels=options.max_pixels),
+                     prefetch=2 * options.batch_size, threads=threads)
     writer = _Writer(threads, in_flight=2 * options.batch_size)
     pending: dict[tuple[int, int], list[tuple[int, PlannedJob, LoadedImage, torch.Tensor]]] = {}
 
@@ -256,9 +257,10 @@ class _Loader:
     """Reads photos in background threads (decoding overlaps with the network's work), at most
     ``prefetch`` ahead of the batch, handed over in the jobs' order."""
 
-    def __init__(self, jobs: list[tuple[int, PlannedJob]], max_pixels: int, prefetch: int, threads: int) -> None:
+    def __init__(self, jobs: list[tuple[int, PlannedJob]], read: Callable[[Path], LoadedImage], prefetch: int,
+                 threads: int) -> None:
         self._jobs = iter(jobs)
-        self._max_pixels = max_pixels
+        self._read = read
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="stylize-reader")
         self._ahead: collections.deque[tuple[int, PlannedJob, Future]] = collections.deque()
         for _ in range(max(1, prefetch)):
@@ -268,7 +270,7 @@ class _Loader:
         item = next(self._jobs, None)
         if item is not None:
             index, job = item
-            self._ahead.append((index, job, self._pool.submit(_read, job.content.path, self._max_pixels)))
+            self._ahead.append((index, job, self._pool.submit(_read, self._read, job.content.path)))
 
     def __iter__(self) -> Iterator[tuple[int, PlannedJob, LoadedImage | BaseException]]:
         while self._ahead:
@@ -280,9 +282,9 @@ class _Loader:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _read(path: Path, max_pixels: int) -> LoadedImage | BaseException:
+def _read(read: Callable[[Path], LoadedImage], path: Path) -> LoadedImage | BaseException:
     try:
-        return load_image(path, max_pixels)
+        return read(path)
     except Exception as exc:  # handed to the batch, whose _failure stops it on a bug
         return exc
 

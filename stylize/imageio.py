@@ -6,6 +6,7 @@ Images leave this module as float tensors ``[1,3,H,W]`` in [0,1] (alpha, when pr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,19 +66,28 @@ class LoadedImage:
     alpha: torch.Tensor | None  # [1,1,H,W] float32 or None
     path: Path
     metadata: "Metadata | None" = None
+    reduced_from: tuple[int, int] | None = None  # (height, width) of the whole picture, when decoded smaller
 
     @property
     def size(self) -> tuple[int, int]:
         """(height, width) in pixels."""
         return self.rgb.shape[-2], self.rgb.shape[-1]
 
+    @property
+    def full_size(self) -> tuple[int, int]:
+        """(height, width) of the picture in the file, upright: what output sizes are computed
+        from, so that a smaller decode gives the same output size."""
+        return self.reduced_from or self.size
 
-def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_short_side: int | None = None) -> LoadedImage:
+
+def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_short_side: int | None = None,
+               min_long_side: int | None = None) -> LoadedImage:
     """Read an image file, apply its EXIF orientation and convert any mode to RGB (+ alpha).
 
-    ``min_short_side``: a JPEG may be decoded at 1/2, 1/4 or 1/8 of its size, where its short
-    side keeps at least this many pixels (libjpeg scales in the transform: a 12-megapixel photo
-    decoded for a 256 px training crop took 38 against 350 ms, benchmarks/RESULTS.md)."""
+    ``min_short_side``, ``min_long_side``: a JPEG may be decoded at 1/2, 1/4 or 1/8 of its size,
+    where its sides keep at least these many pixels (libjpeg scales in the transform: a
+    12-megapixel photo decoded for a 256 px training crop took 38 against 350 ms,
+    benchmarks/RESULTS.md); ``full_size`` is then the whole picture's."""
     path = Path(path)
     problem = file_problem(path, "an image file")
     if problem:
@@ -86,8 +96,8 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_short_side:
         raise ImageError(f"{path}: the file is empty (0 bytes)")
     try:
         with open_image(path, max_pixels) as img:
-            if min_short_side is not None:
-                img.draft(None, (min_short_side, min_short_side))  # both sides stay >= it; JPEG only
+            whole = _upright_size(img)
+            _draft(img, min_short_side, min_long_side)
             img.load()
             metadata = _metadata(img)  # before exif_transpose, which can drop the ICC profile
             img = ImageOps.exif_transpose(img)
@@ -100,7 +110,27 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_short_side:
         raise ImageError(f"{path}: the image is truncated or corrupt ({exc})") from None
     except MemoryError:
         raise ImageError(f"{path}: not enough memory to decode it; lower --max-pixels or free memory") from None
-    return LoadedImage(rgb=rgb, alpha=alpha, path=path, metadata=metadata)
+    reduced = whole if tuple(rgb.shape[-2:]) != whole else None
+    return LoadedImage(rgb=rgb, alpha=alpha, path=path, metadata=metadata, reduced_from=reduced)
+
+
+def _upright_size(img: Image.Image) -> tuple[int, int]:
+    """(height, width) the file's picture has once its EXIF orientation is applied."""
+    width, height = img.size
+    turned = img.getexif().get(0x0112) in (5, 6, 7, 8)  # the orientations that swap the sides
+    return (width, height) if turned else (height, width)
+
+
+def _draft(img: Image.Image, min_short_side: int | None, min_long_side: int | None) -> None:
+    """Let a JPEG decode at 1/2, 1/4 or 1/8 scale where its sides stay at least as asked
+    (``draft`` keeps each side at least the size given; other formats ignore it)."""
+    width, height = img.size
+    need_w = need_h = min_short_side or 0
+    if min_long_side is not None:
+        scale = min_long_side / max(width, height)
+        need_w, need_h = max(need_w, math.ceil(width * scale)), max(need_h, math.ceil(height * scale))
+    if (need_w or need_h) and need_w < width and need_h < height:
+        img.draft(None, (need_w, need_h))
 
 
 @contextmanager

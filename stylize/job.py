@@ -118,8 +118,14 @@ class Fast:
         self.half = not self.exported and resolve_half(self.device, half)
 
     def output_size(self, content: LoadedImage) -> tuple[int, int]:
-        """(height, width) the photo is stylised at: its own, or --size on its long side."""
-        return content.size if self.size is None else fit_long_side(*content.size, self.size)
+        """(height, width) the photo is stylised at: its own, or --size on its long side (of the
+        whole picture: a photo decoded smaller, see ``load``, gives the same size)."""
+        return content.size if self.size is None else fit_long_side(*content.full_size, self.size)
+
+    def load(self, path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+        """A photo to stylise; with --size, a large JPEG is decoded at the smallest of 1/2, 1/4 and
+        1/8 scale that still covers the output (a phone's photo at --size 1024: half its size)."""
+        return load_image(path, max_pixels, min_long_side=self.size)
 
     def input(self, content: LoadedImage) -> torch.Tensor:
         """The photo at the size it is stylised at."""
@@ -257,7 +263,7 @@ class FastJob:
 def prepare_fast(content: Path, stylizer: Fast, output: Path, overwrite: bool, quality: int = DEFAULT_QUALITY,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> FastJob:
     """Validate the photo and the output for a run with a trained network."""
-    content_img = load_image(Path(content), max_pixels)
+    content_img = stylizer.load(Path(content), max_pixels)
     check_output(output, overwrite)
     stylizer.check(content_img, max_pixels)
     return FastJob(content_img, output, overwrite, quality, stylizer)

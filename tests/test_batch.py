@@ -19,6 +19,7 @@ from stylize.cli import app
 from stylize.config import Pairing
 from stylize.errors import InputError, OutputError
 from stylize.imageio import load_image
+from stylize.job import Fast
 from stylize.modelfile import save_model
 from stylize.sheet import grid
 from stylize.transformer import TransformerConfig, TransformerNet
@@ -409,10 +410,30 @@ def test_a_size_beyond_max_pixels_or_memory_is_refused_before_any_work(tmp_path,
     assert not (tmp_path / "big.png").exists()
 
 
+def test_a_large_jpeg_at_a_smaller_size_is_decoded_smaller_and_sized_from_the_whole(tmp_path, model):
+    """--size 150 from an 803x601 JPEG: decoded at 1/4 (201x151), whose rounding would make the
+    output 150x113; sized from the whole picture it is 150x112, as when decoded whole."""
+    photo = tmp_path / "in" / "big.jpg"
+    photo.parent.mkdir()
+    scene(803, 601).save(photo, quality=95)
+    loaded = Fast(model, "cpu", size=150).load(photo)
+    assert loaded.size == (151, 201) and loaded.full_size == (601, 803)
+    single = invoke("run", photo, "--model", model, "-o", tmp_path / "one.png", "--size", "150", "--quiet")
+    assert single.exit_code == 0, single.output
+    folder = invoke("run", photo.parent, "--model", model, "-o", tmp_path / "out", "--size", "150", "--quiet",
+                    "--name", "{content}.png")  # a folder: the batch's reader threads
+    assert folder.exit_code == 0, folder.output
+    whole = Fast(model, "cpu", size=150)
+    expected = whole.run([whole.input(load_image(photo))])[0]
+    for out in (tmp_path / "one.png", tmp_path / "out" / "big.png"):
+        result = load_image(out).rgb
+        assert result.shape[-2:] == (112, 150)
+        assert (result - expected).abs().mean() < 0.03  # the same picture as from the whole decode
+
+
 def test_model_batch_groups_by_size(tmp_path, model):
     from stylize.batchrun import run_batch
     from stylize.config import OutputConfig
-    from stylize.job import Fast
 
     photos = tmp_path / "mixed"
     photos.mkdir()
@@ -434,10 +455,9 @@ def test_a_bug_while_loading_stops_a_model_batch_instead_of_hanging(tmp_path, mo
     word, and the batch waited for its next photo forever."""
     import threading
 
-    import stylize.batchrun
+    import stylize.job
     from stylize.batchrun import run_batch
     from stylize.config import OutputConfig
-    from stylize.job import Fast
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -445,10 +465,10 @@ def test_a_bug_while_loading_stops_a_model_batch_instead_of_hanging(tmp_path, mo
     jobs = _model_jobs(photos, tmp_path / "out", "tiny")
     stylizer = Fast(model, "cpu")
 
-    def broken(path, max_pixels):
+    def broken(path, max_pixels, **decode):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(stylize.batchrun, "load_image", broken)
+    monkeypatch.setattr(stylize.job, "load_image", broken)  # Fast.load, which the reader threads call
     raised: list[BaseException] = []
 
     def batch() -> None:
@@ -476,7 +496,6 @@ def test_results_are_written_in_the_background_and_a_failed_write_fails_its_phot
     import stylize.imageio
     from stylize.batchrun import Status, run_batch
     from stylize.config import OutputConfig
-    from stylize.job import Fast
 
     photos = _scenes(tmp_path / "photos", 5)
     (photos / "p5.png").write_bytes(b"not a png")  # read in a reader thread, failed in its turn
@@ -520,7 +539,6 @@ def test_ctrl_c_in_a_fast_batch_writes_what_was_computed_and_stops(tmp_path, mod
     interrupted."""
     from stylize.batchrun import Status, run_batch
     from stylize.config import OutputConfig
-    from stylize.job import Fast
 
     photos = _scenes(tmp_path / "photos", 6)
     stylizer = Fast(model, "cpu")

@@ -257,4 +257,17 @@ def test_a_large_jpeg_is_decoded_smaller_where_the_short_side_allows(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to view
     photo.save(tmp_path / "turned.jpg", quality=95, exif=exif)
-    assert load_image(tmp_path / "turned.jpg", min_short_side=140).rgb.shape[-2:] == (200, 150)
+    turned = load_image(tmp_path / "turned.jpg", min_short_side=140)
+    assert turned.size == (200, 150) and turned.full_size == (800, 600)  # both upright
+
+
+def test_a_large_jpeg_is_decoded_smaller_where_the_long_side_allows(tmp_path):
+    scene(800, 600).save(tmp_path / "big.jpg", quality=95)
+    small = load_image(tmp_path / "big.jpg", min_long_side=200)  # 1/4: 200x150; 1/8 (100) would not do
+    assert small.size == (150, 200) and small.full_size == (600, 800)
+    half = load_image(tmp_path / "big.jpg", min_long_side=201)
+    assert half.size == (300, 400) and half.full_size == (600, 800)
+    whole = load_image(tmp_path / "big.jpg", min_long_side=900)  # larger than the picture: decoded whole
+    assert whole.size == whole.full_size == (600, 800) and whole.reduced_from is None
+    both = load_image(tmp_path / "big.jpg", min_long_side=100, min_short_side=140)  # each bound holds
+    assert both.size == (150, 200)
