@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from common import REPO, SHARED, alternate
-from stylize.dataset import MAX_CROP_SCALE, StepBatches, random_crop
+from stylize.dataset import MAX_CROP_SCALE, StepBatches, crop_generator, random_crop
 from stylize.imageio import load_image
 from stylize.job import Fast
 
@@ -36,8 +36,7 @@ def whole_decode_batch(paths: list[Path], image_size: int, batch_size: int, step
     crops = []
     for j in range(batch_size):
         sample = step * batch_size + j
-        generator = torch.Generator().manual_seed(seed * 7_919 + sample)
-        crops.append(random_crop(load_image(paths[sample % len(paths)]).rgb, image_size, generator))
+        crops.append(random_crop(load_image(paths[sample % len(paths)]).rgb, image_size, crop_generator(seed, sample)))
     return torch.cat(crops)
 
 

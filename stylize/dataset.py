@@ -90,8 +90,7 @@ class StepBatches(torch.utils.data.Dataset):
             sample = step * self.batch_size + j
             epoch, offset = divmod(sample, len(self.paths))
             index = int(self._permutation(epoch)[offset])
-            generator = torch.Generator().manual_seed(self.seed * 7_919 + sample)
-            crops.append(self._crop(index, generator))
+            crops.append(self._crop(index, crop_generator(self.seed, sample)))
         return torch.cat(crops)
 
     def _crop(self, index: int, generator: torch.Generator) -> torch.Tensor:
@@ -108,6 +107,11 @@ class StepBatches(torch.utils.data.Dataset):
         else:
             raise InputError(f"none of the {len(self.paths)} training photo(s) could be decoded (the last: {reason})")
         return random_crop(image, self.image_size, generator)
+
+
+def crop_generator(seed: int, sample: int) -> torch.Generator:
+    """The random source of the ``sample``-th crop of a training (its scale, place and flip)."""
+    return torch.Generator().manual_seed(seed * 7_919 + sample)
 
 
 def random_crop(image: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
