@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from stylize.errors import OutputError
+from stylize.errors import DiskFullError, OutputError
+
+# No room left: the disk is full, its inodes are spent, or the user's quota is.
+_NO_SPACE = {errno.ENOSPC} | ({errno.EDQUOT} if hasattr(errno, "EDQUOT") else set())
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None], overwrite: bool = False) -> None:
@@ -29,17 +34,44 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], overwrite: bool 
         except OSError as exc:
             if isinstance(exc, FileExistsError):
                 tmp = None  # another writer's file (48 random bits alike): not ours to remove
-            raise OutputError(f"{path}: cannot write it there ({exc.strerror or exc})") from None
+            raise _write_error(path, exc, "cannot write it there") from None
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         _commit(tmp, path, overwrite)
     except OSError as exc:  # disk full, permissions changed while we worked, ...
-        raise OutputError(f"{path}: could not be written ({exc.strerror or exc})") from None
+        raise _write_error(path, exc, "could not be written") from None
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+
+
+def _write_error(path: Path, exc: OSError, what: str) -> OutputError:
+    if exc.errno in _NO_SPACE:
+        return DiskFullError(f"{path}: {what}: no space left on its disk ({exc.strerror}); free some space, "
+                             "then run the same command again")
+    return OutputError(f"{path}: {what} ({exc.strerror or exc})")
+
+
+def check_space(folder: Path, need: int) -> None:
+    """Raise DiskFullError, before any work, when ``folder``'s disk has less than ``need`` bytes
+    free (a quota is not seen here: the write itself reports it)."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:  # cannot tell (the folder is checked elsewhere): the write will say
+        return
+    if free < need:
+        raise DiskFullError(f"{folder}: {_amount(free)} free on its disk, and the output needs up to "
+                            f"{_amount(need)}; free some space or choose another output folder")
+
+
+def _amount(size: int) -> str:
+    """Bytes as people read them: 950 kB, 2.4 MB, 12.0 GB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size / 1e3:.0f} kB"
 
 
 def check_writable(path: Path, overwrite: bool) -> None:
@@ -62,7 +94,7 @@ def check_folder(folder: Path) -> None:
     except FileExistsError:  # mkdir's: a file has the folder's name (the probe's name is random)
         raise OutputError(f"{folder}: is a file, not a folder; choose another output folder") from None
     except OSError as exc:
-        raise OutputError(f"{folder}: cannot write the output there ({exc.strerror or exc})") from None
+        raise _write_error(folder, exc, "cannot write the output there") from None
     finally:
         with contextlib.suppress(OSError):  # e.g. "folder" is a file: no probe was made
             probe.unlink()

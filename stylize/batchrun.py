@@ -1,7 +1,7 @@
 """Running a planned batch: every job tried, failures reported, nothing done twice.
 
 A file that fails (corrupt, too small, too large) is recorded with its reason and the batch
-goes on. Outputs are written atomically, so Ctrl-C leaves only finished files: the image in
+goes on; a full disk stops it (every later output would fail too), before the next job's work. Outputs are written atomically, so Ctrl-C leaves only finished files: the image in
 flight is discarded (results already computed are written first), and re-running the batch
 skips what is done. The networks, the VGG and each style image's statistics are loaded or
 computed once; trained networks process same-size photos together while reader threads decode
@@ -23,11 +23,12 @@ from pathlib import Path
 import torch
 
 from stylize.batch import PlannedJob, prepare_folders
-from stylize.errors import StylizeError
+from stylize.atomic import check_space
+from stylize.errors import DiskFullError, StylizeError
 from stylize.config import OutputConfig
 from stylize.device import is_out_of_memory
 from stylize.distributed import SINGLE, World, gather, shard
-from stylize.imageio import LoadedImage, load_image, save_picture, save_result
+from stylize.imageio import LoadedImage, load_image, output_bytes, save_picture, save_result
 from stylize.sheet import contact_sheet
 from stylize.job import Fast, Iterative
 from stylize.optimize import ProgressFn
@@ -64,6 +65,7 @@ JobFn = Callable[[JobEvent], None]
 class Summary:
     outcomes: list[Outcome] = field(default_factory=list)
     interrupted: bool = False  # Ctrl-C: the jobs without an outcome were not tried
+    stopped: str = ""  # why the batch stopped early (its disk is full): the rest were not tried
 
     def count(self, status: Status) -> int:
         return sum(1 for o in self.outcomes if o.status is status)
@@ -83,6 +85,15 @@ def _failure(exc: BaseException) -> str:
     raise exc
 
 
+def _fail(summary: Summary, on_job: JobFn | None, index: int, total: int, job: PlannedJob,
+          exc: BaseException) -> None:
+    """Record a failed job; a full disk also stops the batch."""
+    reason = _failure(exc)
+    _record(summary, on_job, index, total, Outcome(job, Status.failed, reason))
+    if isinstance(exc, DiskFullError):
+        summary.stopped = reason
+
+
 def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: OutputConfig,
                         on_job: JobFn | None = None, on_progress: ProgressFn | None = None) -> Summary:
     """Gatys et al. for each job in turn (all of them: skipping is run_batch's); each style
@@ -96,7 +107,8 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
         try:
             content = load_image(job.content.path, options.max_pixels)
             style_images = [_style(styles, path, options.max_pixels) for path in job.styles]
-            stylizer.check(content, style_images)
+            schedule = stylizer.check(content, style_images)
+            check_space(job.output.parent, output_bytes(content, schedule[-1][0]))
             result = stylizer.run(content, style_images, on_progress)
             if result.interrupted:  # Ctrl-C inside the optimiser: discard the unfinished image
                 summary.interrupted = True
@@ -106,7 +118,9 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
             summary.interrupted = True
             return summary
         except Exception as exc:
-            _record(summary, on_job, index, len(jobs), Outcome(job, Status.failed, _failure(exc)))
+            _fail(summary, on_job, index, len(jobs), job, exc)
+            if summary.stopped:
+                return summary
             continue
         _record(summary, on_job, index, len(jobs), Outcome(job, Status.done, seconds=time.perf_counter() - start))
     return summary
@@ -152,12 +166,15 @@ def run_fast_batch(jobs: list[PlannedJob], stylizer: Fast, options: OutputConfig
             if on_job:
                 on_job(JobEvent(index, len(jobs), job, None))
             if isinstance(loaded, BaseException):
-                _record(summary, on_job, index, len(jobs), Outcome(job, Status.failed, _failure(loaded)))
+                _fail(summary, on_job, index, len(jobs), job, loaded)
                 continue
             try:
                 stylizer.check(loaded, options.max_pixels)
+                check_space(job.output.parent, output_bytes(loaded, stylizer.output_size(loaded)))
             except Exception as exc:
-                _record(summary, on_job, index, len(jobs), Outcome(job, Status.failed, _failure(exc)))
+                _fail(summary, on_job, index, len(jobs), job, exc)
+                if summary.stopped:
+                    break
                 continue
             image = stylizer.input(loaded)
             group = pending.setdefault(tuple(image.shape[-2:]), [])
@@ -167,8 +184,12 @@ def run_fast_batch(jobs: list[PlannedJob], stylizer: Fast, options: OutputConfig
             elif sum(len(g) for g in pending.values()) > 2 * options.batch_size:
                 # Photos of many sizes: do not hold more than a few batches' worth in memory.
                 flush(max(pending, key=lambda k: len(pending[k])))
-        for key in list(pending):
-            flush(key)
+            if summary.stopped:  # a write found the disk full: the photos held are dropped
+                break
+        else:
+            for key in list(pending):
+                if not summary.stopped:
+                    flush(key)
     except KeyboardInterrupt:  # the photos in flight are dropped; their outputs were never started
         summary.interrupted = True
     finally:
@@ -189,7 +210,7 @@ def _flush(group: list[tuple[int, PlannedJob, LoadedImage, torch.Tensor]], styli
         results = stylizer.run([image for _, _, _, image in group])
     except Exception as exc:
         for index, job, _, _ in group:
-            _record(summary, on_job, index, total, Outcome(job, Status.failed, _failure(exc)))
+            _fail(summary, on_job, index, total, job, exc)
         return
     seconds = (time.perf_counter() - start) / len(group)
     for (index, job, loaded, _), result in zip(group, results):
@@ -200,9 +221,10 @@ def _flush(group: list[tuple[int, PlannedJob, LoadedImage, torch.Tensor]], styli
 def _written(writer: _Writer, summary: Summary, on_job: JobFn | None, total: int, wait: bool) -> None:
     """Record the outcomes of the writes that have finished (with ``wait``: of all of them)."""
     for index, job, seconds, error in writer.finished(wait):
-        outcome = Outcome(job, Status.done, seconds=seconds) if error is None else \
-            Outcome(job, Status.failed, _failure(error))
-        _record(summary, on_job, index, total, outcome)
+        if error is None:
+            _record(summary, on_job, index, total, Outcome(job, Status.done, seconds=seconds))
+        else:
+            _fail(summary, on_job, index, total, job, error)
 
 
 def io_threads() -> int:
@@ -315,4 +337,5 @@ def run_batch(jobs: list[PlannedJob], stylizer: Iterative | Fast, options: Outpu
     skipped = [Outcome(job, Status.skipped, "exists") for job in jobs if id(job) not in planned]
     order = {job.output: index for index, job in enumerate(jobs)}  # jobs are copies after gathering
     outcomes = sorted(skipped + [o for part in parts for o in part.outcomes], key=lambda o: order[o.job.output])
-    return Summary(outcomes, interrupted=any(part.interrupted for part in parts))
+    return Summary(outcomes, interrupted=any(part.interrupted for part in parts),
+                   stopped=next((part.stopped for part in parts if part.stopped), ""))

@@ -20,6 +20,11 @@ class OutputError(StylizeError):
     """The output cannot be written (exists already, folder not writable, ...)."""
 
 
+class DiskFullError(OutputError):
+    """The output's disk is full (or the user's quota spent): a batch stops, since every later
+    output would fail the same way."""
+
+
 class WeightsError(StylizeError):
     """Backbone weights are missing, unreadable or of the wrong architecture."""
 

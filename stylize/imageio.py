@@ -237,6 +237,16 @@ def check_output(path: Path, overwrite: bool) -> None:
     check_writable(path, overwrite)
 
 
+def output_bytes(content: LoadedImage, size: tuple[int, int]) -> int:
+    """An upper bound on the size of ``content``'s stylised file at ``size`` (height, width): its
+    raw pixels (a PNG at zlib level 1 of noise stays within them plus a byte a row, a JPEG far
+    below), the metadata it keeps, and 64 KiB for headers."""
+    height, width = size
+    meta = content.metadata or Metadata()
+    kept = len(meta.icc_profile or b"") + len(meta.exif or b"")
+    return height * width * (3 if content.alpha is None else 4) + height + kept + 2**16
+
+
 def save_image(image: torch.Tensor, path: Path, alpha: torch.Tensor | None = None,
                overwrite: bool = False, quality: int = DEFAULT_QUALITY, metadata: Metadata | None = None) -> None:
     """Write ``image`` ([1,3,H,W] in [0,1]) atomically; never replace a file without ``overwrite``.

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from stylize.atomic import check_space
 from stylize.color import preserve_color
 from stylize.config import BackboneConfig, RunConfig
 from stylize.cudagraph import SameShapeReplay
@@ -23,7 +24,7 @@ from stylize.errors import ImageError, OutputError, ResourceError
 from stylize.exported import ExportedModel, is_exported, load_exported
 from stylize.features import load_loss_extractor
 from stylize.imageio import (DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, check_output, fit_long_side,
-                             load_image, resize, save_result)
+                             load_image, output_bytes, resize, save_result)
 from stylize.losses import content_layer_weights, style_layer_weights
 from stylize.modelfile import LoadedModel, load_model
 from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, estimate_memory, estimate_style_memory,
@@ -236,6 +237,10 @@ def prepare(content: Path, styles: list[Path], output: Path, config: RunConfig, 
                 path = snapshot_path(output, index, it)
                 if path.exists() and not overwrite:
                     raise OutputError(f"{path}: exists already; pass --overwrite to replace it")
+    # Room for the result and --save-every's snapshots, before minutes of work that a full disk would lose.
+    files = [schedule[-1][0]] + [size for size, iterations in schedule
+                                 for _ in range(iterations // config.save_every if config.save_every else 0)]
+    check_space(output.parent, sum(output_bytes(content_img, size) for size in files))
     return Job(content_img, style_imgs, output, overwrite, quality, stylizer, schedule, init_img)
 
 
@@ -266,6 +271,7 @@ def prepare_fast(content: Path, stylizer: Fast, output: Path, overwrite: bool, q
     content_img = stylizer.load(Path(content), max_pixels)
     check_output(output, overwrite)
     stylizer.check(content_img, max_pixels)
+    check_space(output.parent, output_bytes(content_img, stylizer.output_size(content_img)))
     return FastJob(content_img, output, overwrite, quality, stylizer)
 
 

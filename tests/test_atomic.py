@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import stat
 
 import pytest
 
-from stylize.atomic import atomic_write, check_folder
-from stylize.errors import OutputError
+from stylize.atomic import atomic_write, check_folder, check_space
+from stylize.errors import DiskFullError, OutputError
 
 
 def test_the_file_appears_whole_with_the_usual_permissions(tmp_path):
@@ -51,3 +53,36 @@ def test_ctrl_c_leaves_no_temporary_file(tmp_path, monkeypatch, where):
 def test_an_unwritable_folder_is_one_clear_error(tmp_path):
     with pytest.raises(OutputError, match="cannot write it there"):
         atomic_write(tmp_path / "missing" / "out.bin", lambda handle: handle.write(b"x"))
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EIO])
+def test_a_full_disk_is_told_apart_and_leaves_nothing(tmp_path, code):
+    """A write that runs out of room (disk full or quota spent) raises DiskFullError, which stops a
+    batch; another failure is a plain OutputError. Neither leaves a file behind."""
+    def write(handle) -> None:
+        handle.write(b"part")
+        raise OSError(code, os.strerror(code))
+
+    with pytest.raises(OutputError, match="could not be written") as caught:
+        atomic_write(tmp_path / "out.png", write)
+    assert isinstance(caught.value, DiskFullError) == (code != errno.EIO)
+    assert ("free some space" in str(caught.value)) == (code != errno.EIO)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_space_check_compares_what_the_disk_has_free(tmp_path, monkeypatch):
+    usage = shutil.disk_usage(tmp_path)
+    check_space(tmp_path, 1000)  # this disk has room for a kilobyte
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=250_000))
+    check_space(tmp_path, 250_000)
+    with pytest.raises(DiskFullError, match="250 kB free on its disk, and the output needs up to 251 kB"):
+        check_space(tmp_path, 250_600)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=2_460_000_000))
+    with pytest.raises(DiskFullError, match=r"2\.5 GB free on its disk, and the output needs up to 3\.0 GB"):
+        check_space(tmp_path, 3 * 10**9)
+
+    def unknown(path):
+        raise OSError(errno.ENOSYS, "not supported")
+
+    monkeypatch.setattr(shutil, "disk_usage", unknown)
+    check_space(tmp_path, 10**15)  # cannot tell: the write will say

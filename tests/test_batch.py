@@ -570,3 +570,83 @@ def _model_jobs(photos: Path, out: Path, model_name: str) -> list[PlannedJob]:
     """The jobs of `stylize run PHOTOS --model MODEL -o OUT --name {content}.{ext}`."""
     return plan(pair(expand([photos], False, "content"), [()], Pairing.product), out, "{content}.{ext}", "png",
                 model_name)
+
+
+def test_a_full_disk_stops_a_model_batch_and_a_rerun_resumes_it(tmp_path, model, monkeypatch):
+    """The disk fills while results are written: the photos whose writes failed are failed, the
+    batch stops there instead of stylising photos it cannot write, and running it again after
+    space is freed does the rest."""
+    import errno
+
+    import stylize.batchrun
+    from stylize.atomic import atomic_write
+    from stylize.batchrun import Status, run_batch
+    from stylize.config import OutputConfig
+
+    def full(handle) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    real = stylize.batchrun.save_result
+
+    def save(image, content, path, *args):
+        if path.name >= "p2":  # the disk fills after two results
+            atomic_write(path, full)
+        real(image, content, path, *args)
+
+    photos = _scenes(tmp_path / "photos", 8)
+    stylizer = Fast(model, "cpu")
+    real_run, passes = stylizer.run, []
+    monkeypatch.setattr(stylizer, "run", lambda images: passes.append(len(images)) or real_run(images))
+    monkeypatch.setattr(stylize.batchrun, "io_threads", lambda: 0)  # writes in turn: where it stops is fixed
+    monkeypatch.setattr(stylize.batchrun, "save_result", save)
+    jobs = _model_jobs(photos, tmp_path / "out", "m")
+    summary = run_batch(jobs, stylizer, OutputConfig(batch_size=2))
+    assert summary.count(Status.done) == 2 and [o.job.output.name for o in summary.failed] == ["p2.png", "p3.png"]
+    assert "no space left" in summary.stopped and passes == [2, 2]  # p4-p7 never stylised
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.png", "p1.png"]
+
+    monkeypatch.setattr(stylize.batchrun, "save_result", real)
+    again = run_batch(_model_jobs(photos, tmp_path / "out", "m"), stylizer, OutputConfig(batch_size=2))
+    assert again.count(Status.skipped) == 2 and again.count(Status.done) == 6 and not again.stopped
+
+
+def test_too_little_room_for_a_result_is_found_before_the_work(folder, styles, tmp_path, model, monkeypatch):
+    """Where the disk has less room than a result may need, a single run is refused in one line
+    before any work, and a batch stops at its first job without optimising it."""
+    import shutil
+
+    import stylize.job
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=50_000))
+    runs = []
+    monkeypatch.setattr(stylize.job.Iterative, "run", lambda *args, **kwargs: runs.append(1))
+    out = tmp_path / "out"
+    batch = invoke("run", folder / "img2.jpg", folder / "img10.png", "-s", styles[0], "-o", out, *FAST)
+    assert batch.exit_code == 1 and runs == [] and "not started │ 1" in batch.stdout, batch.output
+    assert "50 kB free on its disk" in batch.stdout and "stopped: no room left" in batch.stderr
+    for args in ([folder / "img2.jpg", styles[0], *FAST], [folder / "img2.jpg", "--model", model]):
+        single = invoke("run", *args, "-o", out / "one.png")
+        assert single.exit_code == 2 and single.stderr.count("\n") == 1, single.output
+        assert "50 kB free on its disk, and the output needs up to" in single.stderr
+    assert runs == [] and list(out.iterdir()) == []
+
+
+def test_the_room_asked_for_counts_the_snapshots_too(photo, painting, tmp_path, monkeypatch):
+    """--save-every's snapshots are written beside the result: the room checked up front is theirs too."""
+    import shutil
+
+    from stylize.config import BackboneConfig, RunConfig
+    from stylize.errors import DiskFullError
+    from stylize.imageio import output_bytes
+    from stylize.job import prepare
+
+    config = RunConfig(size=40, scales=1, iterations=(6,), save_every=2)
+    job = prepare(photo, [painting], tmp_path / "o.png", config, BackboneConfig(), "cpu", False)
+    result = output_bytes(job.content, job.schedule[-1][0])
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=4 * result))
+    prepare(photo, [painting], tmp_path / "o.png", config, BackboneConfig(), "cpu", False)  # 1 + 3 files
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=4 * result - 1))
+    with pytest.raises(DiskFullError, match="free some space"):
+        prepare(photo, [painting], tmp_path / "o.png", config, BackboneConfig(), "cpu", False)
