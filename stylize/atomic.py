@@ -49,8 +49,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], overwrite: bool 
 
 def _write_error(path: Path, exc: OSError, what: str) -> OutputError:
     if exc.errno in _NO_SPACE:
-        return DiskFullError(f"{path}: {what}: no space left on its disk ({exc.strerror}); free some space, "
-                             "then run the same command again")
+        return DiskFullError(f"{path}: {what}: no space left on its disk ({exc.strerror})")
     return OutputError(f"{path}: {what} ({exc.strerror or exc})")
 
 
@@ -62,8 +61,8 @@ def check_space(folder: Path, need: int) -> None:
     except OSError:  # cannot tell (the folder is checked elsewhere): the write will say
         return
     if free < need:
-        raise DiskFullError(f"{folder}: {_amount(free)} free on its disk, and the output needs up to "
-                            f"{_amount(need)}; free some space or choose another output folder")
+        raise DiskFullError(f"{folder}: {_amount(free)} free on its disk, and the output needs up to {_amount(need)}",
+                            "free some space or choose another output folder")
 
 
 def _amount(size: int) -> str:

@@ -22,7 +22,15 @@ class OutputError(StylizeError):
 
 class DiskFullError(OutputError):
     """The output's disk is full (or the user's quota spent): a batch stops, since every later
-    output would fail the same way."""
+    output would fail the same way. ``advice`` says how to go on; a workflow that knows better
+    (training: resume from the last checkpoint) replaces it with :meth:`advise`."""
+
+    def __init__(self, problem: str, advice: str = "free some space, then run the same command again") -> None:
+        super().__init__(f"{problem}; {advice}")
+        self.problem = problem
+
+    def advise(self, advice: str) -> "DiskFullError":
+        return DiskFullError(self.problem, advice)
 
 
 class WeightsError(StylizeError):

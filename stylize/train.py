@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from stylize.config import BackboneConfig, LossConfig, TrainConfig, format_layer
 from stylize.dataset import StepBatches, ignore_stop_signals_in_worker, scan_photos, style_image
 from stylize.device import half_dtype, make_deterministic, resolve_device, resolve_half
 from stylize.distributed import SINGLE, World
-from stylize.errors import InputError, OutputError
+from stylize.errors import DiskFullError, InputError, OutputError
 from stylize.features import FeatureExtractor, load_loss_extractor
 from stylize.imageio import LoadedImage, load_image, save_image
 from stylize.losses import PerceptualLoss, content_layer_weights, style_layer_weights, style_targets
@@ -133,6 +133,7 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
     if output.suffix != ".pt":
         raise OutputError(f"{output}: model files end in .pt")
     check_writable(output, overwrite)
+    _check_checkpoint(output, resume, overwrite)
     preview_image = load_image(preview) if preview else None
     torch_device = resolve_device(device)
     make_deterministic(torch_device)
@@ -160,7 +161,7 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
         feats = extractor(style_image(style, long_side, extractor.min_side).to(torch_device))
     targets = style_targets([{n: feats[n] for n in style_layer_weights(config.loss)}], [1.0], config.loss.style_loss)
     total = config.total_steps(len(scan.paths), world.size)
-    if start_step >= total:
+    if start_step > total:  # at total, resuming writes the model (its write may have found the disk full)
         raise InputError(f"the checkpoint has {start_step} steps already; ask for more with --steps")
     meta = {
         "style_name": Path(style).name,
@@ -173,6 +174,18 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
     return TrainJob(Path(style), scan.paths, scan.skipped, output, overwrite, config, net, optimizer, start_step,
                     total, extractor, PerceptualLoss(config.loss, targets).to(torch_device), torch_device, meta,
                     preview_image, world, model)
+
+
+def _check_checkpoint(output: Path, resume: Path | None, overwrite: bool) -> None:
+    """An earlier training's checkpoint beside ``output`` (an interrupted one's, say) would be
+    replaced at this training's first checkpoint: refused, unless this training resumes from it
+    or --overwrite is given."""
+    checkpoint = checkpoint_path(output)
+    if overwrite or not checkpoint.exists() or (resume is not None and Path(resume).resolve() == checkpoint.resolve()):
+        return
+    go_on = f"go on from it with --resume {checkpoint}, " if resume is None else ""
+    raise OutputError(f"{checkpoint}: an earlier training's checkpoint, which this training would replace; "
+                      f"{go_on}pass --overwrite to start again, or choose another -o")
 
 
 def _resume(resume: Path, style: Path, style_sha256: str, network: TransformerConfig,
@@ -247,6 +260,18 @@ def train(job: TrainJob, on_progress: Callable[[TrainProgress], None] | None = N
     graph = cfg.cuda_graph and cuda and not world.distributed and not scaler.is_enabled()
     run_step = TrainStep(model, job.extractor, job.loss_fn, job.optimizer, scaler, cfg, job.device, static=cuda,
                          graph=graph)
+    try:
+        return _loop(job, loader, run_step, on_progress, interval)
+    except DiskFullError as exc:  # the last checkpoint was written whole (atomically): go on from it
+        checkpoint = checkpoint_path(job.output)
+        raise exc.advise(f"free some space, then go on from the last checkpoint with the same command plus "
+                         f"--resume {checkpoint}" if checkpoint.is_file() else
+                         "free some space, then run the same command again") from None
+
+
+def _loop(job: TrainJob, loader: Iterable[torch.Tensor], run_step: TrainStep,
+          on_progress: Callable[[TrainProgress], None] | None, interval: float) -> TrainResult:
+    cfg, world = job.config, job.world
     done = job.start_step
     start = last_report = time.perf_counter()
     try:

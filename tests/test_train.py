@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from stylize.cli import app
 from stylize.config import BackboneConfig, LossConfig, TrainConfig
-from stylize.errors import InputError
+from stylize.errors import InputError, OutputError
 from stylize.modelfile import ModelFileError, load_model, save_model
 from stylize.train import checkpoint_path, prepare_training, train
 from stylize.trainstep import shift_for_step, shifted_copy
@@ -157,6 +157,71 @@ def test_a_checkpoint_from_before_the_shift_term_resumes_only_without_it(style, 
         _prepare(style, photos, tmp_path / "m2.pt", config(steps=3), resume=first.checkpoint)
     resumed = _prepare(style, photos, tmp_path / "m2.pt", config(steps=3, shift_weight=0.0), resume=first.checkpoint)
     assert resumed.start_step == 2
+
+
+def test_an_earlier_trainings_checkpoint_is_not_replaced_by_a_new_training(style, photos, tmp_path):
+    """Running an interrupted training's command again, without --resume, would have started
+    afresh and written its first checkpoint over the earlier one: refused, pointing at --resume;
+    resuming from it, or --overwrite, goes ahead."""
+    out = tmp_path / "m.pt"
+
+    def stop(progress):
+        if progress.step == 3:
+            raise KeyboardInterrupt
+
+    first = train(_prepare(style, photos, out, config(steps=6)), on_progress=stop)
+    kept = first.checkpoint.read_bytes()
+    with pytest.raises(OutputError, match=f"m.ckpt.pt: an earlier training's checkpoint, which this training would "
+                                          f"replace; go on from it with --resume {re.escape(str(first.checkpoint))}, "
+                                          "pass --overwrite"):
+        _prepare(style, photos, out, config(steps=6))
+    other = tmp_path / "other.ckpt.pt"
+    other.write_bytes(kept)
+    with pytest.raises(OutputError, match="m.ckpt.pt: an earlier training's checkpoint, .*; pass --overwrite"):
+        _prepare(style, photos, out, config(steps=6), resume=other)
+    assert first.checkpoint.read_bytes() == kept
+    assert _prepare(style, photos, out, config(steps=6), resume=first.checkpoint).start_step == 3
+    fresh = prepare_training(style, photos, out, config(steps=6), TINY_NET, BackboneConfig(), "cpu", overwrite=True)
+    assert fresh.start_step == 0
+
+
+@pytest.mark.parametrize("failing_write", [1, 2, 4])  # checkpoints at steps 2, 4, 6, then the model
+def test_a_full_disk_stops_training_saying_how_to_go_on(style, photos, tmp_path, monkeypatch, failing_write):
+    """A checkpoint or model write that finds the disk full stops the training; the message says to
+    resume from the last checkpoint (written whole) where there is one, and doing so finishes the
+    training (when only the model's write failed, resuming just writes it)."""
+    import errno
+
+    import stylize.modelfile
+    from stylize.errors import DiskFullError
+
+    real, writes = stylize.modelfile.atomic_write, []
+
+    def full(handle) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def filling(path, write, overwrite=False):
+        writes.append(path.name)
+        real(path, full if len(writes) == failing_write else write, overwrite)
+
+    monkeypatch.setattr(stylize.modelfile, "atomic_write", filling)
+    out = tmp_path / "m.pt"
+    with pytest.raises(DiskFullError) as caught:
+        train(_prepare(style, photos, out, config(steps=6)))
+    checkpoint = checkpoint_path(out)
+    if failing_write == 1:
+        assert str(caught.value).endswith("free some space, then run the same command again")
+        assert not checkpoint.exists()
+        return
+    assert str(caught.value).endswith(f"go on from the last checkpoint with the same command plus --resume {checkpoint}")
+    assert "no space left on its disk" in str(caught.value) and not out.exists()
+    monkeypatch.setattr(stylize.modelfile, "atomic_write", real)
+    resumed = _prepare(style, photos, out, config(steps=6), resume=checkpoint)
+    assert resumed.start_step == {2: 2, 4: 6}[failing_write]
+    train(resumed)
+    assert load_model(out).meta["steps"] == 6
+    with pytest.raises(InputError, match="has 6 steps already; ask for more"):
+        _prepare(style, photos, tmp_path / "n.pt", config(steps=5), resume=checkpoint)
 
 
 def test_interrupted_training_writes_a_checkpoint(style, photos, tmp_path):
