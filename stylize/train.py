@@ -163,6 +163,8 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
     total = config.total_steps(len(scan.paths), world.size)
     if start_step > total:  # at total, resuming writes the model (its write may have found the disk full)
         raise InputError(f"the checkpoint has {start_step} steps already; ask for more with --steps")
+    if preview is not None and not overwrite:
+        _check_previews(output, start_step, total, config.checkpoint_every)
     meta = {
         "style_name": Path(style).name,
         "style_sha256": style_sha256,
@@ -186,6 +188,15 @@ def _check_checkpoint(output: Path, resume: Path | None, overwrite: bool) -> Non
     go_on = f"go on from it with --resume {checkpoint}, " if resume is None else ""
     raise OutputError(f"{checkpoint}: an earlier training's checkpoint, which this training would replace; "
                       f"{go_on}pass --overwrite to start again, or choose another -o")
+
+
+def _check_previews(output: Path, start: int, total: int, every: int) -> None:
+    """Refuse to write over an earlier training's previews (steps this one reaches at its checkpoints)."""
+    steps = [*range((start // every + 1) * every, total, every), total]
+    for path in (preview_path(output, step) for step in steps):
+        if path.exists():
+            raise OutputError(f"{path}: exists already (an earlier training's preview); pass --overwrite to replace "
+                              "it, or choose another -o")
 
 
 def _resume(resume: Path, style: Path, style_sha256: str, network: TransformerConfig,

@@ -1,5 +1,6 @@
 """Training on a handful of tiny generated photos, checkpoints, resume, model files."""
 
+import functools
 import math
 import re
 import signal
@@ -183,6 +184,17 @@ def test_an_earlier_trainings_checkpoint_is_not_replaced_by_a_new_training(style
     assert _prepare(style, photos, out, config(steps=6), resume=first.checkpoint).start_step == 3
     fresh = prepare_training(style, photos, out, config(steps=6), TINY_NET, BackboneConfig(), "cpu", overwrite=True)
     assert fresh.start_step == 0
+    # Nor an earlier training's previews (the checkpoint gone): a step this one would write is refused.
+    first.checkpoint.unlink()
+    (tmp_path / "m.preview-000004.png").write_bytes(b"earlier")
+    for steps, refused in ((3, False), (4, True), (7, True)):
+        attempt = functools.partial(prepare_training, style, photos, out, config(steps=steps), TINY_NET,
+                                    BackboneConfig(), "cpu", overwrite=False, preview=style)
+        if refused:
+            with pytest.raises(OutputError, match="m.preview-000004.png: exists already .*; pass --overwrite"):
+                attempt()
+        else:
+            attempt()
 
 
 @pytest.mark.parametrize("failing_write", [1, 2, 4])  # checkpoints at steps 2, 4, 6, then the model
