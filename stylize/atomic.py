@@ -47,10 +47,11 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], overwrite: bool 
             tmp.unlink(missing_ok=True)
 
 
-def _write_error(path: Path, exc: OSError, what: str) -> OutputError:
+def _write_error(path: Path, exc: OSError, what: str, advice: str = "") -> OutputError:
     if exc.errno in _NO_SPACE:
-        return DiskFullError(f"{path}: {what}: no space left on its disk ({exc.strerror})")
-    return OutputError(f"{path}: {what} ({exc.strerror or exc})")
+        problem = f"{path}: {what}: no space left on its disk ({exc.strerror})"
+        return DiskFullError(problem, advice) if advice else DiskFullError(problem)
+    return OutputError(f"{path}: {what} ({exc.strerror or exc})" + (f"; {advice}" if advice else ""))
 
 
 def check_space(folder: Path, need: int) -> None:
@@ -93,7 +94,7 @@ def check_folder(folder: Path) -> None:
     except FileExistsError:  # mkdir's: a file has the folder's name (the probe's name is random)
         raise OutputError(f"{folder}: is a file, not a folder; choose another output folder") from None
     except OSError as exc:
-        raise _write_error(folder, exc, "cannot write the output there") from None
+        raise _write_error(folder, exc, "cannot write the output there", "choose another output folder") from None
     finally:
         with contextlib.suppress(OSError):  # e.g. "folder" is a file: no probe was made
             probe.unlink()

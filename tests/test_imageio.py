@@ -124,7 +124,8 @@ def test_check_output_rules(tmp_path):
     blocker.write_text("x")
     with pytest.raises(OutputError, match="file.txt: is a file, not a folder"):
         check_output(blocker / "x.png", overwrite=False)
-    with pytest.raises(OutputError, match="cannot write the output there"):  # a file on the way to the folder
+    with pytest.raises(OutputError, match=r"cannot write the output there \(Not a directory\); choose another output "
+                                          "folder$"):  # a file on the way to the folder
         check_output(blocker / "sub" / "x.png", overwrite=False)
     with pytest.raises(OutputError, match="unknown image format"):
         check_output(tmp_path / "x.gifx", overwrite=False)
