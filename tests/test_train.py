@@ -420,11 +420,21 @@ def test_models_command_lists_bundled_models():
         assert re.search(r"shift weight \d+\.\d", line), line
 
 
-def test_background_loader_gives_the_same_training(style, photos, tmp_path):
-    """Batches depend on the step only, so a worker process changes nothing."""
+@pytest.mark.parametrize("start", [None, "spawn"])
+def test_background_loader_gives_the_same_training(style, photos, tmp_path, start):
+    """Batches depend on the step only, so a worker process changes nothing; also where workers are
+    started afresh rather than forked (spawn: macOS and Windows; Python 3.14 on Linux starts them
+    from a fork server), which needs everything a worker gets to be picklable."""
+    import multiprocessing
+
     a, b = tmp_path / "a.pt", tmp_path / "b.pt"
     train(_prepare(style, photos, a, config(steps=2)))
-    train(_prepare(style, photos, b, config(steps=2, workers=1)))
+    before = multiprocessing.get_start_method()
+    multiprocessing.set_start_method(start or before, force=True)
+    try:
+        train(_prepare(style, photos, b, config(steps=2, workers=1)))
+    finally:
+        multiprocessing.set_start_method(before, force=True)
     sa, sb = load_model(a).network.state_dict(), load_model(b).network.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
