@@ -1,9 +1,10 @@
 """Running a planned batch: every job tried, failures reported, nothing done twice.
 
 A file that fails (corrupt, too small, too large) is recorded with its reason and the batch
-goes on; a full disk stops it (every later output would fail too), before the next job's work. Outputs are written atomically, so Ctrl-C leaves only finished files: the image in
-flight is discarded (results already computed are written first), and re-running the batch
-skips what is done. The networks, the VGG and each style image's statistics are loaded or
+goes on; a full disk stops it (every later output would fail too), before the next job's work.
+Outputs are written atomically, so Ctrl-C leaves only finished files: the image in flight is
+discarded (results already computed are written first), and re-running the batch skips what
+is done. The networks, the VGG and each style image's statistics are loaded or
 computed once; trained networks process same-size photos together while reader threads decode
 the next ones and writer threads encode the last results.
 """

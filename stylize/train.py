@@ -192,7 +192,7 @@ def _check_checkpoint(output: Path, resume: Path | None, overwrite: bool) -> Non
 
 def _check_previews(output: Path, start: int, total: int, every: int) -> None:
     """Refuse to write over an earlier training's previews (steps this one reaches at its checkpoints)."""
-    steps = [*range((start // every + 1) * every, total, every), total]
+    steps = [*range((start // every + 1) * every, total, every)] + ([total] if total > start else [])
     for path in (preview_path(output, step) for step in steps):
         if path.exists():
             raise OutputError(f"{path}: exists already (an earlier training's preview); pass --overwrite to replace "

@@ -216,19 +216,24 @@ def test_a_full_disk_stops_training_saying_how_to_go_on(style, photos, tmp_path,
         writes.append(path.name)
         real(path, full if len(writes) == failing_write else write, overwrite)
 
+    def prepare(resume=None):
+        return prepare_training(style, photos, out, config(steps=6), TINY_NET, BackboneConfig(), "cpu",
+                                overwrite=False, resume=resume, preview=style)
+
     monkeypatch.setattr(stylize.modelfile, "atomic_write", filling)
     out = tmp_path / "m.pt"
     with pytest.raises(DiskFullError) as caught:
-        train(_prepare(style, photos, out, config(steps=6)))
+        train(prepare())
     checkpoint = checkpoint_path(out)
     if failing_write == 1:
         assert str(caught.value).endswith("free some space, then run the same command again")
         assert not checkpoint.exists()
         return
-    assert str(caught.value).endswith(f"go on from the last checkpoint with the same command plus --resume {checkpoint}")
+    assert str(caught.value).endswith(f"go on from the last checkpoint with the same command plus "
+                                      f"--resume {checkpoint}")
     assert "no space left on its disk" in str(caught.value) and not out.exists()
     monkeypatch.setattr(stylize.modelfile, "atomic_write", real)
-    resumed = _prepare(style, photos, out, config(steps=6), resume=checkpoint)
+    resumed = prepare(resume=checkpoint)  # its previews so far are its own: not refused
     assert resumed.start_step == {2: 2, 4: 6}[failing_write]
     train(resumed)
     assert load_model(out).meta["steps"] == 6

@@ -296,8 +296,8 @@ def _batch(jobs: list[Any], stylizer: Any, out: OutputConfig, quiet: bool, conta
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.stopped:
         if world.main:
-            err_console.print("stopped: no room left on the output's disk; finished outputs are kept: free some space, then "
-                              "run the same command again to do the rest", markup=False, soft_wrap=True)
+            err_console.print("stopped: no room left on the output's disk; finished outputs are kept: free some "
+                              "space, then run the same command again to do the rest", markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILED_JOBS)
     if summary.failed:
         raise typer.Exit(EXIT_FAILED_JOBS)
