@@ -19,7 +19,7 @@ from stylize.atomic import check_folder
 from stylize.config import Pairing
 from stylize.errors import InputError, OutputError
 from stylize.imageio import FORMATS
-from stylize.paths import file_problem
+from stylize.paths import did_you_mean, file_problem
 
 # Files a folder or pattern contributes (case-insensitive).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
@@ -62,7 +62,7 @@ def expand(specs: list[Path | str], recursive: bool, what: str) -> list[Source]:
         elif os.path.lexists(path):  # a device, a pipe, a broken link
             raise InputError(f"{text}: {file_problem(path, 'an image file or a folder')} (a {what} input)")
         else:
-            raise InputError(f"{text}: no such file or folder (a {what} input)")
+            raise InputError(f"{text}: no such file or folder (a {what} input){did_you_mean(path)}")
     unique: dict[Path, Source] = {}
     for source in found:
         unique.setdefault(source.path.resolve(), source)

@@ -24,7 +24,7 @@ import torch
 from stylize import __version__
 from stylize.atomic import atomic_write
 from stylize.errors import InputError
-from stylize.paths import file_problem
+from stylize.paths import did_you_mean, file_problem
 from stylize.transformer import TransformerConfig, TransformerNet
 
 FORMAT = "stylize-model"
@@ -104,5 +104,6 @@ def resolve_model(name_or_path: Path | str) -> Path:
             return candidate
     if os.path.lexists(path):  # a folder, a device, a pipe, a broken link
         raise ModelFileError(f"{path}: {file_problem(path, 'a model file')}")
-    names = ", ".join(p.stem for p in bundled_models()) or "none"
-    raise ModelFileError(f"{name_or_path}: no such model file or bundled model (bundled: {names})")
+    bundled = [p.stem for p in bundled_models()]
+    raise ModelFileError(f"{name_or_path}: no such model file or bundled model (bundled: "
+                         f"{', '.join(bundled) or 'none'}){did_you_mean(path, bundled)}")

@@ -385,6 +385,24 @@ def test_init_image_goes_on_from_an_earlier_result(photo, painting, tmp_path):
     assert_one_line_error(bad, "no such file")
 
 
+def test_a_mistyped_name_gets_a_did_you_mean(photo, painting, tmp_path):
+    """A missing photo, painting, start image or model whose name is close to one that exists
+    (beside it, or among the bundled models) is named in the message; a name close to nothing
+    gets none."""
+    out = ["-o", tmp_path / "x.png", "--quiet"]
+    typo = tmp_path / "paintng.png"
+    assert_one_line_error(invoke("run", photo, typo, *out), f"{typo}: no such file or folder (a style input); "
+                          f"did you mean {painting}?")
+    assert_one_line_error(invoke("run", photo, painting, "--init-image", tmp_path / "phot.png", *out),
+                          f"no such file; did you mean {photo}?")
+    assert_one_line_error(invoke("run", photo, "--model", "stary_night", *out),
+                          "(bundled: shipwreck, starry_night, the_scream); did you mean starry_night?")
+    far = invoke("run", photo, tmp_path / "zebra.png", *out)
+    assert_one_line_error(far, "no such file or folder (a style input)")
+    assert "did you mean" not in far.stderr
+    assert_one_line_error(invoke("run", photo, tmp_path / "gone" / "paintng.png", *out), "no such file or folder")
+
+
 def test_run_help_states_the_schedule_a_default_run_uses():
     from stylize.config import RunConfig
     from stylize.optimize import plan_schedule
