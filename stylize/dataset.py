@@ -8,6 +8,7 @@ uninterrupted one would, whatever the number of loader workers.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import traceback
@@ -20,6 +21,7 @@ import torch
 
 from stylize.errors import InputError
 from stylize.imageio import DEFAULT_MAX_PIXELS, fit_long_side_at_least, load_image, open_image, resize
+from stylize.paths import did_you_mean
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -38,7 +40,8 @@ def scan_photos(root: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> PhotoScan:
     there is none."""
     root = Path(root)
     if not root.is_dir():
-        raise InputError(f"{root}: not a folder of training photos")
+        hint = "" if os.path.lexists(root) else did_you_mean(root)
+        raise InputError(f"{root}: not a folder of training photos{hint}")
     good: list[Path] = []
     skipped: list[Path] = []
     for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):

@@ -322,6 +322,10 @@ def test_empty_or_unusable_folder(style, tmp_path):
     (empty / "bad.png").write_bytes(b"xx")
     with pytest.raises(InputError, match="1 unreadable"):
         _prepare(style, empty, tmp_path / "m.pt", config(steps=1))
+    with pytest.raises(InputError, match=f"emty: not a folder of training photos; did you mean {empty}"):
+        _prepare(style, tmp_path / "emty", tmp_path / "m.pt", config(steps=1))
+    with pytest.raises(InputError, match=r"bad.png: not a folder of training photos$"):  # a file: no guess
+        _prepare(style, empty / "bad.png", tmp_path / "m.pt", config(steps=1))
 
 
 def test_photos_that_pass_the_scan_but_cannot_be_decoded(style, tmp_path):
