@@ -18,11 +18,10 @@ from pathlib import Path
 from stylize.atomic import check_folder
 from stylize.config import Pairing
 from stylize.errors import InputError, OutputError
-from stylize.imageio import FORMATS
+from stylize.imageio import FORMATS, IMAGE_SUFFIXES
 from stylize.paths import did_you_mean, file_problem
 
 # Files a folder or pattern contributes (case-insensitive).
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
 TEMPLATE_FIELDS = ("content", "style", "dir", "ext")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 

@@ -20,10 +20,10 @@ from types import TracebackType
 import torch
 
 from stylize.errors import InputError
-from stylize.imageio import DEFAULT_MAX_PIXELS, fit_long_side_at_least, load_image, open_image, resize
+from stylize.imageio import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_long_side_at_least, load_image, open_image,
+                             resize)
 from stylize.paths import did_you_mean
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 MAX_CROP_SCALE = 1.5  # a crop's photo is scaled so its short side is 1 to this many times the crop's

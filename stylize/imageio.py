@@ -6,6 +6,7 @@ Images leave this module as float tensors ``[1,3,H,W]`` in [0,1] (alpha, when pr
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +41,13 @@ PNG_COMPRESS_LEVEL = 1
 DEFAULT_QUALITY = OutputConfig.quality
 DEFAULT_MAX_PIXELS = OutputConfig.max_pixels
 ORIENTATION_TAG = 0x0112
+# What folders, patterns and training scans take as images. HEIC/HEIF (phones' photos: an
+# iPhone's default) are read with the optional pillow-heif; AVIF with Pillow's own plugin (11.3+).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".avif", ".heic",
+                            ".heif"})
+# ISO media files say what they hold in their first box ("ftyp"): these brands are HEIF stills, AVIF.
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+_AVIF_BRANDS = {b"avif", b"avis"}
 
 
 @dataclass(frozen=True)
@@ -105,7 +113,7 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_short_side:
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file that can be read (PNG, JPEG, WebP, TIFF, BMP, ...)") from None
+        raise ImageError(f"{path}: {_unreadable(path)}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageError(f"{path}: the image is truncated or corrupt ({exc})") from None
     except MemoryError:
@@ -133,10 +141,40 @@ def _draft(img: Image.Image, min_short_side: int | None, min_long_side: int | No
         img.draft(None, (need_w, need_h))
 
 
+def _unreadable(path: Path) -> str:
+    """Why Pillow did not recognise the file, and what to do where something can be done."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except OSError:
+        head = b""
+    brands = {head[i:i + 4] for i in range(8, min(len(head), int.from_bytes(head[:4], "big")), 4)} \
+        if head[4:8] == b"ftyp" else set()
+    if brands & _AVIF_BRANDS:
+        return "an AVIF image, which this Pillow cannot read: upgrade Pillow (11.3 or newer reads AVIF)"
+    if brands & _HEIF_BRANDS:
+        return ("a HEIC/HEIF photo, which needs pillow-heif: pip install pillow-heif (or pip install "
+                "'stylize[heif]'), or convert it to JPEG")
+    return "not an image file that can be read (PNG, JPEG, WebP, TIFF, BMP, ...)"
+
+
+@functools.cache
+def heif_support() -> str | None:
+    """The version of pillow-heif, once its HEIC/HEIF reader is registered with Pillow (on the
+    first image opened, not on import); None where it is not installed."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return None
+    pillow_heif.register_heif_opener()
+    return str(pillow_heif.__version__)
+
+
 @contextmanager
 def open_image(path: Path, max_pixels: int) -> Iterator[Image.Image]:
     """An image file opened, nothing decoded yet; more than ``max_pixels`` by its header raises
     ImageError (a decompression bomb, or more than the user allowed)."""
+    heif_support()
     with _pillow_limit_off(), Image.open(path) as img:
         width, height = img.size
         if width * height > max_pixels:

@@ -76,6 +76,12 @@ def test_folders_patterns_and_natural_order(folder):
     assert sorted(s.path.name for s in pattern) == ["broken.jpg", "deep.jpg", "img2.jpg"]
     assert not any(s.explicit for s in pattern)
     assert sorted(["a10", "a9", "a1"], key=lambda n: natural_key(Path(n))) == ["a1", "a9", "a10"]
+    phone = folder.parent / "phone"
+    phone.mkdir()
+    for name in ("IMG_0001.HEIC", "IMG_0002.heif", "IMG_0003.avif", "IMG_0004.mov", "IMG_0004.AAE"):
+        (phone / name).write_bytes(b"x")
+    assert [s.path.name for s in expand([phone], False, "content")] == ["IMG_0001.HEIC", "IMG_0002.heif",
+                                                                        "IMG_0003.avif"]  # a phone's photos
 
 
 def test_nothing_to_expand_is_a_clear_error(tmp_path, folder):

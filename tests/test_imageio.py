@@ -272,3 +272,44 @@ def test_a_large_jpeg_is_decoded_smaller_where_the_long_side_allows(tmp_path):
     assert whole.size == whole.full_size == (600, 800) and whole.reduced_from is None
     both = load_image(tmp_path / "big.jpg", min_long_side=100, min_short_side=140)  # each bound holds
     assert both.size == (150, 200)
+
+
+def test_a_phones_heic_photo_reads_upright_like_its_jpeg(tmp_path):
+    """HEIC (an iPhone's default) through the optional pillow-heif, which the test extra installs:
+    the picture comes out upright, as the same picture saved as a JPEG with that orientation does."""
+    pillow_heif = pytest.importorskip("pillow_heif", reason="pillow-heif is not installed (pip install "
+                                      "'stylize[heif]'): HEIC photos cannot be read here")
+    assert pillow_heif is not None
+    from stylize.imageio import heif_support
+
+    heif_support()  # registers the reader, as opening any image does
+    picture = scene(64, 48)
+    picture.paste((0, 0, 255), (0, 0, 16, 16))  # a blue corner, to see where it ends up
+    exif = picture.getexif()
+    exif[0x0112] = 6  # shot with the phone turned: shown rotated 90 degrees clockwise
+    picture.save(tmp_path / "photo.heic", exif=exif.tobytes(), quality=95)
+    picture.save(tmp_path / "photo.jpg", exif=exif.tobytes(), quality=95)
+    heic, jpeg = load_image(tmp_path / "photo.heic"), load_image(tmp_path / "photo.jpg")
+    assert heic.size == jpeg.size == (64, 48)
+    assert heic.rgb[0, :, 2, -3].tolist() == pytest.approx([0, 0, 1], abs=0.2)  # the blue corner, top right
+    assert (heic.rgb - jpeg.rgb).abs().mean() < 0.05
+
+
+@pytest.mark.parametrize("kind", ["heic", "avif"])
+def test_a_heic_or_avif_file_that_cannot_be_read_says_what_to_install(tmp_path, monkeypatch, kind):
+    """Without a reader for it (pillow-heif; a Pillow without AVIF), the message says what to do,
+    not just "not an image"; a file with another ISO-media brand (a video) gets the plain message."""
+    import stylize.imageio
+
+    monkeypatch.setattr(stylize.imageio, "heif_support", lambda: None)
+    monkeypatch.setattr(Image, "ID", [i for i in Image.ID if i not in ("HEIF", "AVIF")])
+    brand = {"heic": b"heicmif1heic", "avif": b"avif\0\0\0\0mif1avif"}[kind]
+    path = tmp_path / f"photo.{kind}"
+    path.write_bytes((8 + len(brand)).to_bytes(4, "big") + b"ftyp" + brand + b"\0" * 200)
+    with pytest.raises(ImageError, match={"heic": "a HEIC/HEIF photo, which needs pillow-heif: pip install",
+                                          "avif": "an AVIF image, which this Pillow cannot read"}[kind]):
+        load_image(path)
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\0\0\0\x18ftypisom\0\0\0\0isomavc1" + b"\0" * 200)
+    with pytest.raises(ImageError, match="not an image file that can be read"):
+        load_image(video)

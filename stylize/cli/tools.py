@@ -106,6 +106,12 @@ def _onnx_export_status() -> str:
     return "available"
 
 
+def _reads_avif() -> bool:
+    from PIL import features
+
+    return bool(features.check("avif"))
+
+
 @app.command()
 def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Show versions, devices, the device `auto` picks, and where each backbone's weights are."""
@@ -130,6 +136,8 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
         "backbones": {b.value: weights_status(b) for b in Backbone},
         "onnxruntime": package_version("onnxruntime"),
         "onnx_export": _onnx_export_status(),
+        "heic": package_version("pillow-heif"),
+        "avif": _reads_avif(),
     }
     if as_json:
         console.print_json(json.dumps(data))
@@ -148,7 +156,10 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
                                    "(folders through a --model)"),
              ("cuda graphs", graphs),
              ("onnxruntime", data["onnxruntime"] or "not installed (for .onnx models: pip install 'stylize[onnx]')"),
-             ("onnx export", data["onnx_export"])]
+             ("onnx export", data["onnx_export"]),
+             ("heic photos", f"readable (pillow-heif {data['heic']})" if data["heic"] else
+              "not readable (for phones' .heic photos: pip install 'stylize[heif]')"),
+             ("avif images", "readable" if data["avif"] else "not readable (Pillow 11.3 or newer reads them)")]
     rows += [(f"backbone {name}", status) for name, status in data["backbones"].items()]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
