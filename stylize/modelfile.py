@@ -7,7 +7,8 @@ One ``torch.save`` file holding only tensors and plain Python values, so it load
      "state_dict": {...}, "meta": {"style_name", "style_sha256", "training": {...},
      "stylize_version", "steps"}}
 
-Checkpoints are model files with an extra "resume" entry (optimiser state and step).
+Checkpoints are model files with an extra "resume" entry (optimiser state and step). The
+``.pth`` files of pytorch/examples' fast_neural_style load too (stylize.foreign).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from stylize import __version__
 from stylize.atomic import atomic_write
 from stylize.errors import InputError
+from stylize.foreign import SOURCE, from_fast_neural_style, is_fast_neural_style
 from stylize.paths import did_you_mean, file_problem
 from stylize.transformer import TransformerConfig, TransformerNet
 
@@ -68,6 +70,13 @@ def load_model(path: Path) -> LoadedModel:
     except Exception as exc:  # torch raises many types for corrupt or foreign files
         raise ModelFileError(f"{path}: not a readable stylize model file ({type(exc).__name__}); "
                              "was it written by `stylize train`?") from None
+    if is_fast_neural_style(payload):
+        try:
+            network = from_fast_neural_style(payload)
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise ModelFileError(f"{path}: looks like a fast_neural_style model but does not fit its network "
+                                 f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        return LoadedModel(network, {"style_name": path.stem, "imported_from": SOURCE}, None, path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a stylize model file (no '{FORMAT}' header); "
                              "train one with `stylize train`")

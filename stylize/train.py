@@ -204,6 +204,9 @@ def _resume(resume: Path, style: Path, style_sha256: str, network: TransformerCo
     """The checkpoint's network, step and optimiser state, once it is known to train what was
     asked: the same style image, network and loss."""
     loaded = load_model(resume)
+    if "imported_from" in loaded.meta:
+        raise InputError(f"{resume}: trained by {loaded.meta['imported_from']}, not a stylize checkpoint; it can be "
+                         "run (--model) and exported, not trained further")
     if loaded.resume is None:
         # The checkpoint sits beside the model its training wrote (the output asked for now may be another name).
         checkpoint = checkpoint_path(loaded.path)

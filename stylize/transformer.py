@@ -59,6 +59,9 @@ class TransformerConfig:
     # Bilinear alone still let trained networks place texture on that lattice; training's
     # shift-consistency term (TrainConfig.shift_weight) is what took it out.
     upsample: str = "bilinear"
+    # How the output becomes RGB in [0,1]: "sigmoid" (stylize's), or "clamp" for networks of
+    # pytorch/examples' fast_neural_style, whose last layer's values are clipped (stylize.foreign).
+    output: str = "sigmoid"
 
     def __post_init__(self) -> None:
         if self.width < 4 or self.width > 256:
@@ -71,6 +74,8 @@ class TransformerConfig:
             raise InputError(f"the network's head must be upsample or subpixel, got {self.head!r}")
         if self.upsample not in UPSAMPLE_MODES:
             raise InputError(f"the network's upsampling must be bilinear or nearest, got {self.upsample!r}")
+        if self.output not in ("sigmoid", "clamp"):
+            raise InputError(f"the network's output must be sigmoid or clamp, got {self.output!r}")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "norm": self.norm.value}
@@ -86,7 +91,7 @@ class TransformerConfig:
         shuffle = int(data.get("shuffle", 1))
         return cls(width=int(data["width"]), blocks=int(data["blocks"]), norm=NormKind(data["norm"]),
                    shuffle=shuffle, head=str(data.get("head", "subpixel" if shuffle == 2 else "upsample")),
-                   upsample=str(data.get("upsample", "nearest")))
+                   upsample=str(data.get("upsample", "nearest")), output=str(data.get("output", "sigmoid")))
 
 
 STRIDE = 4  # total downsampling in both layouts: inputs are padded to a multiple of it
@@ -358,6 +363,7 @@ class TransformerNet(nn.Module):
         # Plain ints for forward(), which TorchScript compiles (it cannot read the dataclass).
         self.stride, self.shuffle, self.min_side = STRIDE, s, MIN_SIDE  # min_side: a multiple of stride
         self.margin = EDGE_MARGIN
+        self.sigmoid = config.output == "sigmoid"
         # Shuffled, the first layer already works at half resolution, so one strided layer less
         # reaches the residual blocks' quarter resolution (a version with them at 1/8 ran twice as
         # fast but lost the photo in training). Johnson et al.'s 9x9 outer convolutions see 9 px;
@@ -409,7 +415,8 @@ class TransformerNet(nn.Module):
         x = self.head(self.decoder(self.residuals(self.encoder(x))))
         if self.shuffle_out > 1:
             x = F.pixel_shuffle(x, self.shuffle_out)
-        return torch.sigmoid(x[..., m:m + h, m:m + w])
+        x = x[..., m:m + h, m:m + w]
+        return torch.sigmoid(x) if self.sigmoid else x.clamp(0.0, 1.0)
 
 
 def scale_output_layer(network: TransformerNet, factor: float) -> TransformerNet:
