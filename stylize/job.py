@@ -10,6 +10,7 @@ starts, so a bad option never costs minutes of work.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from stylize.losses import content_layer_weights, style_layer_weights
 from stylize.modelfile import LoadedModel, load_model
 from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, estimate_memory, estimate_style_memory,
                               iterative_half, largest_fitting_size, plan_schedule, run_iterative, style_size)
-from stylize.tiling import MIN_TILE, estimate_bytes, largest_fitting_side, stylize_tiled
+from stylize.tiling import MIN_TILE, TileProgress, estimate_bytes, largest_fitting_side, stylize_tiled
 from stylize.transformer import STRIDE, for_inference, infer
 
 GB = 2**30
@@ -156,15 +157,17 @@ class Fast:
             return None
         return max(MIN_TILE, min(1024, largest_fitting_side(self.model.network, budget // 2)) // STRIDE * STRIDE)
 
-    def run(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Stylise same-size images in one pass, or one by one in tiles when they are too large."""
+    def run(self, images: list[torch.Tensor],
+            on_tile: Callable[[TileProgress], None] | None = None) -> list[torch.Tensor]:
+        """Stylise same-size images in one pass, or one by one in tiles when they are too large
+        (``on_tile``: called after each tile)."""
         height, width = images[0].shape[-2:]
         if self.exported is not None:
             results = list(self.exported(torch.cat(images)).split(1))
         elif len(images) > 1 and self.tile_for(height, width, len(images)) is None:
             results = list(self._stylize(torch.cat(images)).split(1))
         else:
-            results = [self._one(image) for image in images]
+            results = [self._one(image, on_tile) for image in images]
         if self.keep_color:
             results = [preserve_color(r, i) for r, i in zip(results, images)]
         return results
@@ -180,7 +183,7 @@ class Fast:
         """One pass (replayed where the shape repeats on CUDA); float32 on the CPU."""
         return self._pass(image).float().cpu()
 
-    def _one(self, image: torch.Tensor) -> torch.Tensor:
+    def _one(self, image: torch.Tensor, on_tile: Callable[[TileProgress], None] | None) -> torch.Tensor:
         height, width = image.shape[-2:]
         tile = self.tile_for(height, width)
         if tile is None:
@@ -189,7 +192,8 @@ class Fast:
         # to the full-size statistics, at about four tiles' memory.
         budget = memory_budget(self.device)
         fits = largest_fitting_side(self.model.network, budget // 2, height / width) if budget else tile
-        return stylize_tiled(self.network, image, self.device, tile, max(tile, min(2 * tile, fits)), self.half)
+        return stylize_tiled(self.network, image, self.device, tile, max(tile, min(2 * tile, fits)), self.half,
+                             on_tile)
 
 
 # ------------------------------------------------------------------------------- single runs
@@ -275,10 +279,11 @@ def prepare_fast(content: Path, stylizer: Fast, output: Path, overwrite: bool, q
     return FastJob(content_img, output, overwrite, quality, stylizer)
 
 
-def execute_fast(job: FastJob) -> JobResult:
-    """Stylise in one forward pass (or in tiles) and write the output atomically."""
+def execute_fast(job: FastJob, on_tile: Callable[[TileProgress], None] | None = None) -> JobResult:
+    """Stylise in one forward pass (or in tiles, reporting each to ``on_tile``) and write the
+    output atomically."""
     start = time.perf_counter()
-    result = job.stylizer.run([job.stylizer.input(job.content)])[0]
+    result = job.stylizer.run([job.stylizer.input(job.content)], on_tile)[0]
     save_result(result, job.content, job.output, job.overwrite, job.quality)
     return JobResult(result, {}, False, time.perf_counter() - start)
 

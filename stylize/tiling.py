@@ -12,8 +12,9 @@ linear ramp across the rest of the overlap blends neighbours (feathering).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -63,13 +64,22 @@ def overlap_for(tile: int) -> int:
     return min(128, tile // 2)
 
 
+@dataclass(frozen=True)
+class TileProgress:
+    """Reported after each tile of a tiled image."""
+
+    done: int
+    total: int
+
+
 def stylize_tiled(network: TransformerNet, image: torch.Tensor, device: torch.device, tile: int,
-                  stats_side: int, half: bool = False) -> torch.Tensor:
+                  stats_side: int, half: bool = False,
+                  on_tile: Callable[[TileProgress], None] | None = None) -> torch.Tensor:
     """Stylise ``image`` ([1,3,H,W] in [0,1], on the CPU) tile by tile; the result is on the CPU.
 
     ``stats_side``: long side of the downscaled whole image that instance-norm statistics come
     from (the largest that fits in memory; the image's own size when it fits). ``half``: in mixed
-    precision (--half).
+    precision (--half). ``on_tile``: called after each tile (a large photo takes a while on a CPU).
     """
     network.eval()
     height, width = image.shape[-2:]
@@ -79,8 +89,11 @@ def stylize_tiled(network: TransformerNet, image: torch.Tensor, device: torch.de
         stats = _instance_statistics(network, small.to(device))
         total = torch.zeros(1, 3, height, width)
         weight = torch.zeros(1, 1, height, width)
+        windows = list(_windows(height, width, tile, overlap))
+        if on_tile:
+            on_tile(TileProgress(0, len(windows)))
         with _frozen_instance_norm(network, stats):
-            for y, x in _windows(height, width, tile, overlap):
+            for done, (y, x) in enumerate(windows, 1):
                 # The last row and column run to the image's edge (up to STRIDE - 1 px more).
                 y1 = y + tile if y + tile + STRIDE <= height else height
                 x1 = x + tile if x + tile + STRIDE <= width else width
@@ -88,6 +101,8 @@ def stylize_tiled(network: TransformerNet, image: torch.Tensor, device: torch.de
                 w = _feather(out.shape[-2:], (y, x), (height, width), overlap)
                 total[..., y:y1, x:x1] += out * w
                 weight[..., y:y1, x:x1] += w
+                if on_tile:
+                    on_tile(TileProgress(done, len(windows)))
     return (total / weight).clamp_(0.0, 1.0)
 
 

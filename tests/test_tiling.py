@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -15,7 +16,7 @@ from stylize.cli import app
 from stylize.imageio import load_image
 from stylize.job import Fast
 from stylize.modelfile import save_model
-from stylize.tiling import estimate_bytes, largest_fitting_side, stylize_tiled
+from stylize.tiling import _windows, estimate_bytes, largest_fitting_side, overlap_for, stylize_tiled
 from stylize.transformer import STRIDE, TransformerConfig, TransformerNet, stylize_image
 
 from conftest import scene
@@ -101,6 +102,11 @@ def test_cli_tile_option_keeps_size_and_picture(tmp_path, network):
         assert result.exit_code == 0, result.output
     with Image.open(tiled) as img:
         assert img.size == (333, 250)
+    assert "tiles" not in runner.invoke(app, ["run", str(photo), "--model", str(model), "-o",
+                                              str(tmp_path / "again.png"), "--tile", "0"]).stderr  # no bar: one pass
+    # The tiles are counted as they go (a large print takes minutes on a CPU): here a log line, as
+    # where stderr is not a terminal, when the last is done.
+    assert len(re.findall(r"tiles (\d+)/\1 \(100%\)", result.stderr)) == 1, result.stderr
     # statistics from the photo at twice the tile side (256 px here): close, not identical
     assert (load_image(tiled).rgb - load_image(whole).rgb).abs().mean() < 0.02
     bad = runner.invoke(app, ["run", str(photo), "--model", str(model), "--tile", "50"])
@@ -150,3 +156,13 @@ def test_the_largest_fitting_side_fits_its_own_estimate(aspect, budget):
     height, width = (side, int(side / aspect)) if aspect > 1 else (int(side * aspect), side)
     assert side > 0 and estimate_bytes(net, height, width) <= budget
     assert estimate_bytes(net, int(height * 1.1), int(width * 1.1)) > budget  # not far below it
+
+
+def test_tiles_are_reported_as_they_are_done(network):
+    from stylize.tiling import TileProgress
+
+    seen: list[TileProgress] = []
+    image = torch.rand(1, 3, 200, 300)
+    stylize_tiled(network, image, torch.device("cpu"), 128, 256, on_tile=seen.append)
+    tiles = len(list(_windows(200, 300, 128, overlap_for(128))))
+    assert tiles > 4 and [(p.done, p.total) for p in seen] == [(i, tiles) for i in range(tiles + 1)]  # 0: before

@@ -216,3 +216,28 @@ class TrainProgress:
     def __exit__(self, *exc: Any) -> None:
         if self.progress is not None:
             self.progress.__exit__(*exc)
+
+
+class TileBar:
+    """A bar over the tiles of one large photo through a --model (minutes for a large print on a
+    CPU), fed by the tiling's progress callback."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.progress: Progress | None = None
+
+    def __enter__(self):
+        if self.quiet:
+            return None
+        self.progress = progress_bar("tiles {task.completed}/{task.total}")
+        self.progress.__enter__()
+        self.task = self.progress.add_task("tiles", total=None, info="")
+        return self.update
+
+    def update(self, p: Any) -> None:
+        assert self.progress is not None
+        self.progress.update(self.task, total=p.total, completed=p.done)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)

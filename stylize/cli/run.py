@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stylize.cli.app import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, app, choice, command_context, half_help
-from stylize.cli.display import BatchProgress, ImageProgress, console, count, err_console
+from stylize.cli.display import BatchProgress, ImageProgress, TileBar, console, count, err_console
 from stylize.config import (AUTO_FIRST_SCALE, AUTO_ITERATIONS, Backbone, BackboneConfig, ImageFormat, InitKind,
                             LossConfig, OptimizerKind, OutputConfig, Pairing, Pooling, RunConfig, StyleLossKind,
                             format_layer_weights, parse_layer_weights, parse_numbers, parse_scales)
@@ -172,7 +172,7 @@ def run(
             from stylize.job import Fast
             stylizer = Fast(model, device, size, preserve_color, tile, half)
             if single:
-                _single_fast(jobs[0], stylizer, out_cfg)
+                _single_fast(jobs[0], stylizer, out_cfg, quiet)
             else:
                 _batch(jobs, stylizer, out_cfg, quiet, contact_sheet, world)
         if single and contact_sheet is not None:
@@ -251,12 +251,14 @@ def _single_iterative(planned: Any, config: RunConfig, backbone: BackboneConfig,
                   highlight=False, soft_wrap=True)
 
 
-def _single_fast(planned: Any, stylizer: Any, out: OutputConfig) -> None:
+def _single_fast(planned: Any, stylizer: Any, out: OutputConfig, quiet: bool) -> None:
     from stylize import job as jobs
 
     job = jobs.prepare_fast(planned.content.path, stylizer, planned.output, out.overwrite, out.quality,
                             out.max_pixels)
-    result = jobs.execute_fast(job)
+    tiled = stylizer.tile_for(*stylizer.output_size(job.content)) is not None
+    with TileBar(quiet or not tiled) as on_tile:  # one pass is quick: no bar
+        result = jobs.execute_fast(job, on_tile)
     h, w = result.image.shape[-2:]
     console.print(f"saved {job.output} ({w}x{h}) in {result.seconds:.2f} s with {stylizer.path.name}",
                   markup=False, highlight=False, soft_wrap=True)
