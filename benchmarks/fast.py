@@ -117,6 +117,9 @@ def main() -> None:
     classic_folded = for_inference(classic_net)
     run_net(classic_folded, "classic 32-64-128, 5 blocks (random)")
     run_net(PlainTransformer(classic_net), "the same as pytorch/examples runs it (random)")
+    # A fast_neural_style .pth model is this network (stylize.foreign), run with --half by default
+    # where bfloat16 is native.
+    run_net(classic_folded, "the same, --half (random)", half=True)
     run_net(for_inference(TransformerNet(SMALL)), "small 16-32-64, 3 blocks (random)")
     default_label = f"bundled {Path(str(loaded.path)).stem} ({loaded.network.config.width} wide, " \
                     f"{loaded.network.config.blocks} blocks, shuffle {loaded.network.config.shuffle})"
