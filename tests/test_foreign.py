@@ -130,7 +130,7 @@ def test_a_fast_neural_style_model_is_not_resumed_and_a_foreign_file_gets_one_li
     with pytest.raises(InputError, match="trained by pytorch/examples fast_neural_style, not a stylize checkpoint"):
         prepare_training(style, photos, tmp_path / "m.pt", TrainConfig(steps=1), TransformerConfig(),
                          BackboneConfig(), "cpu", overwrite=False, resume=path)
-    state = torch.load(path)
+    state = torch.load(path, weights_only=True)
     state["res6.conv9.conv2d.weight"] = torch.zeros(1)
     torch.save(state, tmp_path / "odd.pth")
     with pytest.raises(ModelFileError, match="looks like a fast_neural_style model but does not fit its network"):
