@@ -165,16 +165,18 @@ def output_folder(output: Path | None, batch: bool) -> tuple[Path | None, Path |
 
 
 def plan(pairs: list[tuple[Source, tuple[Path, ...]]], folder: Path | None, template: str, ext: str,
-         model_name: str | None = None, file: Path | None = None) -> list[PlannedJob]:
+         model_name: str | list[str] | None = None, file: Path | None = None) -> list[PlannedJob]:
     """Output paths for every (content, styles) pair; two jobs writing one file is an error.
 
-    ``folder`` None: beside each photo; ``file``: the one output of a single run."""
+    ``model_name``: the style of every job (a trained network's name), or of each pair (several
+    networks); ``folder`` None: beside each photo; ``file``: the one output of a single run."""
+    names = model_name if isinstance(model_name, list) else [model_name] * len(pairs)
     check_template(template)
     inputs = {path.resolve() for path in {p for content, styles in pairs for p in (content.path, *styles)}}
     jobs: list[PlannedJob] = []
     seen: dict[Path, PlannedJob] = {}
-    for content, styles in pairs:
-        label = model_name if model_name is not None else "+".join(s.stem for s in styles)
+    for (content, styles), name in zip(pairs, names):
+        label = name if name is not None else "+".join(s.stem for s in styles)
         if file is not None:
             output = file
         else:

@@ -333,10 +333,27 @@ def run_batch(jobs: list[PlannedJob], stylizer: Iterative | Fast, options: Outpu
         summary = run_fast_batch(mine, stylizer, options, on_job)
     else:
         summary = run_iterative_batch(mine, stylizer, options, on_job, on_progress)
-    parts = gather(summary, world)
     planned = {id(job) for job in todo}
-    skipped = [Outcome(job, Status.skipped, "exists") for job in jobs if id(job) not in planned]
+    skipped = Summary([Outcome(job, Status.skipped, "exists") for job in jobs if id(job) not in planned])
+    return _combined([skipped, *gather(summary, world)], jobs)
+
+
+def run_batches(groups: list[tuple[list[PlannedJob], Iterative | Fast]], options: OutputConfig,
+                world: World = SINGLE, on_job: JobFn | None = None,
+                on_progress: ProgressFn | None = None) -> Summary:
+    """``run_batch`` for each group of jobs with its stylizer in turn (several trained networks:
+    a group each); Ctrl-C or a full disk stops it there. One summary, in the groups' jobs' order."""
+    parts: list[Summary] = []
+    for jobs, stylizer in groups:
+        parts.append(run_batch(jobs, stylizer, options, world, on_job, on_progress))
+        if parts[-1].interrupted or parts[-1].stopped:
+            break
+    return _combined(parts, [job for jobs, _ in groups for job in jobs])
+
+
+def _combined(parts: list[Summary], jobs: list[PlannedJob]) -> Summary:
+    """Summaries of parts of ``jobs`` as one, outcomes in the jobs' order."""
     order = {job.output: index for index, job in enumerate(jobs)}  # jobs are copies after gathering
-    outcomes = sorted(skipped + [o for part in parts for o in part.outcomes], key=lambda o: order[o.job.output])
+    outcomes = sorted((o for part in parts for o in part.outcomes), key=lambda o: order[o.job.output])
     return Summary(outcomes, interrupted=any(part.interrupted for part in parts),
                    stopped=next((part.stopped for part in parts if part.stopped), ""))

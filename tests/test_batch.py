@@ -656,3 +656,39 @@ def test_the_room_asked_for_counts_the_snapshots_too(photo, painting, tmp_path, 
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=4 * result - 1))
     with pytest.raises(DiskFullError, match="free some space"):
         prepare(photo, [painting], tmp_path / "o.png", config, BackboneConfig(), "cpu", False)
+
+
+def test_several_models_make_a_batch_of_every_photo_with_every_model(tmp_path, model, monkeypatch):
+    """-m repeated: every photo with every model, one file each, named by model; every model is
+    loaded before any photo is stylised; one summary and contact sheet; a rerun resumes; two
+    models of one name (which would write the same files) are refused."""
+    import stylize.job
+
+    photos = _scenes(tmp_path / "photos", 2)
+    torch.manual_seed(1)
+    other = tmp_path / "other.pt"
+    save_model(other, TransformerNet(TransformerConfig(width=4, blocks=1)), {"style_name": "s2.png"})
+    out = tmp_path / "out"
+    args = ["run", photos, "-m", model, "-m", other, "-m", "starry_night", "-o", out, "--device", "cpu"]
+    result = invoke(*args, "--contact-sheet", tmp_path / "sheet.png")
+    assert result.exit_code == 0 and "6 jobs: 6 to do" in result.stdout, result.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"p{i}_x_{m}.png" for i in range(2) for m in ("other", "starry_night", "tiny")]
+    for i in range(2):  # each file is its own model's output for that photo
+        for name, spec in (("tiny", model), ("other", other), ("starry_night", "starry_night")):
+            fast = Fast(spec, "cpu")
+            expected = fast.run([fast.input(load_image(photos / f"p{i}.png"))])[0]
+            assert (load_image(out / f"p{i}_x_{name}.png").rgb - expected).abs().max() <= 0.5 / 255 + 1e-6
+    with Image.open(tmp_path / "sheet.png") as sheet:
+        assert sheet.size[0] > sheet.size[1]  # a column per model, beside the photos
+    assert "6 done already" in invoke(*args).stdout
+    # A broken model is found before any photo is stylised.
+    (tmp_path / "broken.pt").write_bytes(b"not a model")
+    runs = []
+    monkeypatch.setattr(stylize.job.Fast, "run", lambda *a, **k: runs.append(1))
+    bad = invoke("run", photos, "-m", model, "-m", tmp_path / "broken.pt", "-o", tmp_path / "out2")
+    assert bad.exit_code == 2 and "broken.pt" in bad.stderr and runs == [] and not (tmp_path / "out2").exists()
+    (tmp_path / "again").mkdir()
+    save_model(tmp_path / "again" / "tiny.pt", TransformerNet(TransformerConfig(width=4, blocks=1)), {})
+    clash = invoke("run", photos, "-m", model, "-m", tmp_path / "again" / "tiny.pt", "-o", tmp_path / "out3")
+    assert clash.exit_code == 2 and "have one name, tiny, and would write the same files" in clash.stderr

@@ -28,7 +28,7 @@ _ITERATIVE_ONLY = ("iterations", "scales", "optimizer", "lr", "init", "init_imag
 _MODEL_ONLY = ("tile", "batch_size")
 
 
-def _check_method_options(ctx: typer.Context, model: Optional[str]) -> None:
+def _check_method_options(ctx: typer.Context, model: Optional[list[str]]) -> None:
     """Refuse options that the chosen method (--model or the iterative one) would not use."""
     given = [name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
     flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
@@ -91,9 +91,10 @@ def run(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     seed: Annotated[int, typer.Option(
         help="Random seed (same inputs, seed and device: same output).")] = DEFAULT_RUN.seed,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="A trained model file (stylize train), "
-                     "an exported .onnx/.ts file (stylize export) or a bundled model's name (stylize models): "
-                     "one forward pass, no STYLE.",
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="A trained model file (stylize "
+                     "train), an exported .onnx/.ts file (stylize export), a bundled model's name (stylize models) "
+                     "or a fast_neural_style .pth: one forward pass, no STYLE. Repeat it for a batch of every "
+                     "photo with every model.",
                      show_default=False)] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also search sub-folders of folder "
                          "inputs.")] = False,
@@ -146,7 +147,7 @@ def run(
         if contact_sheet is not None:
             from stylize.imageio import check_output
             check_output(contact_sheet, overwrite)
-        if model is None:
+        if not model:
             loss = LossConfig(
                 content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
                 content_layers=parse_layer_weights(content_layers, "--content-layers"),
@@ -167,20 +168,23 @@ def run(
                 raise InputError("--save-every is for a single photo, not a batch")
             else:
                 from stylize.job import Iterative
-                _batch(jobs, Iterative(config, backbone_cfg, device), out_cfg, quiet, contact_sheet, world)
+                _batch(jobs, [(jobs, Iterative(config, backbone_cfg, device))], out_cfg, quiet, contact_sheet, world)
         else:
             from stylize.job import Fast
-            stylizer = Fast(model, device, size, preserve_color, tile, half)
+            # Every model is loaded (and so checked) before any photo is stylised.
+            stylizers = {name: Fast(spec, device, size, preserve_color, tile, half)
+                         for name, spec in _models(model).items()}
             if single:
-                _single_fast(jobs[0], stylizer, out_cfg, quiet)
+                _single_fast(jobs[0], stylizers[jobs[0].style_label], out_cfg, quiet)
             else:
-                _batch(jobs, stylizer, out_cfg, quiet, contact_sheet, world)
+                groups = [([j for j in jobs if j.style_label == name], fast) for name, fast in stylizers.items()]
+                _batch(jobs, groups, out_cfg, quiet, contact_sheet, world)
         if single and contact_sheet is not None:
             from stylize.batchrun import Summary
             _write_sheet(jobs, Summary(), contact_sheet, overwrite)
 
 
-def _plan(inputs: list[Path], style_option: Optional[list[Path]], model: Optional[str],
+def _plan(inputs: list[Path], style_option: Optional[list[Path]], model: Optional[list[str]],
           blend: Optional[tuple[float, ...]], output: Optional[Path], out: OutputConfig) -> tuple[list[Any], bool]:
     """The jobs (content, styles, output path) and whether this is a single run (one photo file,
     one style) rather than a batch."""
@@ -192,17 +196,23 @@ def _plan(inputs: list[Path], style_option: Optional[list[Path]], model: Optiona
     if blend is not None and len(blend) != len(styles):
         raise InputError(f"--style-blend has {len(blend)} weights for {len(styles)} style image(s)")
     groups = [tuple(s.path for s in styles)] if blend or model else [(s.path,) for s in styles]
-    single = len(contents) == 1 and len(groups) == 1 and contents[0].explicit and all(s.explicit for s in styles)
+    models = list(_models(model)) if model else [None]
+    single = (len(contents) == 1 and len(groups) == 1 and len(models) == 1 and contents[0].explicit
+              and all(s.explicit for s in styles))
     folder, file = planning.output_folder(output, batch=not single)
     contents = planning.without_outputs(contents, folder)
     if not contents:
         raise InputError("every content image is inside the output folder; give -o another folder")
-    model_name = _model_name(model) if model else None
     pairs = planning.pair(contents, groups, out.pairs)
-    return planning.plan(pairs, folder, out.template, _extension(out.format, file), model_name, file), single
+    ext = _extension(out.format, file)
+    # One plan per model (its name is the style in the output's name), checked as one: no two
+    # jobs may write one file.
+    jobs = planning.plan([(c, g) for name in models for c, g in pairs], folder, out.template, ext,
+                         [name for name in models for _ in pairs] if model else None, file)
+    return jobs, single
 
 
-def _split_inputs(inputs: list[Path], style_option: Optional[list[Path]], model: Optional[str]
+def _split_inputs(inputs: list[Path], style_option: Optional[list[Path]], model: Optional[list[str]]
                   ) -> tuple[list[Path], list[Path]]:
     """(content specs, style specs): with --style or --model every argument is a content."""
     if model is not None:
@@ -226,10 +236,19 @@ def _extension(image_format: Optional[ImageFormat], file: Optional[Path]) -> str
     return suffix
 
 
-def _model_name(model: str) -> str:
+def _models(model: list[str]) -> dict[str, str]:
+    """Each --model by its name (the style in output names); two of one name would write the
+    same files, so they are refused."""
     from stylize.modelfile import resolve_model
 
-    return resolve_model(model).stem
+    names: dict[str, str] = {}
+    for spec in dict.fromkeys(model):
+        name = resolve_model(spec).stem
+        if name in names:
+            raise InputError(f"--model {names[name]} and --model {spec} have one name, {name}, and would write the "
+                             "same files; rename one")
+        names[name] = spec
+    return names
 
 
 def _single_iterative(planned: Any, config: RunConfig, backbone: BackboneConfig, device: str, out: OutputConfig,
@@ -274,8 +293,9 @@ def _print_plan(jobs: list[Any], overwrite: bool) -> None:
     console.print(table)
 
 
-def _batch(jobs: list[Any], stylizer: Any, out: OutputConfig, quiet: bool, contact_sheet: Optional[Path],
-           world: Any) -> None:
+def _batch(jobs: list[Any], groups: list[tuple[list[Any], Any]], out: OutputConfig, quiet: bool,
+           contact_sheet: Optional[Path], world: Any) -> None:
+    """``groups``: the jobs of each stylizer (the iterative one, or each --model's), with it."""
     from stylize import batchrun
     from stylize.job import Iterative
 
@@ -284,9 +304,9 @@ def _batch(jobs: list[Any], stylizer: Any, out: OutputConfig, quiet: bool, conta
         shared = f", shared by {world.size} processes" if world.distributed else ""
         console.print(f"{count(len(jobs), 'job')}: {todo} to do{shared}, {len(jobs) - todo} done already",
                       markup=False, highlight=False, soft_wrap=True)
-    per_image = isinstance(stylizer, Iterative)
+    per_image = isinstance(groups[0][1], Iterative)
     with BatchProgress(quiet, -(-todo // world.size), per_image) as (on_job, on_progress):
-        summary = batchrun.run_batch(jobs, stylizer, out, world, on_job, on_progress)
+        summary = batchrun.run_batches(groups, out, world, on_job, on_progress)
     if world.main:
         _print_summary(summary, len(jobs))
         if contact_sheet is not None:
