@@ -682,6 +682,11 @@ def test_several_models_make_a_batch_of_every_photo_with_every_model(tmp_path, m
     with Image.open(tmp_path / "sheet.png") as sheet:
         assert sheet.size[0] > sheet.size[1]  # a column per model, beside the photos
     assert "6 done already" in invoke(*args).stdout
+    zipped = invoke("run", photos, "-m", model, "-m", other, "--pairs", "zip", "-o", tmp_path / "zip")
+    assert zipped.exit_code == 0, zipped.output  # the first photo with the first model, ...
+    assert sorted(p.name for p in (tmp_path / "zip").iterdir()) == ["p0_x_tiny.png", "p1_x_other.png"]
+    uneven = invoke("run", photos, "-m", model, "--pairs", "zip", "-o", tmp_path / "zip2")
+    assert uneven.exit_code == 2 and "--pairs zip needs as many models as contents" in uneven.stderr
     # A broken model is found before any photo is stylised.
     (tmp_path / "broken.pt").write_bytes(b"not a model")
     runs = []

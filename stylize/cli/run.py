@@ -203,13 +203,18 @@ def _plan(inputs: list[Path], style_option: Optional[list[Path]], model: Optiona
     contents = planning.without_outputs(contents, folder)
     if not contents:
         raise InputError("every content image is inside the output folder; give -o another folder")
-    pairs = planning.pair(contents, groups, out.pairs)
     ext = _extension(out.format, file)
-    # One plan per model (its name is the style in the output's name), checked as one: no two
-    # jobs may write one file.
-    jobs = planning.plan([(c, g) for name in models for c, g in pairs], folder, out.template, ext,
-                         [name for name in models for _ in pairs] if model else None, file)
-    return jobs, single
+    if not model:
+        return planning.plan(planning.pair(contents, groups, out.pairs), folder, out.template, ext, None, file), single
+    # Each photo with each model (--pairs zip: the first with the first, ...), a model's jobs
+    # together; its name is the style in the outputs' names.
+    if out.pairs is Pairing.zip and len(models) != len(contents):
+        raise InputError(f"--pairs zip needs as many models as contents: got {len(contents)} content image(s) and "
+                         f"{len(models)} models; use --pairs product for every combination")
+    combos = (list(zip(contents, models)) if out.pairs is Pairing.zip
+              else [(content, name) for name in models for content in contents])
+    return planning.plan([(content, ()) for content, _ in combos], folder, out.template, ext,
+                         [name for _, name in combos], file), single
 
 
 def _split_inputs(inputs: list[Path], style_option: Optional[list[Path]], model: Optional[list[str]]
