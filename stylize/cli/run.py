@@ -134,7 +134,8 @@ def run(
                                recursive=recursive, overwrite=overwrite, max_pixels=max_pixels,
                                batch_size=batch_size, tile=tile)
         blend = parse_numbers(style_blend, "--style-blend") if style_blend else None
-        jobs, single = _plan(inputs, style_option, model, blend, output, out_cfg)
+        models = _models(model) if model else None  # each --model by its name
+        jobs, single = _plan(inputs, style_option, models, blend, output, out_cfg)
         if dry_run:
             if world.main:
                 _print_plan(jobs, overwrite)
@@ -147,7 +148,7 @@ def run(
         if contact_sheet is not None:
             from stylize.imageio import check_output
             check_output(contact_sheet, overwrite)
-        if not model:
+        if models is None:
             loss = LossConfig(
                 content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
                 content_layers=parse_layer_weights(content_layers, "--content-layers"),
@@ -173,7 +174,7 @@ def run(
             from stylize.job import Fast
             # Every model is loaded (and so checked) before any photo is stylised.
             stylizers = {name: Fast(spec, device, size, preserve_color, tile, half)
-                         for name, spec in _models(model).items()}
+                         for name, spec in models.items()}
             if single:
                 _single_fast(jobs[0], stylizers[jobs[0].style_label], out_cfg, quiet)
             else:
@@ -184,27 +185,26 @@ def run(
             _write_sheet(jobs, Summary(), contact_sheet, overwrite)
 
 
-def _plan(inputs: list[Path], style_option: Optional[list[Path]], model: Optional[list[str]],
+def _plan(inputs: list[Path], style_option: Optional[list[Path]], models: Optional[dict[str, str]],
           blend: Optional[tuple[float, ...]], output: Optional[Path], out: OutputConfig) -> tuple[list[Any], bool]:
     """The jobs (content, styles, output path) and whether this is a single run (one photo file,
-    one style) rather than a batch."""
+    one style or model) rather than a batch. ``models``: the --model files by name."""
     from stylize import batch as planning
 
-    content_specs, style_specs = _split_inputs(inputs, style_option, model)
+    content_specs, style_specs = _split_inputs(inputs, style_option, models)
     contents = planning.expand(content_specs, out.recursive, "content")
     styles = planning.expand(style_specs, out.recursive, "style") if style_specs else []
     if blend is not None and len(blend) != len(styles):
         raise InputError(f"--style-blend has {len(blend)} weights for {len(styles)} style image(s)")
-    groups = [tuple(s.path for s in styles)] if blend or model else [(s.path,) for s in styles]
-    models = list(_models(model)) if model else [None]
-    single = (len(contents) == 1 and len(groups) == 1 and len(models) == 1 and contents[0].explicit
+    groups = [tuple(s.path for s in styles)] if blend or models else [(s.path,) for s in styles]
+    single = (len(contents) == 1 and len(groups) == 1 and len(models or [None]) == 1 and contents[0].explicit
               and all(s.explicit for s in styles))
     folder, file = planning.output_folder(output, batch=not single)
     contents = planning.without_outputs(contents, folder)
     if not contents:
         raise InputError("every content image is inside the output folder; give -o another folder")
     ext = _extension(out.format, file)
-    if not model:
+    if not models:
         return planning.plan(planning.pair(contents, groups, out.pairs), folder, out.template, ext, None, file), single
     # Each photo with each model (--pairs zip: the first with the first, ...), a model's jobs
     # together; its name is the style in the outputs' names.
@@ -217,10 +217,10 @@ def _plan(inputs: list[Path], style_option: Optional[list[Path]], model: Optiona
                          [name for _, name in combos], file), single
 
 
-def _split_inputs(inputs: list[Path], style_option: Optional[list[Path]], model: Optional[list[str]]
+def _split_inputs(inputs: list[Path], style_option: Optional[list[Path]], models: Optional[dict[str, str]]
                   ) -> tuple[list[Path], list[Path]]:
     """(content specs, style specs): with --style or --model every argument is a content."""
-    if model is not None:
+    if models is not None:
         if style_option:
             raise InputError("--model stylizes with a trained network: give no --style with it")
         return list(inputs), []
