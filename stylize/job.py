@@ -235,15 +235,15 @@ def prepare(content: Path, styles: list[Path], output: Path, config: RunConfig, 
     check_output(output, overwrite)
     stylizer = Iterative(config, backbone, device)
     schedule = stylizer.check(content_img, style_imgs)
+    files = [schedule[-1][0]]  # the sizes of what the run writes: the result and --save-every's snapshots
     if config.save_every:
-        for index, (_, iterations) in enumerate(schedule):
+        for index, (size, iterations) in enumerate(schedule):
             for it in range(config.save_every, iterations + 1, config.save_every):
                 path = snapshot_path(output, index, it)
                 if path.exists() and not overwrite:
                     raise OutputError(f"{path}: exists already; pass --overwrite to replace it")
-    # Room for the result and --save-every's snapshots, before minutes of work that a full disk would lose.
-    files = [schedule[-1][0]] + [size for size, iterations in schedule
-                                 for _ in range(iterations // config.save_every if config.save_every else 0)]
+                files.append(size)
+    # Room for them all, before minutes of work that a full disk would lose.
     check_space(output.parent, sum(output_bytes(content_img, size) for size in files))
     return Job(content_img, style_imgs, output, overwrite, quality, stylizer, schedule, init_img)
 
