@@ -24,8 +24,6 @@ from stylize.imageio import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, fit_long_side_a
                              resize)
 from stylize.paths import did_you_mean
 
-
-
 MAX_CROP_SCALE = 1.5  # a crop's photo is scaled so its short side is 1 to this many times the crop's
 
 

@@ -125,7 +125,7 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_short_side:
 def _upright_size(img: Image.Image) -> tuple[int, int]:
     """(height, width) the file's picture has once its EXIF orientation is applied."""
     width, height = img.size
-    turned = img.getexif().get(0x0112) in (5, 6, 7, 8)  # the orientations that swap the sides
+    turned = img.getexif().get(ORIENTATION_TAG) in (5, 6, 7, 8)  # the orientations that swap the sides
     return (width, height) if turned else (height, width)
 
 

@@ -31,7 +31,6 @@ def file_problem(path: Path, expected: str) -> str | None:
     return None
 
 
-
 def did_you_mean(path: Path, also: list[str] | None = None) -> str:
     """``"; did you mean PATH?"`` naming the closest file or folder beside a missing ``path`` (a
     typo: swirl.jpg for swirls.jpg), or the closest of ``also`` (names such as bundled models');
