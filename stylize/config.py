@@ -181,6 +181,16 @@ class RunConfig:
         if self.style_blend is not None:
             if any(not 0 <= w < math.inf for w in self.style_blend) or sum(self.style_blend) <= 0:
                 raise InputError("--style-blend weights must be non-negative, finite and not all zero")
+        check_seed(self.seed)
+
+
+SEED_MAX = 2**32 - 1  # training scales the seed (dataset, trainstep): kept well inside torch's 64 bits
+
+
+def check_seed(seed: int) -> None:
+    """A ``--seed`` torch's generators take, however the workflows derive theirs from it."""
+    if not 0 <= seed <= SEED_MAX:
+        raise InputError(f"--seed must be between 0 and {SEED_MAX}, got {seed}")
 
 
 def parse_layer_weights(text: str, option: str) -> LayerWeights:
@@ -282,6 +292,7 @@ class TrainConfig:
             raise InputError("--workers must be zero or positive")
         if not 0 <= self.shift_weight < math.inf:
             raise InputError(f"--shift-weight must be zero or positive (and finite), got {self.shift_weight}")
+        check_seed(self.seed)
 
     def total_steps(self, dataset_size: int, processes: int = 1) -> int:
         """Steps to train; an epoch takes fewer steps when several processes share each step."""

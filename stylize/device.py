@@ -96,6 +96,13 @@ def memory_budget(device: torch.device) -> int | None:
     return _available_system_memory()
 
 
+def gigabytes(size: int) -> str:
+    """A memory size for a message: "3.4 GB" (GiB, as the tools that report memory count it)."""
+    if size >= 2**50:  # what an absurd option asks for: its digits would say nothing more
+        return "over a million GB"
+    return f"{size / 2**30:.1f} GB"
+
+
 def _available_system_memory() -> int | None:
     try:
         with open("/proc/meminfo", encoding="utf-8") as handle:

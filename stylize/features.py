@@ -97,6 +97,20 @@ def min_image_side(arch: str, layers: list[str]) -> int:
     return 2**pools
 
 
+# Memory of a pass besides its activations (the weights, the style features, the images of a
+# run), measured on the CPU with VGG-16 (optimize.estimate_memory's 3-iteration runs).
+FIXED_BYTES = 300 * 2**20
+# Memory of a feature pass without gradients (a style image's), per input pixel: 0.87-1.04 kB
+# measured (the CPU, 1024x768 and 2048x1536, VGG-16 to relu5_1). With --style-scale 1 it stays
+# below an iterative run's own; a large --style-scale or --style-size can make it the larger.
+STYLE_BYTES_PER_PIXEL = 1024
+
+
+def estimate_style_memory(height: int, width: int) -> int:
+    """Rough peak memory in bytes of the feature pass over a style image used at height x width."""
+    return STYLE_BYTES_PER_PIXEL * height * width + FIXED_BYTES
+
+
 def conv_values_per_pixel(arch: str, layers: list[str]) -> float:
     """Convolution outputs per input pixel up to the deepest of ``layers`` (channels / stride^2,
     summed): what the memory of a forward and backward pass grows with."""

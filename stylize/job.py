@@ -20,20 +20,19 @@ from stylize.atomic import check_space
 from stylize.color import preserve_color
 from stylize.config import BackboneConfig, RunConfig
 from stylize.cudagraph import SameShapeReplay
-from stylize.device import make_deterministic, memory_budget, resolve_device, resolve_half
+from stylize.device import gigabytes, make_deterministic, memory_budget, resolve_device, resolve_half
 from stylize.errors import ImageError, OutputError, ResourceError
 from stylize.exported import ExportedModel, is_exported, load_exported
-from stylize.features import load_loss_extractor
+from stylize.features import estimate_style_memory, load_loss_extractor
 from stylize.imageio import (DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, check_output, fit_long_side,
                              load_image, output_bytes, resize, save_result)
 from stylize.losses import content_layer_weights, style_layer_weights
 from stylize.modelfile import LoadedModel, load_model
-from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, estimate_memory, estimate_style_memory,
+from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, estimate_memory,
                               iterative_half, largest_fitting_size, plan_schedule, run_iterative, style_size)
 from stylize.tiling import MIN_TILE, TileProgress, estimate_bytes, largest_fitting_side, stylize_tiled
 from stylize.transformer import STRIDE, for_inference, infer
 
-GB = 2**30
 # A fast run's photo, result and the copy written out, per pixel of the result: 33 bytes over the
 # loaded process for a tiled 6000x4000 run (benchmarks/memory.py); the tiles' own work is bounded.
 IMAGE_BYTES_PER_PIXEL = 36
@@ -66,16 +65,16 @@ class Iterative:
         need, budget = estimate_memory(self.arch, self.config, height, width), memory_budget(self.device)
         if budget is not None and need > budget:
             fits = largest_fitting_size(self.arch, self.config, height, width, budget)
-            raise ResourceError(f"a {width}x{height} iterative run needs about {need / GB:.1f} GB but {self.device} "
-                                f"has {budget / GB:.1f} GB free; use --size {fits // 16 * 16} or less, "
+            raise ResourceError(f"a {width}x{height} iterative run needs about {gigabytes(need)} but {self.device} "
+                                f"has {gigabytes(budget)} free; use --size {fits // 16 * 16} or less, "
                                 "or a trained --model (tiled, any size)")
         for image in styles:
             sh, sw = style_size(self.config, (height, width), image.size, self.min_side)
             need = estimate_style_memory(sh, sw)
             if budget is not None and need > budget:
                 raise ResourceError(f"{image.path}: --style-scale {self.config.style_scale:g} makes it {sw}x{sh}, "
-                                    f"whose pass needs about {need / GB:.1f} GB but {self.device} has "
-                                    f"{budget / GB:.1f} GB free; lower --style-scale")
+                                    f"whose pass needs about {gigabytes(need)} but {self.device} has "
+                                    f"{gigabytes(budget)} free; lower --style-scale")
         return schedule
 
     def run(self, content: LoadedImage, styles: list[LoadedImage], on_progress: ProgressFn | None = None,
@@ -142,8 +141,8 @@ class Fast:
                              f"--max-pixels {max_pixels:,}; lower --size (or raise --max-pixels)")
         need, budget = IMAGE_BYTES_PER_PIXEL * height * width, memory_budget(self.device)
         if budget is not None and need > budget:
-            raise ResourceError(f"a {width}x{height} result needs about {need / GB:.1f} GB for the images alone but "
-                                f"{self.device} has {budget / GB:.1f} GB free; lower --size")
+            raise ResourceError(f"a {width}x{height} result needs about {gigabytes(need)} for the images alone but "
+                                f"{self.device} has {gigabytes(budget)} free; lower --size")
 
     def tile_for(self, height: int, width: int, batch: int = 1) -> int | None:
         """The tile size for an image (None: one pass). Tiles when asked, or when one pass would

@@ -20,7 +20,7 @@ from stylize.config import AUTO_FIRST_SCALE, AUTO_ITERATIONS, InitKind, Optimize
 from stylize.cudagraph import record
 from stylize.device import autocast, half_dtype, resolve_half
 from stylize.errors import ImageError, InputError
-from stylize.features import FeatureExtractor, conv_values_per_pixel
+from stylize.features import FIXED_BYTES, FeatureExtractor, conv_values_per_pixel
 from stylize.imageio import fit_long_side, fit_long_side_at_least, resize
 from stylize.lbfgs import LBFGS
 from stylize.losses import (LossParts, PerceptualLoss, blend_statistics, content_layer_weights, required_layers,
@@ -30,9 +30,8 @@ from stylize.losses import (LossParts, PerceptualLoss, blend_statistics, content
 # resident memory of 3-iteration single-scale runs (768x576, VGG-16 to relu5_1): 3.3 kB per
 # pixel, i.e. 12.4 bytes per convolution output (kept for the backward pass, plus its
 # gradient); L-BFGS adds its memory of 2 x history images, and the rest (weights, style
-# features, the images of the schedule) is about 300 MB.
+# features, the images of the schedule) is about features.FIXED_BYTES.
 BYTES_PER_CONV_VALUE = 12.5
-FIXED_BYTES = 300 * 2**20
 # Pairs L-BFGS remembers. 50 ended the default run 0.6 % lower on average over eight pairs
 # (from 2.8 % lower to 0.8 % higher), at 2.5x the memory (the 1024 px run peaked 0.43 GiB
 # higher) and of the two-loop's reads per step; 10 was 9 % higher on one pair
@@ -45,11 +44,6 @@ LBFGS_HISTORY = 20
 # it (2.44 against 2.42 s), and the graph's memory pool would still cost 1.45x the reserved
 # memory (11.9 against 8.2 GiB).
 GRAPH_MAX_PIXELS = 1024 * 1024
-
-# Memory of the style image's feature pass (no gradients), per pixel of the style image as the
-# run uses it: 0.87-1.04 kB measured (the CPU, 1024x768 and 2048x1536, VGG-16 to relu5_1). With
-# --style-scale 1 it stays below the run's own; a large --style-scale can make it the larger.
-STYLE_BYTES_PER_PIXEL = 1024
 
 
 def style_size(config: RunConfig, output: tuple[int, int], style: tuple[int, int], min_side: int) -> tuple[int, int]:
@@ -65,11 +59,6 @@ def estimate_memory(arch: str, config: RunConfig, height: int, width: int) -> in
     optimizer_images = 2 if config.optimizer is OptimizerKind.adam else 2 * LBFGS_HISTORY
     per_pixel = BYTES_PER_CONV_VALUE * values + 12 * (optimizer_images + 4)  # + image, grad, best, content
     return int(per_pixel * height * width + FIXED_BYTES)
-
-
-def estimate_style_memory(height: int, width: int) -> int:
-    """Rough peak memory in bytes of the feature pass over a style image used at height x width."""
-    return STYLE_BYTES_PER_PIXEL * height * width + FIXED_BYTES
 
 
 def largest_fitting_size(arch: str, config: RunConfig, height: int, width: int, budget: int) -> int:

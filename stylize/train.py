@@ -24,12 +24,14 @@ from torch.nn.parallel import DistributedDataParallel
 from stylize.atomic import check_writable
 from stylize.config import BackboneConfig, LossConfig, TrainConfig, format_layer_weights
 from stylize.dataset import StepBatches, ignore_stop_signals_in_worker, scan_photos, style_image
-from stylize.device import half_dtype, make_deterministic, resolve_device, resolve_half
+from stylize.device import gigabytes, half_dtype, make_deterministic, memory_budget, resolve_device, resolve_half
 from stylize.distributed import SINGLE, World
-from stylize.errors import DiskFullError, InputError, OutputError
-from stylize.features import FeatureExtractor, load_loss_extractor
+from stylize.errors import DiskFullError, InputError, OutputError, ResourceError
+from stylize.features import (FIXED_BYTES, FeatureExtractor, conv_values_per_pixel, estimate_style_memory,
+                              load_loss_extractor)
 from stylize.imageio import LoadedImage, load_image, save_image
-from stylize.losses import PerceptualLoss, content_layer_weights, style_layer_weights, style_targets
+from stylize.losses import (PerceptualLoss, content_layer_weights, required_layers, style_layer_weights,
+                            style_targets)
 from stylize.modelfile import load_model, save_model
 from stylize.trainstep import TrainStep
 from stylize.transformer import TransformerConfig, TransformerNet, scale_output_layer, stylize_image
@@ -134,12 +136,14 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
         raise OutputError(f"{output}: model files end in .pt")
     check_writable(output, overwrite)
     _check_checkpoint(output, resume, overwrite)
+    _check_workers(config.workers)
     preview_image = load_image(preview) if preview else None
     torch_device = resolve_device(device)
     make_deterministic(torch_device)
     config = replace(config, half=resolve_half(torch_device, config.half))
     extractor, backbone_source = load_loss_extractor(backbone, list(content_layer_weights(config.loss)),
                                                      list(style_layer_weights(config.loss)), torch_device)
+    check_fits(config, network, extractor.arch, torch_device)
     torch.manual_seed(config.seed)
     if resume is not None:
         net, start_step, optimizer_state = _resume(resume, style, style_sha256, network, config)
@@ -176,6 +180,36 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
     return TrainJob(Path(style), scan.paths, scan.skipped, output, overwrite, config, net, optimizer, start_step,
                     total, extractor, PerceptualLoss(config.loss, targets).to(torch_device), torch_device, meta,
                     preview_image, world, model)
+
+
+def estimate_step_memory(config: TrainConfig, network: TransformerConfig, arch: str) -> int:
+    """Rough peak memory in bytes of one training step (float32, shift term on: what --half and
+    --shift-weight 0 use is less). Fitted to the peak resident memory of `stylize train` on the
+    CPU (4 and 8 crops of 128-384 px, widths 16-64, 1-5 blocks, both layouts; within 10 %): the
+    VGG's forward and backward up to the deepest loss layer, and per channel of the network's
+    first layer its full-resolution maps and each residual block's."""
+    vgg = 14 * conv_values_per_pixel(arch, required_layers(config.loss))
+    first_layers = 120 if network.shuffle == 1 else 80  # shuffled: no layer at full resolution
+    per_pixel = vgg + network.width * (first_layers + 11 * network.blocks)
+    return int(per_pixel * config.batch_size * config.image_size**2 + FIXED_BYTES)
+
+
+def check_fits(config: TrainConfig, network: TransformerConfig, arch: str, device: torch.device) -> None:
+    """Refuse, before any work, a training step or a style image that would not fit in memory
+    (on the CPU the system would rather kill the process than fail the allocation)."""
+    budget = memory_budget(device)
+    if budget is None:
+        return
+    need = estimate_step_memory(config, network, arch)
+    if need > budget:
+        raise ResourceError(f"a training step of {config.batch_size} crops of {config.image_size} px needs about "
+                            f"{gigabytes(need)} but {device} has {gigabytes(budget)} free; "
+                            "lower --batch-size or --image-size")
+    long_side = config.style_size or config.image_size
+    need = estimate_style_memory(long_side, long_side)
+    if need > budget:
+        raise ResourceError(f"the style image at {long_side} px needs about {gigabytes(need)} but {device} has "
+                            f"{gigabytes(budget)} free; lower --style-size")
 
 
 def _check_checkpoint(output: Path, resume: Path | None, overwrite: bool) -> None:
@@ -227,6 +261,14 @@ def _resume(resume: Path, style: Path, style_sha256: str, network: TransformerCo
 def _read_style(style: Path) -> bytes:
     load_image(Path(style))  # validates: exists, is an image, not truncated
     return Path(style).read_bytes()
+
+
+def _check_workers(requested: int | None) -> None:
+    """More loader processes than CPUs decode no faster and each holds its own memory; 10^20
+    of them forked until the system refused."""
+    cpus = os.cpu_count() or 1
+    if requested is not None and requested > cpus:
+        raise InputError(f"--workers {requested} is more than the {cpus} CPUs here; use at most {cpus}")
 
 
 def loader_workers(requested: int | None, device: torch.device) -> int:

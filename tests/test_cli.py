@@ -206,6 +206,9 @@ def test_bad_content_image(case, painting, tmp_path):
     (["--style-scale", "inf"], "--style-scale must be positive (and finite)"),
     (["--optimizer", "adam", "--lr", "inf"], "--lr must be positive (and finite)"),
     (["--style-layers", "relu1_1:inf"], "layer weights must be zero or positive (and finite)"),
+    # Beyond torch's 64-bit seeds: a traceback from manual_seed.
+    (["--seed", "99999999999999999999"], "--seed must be between 0 and 4294967295"),
+    (["--seed", "-1"], "--seed must be between 0 and 4294967295"),
 ])
 def test_bad_options(photo, painting, tmp_path, args, message):
     out = tmp_path / "out.png"

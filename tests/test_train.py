@@ -2,6 +2,7 @@
 
 import functools
 import math
+import os
 import re
 import signal
 import subprocess
@@ -494,6 +495,34 @@ def test_default_loader_workers_depend_on_the_device():
     assert loader_workers(3, torch.device("cpu")) == 3
 
 
+def test_a_step_or_style_image_that_would_not_fit_is_refused_before_any_work(style, photos, tmp_path, monkeypatch):
+    """On the CPU the system kills a process that runs out of memory rather than failing its
+    allocation (--batch-size 10^20 grew to 14 GB reading crops; --image-size 10^20 was a
+    traceback from the style image's resize), so a step too large is refused up front."""
+    import stylize.train
+    from stylize.errors import ResourceError
+    from stylize.train import estimate_step_memory
+
+    small, net = config(), TINY_NET
+    need = estimate_step_memory(small, net, "vgg16")
+    assert estimate_step_memory(replace(small, batch_size=4), net, "vgg16") > need  # more crops, more memory
+    assert estimate_step_memory(replace(small, image_size=64), net, "vgg16") > need
+    assert estimate_step_memory(small, replace(net, width=16), "vgg16") > need
+    monkeypatch.setattr(stylize.train, "memory_budget", lambda device: need)
+    _prepare(style, photos, tmp_path / "fits.pt", small)  # exactly what the device has: it fits
+    for cfg, advice in [(replace(small, batch_size=3), "lower --batch-size or --image-size"),
+                        (replace(small, style_size=100_000), "lower --style-size")]:
+        with pytest.raises(ResourceError, match=advice):
+            _prepare(style, photos, tmp_path / "m.pt", cfg)
+    monkeypatch.undo()
+    out = tmp_path / "big.pt"
+    result = CliRunner().invoke(app, ["train", str(style), "-d", str(photos), "-o", str(out), "--quiet",
+                                      "--batch-size", "99999999999999999999"])
+    assert result.exit_code == 2 and not out.exists()
+    assert re.fullmatch(r"error: a training step of 99999999999999999999 crops of 256 px needs about over a million "
+                        r"GB but cpu has \d+\.\d GB free; lower --batch-size or --image-size\n", result.stderr)
+
+
 def test_cli_train_takes_loss_layers_and_records_them(style, photos, tmp_path):
     runner = CliRunner()
     model = tmp_path / "m.pt"
@@ -515,9 +544,14 @@ def test_cli_train_takes_loss_layers_and_records_them(style, photos, tmp_path):
     negative = runner.invoke(app, ["train", *common, "-o", str(tmp_path / "n.pt"), "--shift-weight", "-1"])
     assert negative.exit_code == 2 and "--shift-weight must be zero or positive" in negative.stderr
     assert len(negative.stderr.strip().splitlines()) == 1 and not (tmp_path / "n.pt").exists()
-    bad = runner.invoke(app, ["train", *common, "-o", str(tmp_path / "b.pt"), "--style-layers", "relu9_9"])
-    assert bad.exit_code == 2 and "unknown style layer 'relu9_9'" in bad.stderr
-    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "b.pt").exists()
+    for option, value, message in [("--style-layers", "relu9_9", "unknown style layer 'relu9_9'"),
+                                   # the seed is scaled for each step's generators (a large one overflowed)
+                                   ("--seed", str(2**32), "--seed must be between 0 and 4294967295"),
+                                   # each worker is a process: 10^20 of them forked until the system refused
+                                   ("--workers", str(os.cpu_count() + 1), "CPUs here; use at most")]:
+        bad = runner.invoke(app, ["train", *common, "-o", str(tmp_path / "b.pt"), option, value])
+        assert bad.exit_code == 2 and message in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "b.pt").exists()
 
 
 def test_training_crops_of_a_large_jpeg_come_from_a_smaller_decode(tmp_path):
