@@ -28,8 +28,8 @@ from stylize.imageio import (DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, c
                              load_image, output_bytes, resize, save_result)
 from stylize.losses import content_layer_weights, style_layer_weights
 from stylize.modelfile import LoadedModel, load_model
-from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, estimate_memory,
-                              iterative_half, largest_fitting_size, plan_schedule, run_iterative, style_size)
+from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, estimate_memory, iterative_half,
+                              largest_fitting_size, plan_schedule, run_iterative, style_size)
 from stylize.tiling import MIN_TILE, TileProgress, estimate_bytes, largest_fitting_side, stylize_tiled
 from stylize.transformer import STRIDE, for_inference, infer
 
