@@ -184,12 +184,13 @@ def prepare_training(style: Path, data: Path, output: Path, config: TrainConfig,
 
 def estimate_step_memory(config: TrainConfig, network: TransformerConfig, arch: str) -> int:
     """Rough peak memory in bytes of one training step (float32, shift term on: what --half and
-    --shift-weight 0 use is less). Fitted to the peak resident memory of `stylize train` on the
-    CPU (4 and 8 crops of 128-384 px, widths 16-64, 1-5 blocks, both layouts; within 10 %): the
-    VGG's forward and backward up to the deepest loss layer, and per channel of the network's
-    first layer its full-resolution maps and each residual block's."""
+    --shift-weight 0 use is less). Fitted to the peak resident memory of training steps on the
+    CPU (benchmarks/train_memory.py: 4 and 8 crops of 128-384 px, widths 16-64, 1-5 blocks, both
+    layouts; float32 0.89-1.19x the measured): the VGG's forward and backward up to the deepest
+    loss layer, and per channel of the network's first layer its full-resolution maps and each
+    residual block's."""
     vgg = 14 * conv_values_per_pixel(arch, required_layers(config.loss))
-    first_layers = 120 if network.shuffle == 1 else 80  # shuffled: no layer at full resolution
+    first_layers = 135 if network.shuffle == 1 else 80  # shuffled: no layer at full resolution
     per_pixel = vgg + network.width * (first_layers + 11 * network.blocks)
     return int(per_pixel * config.batch_size * config.image_size**2 + FIXED_BYTES)
 
