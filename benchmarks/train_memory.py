@@ -52,7 +52,8 @@ def child(device_name: str, spec: list[int], half: bool, steps: int, folder: Pat
     base = torch.cuda.memory_allocated(device) if cuda else peak_resident()
     train(job)
     peak = torch.cuda.max_memory_allocated(device) if cuda else peak_resident()
-    return {"measured": peak - base, "estimate": estimate_step_memory(config, network, "vgg16") - FIXED_BYTES}
+    estimate = estimate_step_memory(config, network, job.extractor.arch) - FIXED_BYTES
+    return {"measured": peak - base, "estimate": estimate}
 
 
 def main() -> None:
