@@ -220,22 +220,21 @@ class TrainProgress:
 
 class TileBar:
     """A bar over the tiles of one large photo through a --model (minutes for a large print on a
-    CPU), fed by the tiling's progress callback."""
+    CPU), fed by the tiling's progress callback. It appears at the first report (0 of N tiles,
+    before the first is stylised): a photo stylised in one pass reports none and shows no bar."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.progress: Progress | None = None
 
     def __enter__(self):
-        if self.quiet:
-            return None
-        self.progress = progress_bar("tiles {task.completed}/{task.total}")
-        self.progress.__enter__()
-        self.task = self.progress.add_task("tiles", total=None, info="")
-        return self.update
+        return None if self.quiet else self.update
 
     def update(self, p: Any) -> None:
-        assert self.progress is not None
+        if self.progress is None:
+            self.progress = progress_bar("tiles {task.completed}/{task.total}")
+            self.progress.__enter__()
+            self.task = self.progress.add_task("tiles", total=p.total, info="")
         self.progress.update(self.task, total=p.total, completed=p.done)
 
     def __exit__(self, *exc: Any) -> None:

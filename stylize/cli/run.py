@@ -280,8 +280,7 @@ def _single_fast(planned: Any, stylizer: Any, out: OutputConfig, quiet: bool) ->
 
     job = jobs.prepare_fast(planned.content.path, stylizer, planned.output, out.overwrite, out.quality,
                             out.max_pixels)
-    tiled = stylizer.tile_for(*stylizer.output_size(job.content)) is not None
-    with TileBar(quiet or not tiled) as on_tile:  # one pass is quick: no bar
+    with TileBar(quiet) as on_tile:
         result = jobs.execute_fast(job, on_tile)
     h, w = result.image.shape[-2:]
     console.print(f"saved {job.output} ({w}x{h}) in {result.seconds:.2f} s with {stylizer.path.name}",
