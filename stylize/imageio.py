@@ -264,6 +264,29 @@ def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0.0, 1.0)
 
 
+def resize_cover(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize ``[B,C,H,W]`` to ``size`` keeping its proportions: the centre part of the target's
+    shape is cut out and scaled, instead of stretching another shape. Shapes that agree within a
+    pixel of rounding are resized whole (an earlier result of the same run, at another scale)."""
+    height, width = image.shape[-2:]
+    target_h, target_w = size
+    if not same_proportions(height, width, target_h, target_w):
+        # The largest window of the target's proportions that fits, centred.
+        if height * target_w > width * target_h:  # taller than the target: trim top and bottom
+            crop_h, crop_w = max(1, round(width * target_h / target_w)), width
+        else:
+            crop_h, crop_w = height, max(1, round(height * target_w / target_h))
+        top, left = (height - crop_h) // 2, (width - crop_w) // 2
+        image = image[..., top:top + crop_h, left:left + crop_w]
+    return resize(image, size)
+
+
+def same_proportions(height: int, width: int, other_h: int, other_w: int) -> bool:
+    """Whether two shapes have the same proportions up to a pixel of rounding in either."""
+    # |h/w - oh/ow| at most what one pixel more or less in h or w would make.
+    return abs(height * other_w - width * other_h) <= max(height, width, other_h, other_w)
+
+
 def check_output(path: Path, overwrite: bool) -> None:
     """Fail early, before any work, if ``path`` cannot be written as an image."""
     path = Path(path)

@@ -21,7 +21,7 @@ from stylize.cudagraph import record
 from stylize.device import autocast, half_dtype, resolve_half
 from stylize.errors import ImageError, InputError
 from stylize.features import FIXED_BYTES, FeatureExtractor, conv_values_per_pixel
-from stylize.imageio import fit_long_side, fit_long_side_at_least, resize
+from stylize.imageio import fit_long_side, fit_long_side_at_least, resize, resize_cover
 from stylize.lbfgs import LBFGS
 from stylize.losses import (LossParts, PerceptualLoss, blend_statistics, content_layer_weights, required_layers,
                             style_layer_weights, style_statistics)
@@ -212,7 +212,7 @@ def initial_image(config: RunConfig, content: torch.Tensor, styles: list[torch.T
         noise = torch.rand(content.shape, generator=generator)
         return (0.5 + 0.5 * (noise - 0.5)).to(content.device)
     if config.init is InitKind.style:
-        return resize(styles[0], tuple(content.shape[-2:]))
+        return resize_cover(styles[0], tuple(content.shape[-2:]))
     return content.clone()
 
 
@@ -235,7 +235,7 @@ def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: Run
     start = time.perf_counter()
     first = schedule[0][0]
     if init is not None:
-        best = resize(init.to(device), first)
+        best = resize_cover(init.to(device), first)
     else:
         best = initial_image(config, resize(content, first), [resize(s, first) for s in styles])
     best_content, losses = resize(content, first), {}

@@ -388,6 +388,25 @@ def test_init_image_goes_on_from_an_earlier_result(photo, painting, tmp_path):
     assert_one_line_error(bad, "no such file")
 
 
+def test_an_init_image_of_another_shape_is_cropped_to_the_photos_proportions_with_a_note(photo, painting,
+                                                                                         tmp_path):
+    # A wide start image: its centre third is the painting's stripes, its sides black. Stretched
+    # onto the 48x40 photo, the black would fill most of the start; cropped, none of it is left.
+    start = Image.new("RGB", (144, 40))
+    start.paste(Image.open(painting).convert("RGB").resize((48, 40)), (48, 0))
+    start_path = tmp_path / "wide.png"
+    start.save(start_path)
+    result = invoke("run", photo, painting, "-o", tmp_path / "o.png", "--init-image", start_path, "--size", "48",
+                    "--scales", "1", "--iterations", "1", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "note: --init-image is 144x40 and the photo 48x40: starting from its centre" in result.stderr
+    out = Image.open(tmp_path / "o.png").convert("L")
+    assert out.getextrema()[0] > 10  # one iteration from the stripes, not from black sides
+    same = invoke("run", photo, painting, "-o", tmp_path / "p.png", "--init-image", tmp_path / "o.png",
+                  "--size", "48", "--scales", "1", "--iterations", "1", "--quiet")
+    assert same.exit_code == 0 and "note:" not in same.stderr, same.output
+
+
 def test_a_mistyped_name_gets_a_did_you_mean(photo, painting, tmp_path):
     """A missing photo, painting, start image or model whose name is close to one that exists
     (beside it, or among the bundled models) is named in the message; a name close to nothing

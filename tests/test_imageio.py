@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from stylize.errors import ImageError, OutputError
-from stylize.imageio import (check_output, fit_long_side, fit_long_side_at_least, load_image, resize, save_image,
+from stylize.imageio import (check_output, fit_long_side, fit_long_side_at_least, load_image, resize, resize_cover,
+                             same_proportions, save_image,
                              save_result)
 
 from conftest import scene
@@ -141,6 +142,20 @@ def test_resize_helpers():
     assert fit_long_side_at_least(300, 400, 12, 16) == (16, 21)
     small = resize(torch.rand(1, 3, 40, 30), (20, 15))
     assert small.shape == (1, 3, 20, 15) and small.min() >= 0 and small.max() <= 1
+
+
+def test_resize_cover_keeps_proportions_by_cutting_out_the_centre():
+    wide = torch.zeros(1, 3, 20, 60)
+    wide[..., 20:40] = 1.0  # a white middle third between black sides
+    square = resize_cover(wide, (10, 10))
+    assert square.shape == (1, 3, 10, 10) and square.min() > 0.99  # only the middle third: not stretched
+    tall = torch.zeros(1, 3, 60, 20)
+    tall[..., 20:40, :] = 1.0
+    assert resize_cover(tall, (20, 20)).min() > 0.99
+    # A shape that agrees but for rounding (an earlier scale's result) is resized whole, as resize does.
+    earlier = torch.rand(1, 3, 171, 256)
+    assert torch.equal(resize_cover(earlier, (341, 512)), resize(earlier, (341, 512)))
+    assert same_proportions(171, 256, 341, 512) and not same_proportions(20, 60, 10, 10)
 
 
 def _claims(path, width: int, height: int) -> None:

@@ -62,7 +62,8 @@ def run(
     lr: Annotated[float, typer.Option("--lr", help="Adam's learning rate.")] = DEFAULT_RUN.learning_rate,
     init: Annotated[InitKind, choice(help="Starting image.")] = DEFAULT_RUN.init,
     init_image: Annotated[Optional[Path], typer.Option(help="Start from this image instead (e.g. the output of "
-                          "an interrupted run, to go on from it).", show_default=False)] = None,
+                          "an interrupted run, to go on from it); another shape is cropped to the photo's "
+                          "proportions, around its centre.", show_default=False)] = None,
     content_weight: Annotated[float, typer.Option(
         help="alpha: weight of the content loss.")] = DEFAULT_LOSS.content_weight,
     style_weight: Annotated[float, typer.Option(help="beta: weight of the style loss.")] = DEFAULT_LOSS.style_weight,
@@ -259,9 +260,14 @@ def _models(model: list[str]) -> dict[str, str]:
 def _single_iterative(planned: Any, config: RunConfig, backbone: BackboneConfig, device: str, out: OutputConfig,
                       quiet: bool, init_image: Optional[Path]) -> None:
     from stylize import job as jobs
+    from stylize.imageio import same_proportions
 
     job = jobs.prepare(planned.content.path, list(planned.styles), planned.output, config, backbone, device,
                        out.overwrite, out.quality, out.max_pixels, init_image)
+    if job.init is not None and not same_proportions(*job.init.rgb.shape[-2:], *job.content.rgb.shape[-2:]):
+        (ih, iw), (ch, cw) = job.init.rgb.shape[-2:], job.content.rgb.shape[-2:]
+        err_console.print(f"note: --init-image is {iw}x{ih} and the photo {cw}x{ch}: starting from its centre, "
+                          "cropped to the photo's proportions", markup=False, soft_wrap=True)
     with ImageProgress(quiet) as report:
         result = jobs.execute(job, on_progress=report)
     if result.interrupted:
