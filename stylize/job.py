@@ -21,7 +21,7 @@ from stylize.color import preserve_color
 from stylize.config import BackboneConfig, RunConfig
 from stylize.cudagraph import SameShapeReplay
 from stylize.device import gigabytes, make_deterministic, memory_budget, resolve_device, resolve_half
-from stylize.errors import ImageError, OutputError, ResourceError
+from stylize.errors import ImageError, InputError, OutputError, ResourceError
 from stylize.exported import ExportedModel, is_exported, load_exported
 from stylize.features import estimate_style_memory, load_loss_extractor
 from stylize.imageio import (DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, check_output, fit_long_side,
@@ -85,11 +85,15 @@ class Iterative:
 
 
 class Fast:
-    """A trained network on its device, with the run's --size, --preserve-color and --tile;
+    """A trained network on its device, with the run's --size, --preserve-color, --tile and --strength;
     ``cuda_graph``: on CUDA, inputs of one size replay a recorded pass (cudagraph.SameShapeReplay)."""
 
     def __init__(self, model: Path | str, device: str, size: int | None = None, keep_color: bool = False,
-                 tile: int | None = None, half: bool | None = None, cuda_graph: bool = True) -> None:
+                 tile: int | None = None, half: bool | None = None, cuda_graph: bool = True,
+                 strength: float = 1.0) -> None:
+        if not 0 < strength <= 1:
+            raise InputError(f"--strength must be above 0 and at most 1 (the network's output as it is), "
+                             f"got {strength}")
         if size is not None and size < 16:
             raise ImageError(f"--size must be at least 16 pixels, got {size}")
         if tile is not None and tile != 0 and tile < MIN_TILE:
@@ -115,7 +119,7 @@ class Fast:
             # pass: a pass of the bundled model is some 50 launches and little arithmetic.
             self._pass = SameShapeReplay(lambda x: infer(self.network, x, self.device, self.half), self.device,
                                          self._replay_fits if cuda_graph else lambda images: False)
-        self.size, self.keep_color = size, keep_color
+        self.size, self.keep_color, self.strength = size, keep_color, strength
         self.half = not self.exported and resolve_half(self.device, half)
 
     def output_size(self, content: LoadedImage) -> tuple[int, int]:
@@ -169,6 +173,9 @@ class Fast:
             results = [self._one(image, on_tile) for image in images]
         if self.keep_color:
             results = [preserve_color(r, i) for r, i in zip(results, images)]
+        if self.strength < 1:
+            # As a photo app's intensity slider: the result over the photo, partly transparent.
+            results = [torch.lerp(i, r, self.strength) for r, i in zip(results, images)]
         return results
 
     def _replay_fits(self, images: torch.Tensor) -> bool:

@@ -232,6 +232,31 @@ def test_options_of_the_other_method_are_refused_not_ignored(folder, styles, tmp
     assert invoke("run", photo, "--model", model, "-o", out, "--size", "32", "--preserve-color").exit_code == 0
 
 
+def test_strength_blends_the_result_over_the_photo(folder, tmp_path, model):
+    import numpy as np
+
+    photo = folder / "img10.png"  # lossless: the blend is checked to a grey level
+    assert invoke("run", photo, "--model", model, "-o", tmp_path / "full.png").exit_code == 0
+    half = invoke("run", photo, "--model", model, "-o", tmp_path / "half.png", "--strength", "0.5")
+    assert half.exit_code == 0, half.output
+    pixels = {name: np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGB"), dtype=np.float64)
+              for name in ("full", "half")}
+    original = np.asarray(Image.open(photo).convert("RGB"), dtype=np.float64)
+    assert np.abs(pixels["full"] - original).mean() > 20  # a real difference to halve
+    assert np.abs(pixels["half"] - (pixels["full"] + original) / 2).max() <= 1.0
+    # A batch (several photos in one pass) blends each with its own photo.
+    out = tmp_path / "out"
+    assert invoke("run", photo, folder / "img2.jpg", "--model", model, "-o", out, "--strength", "0.5",
+                  "--quiet").exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(out / "img10_x_tiny.png").convert("RGB")), pixels["half"])
+    for bad in ("0", "1.5", "nan", "-1"):
+        result = invoke("run", photo, "--model", model, "-o", tmp_path / "x.png", "--strength", bad)
+        assert result.exit_code == 2 and "--strength must be above 0 and at most 1" in result.stderr, result.output
+    iterative = invoke("run", photo, folder / "img2.jpg", "-o", tmp_path / "x.png", "--strength", "0.5", *FAST)
+    assert iterative.exit_code == 2 and "lower --style-weight" in iterative.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_zip_pairs_and_dry_run_writes_nothing(folder, styles, tmp_path):
     out = tmp_path / "out"
     args = ["run", folder / "img2.jpg", folder / "img10.png", "-s", styles[0], "-s", styles[1], "-o", out,

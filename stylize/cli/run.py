@@ -25,7 +25,7 @@ DEFAULT_BACKBONE = BackboneConfig()
 _ITERATIVE_ONLY = ("iterations", "scales", "optimizer", "lr", "init", "init_image", "content_weight", "style_weight",
                    "tv_weight", "content_layers", "style_layers", "style_loss", "style_blend", "style_scale",
                    "save_every", "backbone", "weights", "pooling", "seed", "match_color")
-_MODEL_ONLY = ("tile", "batch_size")
+_MODEL_ONLY = ("tile", "batch_size", "strength")
 
 
 def _check_method_options(ctx: typer.Context, model: Optional[list[str]]) -> None:
@@ -36,7 +36,8 @@ def _check_method_options(ctx: typer.Context, model: Optional[list[str]]) -> Non
         raise InputError(f"{', '.join(unused)}: not used with --model (a trained network's style is fixed when it "
                          "is trained); leave them out, or give a painting instead of --model")
     if model is None and (unused := [flag(n) for n in given if n in _MODEL_ONLY]):
-        raise InputError(f"{', '.join(unused)}: used with --model only (a trained network); leave them out")
+        hint = "; for less style here, lower --style-weight" if "--strength" in unused else ""
+        raise InputError(f"{', '.join(unused)}: used with --model only (a trained network); leave them out{hint}")
 
 
 @app.command()
@@ -116,6 +117,8 @@ def run(
     tile: Annotated[Optional[int], typer.Option(help="With --model: stylise in tiles of this many pixels "
                     "(0: never) \\[default: only when an image would not fit in memory].",
                     show_default=False)] = None,
+    strength: Annotated[float, typer.Option(help="With --model: how much of the style, above 0 to 1: the result "
+                        "blended over the photo (0.5: half and half).")] = 1.0,
     half: Annotated[Optional[bool], typer.Option("--half/--no-half", help=half_help(), show_default=False)] = None,
     max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels than this (decompression "
                           "bombs).")] = DEFAULT_OUTPUT.max_pixels,
@@ -174,7 +177,7 @@ def run(
         else:
             from stylize.job import Fast
             # Every model is loaded (and so checked) before any photo is stylised.
-            stylizers = {name: Fast(spec, device, size, preserve_color, tile, half)
+            stylizers = {name: Fast(spec, device, size, preserve_color, tile, half, strength=strength)
                          for name, spec in models.items()}
             if single:
                 _single_fast(jobs[0], stylizers[jobs[0].style_label], out_cfg, quiet)
