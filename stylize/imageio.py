@@ -281,6 +281,25 @@ def resize_cover(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resize(image, size)
 
 
+def load_mask(path: Path, photo: LoadedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+    """A ``--mask`` for ``photo`` as ``[1,1,H,W]`` in [0,1]: its luminance (white: the style,
+    black: the photo), times its alpha where it has one (transparent: the photo)."""
+    mask = load_image(path, max_pixels)
+    (height, width), (photo_h, photo_w) = mask.size, photo.full_size
+    if not same_proportions(height, width, photo_h, photo_w):
+        raise ImageError(f"{mask.path}: a {width}x{height} mask for a {photo_w}x{photo_h} photo; draw the mask at "
+                         "the photo's proportions (any size)")
+    luma = (mask.rgb * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)  # Rec. 601
+    return luma if mask.alpha is None else luma * mask.alpha
+
+
+def apply_mask(result: torch.Tensor, photo: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``result`` where ``mask`` is 1, ``photo`` where it is 0, mixed between; the photo and the
+    mask are resized to the result's size."""
+    size = tuple(result.shape[-2:])
+    return torch.lerp(resize(photo, size).to(result), result, resize(mask, size).to(result))
+
+
 def same_proportions(height: int, width: int, other_h: int, other_w: int) -> bool:
     """Whether two shapes have the same proportions up to a pixel of rounding in either."""
     # |h/w - oh/ow| at most what one pixel more or less in h or w would make.

@@ -24,8 +24,8 @@ from stylize.device import gigabytes, make_deterministic, memory_budget, resolve
 from stylize.errors import ImageError, InputError, OutputError, ResourceError
 from stylize.exported import ExportedModel, is_exported, load_exported
 from stylize.features import estimate_style_memory, load_loss_extractor
-from stylize.imageio import (DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, check_output, fit_long_side,
-                             load_image, output_bytes, resize, save_result)
+from stylize.imageio import (DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, apply_mask, check_output,
+                             fit_long_side, load_image, load_mask, output_bytes, resize, save_result)
 from stylize.losses import content_layer_weights, style_layer_weights
 from stylize.modelfile import LoadedModel, load_model
 from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, estimate_memory, iterative_half,
@@ -214,6 +214,7 @@ class Job:
     stylizer: Iterative
     schedule: list[tuple[tuple[int, int], int]]
     init: LoadedImage | None = None
+    mask: torch.Tensor | None = None  # [1,1,H,W]: where the result is kept over the photo
 
 
 @dataclass(frozen=True)
@@ -231,12 +232,14 @@ def snapshot_path(output: Path, scale: int, iteration: int) -> Path:
 
 def prepare(content: Path, styles: list[Path], output: Path, config: RunConfig, backbone: BackboneConfig,
             device: str, overwrite: bool, quality: int = DEFAULT_QUALITY,
-            max_pixels: int = DEFAULT_MAX_PIXELS, init: Path | None = None) -> Job:
+            max_pixels: int = DEFAULT_MAX_PIXELS, init: Path | None = None, mask: Path | None = None) -> Job:
     """Validate every input and option, load images and the network; raise StylizeError on any problem.
 
-    ``init``: an image to start from instead of the photo, e.g. the result of an interrupted run."""
+    ``init``: an image to start from instead of the photo, e.g. the result of an interrupted run;
+    ``mask``: where to keep the style (white) and the photo (black), see ``imageio.load_mask``."""
     content_img = load_image(Path(content), max_pixels)
     init_img = load_image(Path(init), max_pixels) if init is not None else None
+    mask_img = load_mask(Path(mask), content_img, max_pixels) if mask is not None else None
     style_imgs = [load_image(Path(s), max_pixels) for s in styles]
     check_output(output, overwrite)
     stylizer = Iterative(config, backbone, device)
@@ -251,19 +254,23 @@ def prepare(content: Path, styles: list[Path], output: Path, config: RunConfig, 
                 files.append(size)
     # Room for them all, before minutes of work that a full disk would lose.
     check_space(output.parent, sum(output_bytes(content_img, size) for size in files))
-    return Job(content_img, style_imgs, output, overwrite, quality, stylizer, schedule, init_img)
+    return Job(content_img, style_imgs, output, overwrite, quality, stylizer, schedule, init_img, mask_img)
 
 
 def execute(job: Job, on_progress: ProgressFn | None = None) -> JobResult:
     """Run the optimisation and write the output atomically (also after Ctrl-C: the best so far)."""
     start = time.perf_counter()
 
+    def masked(image: torch.Tensor) -> torch.Tensor:
+        return image if job.mask is None else apply_mask(image, job.content.rgb, job.mask)
+
     def snapshot(image: torch.Tensor, p: Progress) -> None:
-        save_result(image, job.content, snapshot_path(job.output, p.scale, p.iteration), True, job.quality)
+        save_result(masked(image), job.content, snapshot_path(job.output, p.scale, p.iteration), True, job.quality)
 
     result = job.stylizer.run(job.content, job.styles, on_progress, snapshot, job.init)
-    save_result(result.image, job.content, job.output, job.overwrite, job.quality)
-    return JobResult(result.image, result.losses, result.interrupted, time.perf_counter() - start)
+    image = masked(result.image)
+    save_result(image, job.content, job.output, job.overwrite, job.quality)
+    return JobResult(image, result.losses, result.interrupted, time.perf_counter() - start)
 
 
 @dataclass(frozen=True)
@@ -273,23 +280,28 @@ class FastJob:
     overwrite: bool
     quality: int
     stylizer: Fast
+    mask: torch.Tensor | None = None  # [1,1,H,W]: where the result is kept over the photo
 
 
 def prepare_fast(content: Path, stylizer: Fast, output: Path, overwrite: bool, quality: int = DEFAULT_QUALITY,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> FastJob:
-    """Validate the photo and the output for a run with a trained network."""
+                 max_pixels: int = DEFAULT_MAX_PIXELS, mask: Path | None = None) -> FastJob:
+    """Validate the photo, the output and the ``mask`` (see ``prepare``) for a run with a trained network."""
     content_img = stylizer.load(Path(content), max_pixels)
+    mask_img = load_mask(Path(mask), content_img, max_pixels) if mask is not None else None
     check_output(output, overwrite)
     stylizer.check(content_img, max_pixels)
     check_space(output.parent, output_bytes(content_img, stylizer.output_size(content_img)))
-    return FastJob(content_img, output, overwrite, quality, stylizer)
+    return FastJob(content_img, output, overwrite, quality, stylizer, mask_img)
 
 
 def execute_fast(job: FastJob, on_tile: Callable[[TileProgress], None] | None = None) -> JobResult:
     """Stylise in one forward pass (or in tiles, reporting each to ``on_tile``) and write the
     output atomically."""
     start = time.perf_counter()
-    result = job.stylizer.run([job.stylizer.input(job.content)], on_tile)[0]
+    photo = job.stylizer.input(job.content)
+    result = job.stylizer.run([photo], on_tile)[0]
+    if job.mask is not None:
+        result = apply_mask(result, photo, job.mask)
     save_result(result, job.content, job.output, job.overwrite, job.quality)
     return JobResult(result, {}, False, time.perf_counter() - start)
 

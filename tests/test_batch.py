@@ -257,6 +257,34 @@ def test_strength_blends_the_result_over_the_photo(folder, tmp_path, model):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_a_mask_keeps_the_photo_where_it_is_black(folder, styles, tmp_path, model):
+    import numpy as np
+
+    photo = folder / "img10.png"  # 48x40, lossless
+    mask = Image.new("L", (24, 20), 255)  # half the photo's size: any size of its proportions
+    mask.paste(0, (12, 0, 24, 20))  # the right half black
+    mask.save(tmp_path / "mask.png")
+    rgb = lambda path: np.asarray(Image.open(path).convert("RGB"), dtype=np.float64)  # noqa: E731
+    original = rgb(photo)
+    assert invoke("run", photo, "--model", model, "-o", tmp_path / "full.png").exit_code == 0
+    for args in (["--model", model], [styles[0], "--size", "48", "--scales", "1", "--iterations", "3"]):
+        out = tmp_path / f"masked{len(args)}.png"
+        result = invoke("run", photo, *args, "-o", out, "--mask", tmp_path / "mask.png", "--quiet")
+        assert result.exit_code == 0, result.output
+        masked = rgb(out)
+        # Away from the edge (where the resized mask is grey): the photo on the right, the style on the left.
+        assert np.abs(masked[:, 28:] - original[:, 28:]).max() <= 1.0
+        assert np.abs(masked[:, :20] - original[:, :20]).mean() > 3
+    assert np.abs(rgb(tmp_path / "masked2.png")[:, :20] - rgb(tmp_path / "full.png")[:, :20]).max() <= 1.0
+    Image.new("L", (40, 40), 255).save(tmp_path / "square.png")
+    wrong = invoke("run", photo, "--model", model, "-o", tmp_path / "x.png", "--mask", tmp_path / "square.png")
+    assert wrong.exit_code == 2 and "a 40x40 mask for a 48x40 photo; draw the mask at the photo's proportions" \
+        in wrong.stderr, wrong.output
+    batch = invoke("run", folder, "--model", model, "-o", tmp_path / "out", "--mask", tmp_path / "mask.png")
+    assert batch.exit_code == 2 and "--mask is for a single photo, not a batch" in batch.stderr
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "out").exists()
+
+
 def test_zip_pairs_and_dry_run_writes_nothing(folder, styles, tmp_path):
     out = tmp_path / "out"
     args = ["run", folder / "img2.jpg", folder / "img10.png", "-s", styles[0], "-s", styles[1], "-o", out,

@@ -8,9 +8,8 @@ import torch
 from PIL import Image
 
 from stylize.errors import ImageError, OutputError
-from stylize.imageio import (check_output, fit_long_side, fit_long_side_at_least, load_image, resize, resize_cover,
-                             same_proportions, save_image,
-                             save_result)
+from stylize.imageio import (apply_mask, check_output, fit_long_side, fit_long_side_at_least, load_image, load_mask,
+                             resize, resize_cover, same_proportions, save_image, save_result)
 
 from conftest import scene
 
@@ -156,6 +155,26 @@ def test_resize_cover_keeps_proportions_by_cutting_out_the_centre():
     earlier = torch.rand(1, 3, 171, 256)
     assert torch.equal(resize_cover(earlier, (341, 512)), resize(earlier, (341, 512)))
     assert same_proportions(171, 256, 341, 512) and not same_proportions(20, 60, 10, 10)
+
+
+def test_a_mask_is_its_luminance_times_its_alpha(tmp_path):
+    photo = load_image(_saved(scene(40, 30), tmp_path / "photo.png"))
+    grey = Image.new("RGBA", (8, 6), (255, 255, 255, 255))
+    grey.putpixel((0, 0), (0, 0, 0, 255))  # black: the photo
+    grey.putpixel((1, 0), (255, 255, 255, 0))  # white but transparent: the photo too
+    grey.putpixel((2, 0), (255, 0, 0, 255))  # pure red: its luminance
+    mask = load_mask(_saved(grey, tmp_path / "mask.png"), photo)
+    assert mask.shape == (1, 1, 6, 8) and mask[0, 0, 1:].min() == pytest.approx(1.0)
+    assert mask[0, 0, 0, :3].tolist() == pytest.approx([0.0, 0.0, 0.299])
+    with pytest.raises(ImageError, match="a 6x8 mask for a 40x30 photo"):
+        load_mask(_saved(Image.new("L", (6, 8)), tmp_path / "tall.png"), photo)
+    blended = apply_mask(torch.ones(1, 3, 30, 40), torch.zeros(1, 3, 30, 40), torch.full((1, 1, 3, 4), 0.25))
+    assert blended.shape == (1, 3, 30, 40) and torch.allclose(blended, torch.full_like(blended, 0.25))
+
+
+def _saved(image: Image.Image, path):
+    image.save(path)
+    return path
 
 
 def _claims(path, width: int, height: int) -> None:

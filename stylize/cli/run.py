@@ -119,6 +119,9 @@ def run(
                     show_default=False)] = None,
     strength: Annotated[float, typer.Option(help="With --model: how much of the style, above 0 to 1: the result "
                         "blended over the photo (0.5: half and half).")] = 1.0,
+    mask: Annotated[Optional[Path], typer.Option(help="An image at the photo's proportions: the style where it "
+                    "is white, the photo where it is black (or transparent), mixed where grey. A single photo.",
+                    show_default=False)] = None,
     half: Annotated[Optional[bool], typer.Option("--half/--no-half", help=half_help(), show_default=False)] = None,
     max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels than this (decompression "
                           "bombs).")] = DEFAULT_OUTPUT.max_pixels,
@@ -140,6 +143,8 @@ def run(
         blend = parse_numbers(style_blend, "--style-blend") if style_blend else None
         models = _models(model) if model else None  # each --model by its name
         jobs, single = _plan(inputs, style_option, models, blend, output, out_cfg)
+        if mask is not None and not single:
+            raise InputError("--mask is for a single photo, not a batch (it is drawn for one photo)")
         if dry_run:
             if world.main:
                 _print_plan(jobs, overwrite)
@@ -166,7 +171,7 @@ def run(
             backbone_cfg = BackboneConfig(name=backbone, weights=weights, pooling=pooling,
                                           download_progress=not quiet)
             if single:
-                _single_iterative(jobs[0], config, backbone_cfg, device, out_cfg, quiet, init_image)
+                _single_iterative(jobs[0], config, backbone_cfg, device, out_cfg, quiet, init_image, mask)
             elif init_image is not None:
                 raise InputError("--init-image is for a single photo, not a batch")
             elif save_every:  # a batch ran without them, silently
@@ -180,7 +185,7 @@ def run(
             stylizers = {name: Fast(spec, device, size, preserve_color, tile, half, strength=strength)
                          for name, spec in models.items()}
             if single:
-                _single_fast(jobs[0], stylizers[jobs[0].style_label], out_cfg, quiet)
+                _single_fast(jobs[0], stylizers[jobs[0].style_label], out_cfg, quiet, mask)
             else:
                 groups = [([j for j in jobs if j.style_label == name], fast) for name, fast in stylizers.items()]
                 _batch(jobs, groups, out_cfg, quiet, contact_sheet, world)
@@ -261,12 +266,12 @@ def _models(model: list[str]) -> dict[str, str]:
 
 
 def _single_iterative(planned: Any, config: RunConfig, backbone: BackboneConfig, device: str, out: OutputConfig,
-                      quiet: bool, init_image: Optional[Path]) -> None:
+                      quiet: bool, init_image: Optional[Path], mask: Optional[Path]) -> None:
     from stylize import job as jobs
     from stylize.imageio import same_proportions
 
     job = jobs.prepare(planned.content.path, list(planned.styles), planned.output, config, backbone, device,
-                       out.overwrite, out.quality, out.max_pixels, init_image)
+                       out.overwrite, out.quality, out.max_pixels, init_image, mask)
     if job.init is not None and not same_proportions(*job.init.rgb.shape[-2:], *job.content.rgb.shape[-2:]):
         (ih, iw), (ch, cw) = job.init.rgb.shape[-2:], job.content.rgb.shape[-2:]
         err_console.print(f"note: --init-image is {iw}x{ih} and the photo {cw}x{ch}: starting from its centre, "
@@ -284,11 +289,11 @@ def _single_iterative(planned: Any, config: RunConfig, backbone: BackboneConfig,
                   highlight=False, soft_wrap=True)
 
 
-def _single_fast(planned: Any, stylizer: Any, out: OutputConfig, quiet: bool) -> None:
+def _single_fast(planned: Any, stylizer: Any, out: OutputConfig, quiet: bool, mask: Optional[Path]) -> None:
     from stylize import job as jobs
 
     job = jobs.prepare_fast(planned.content.path, stylizer, planned.output, out.overwrite, out.quality,
-                            out.max_pixels)
+                            out.max_pixels, mask)
     with TileBar(quiet) as on_tile:
         result = jobs.execute_fast(job, on_tile)
     h, w = result.image.shape[-2:]
