@@ -283,6 +283,10 @@ def test_a_mask_keeps_the_photo_where_it_is_black(folder, styles, tmp_path, mode
     batch = invoke("run", folder, "--model", model, "-o", tmp_path / "out", "--mask", tmp_path / "mask.png")
     assert batch.exit_code == 2 and "--mask is for a single photo, not a batch" in batch.stderr
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "out").exists()
+    over = invoke("run", photo, "--model", model, "-o", tmp_path / "mask.png", "--mask", tmp_path / "mask.png",
+                  "--overwrite")
+    assert over.exit_code == 2 and "is the --mask of this run and is never written over" in over.stderr
+    assert Image.open(tmp_path / "mask.png").size == (24, 20)
 
 
 def test_zip_pairs_and_dry_run_writes_nothing(folder, styles, tmp_path):

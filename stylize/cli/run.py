@@ -14,7 +14,7 @@ from stylize.cli.display import BatchProgress, ImageProgress, TileBar, console, 
 from stylize.config import (AUTO_FIRST_SCALE, AUTO_ITERATIONS, Backbone, BackboneConfig, ImageFormat, InitKind,
                             LossConfig, OptimizerKind, OutputConfig, Pairing, Pooling, RunConfig, StyleLossKind,
                             format_layer_weights, parse_layer_weights, parse_numbers, parse_scales)
-from stylize.errors import InputError
+from stylize.errors import InputError, OutputError
 
 DEFAULT_RUN = RunConfig()
 DEFAULT_LOSS = LossConfig()
@@ -145,6 +145,9 @@ def run(
         jobs, single = _plan(inputs, style_option, models, blend, output, out_cfg)
         if mask is not None and not single:
             raise InputError("--mask is for a single photo, not a batch (it is drawn for one photo)")
+        if mask is not None and jobs[0].output.resolve() == mask.resolve():
+            # Even with --overwrite: a mask is drawn by hand (an --init-image may be the output: going on).
+            raise OutputError(f"{mask}: is the --mask of this run and is never written over; choose another -o")
         if dry_run:
             if world.main:
                 _print_plan(jobs, overwrite)
