@@ -290,7 +290,11 @@ def load_mask(path: Path, photo: LoadedImage, max_pixels: int = DEFAULT_MAX_PIXE
         raise ImageError(f"{mask.path}: a {width}x{height} mask for a {photo_w}x{photo_h} photo; draw the mask at "
                          "the photo's proportions (any size)")
     luma = (mask.rgb * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)  # Rec. 601
-    return luma if mask.alpha is None else luma * mask.alpha
+    luma = luma if mask.alpha is None else luma * mask.alpha
+    if luma.max() < 1 / 255:
+        raise ImageError(f"{mask.path}: the mask is black (or transparent) everywhere, so nothing would be "
+                         "stylised; paint white where the style should go")
+    return luma
 
 
 def apply_mask(result: torch.Tensor, photo: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

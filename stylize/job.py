@@ -78,10 +78,10 @@ class Iterative:
         return schedule
 
     def run(self, content: LoadedImage, styles: list[LoadedImage], on_progress: ProgressFn | None = None,
-            on_snapshot=None, init: LoadedImage | None = None) -> Result:
+            on_snapshot=None, init: LoadedImage | None = None, mask: torch.Tensor | None = None) -> Result:
         return run_iterative(content.rgb, [s.rgb for s in styles], self.config, self.extractor,
                              on_progress=on_progress, on_snapshot=on_snapshot, cache=self.cache,
-                             init=None if init is None else init.rgb)
+                             init=None if init is None else init.rgb, mask=mask)
 
 
 class Fast:
@@ -267,7 +267,8 @@ def execute(job: Job, on_progress: ProgressFn | None = None) -> JobResult:
     def snapshot(image: torch.Tensor, p: Progress) -> None:
         save_result(masked(image), job.content, snapshot_path(job.output, p.scale, p.iteration), True, job.quality)
 
-    result = job.stylizer.run(job.content, job.styles, on_progress, snapshot, job.init)
+    # The mask guides the style loss (the style's statistics within it), then keeps the photo outside it.
+    result = job.stylizer.run(job.content, job.styles, on_progress, snapshot, job.init, job.mask)
     image = masked(result.image)
     save_result(image, job.content, job.output, job.overwrite, job.quality)
     return JobResult(image, result.losses, result.interrupted, time.perf_counter() - start)

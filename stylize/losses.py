@@ -85,6 +85,22 @@ def style_statistic(kind: StyleLossKind, features: torch.Tensor) -> torch.Tensor
     return gram_matrix(features) if kind is StyleLossKind.gram else mean_std(features)
 
 
+def guided_statistic(kind: StyleLossKind, features: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    """The style statistic of the positions that ``guide`` selects (``[1,1,H,W]`` at the
+    features' size, in [0,1]; grey weighs a position partly): Gatys et al. (2017)'s spatial
+    control, the Gram of the guided features ``F*g``. Divided by ``sum(g^2)`` instead of H*W,
+    it is the average outer product over the selected positions, so a region matches the whole
+    painting's statistics (with the guide all ones, the plain statistic)."""
+    weights = guide.float().pow(2)
+    selected = weights.sum().clamp_min(_EPS)
+    if kind is StyleLossKind.gram:
+        return gram_matrix(features * guide.to(features.dtype)) * (weights[0, 0].numel() / selected)
+    flat, weights = features.flatten(2).float(), weights.flatten(2)
+    mean = (flat * weights).sum(dim=2) / selected
+    var = ((flat - mean.unsqueeze(2)).pow(2) * weights).sum(dim=2) / selected
+    return torch.stack([mean, (var + _EPS).sqrt()], dim=1)
+
+
 def relative_error(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``||value - target||^2 / ||target||^2`` per batch item, averaged over the batch.
 
@@ -157,23 +173,32 @@ class LossParts:
 
 
 class PerceptualLoss(nn.Module):
-    """J = alpha * J_content + beta * J_style + tv * J_tv, with fixed style targets."""
+    """J = alpha * J_content + beta * J_style + tv * J_tv, with fixed style targets; ``guides``
+    (per style layer, at its size): the style only where they select (``guided_statistic``)."""
 
-    def __init__(self, config: LossConfig, style_targets: dict[str, torch.Tensor]) -> None:
+    def __init__(self, config: LossConfig, style_targets: dict[str, torch.Tensor],
+                 guides: dict[str, torch.Tensor] | None = None) -> None:
         super().__init__()
         self.config = config
         self.content_weights = content_layer_weights(config)
         self.style_weights = style_layer_weights(config)
+        self.guided = guides is not None
         for name in self.style_weights:
             self.register_buffer(f"target_{name}", style_targets[name].detach(), persistent=False)
+            if guides is not None:
+                self.register_buffer(f"guide_{name}", guides[name].detach(), persistent=False)
+
+    def _statistic(self, name: str, features: torch.Tensor) -> torch.Tensor:
+        if self.guided:
+            return guided_statistic(self.config.style_loss, features, getattr(self, f"guide_{name}"))
+        return style_statistic(self.config.style_loss, features)
 
     def forward(self, image: torch.Tensor, features: dict[str, torch.Tensor],
                 content_targets: dict[str, torch.Tensor]) -> LossParts:
         zero = image.new_zeros(())
         content = sum((w * relative_error(features[n], content_targets[n])
                        for n, w in self.content_weights.items()), zero)
-        style = sum((w * relative_error(style_statistic(self.config.style_loss, features[n]),
-                                        getattr(self, f"target_{n}"))
+        style = sum((w * relative_error(self._statistic(n, features[n]), getattr(self, f"target_{n}"))
                      for n, w in self.style_weights.items()), zero)
         tv = tv_loss(image) if self.config.tv_weight > 0 else zero
         c, s, t = self.config.content_weight * content, self.config.style_weight * style, self.config.tv_weight * tv

@@ -172,11 +172,12 @@ class StyleCache:
 
 
 class ScaleProblem:
-    """The objective at one resolution: content targets and blended style targets."""
+    """The objective at one resolution: content targets and blended style targets; with a
+    ``mask`` ([1,1,H,W], any size of the content's proportions), the style only where it selects."""
 
     def __init__(self, extractor: FeatureExtractor, config: RunConfig, content: torch.Tensor,
                  styles: list[torch.Tensor], size: tuple[int, int], cache: StyleCache | None = None,
-                 keys: list[torch.Tensor] | None = None) -> None:
+                 keys: list[torch.Tensor] | None = None, mask: torch.Tensor | None = None) -> None:
         self.extractor = extractor
         self.device = next(extractor.parameters()).device
         # The targets below are float32; each evaluation may run the VGG in bfloat16 (--half).
@@ -190,13 +191,17 @@ class ScaleProblem:
             return style_statistics({n: feats[n] for n in style_layers}, loss_cfg.style_loss)
 
         with torch.no_grad():
-            self.content_targets = extractor(self.content, self.content_layers)
+            # With a mask, the style layers' sizes come from the same pass, for its guides.
+            feats = extractor(self.content, self.content_layers | (style_layers if mask is not None else set()))
+            self.content_targets = {n: feats[n] for n in self.content_layers}
+            guides = None if mask is None else {
+                n: resize(mask.to(self.device), tuple(feats[n].shape[-2:])) for n in style_layers}
             cache = cache or StyleCache()
             long_side = max(size)  # the cache's key: the style's size follows from the output's
             stats = [cache.get(key, long_side, functools.partial(statistics, style))
                      for style, key in zip(styles, keys or styles)]
         blend = list(config.style_blend) if config.style_blend else [1.0] * len(styles)
-        self.loss_fn = PerceptualLoss(loss_cfg, blend_statistics(stats, blend))
+        self.loss_fn = PerceptualLoss(loss_cfg, blend_statistics(stats, blend), guides)
 
     def __call__(self, image: torch.Tensor) -> LossParts:
         # Under autocast the errors stay float32 and the Grams come out float32 (losses.py).
@@ -219,11 +224,12 @@ def initial_image(config: RunConfig, content: torch.Tensor, styles: list[torch.T
 def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: RunConfig,
                   extractor: FeatureExtractor, on_progress: ProgressFn | None = None,
                   on_snapshot: SnapshotFn | None = None, cache: StyleCache | None = None,
-                  init: torch.Tensor | None = None) -> Result:
+                  init: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> Result:
     """Stylise ``content`` ([1,3,H,W] in [0,1]) with ``styles``; tensors are moved to the extractor's device.
 
     ``cache`` keeps style statistics between runs with the same extractor and config (a batch);
-    ``init`` replaces the starting image (e.g. the result of an interrupted run, to go on from it)."""
+    ``init`` replaces the starting image (e.g. the result of an interrupted run, to go on from it);
+    ``mask`` ([1,1,H,W] in [0,1]) confines the style loss to where it is white (``ScaleProblem``)."""
     device = next(extractor.parameters()).device
     torch.manual_seed(config.seed)
     content = content.to(device)
@@ -242,7 +248,7 @@ def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: Run
     state: ScaleOptimizer | None = None
     try:
         for index, (size, iterations) in enumerate(schedule):
-            problem = ScaleProblem(extractor, config, content, styles, size, cache, keys)
+            problem = ScaleProblem(extractor, config, content, styles, size, cache, keys, mask)
             start_image = best if index == 0 else hand_over(best, best_content, problem.content)
             state = ScaleOptimizer(problem, config, start_image)
             for it in range(1, iterations + 1):

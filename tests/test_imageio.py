@@ -168,6 +168,8 @@ def test_a_mask_is_its_luminance_times_its_alpha(tmp_path):
     assert mask[0, 0, 0, :3].tolist() == pytest.approx([0.0, 0.0, 0.299])
     with pytest.raises(ImageError, match="a 6x8 mask for a 40x30 photo"):
         load_mask(_saved(Image.new("L", (6, 8)), tmp_path / "tall.png"), photo)
+    with pytest.raises(ImageError, match="black .or transparent. everywhere, so nothing would be stylised"):
+        load_mask(_saved(Image.new("L", (8, 6)), tmp_path / "black.png"), photo)
     blended = apply_mask(torch.ones(1, 3, 30, 40), torch.zeros(1, 3, 30, 40), torch.full((1, 1, 3, 4), 0.25))
     assert blended.shape == (1, 3, 30, 40) and torch.allclose(blended, torch.full_like(blended, 0.25))
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from stylize.config import LossConfig, StyleLossKind
-from stylize.losses import (PerceptualLoss, gram_matrix, mean_std, relative_error, required_layers,
+from stylize.losses import (PerceptualLoss, gram_matrix, guided_statistic, mean_std, relative_error, required_layers,
                             shift_consistency, style_statistic, style_targets, tv_loss)
 
 
@@ -88,6 +88,20 @@ def test_perceptual_loss_terms_and_layer_weights():
     assert parts.style.item() == pytest.approx(expected_style.item(), rel=1e-5)
     assert parts.tv.item() == pytest.approx(0.5 * tv_loss(image).item())
     assert parts.total.item() == pytest.approx(parts.style.item() + parts.tv.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", list(StyleLossKind))
+def test_a_guided_statistic_is_the_statistic_of_the_positions_it_selects(kind):
+    features = torch.rand(1, 8, 6, 10) * torch.linspace(0, 3, 10)  # the right side stronger than the left
+    left = torch.zeros(1, 1, 6, 10)
+    left[..., :4] = 1.0
+    plain = style_statistic(kind, features)
+    assert torch.allclose(guided_statistic(kind, features, left), style_statistic(kind, features[..., :4]), atol=1e-5)
+    assert torch.allclose(guided_statistic(kind, features, torch.ones(1, 1, 6, 10)), plain, atol=1e-5)
+    assert not torch.allclose(guided_statistic(kind, features, left), plain, atol=1e-2)
+    # Normalised by the guide's own weight: a uniformly fainter guide selects the same statistics.
+    half = left * 0.5
+    assert torch.allclose(guided_statistic(kind, features, half), guided_statistic(kind, features, left), atol=1e-5)
 
 
 def test_meanstd_statistic_differs_from_gram():

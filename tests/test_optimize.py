@@ -85,6 +85,23 @@ def _objective(extractor, config, content, style, image):
         return ScaleProblem(extractor, config, content, [style], tuple(content.shape[-2:]))(image)
 
 
+def test_a_mask_confines_the_style_loss_to_where_it_is_white(extractor, pair):
+    content, style = pair
+    config, size = RunConfig(half=False), tuple(content.shape[-2:])
+    image = torch.cat([content[..., :64], style[..., 64:]], dim=-1)  # the photo on the left, the painting right
+    with torch.no_grad():
+        plain = ScaleProblem(extractor, config, content, [style], size)(image)
+        # A mask of any size (here half the image's) is resized to each style layer's size.
+        whole = ScaleProblem(extractor, config, content, [style], size, mask=torch.ones(1, 1, 48, 64))(image)
+        right = torch.zeros(1, 1, 48, 64)
+        right[..., 32:] = 1.0
+        guided = ScaleProblem(extractor, config, content, [style], size, mask=right)(image)
+    assert whole.style.item() == pytest.approx(plain.style.item(), rel=1e-4)
+    # Judged on the painted half alone, the image is much closer to the painting's statistics.
+    assert guided.style.item() < 0.5 * plain.style.item()
+    assert guided.content.item() == pytest.approx(plain.content.item(), rel=1e-5)  # the content: everywhere
+
+
 @pytest.mark.parametrize("size", [64, 128])
 def test_lbfgs_converges_at_every_size(extractor, pair, size):
     """Style loss falls by a large factor at each size, while the photo stays recognisable."""
