@@ -125,6 +125,20 @@ def conv_values_per_pixel(arch: str, layers: list[str]) -> float:
     return total
 
 
+def layer_values_per_pixel(arch: str, layers: list[str]) -> float:
+    """Values per input pixel of ``layers``' own outputs (channels / stride^2, summed)."""
+    total, stride, width = 0.0, 1, 0
+    channels = iter(c for c in ARCHITECTURES[arch] if c != "M")
+    for name in layer_names(arch):
+        if name.startswith("pool"):
+            stride *= 2
+        elif name.startswith("conv"):
+            width = next(channels)
+        if name in layers:
+            total += width / stride**2
+    return total
+
+
 class FeatureExtractor(nn.Module):
     """Frozen VGG returning a dict of the requested layers' activations."""
 

@@ -53,8 +53,10 @@ class Iterative:
         self.config = config
         self.cache = StyleCache()
 
-    def check(self, content: LoadedImage, styles: list[LoadedImage]) -> list[tuple[tuple[int, int], int]]:
-        """Raise if an image is too small or the run would not fit in memory; return the schedule."""
+    def check(self, content: LoadedImage, styles: list[LoadedImage],
+              masked: bool = False) -> list[tuple[tuple[int, int], int]]:
+        """Raise if an image is too small or the run (``masked``: with a --mask) would not fit in
+        memory; return the schedule."""
         for image in (content, *styles):
             if min(image.size) < self.min_side:
                 h, w = image.size
@@ -62,9 +64,9 @@ class Iterative:
                                  f"{self.min_side} px on each side")
         schedule = plan_schedule(*content.size, self.config, self.min_side)
         height, width = schedule[-1][0]
-        need, budget = estimate_memory(self.arch, self.config, height, width), memory_budget(self.device)
+        need, budget = estimate_memory(self.arch, self.config, height, width, masked), memory_budget(self.device)
         if budget is not None and need > budget:
-            fits = largest_fitting_size(self.arch, self.config, height, width, budget)
+            fits = largest_fitting_size(self.arch, self.config, height, width, budget, masked)
             raise ResourceError(f"a {width}x{height} iterative run needs about {gigabytes(need)} but {self.device} "
                                 f"has {gigabytes(budget)} free; use --size {fits // 16 * 16} or less, "
                                 "or a trained --model (tiled, any size)")
@@ -243,7 +245,7 @@ def prepare(content: Path, styles: list[Path], output: Path, config: RunConfig, 
     style_imgs = [load_image(Path(s), max_pixels) for s in styles]
     check_output(output, overwrite)
     stylizer = Iterative(config, backbone, device)
-    schedule = stylizer.check(content_img, style_imgs)
+    schedule = stylizer.check(content_img, style_imgs, masked=mask_img is not None)
     files = [schedule[-1][0]]  # the sizes of what the run writes: the result and --save-every's snapshots
     if config.save_every:
         for index, (size, iterations) in enumerate(schedule):

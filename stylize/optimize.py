@@ -20,7 +20,7 @@ from stylize.config import AUTO_FIRST_SCALE, AUTO_ITERATIONS, InitKind, Optimize
 from stylize.cudagraph import record
 from stylize.device import autocast, half_dtype, resolve_half
 from stylize.errors import ImageError, InputError
-from stylize.features import FIXED_BYTES, FeatureExtractor, conv_values_per_pixel
+from stylize.features import FIXED_BYTES, FeatureExtractor, conv_values_per_pixel, layer_values_per_pixel
 from stylize.imageio import fit_long_side, fit_long_side_at_least, resize, resize_cover
 from stylize.lbfgs import LBFGS
 from stylize.losses import (LossParts, PerceptualLoss, blend_statistics, content_layer_weights, required_layers,
@@ -32,6 +32,9 @@ from stylize.losses import (LossParts, PerceptualLoss, blend_statistics, content
 # gradient); L-BFGS adds its memory of 2 x history images, and the rest (weights, style
 # features, the images of the schedule) is about features.FIXED_BYTES.
 BYTES_PER_CONV_VALUE = 12.5
+# --mask: each style layer's guided features, kept for its Gram's backward (a 1024x768 run took
+# 0.14-0.16 GiB more, about 1.8 bytes per style-layer value, in bfloat16 and float32 alike).
+GUIDE_BYTES_PER_VALUE = 4
 # Pairs L-BFGS remembers. 50 ended the default run 0.6 % lower on average over eight pairs
 # (from 2.8 % lower to 0.8 % higher), at 2.5x the memory (the 1024 px run peaked 0.43 GiB
 # higher) and of the two-loop's reads per step; 10 was 9 % higher on one pair
@@ -53,17 +56,21 @@ def style_size(config: RunConfig, output: tuple[int, int], style: tuple[int, int
     return fit_long_side_at_least(*style, long_side, min_side)
 
 
-def estimate_memory(arch: str, config: RunConfig, height: int, width: int) -> int:
-    """Rough peak memory in bytes of an iterative run whose largest scale is height x width."""
+def estimate_memory(arch: str, config: RunConfig, height: int, width: int, masked: bool = False) -> int:
+    """Rough peak memory in bytes of an iterative run whose largest scale is height x width
+    (``masked``: with a --mask guiding the style loss)."""
     values = conv_values_per_pixel(arch, required_layers(config.loss))
     optimizer_images = 2 if config.optimizer is OptimizerKind.adam else 2 * LBFGS_HISTORY
     per_pixel = BYTES_PER_CONV_VALUE * values + 12 * (optimizer_images + 4)  # + image, grad, best, content
+    if masked:
+        per_pixel += GUIDE_BYTES_PER_VALUE * layer_values_per_pixel(arch, list(style_layer_weights(config.loss)))
     return int(per_pixel * height * width + FIXED_BYTES)
 
 
-def largest_fitting_size(arch: str, config: RunConfig, height: int, width: int, budget: int) -> int:
+def largest_fitting_size(arch: str, config: RunConfig, height: int, width: int, budget: int,
+                         masked: bool = False) -> int:
     """The largest --size (long side) whose run fits ``budget`` bytes, for an image of this shape."""
-    per_pixel = (estimate_memory(arch, config, height, width) - FIXED_BYTES) / (height * width)
+    per_pixel = (estimate_memory(arch, config, height, width, masked) - FIXED_BYTES) / (height * width)
     pixels = max(0.0, (budget - FIXED_BYTES) / per_pixel)
     aspect = min(height, width) / max(height, width)
     return int((pixels / aspect) ** 0.5)

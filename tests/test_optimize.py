@@ -102,6 +102,17 @@ def test_a_mask_confines_the_style_loss_to_where_it_is_white(extractor, pair):
     assert guided.content.item() == pytest.approx(plain.content.item(), rel=1e-5)  # the content: everywhere
 
 
+def test_a_masked_run_is_budgeted_its_guided_features():
+    from stylize.features import layer_values_per_pixel
+    from stylize.optimize import GUIDE_BYTES_PER_VALUE, estimate_memory
+
+    # The default style layers' outputs: 64 + 128/4 + 256/16 + 512/64 + 512/256 values per pixel.
+    assert layer_values_per_pixel("vgg16", ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]) == 122
+    extra = estimate_memory("vgg16", RunConfig(), 768, 1024, masked=True) - estimate_memory("vgg16", RunConfig(),
+                                                                                            768, 1024)
+    assert extra == pytest.approx(GUIDE_BYTES_PER_VALUE * 122 * 768 * 1024, abs=1)
+
+
 @pytest.mark.parametrize("size", [64, 128])
 def test_lbfgs_converges_at_every_size(extractor, pair, size):
     """Style loss falls by a large factor at each size, while the photo stays recognisable."""
