@@ -34,6 +34,7 @@ from stylize.errors import InputError
 
 
 UPSAMPLE_MODES = ("bilinear", "nearest")
+OUTPUT_MODES = ("sigmoid", "clamp")  # "clamp": networks trained on 0-255 pixels (stylize.foreign)
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class TransformerConfig:
             raise InputError(f"the network's head must be upsample or subpixel, got {self.head!r}")
         if self.upsample not in UPSAMPLE_MODES:
             raise InputError(f"the network's upsampling must be bilinear or nearest, got {self.upsample!r}")
-        if self.output not in ("sigmoid", "clamp"):
+        if self.output not in OUTPUT_MODES:
             raise InputError(f"the network's output must be sigmoid or clamp, got {self.output!r}")
 
     def to_dict(self) -> dict:
