@@ -437,3 +437,15 @@ def test_run_help_states_the_schedule_a_default_run_uses():
     text = " ".join(result.output.split())
     assert f"Default: {large[0][1]} at each scale before the last, {large[-1][1]} at full size." in text
     assert f"nearest {max(plan[0][0])} px ({len(plan)} at --size 512, {len(large)} at 1024)." in text
+
+
+def test_help_groups_the_options_by_what_reads_them():
+    text = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "300"}).output
+    panels = re.split(r"╭─ ", text)
+    find = lambda title: next(p for p in panels if p.startswith(title))  # noqa: E731
+    assert "--style-weight" in find("Iterative method") and "--tile" not in find("Iterative method")
+    assert "--strength" in find("With --model") and "--contact-sheet" in find("Batches and output files")
+    assert "--model" in find("Options") and "--mask" in find("Options") and "--seed" not in find("Options")
+    train = re.split(r"╭─ ", runner.invoke(app, ["train", "--help"], env={"COLUMNS": "300"}).output)
+    assert any(p.startswith("The network") and "--shuffle" in p for p in train)
+    assert any(p.startswith("The objective") and "--shift-weight" in p for p in train)

@@ -16,6 +16,10 @@ from stylize.config import (AUTO_FIRST_SCALE, AUTO_ITERATIONS, Backbone, Backbon
                             format_layer_weights, parse_layer_weights, parse_numbers, parse_scales)
 from stylize.errors import InputError, OutputError
 
+# `stylize run --help` in panels: the common options first, then each method's and the files'.
+ITERATIVE = "Iterative method (Gatys et al.): with a STYLE"
+WITH_MODEL = "With --model (a trained network)"
+FILES = "Batches and output files"
 DEFAULT_RUN = RunConfig()
 DEFAULT_LOSS = LossConfig()
 DEFAULT_OUTPUT = OutputConfig()
@@ -52,78 +56,78 @@ def run(
                       "CONTENT_x_STYLE.png beside the photo; a batch needs a folder.", show_default=False)] = None,
     size: Annotated[Optional[int], typer.Option(help="Long side of the output in pixels. \\[default: 512; with "
                     "--model: the photo's own size]", show_default=False)] = None,
-    iterations: Annotated[Optional[str], typer.Option(help="Iterations per scale: one number for every scale, "
-                          f"or a list such as 200,70. Default: {AUTO_ITERATIONS[0]} at each scale before the "
-                          f"last, {AUTO_ITERATIONS[1]} at full size.")] = None,
-    scales: Annotated[Optional[str], typer.Option(help="Coarse-to-fine schedule: a number of scales, each twice the "
-                      "last (1 = single scale), or the sizes before the last (--size), such as 128,256. "
-                      f"Default: enough for the first to be nearest {AUTO_FIRST_SCALE} px (2 at --size 512, "
-                      "3 at 1024).")] = None,
-    optimizer: Annotated[OptimizerKind, choice(help="Optimiser.")] = DEFAULT_RUN.optimizer,
-    lr: Annotated[float, typer.Option("--lr", help="Adam's learning rate.")] = DEFAULT_RUN.learning_rate,
-    init: Annotated[InitKind, choice(help="Starting image.")] = DEFAULT_RUN.init,
-    init_image: Annotated[Optional[Path], typer.Option(help="Start from this image instead (e.g. the output of "
-                          "an interrupted run, to go on from it); another shape is cropped to the photo's "
-                          "proportions, around its centre.", show_default=False)] = None,
-    content_weight: Annotated[float, typer.Option(
-        help="alpha: weight of the content loss.")] = DEFAULT_LOSS.content_weight,
-    style_weight: Annotated[float, typer.Option(help="beta: weight of the style loss.")] = DEFAULT_LOSS.style_weight,
-    tv_weight: Annotated[float, typer.Option(help="Weight of total-variation smoothing.")] = DEFAULT_LOSS.tv_weight,
-    content_layers: Annotated[str, typer.Option(help="Content layers, optionally weighted: relu4_2 or "
-                              "relu3_2:0.5,relu4_2.")] = format_layer_weights(DEFAULT_LOSS.content_layers),
-    style_layers: Annotated[str, typer.Option(help="Style layers with optional weights (normalised to sum 1), "
-                            "e.g. relu1_1:2,relu2_1,relu3_1.")] = format_layer_weights(DEFAULT_LOSS.style_layers),
-    style_loss: Annotated[StyleLossKind, choice(help="Style statistic: Gram matrices or per-channel "
-                          "mean and std.")] = DEFAULT_LOSS.style_loss,
-    style_blend: Annotated[Optional[str], typer.Option(help="Blend all the style images into one style with these "
-                           "weights, e.g. 0.7,0.3 (without it: one result per style).")] = None,
-    style_scale: Annotated[float, typer.Option(
-        help="Size of the style image relative to the output.")] = DEFAULT_RUN.style_scale,
-    preserve_color: Annotated[bool, typer.Option("--preserve-color", help="Keep the photo's colours "
-                              "(transfer luminance only).")] = DEFAULT_RUN.preserve_color,
-    match_color: Annotated[bool, typer.Option("--match-color", help="Recolour the paintings with the photo's "
-                           "colours first (its palette, their brushwork).")] = DEFAULT_RUN.match_color,
-    save_every: Annotated[int, typer.Option(help="Save an intermediate image every N iterations.")] = 0,
-    backbone: Annotated[Optional[Backbone], choice(help="Feature network. vgg16 is bundled; vgg19 and "
-                        "vgg16-imagenet are downloaded by torchvision. \\[default: vgg16]", show_default=False)] = None,
-    weights: Annotated[Optional[Path], typer.Option(help="Local torchvision VGG-16/19 state dict (full model or "
-                       "features only).", show_default=False)] = None,
-    pooling: Annotated[Pooling, choice(help="Pooling in the feature network: max, as VGG was trained, "
-                       "or average (Gatys et al. 2016): larger, smoother brush strokes.")] = DEFAULT_BACKBONE.pooling,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    seed: Annotated[int, typer.Option(
-        help="Random seed (same inputs, seed and device: same output).")] = DEFAULT_RUN.seed,
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="A trained model file (stylize "
                      "train), an exported .onnx/.ts file (stylize export), a bundled model's name (stylize models) "
                      "or a fast_neural_style .pth: one forward pass, no STYLE. Repeat it for a batch of every "
                      "photo with every model.",
                      show_default=False)] = None,
-    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also search sub-folders of folder "
-                         "inputs.")] = False,
-    pairs: Annotated[Pairing, choice(help="product: every content with every style; zip: the first with "
-                     "the first, ...")] = DEFAULT_OUTPUT.pairs,
-    name: Annotated[str, typer.Option(help="Output file names in a batch: {content}, {style}, {dir} (sub-folder "
-                    "of a --recursive input), {ext}.")] = DEFAULT_OUTPUT.template,
-    image_format: Annotated[Optional[ImageFormat], choice("--format", help="Output format \\[default: from "
-                            "-o, else png].", show_default=False)] = None,
-    quality: Annotated[int, typer.Option(help="JPEG/WebP quality (1-100).")] = DEFAULT_OUTPUT.quality,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (a batch otherwise "
-                         "skips them, so re-running it resumes it).")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the planned jobs and exit.")] = False,
-    contact_sheet: Annotated[Optional[Path], typer.Option(help="Also write one image with the inputs and "
-                             "results in a grid.", show_default=False)] = None,
-    batch_size: Annotated[int, typer.Option(help="With --model: photos of the same size per forward "
+    iterations: Annotated[Optional[str], typer.Option(rich_help_panel=ITERATIVE, help="Iterations per scale: one number for every scale, "
+                          f"or a list such as 200,70. Default: {AUTO_ITERATIONS[0]} at each scale before the "
+                          f"last, {AUTO_ITERATIONS[1]} at full size.")] = None,
+    scales: Annotated[Optional[str], typer.Option(rich_help_panel=ITERATIVE, help="Coarse-to-fine schedule: a number of scales, each twice the "
+                      "last (1 = single scale), or the sizes before the last (--size), such as 128,256. "
+                      f"Default: enough for the first to be nearest {AUTO_FIRST_SCALE} px (2 at --size 512, "
+                      "3 at 1024).")] = None,
+    optimizer: Annotated[OptimizerKind, choice(rich_help_panel=ITERATIVE, help="Optimiser.")] = DEFAULT_RUN.optimizer,
+    lr: Annotated[float, typer.Option("--lr", rich_help_panel=ITERATIVE, help="Adam's learning rate.")] = DEFAULT_RUN.learning_rate,
+    init: Annotated[InitKind, choice(rich_help_panel=ITERATIVE, help="Starting image.")] = DEFAULT_RUN.init,
+    init_image: Annotated[Optional[Path], typer.Option(rich_help_panel=ITERATIVE, help="Start from this image instead (e.g. the output of "
+                          "an interrupted run, to go on from it); another shape is cropped to the photo's "
+                          "proportions, around its centre.", show_default=False)] = None,
+    content_weight: Annotated[float, typer.Option(
+        rich_help_panel=ITERATIVE, help="alpha: weight of the content loss.")] = DEFAULT_LOSS.content_weight,
+    style_weight: Annotated[float, typer.Option(rich_help_panel=ITERATIVE, help="beta: weight of the style loss.")] = DEFAULT_LOSS.style_weight,
+    tv_weight: Annotated[float, typer.Option(rich_help_panel=ITERATIVE, help="Weight of total-variation smoothing.")] = DEFAULT_LOSS.tv_weight,
+    content_layers: Annotated[str, typer.Option(rich_help_panel=ITERATIVE, help="Content layers, optionally weighted: relu4_2 or "
+                              "relu3_2:0.5,relu4_2.")] = format_layer_weights(DEFAULT_LOSS.content_layers),
+    style_layers: Annotated[str, typer.Option(rich_help_panel=ITERATIVE, help="Style layers with optional weights (normalised to sum 1), "
+                            "e.g. relu1_1:2,relu2_1,relu3_1.")] = format_layer_weights(DEFAULT_LOSS.style_layers),
+    style_loss: Annotated[StyleLossKind, choice(rich_help_panel=ITERATIVE, help="Style statistic: Gram matrices or per-channel "
+                          "mean and std.")] = DEFAULT_LOSS.style_loss,
+    style_blend: Annotated[Optional[str], typer.Option(rich_help_panel=ITERATIVE, help="Blend all the style images into one style with these "
+                           "weights, e.g. 0.7,0.3 (without it: one result per style).")] = None,
+    style_scale: Annotated[float, typer.Option(
+        rich_help_panel=ITERATIVE, help="Size of the style image relative to the output.")] = DEFAULT_RUN.style_scale,
+    preserve_color: Annotated[bool, typer.Option("--preserve-color", help="Keep the photo's colours "
+                              "(transfer luminance only).")] = DEFAULT_RUN.preserve_color,
+    match_color: Annotated[bool, typer.Option("--match-color", rich_help_panel=ITERATIVE, help="Recolour the paintings with the photo's "
+                           "colours first (its palette, their brushwork).")] = DEFAULT_RUN.match_color,
+    save_every: Annotated[int, typer.Option(rich_help_panel=ITERATIVE, help="Save an intermediate image every N iterations.")] = 0,
+    backbone: Annotated[Optional[Backbone], choice(rich_help_panel=ITERATIVE, help="Feature network. vgg16 is bundled; vgg19 and "
+                        "vgg16-imagenet are downloaded by torchvision. \\[default: vgg16]", show_default=False)] = None,
+    weights: Annotated[Optional[Path], typer.Option(rich_help_panel=ITERATIVE, help="Local torchvision VGG-16/19 state dict (full model or "
+                       "features only).", show_default=False)] = None,
+    pooling: Annotated[Pooling, choice(rich_help_panel=ITERATIVE, help="Pooling in the feature network: max, as VGG was trained, "
+                       "or average (Gatys et al. 2016): larger, smoother brush strokes.")] = DEFAULT_BACKBONE.pooling,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    seed: Annotated[int, typer.Option(
+        rich_help_panel=ITERATIVE, help="Random seed (same inputs, seed and device: same output).")] = DEFAULT_RUN.seed,
+    batch_size: Annotated[int, typer.Option(rich_help_panel=WITH_MODEL, help="Photos of the same size per forward "
                           "pass.")] = DEFAULT_OUTPUT.batch_size,
-    tile: Annotated[Optional[int], typer.Option(help="With --model: stylise in tiles of this many pixels "
+    tile: Annotated[Optional[int], typer.Option(rich_help_panel=WITH_MODEL, help="Stylise in tiles of this many pixels "
                     "(0: never) \\[default: only when an image would not fit in memory].",
                     show_default=False)] = None,
-    strength: Annotated[float, typer.Option(help="With --model: how much of the style, above 0 to 1: the result "
+    strength: Annotated[float, typer.Option(rich_help_panel=WITH_MODEL, help="How much of the style, above 0 to 1: the result "
                         "blended over the photo (0.5: half and half).")] = 1.0,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", rich_help_panel=FILES, help="Also search sub-folders of folder "
+                         "inputs.")] = False,
+    pairs: Annotated[Pairing, choice(rich_help_panel=FILES, help="product: every content with every style; zip: the first with "
+                     "the first, ...")] = DEFAULT_OUTPUT.pairs,
+    name: Annotated[str, typer.Option(rich_help_panel=FILES, help="Output file names in a batch: {content}, {style}, {dir} (sub-folder "
+                    "of a --recursive input), {ext}.")] = DEFAULT_OUTPUT.template,
+    image_format: Annotated[Optional[ImageFormat], choice("--format", rich_help_panel=FILES, help="Output format \\[default: from "
+                            "-o, else png].", show_default=False)] = None,
+    quality: Annotated[int, typer.Option(rich_help_panel=FILES, help="JPEG/WebP quality (1-100).")] = DEFAULT_OUTPUT.quality,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (a batch otherwise "
+                         "skips them, so re-running it resumes it).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", rich_help_panel=FILES, help="Print the planned jobs and exit.")] = False,
+    contact_sheet: Annotated[Optional[Path], typer.Option(rich_help_panel=FILES, help="Also write one image with the inputs and "
+                             "results in a grid.", show_default=False)] = None,
     mask: Annotated[Optional[Path], typer.Option(help="An image at the photo's proportions: the style where it "
                     "is white, the photo where it is black (or transparent), mixed where grey. A single photo.",
                     show_default=False)] = None,
     half: Annotated[Optional[bool], typer.Option("--half/--no-half", help=half_help(), show_default=False)] = None,
-    max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels than this (decompression "
+    max_pixels: Annotated[int, typer.Option(rich_help_panel=FILES, help="Refuse images with more pixels than this (decompression "
                           "bombs).")] = DEFAULT_OUTPUT.max_pixels,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
