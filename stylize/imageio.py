@@ -281,9 +281,11 @@ def resize_cover(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resize(image, size)
 
 
-def load_mask(path: Path, photo: LoadedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+def load_mask(path: Path, photo: LoadedImage, max_pixels: int = DEFAULT_MAX_PIXELS,
+              invert: bool = False) -> torch.Tensor:
     """A ``--mask`` for ``photo`` as ``[1,1,H,W]`` in [0,1]: its luminance (white: the style,
-    black: the photo), times its alpha where it has one (transparent: the photo)."""
+    black: the photo), times its alpha where it has one (transparent: the photo); ``invert``:
+    one minus that (a subject's mask from a cut-out tool, to paint what is around it)."""
     mask = load_image(path, max_pixels)
     (height, width), (photo_h, photo_w) = mask.size, photo.full_size
     if not same_proportions(height, width, photo_h, photo_w):
@@ -291,9 +293,11 @@ def load_mask(path: Path, photo: LoadedImage, max_pixels: int = DEFAULT_MAX_PIXE
                          "the photo's proportions (any size)")
     luma = (mask.rgb * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)  # Rec. 601
     luma = luma if mask.alpha is None else luma * mask.alpha
+    luma = 1 - luma if invert else luma
     if luma.max() < 1 / 255:
-        raise ImageError(f"{mask.path}: the mask is black (or transparent) everywhere, so nothing would be "
-                         "stylised; paint white where the style should go")
+        what = "white (and opaque) everywhere, so inverted" if invert else "black (or transparent) everywhere, so"
+        raise ImageError(f"{mask.path}: the mask is {what} nothing would be stylised; paint white where the style "
+                         "should go" + (" (black, with --invert-mask)" if invert else ""))
     return luma
 
 

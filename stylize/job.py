@@ -234,14 +234,15 @@ def snapshot_path(output: Path, scale: int, iteration: int) -> Path:
 
 def prepare(content: Path, styles: list[Path], output: Path, config: RunConfig, backbone: BackboneConfig,
             device: str, overwrite: bool, quality: int = DEFAULT_QUALITY,
-            max_pixels: int = DEFAULT_MAX_PIXELS, init: Path | None = None, mask: Path | None = None) -> Job:
+            max_pixels: int = DEFAULT_MAX_PIXELS, init: Path | None = None, mask: Path | None = None,
+            invert_mask: bool = False) -> Job:
     """Validate every input and option, load images and the network; raise StylizeError on any problem.
 
     ``init``: an image to start from instead of the photo, e.g. the result of an interrupted run;
     ``mask``: where to keep the style (white) and the photo (black), see ``imageio.load_mask``."""
     content_img = load_image(Path(content), max_pixels)
     init_img = load_image(Path(init), max_pixels) if init is not None else None
-    mask_img = load_mask(Path(mask), content_img, max_pixels) if mask is not None else None
+    mask_img = load_mask(Path(mask), content_img, max_pixels, invert_mask) if mask is not None else None
     style_imgs = [load_image(Path(s), max_pixels) for s in styles]
     check_output(output, overwrite)
     stylizer = Iterative(config, backbone, device)
@@ -287,10 +288,11 @@ class FastJob:
 
 
 def prepare_fast(content: Path, stylizer: Fast, output: Path, overwrite: bool, quality: int = DEFAULT_QUALITY,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, mask: Path | None = None) -> FastJob:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, mask: Path | None = None,
+                 invert_mask: bool = False) -> FastJob:
     """Validate the photo, the output and the ``mask`` (see ``prepare``) for a run with a trained network."""
     content_img = stylizer.load(Path(content), max_pixels)
-    mask_img = load_mask(Path(mask), content_img, max_pixels) if mask is not None else None
+    mask_img = load_mask(Path(mask), content_img, max_pixels, invert_mask) if mask is not None else None
     check_output(output, overwrite)
     stylizer.check(content_img, max_pixels)
     check_space(output.parent, output_bytes(content_img, stylizer.output_size(content_img)))

@@ -276,6 +276,13 @@ def test_a_mask_keeps_the_photo_where_it_is_black(folder, styles, tmp_path, mode
         assert np.abs(masked[:, 28:] - original[:, 28:]).max() <= 1.0
         assert np.abs(masked[:, :20] - original[:, :20]).mean() > 3
     assert np.abs(rgb(tmp_path / "masked2.png")[:, :20] - rgb(tmp_path / "full.png")[:, :20]).max() <= 1.0
+    inverted = invoke("run", photo, "--model", model, "-o", tmp_path / "inverted.png", "--mask", tmp_path / "mask.png",
+                      "--invert-mask")
+    assert inverted.exit_code == 0, inverted.output
+    assert np.abs(rgb(tmp_path / "inverted.png")[:, :20] - original[:, :20]).max() <= 1.0  # the photo on the left
+    assert np.abs(rgb(tmp_path / "inverted.png")[:, 28:] - rgb(tmp_path / "full.png")[:, 28:]).max() <= 1.0
+    alone = invoke("run", photo, "--model", model, "-o", tmp_path / "x.png", "--invert-mask")
+    assert alone.exit_code == 2 and "--invert-mask inverts a --mask; give one" in alone.stderr
     Image.new("L", (40, 40), 255).save(tmp_path / "square.png")
     wrong = invoke("run", photo, "--model", model, "-o", tmp_path / "x.png", "--mask", tmp_path / "square.png")
     assert wrong.exit_code == 2 and "a 40x40 mask for a 48x40 photo; draw the mask at the photo's proportions" \

@@ -170,6 +170,9 @@ def test_a_mask_is_its_luminance_times_its_alpha(tmp_path):
         load_mask(_saved(Image.new("L", (6, 8)), tmp_path / "tall.png"), photo)
     with pytest.raises(ImageError, match="black .or transparent. everywhere, so nothing would be stylised"):
         load_mask(_saved(Image.new("L", (8, 6)), tmp_path / "black.png"), photo)
+    assert torch.allclose(load_mask(tmp_path / "mask.png", photo, invert=True), 1 - mask)
+    with pytest.raises(ImageError, match="white .and opaque. everywhere, so inverted nothing would be stylised"):
+        load_mask(_saved(Image.new("L", (8, 6), 255), tmp_path / "white.png"), photo, invert=True)
     blended = apply_mask(torch.ones(1, 3, 30, 40), torch.zeros(1, 3, 30, 40), torch.full((1, 1, 3, 4), 0.25))
     assert blended.shape == (1, 3, 30, 40) and torch.allclose(blended, torch.full_like(blended, 0.25))
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -29,6 +30,11 @@ def half_help(note: str = "") -> str:
 def choice(*names: str, **options: Any) -> Any:
     """A typer option whose value is one of an Enum's, in any case (--format PNG, --norm IBN)."""
     return typer.Option(*names, case_sensitive=False, **options)
+
+
+def panel(title: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """(option, choice) factories whose options --help lists under ``title``."""
+    return (functools.partial(typer.Option, rich_help_panel=title), functools.partial(choice, rich_help_panel=title))
 
 
 class _OneLineErrors(TyperGroup):

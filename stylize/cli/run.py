@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from stylize.cli.app import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, app, choice, command_context, half_help
+from stylize.cli.app import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, app, command_context, half_help, panel
 from stylize.cli.display import BatchProgress, ImageProgress, TileBar, console, count, err_console
 from stylize.config import (AUTO_FIRST_SCALE, AUTO_ITERATIONS, Backbone, BackboneConfig, ImageFormat, InitKind,
                             LossConfig, OptimizerKind, OutputConfig, Pairing, Pooling, RunConfig, StyleLossKind,
@@ -20,6 +20,9 @@ from stylize.errors import InputError, OutputError
 ITERATIVE = "Iterative method (Gatys et al.): with a STYLE"
 WITH_MODEL = "With --model (a trained network)"
 FILES = "Batches and output files"
+_iterative_option, _iterative_choice = panel(ITERATIVE)
+_with_model_option = panel(WITH_MODEL)[0]
+_files_option, _files_choice = panel(FILES)
 DEFAULT_RUN = RunConfig()
 DEFAULT_LOSS = LossConfig()
 DEFAULT_OUTPUT = OutputConfig()
@@ -61,73 +64,77 @@ def run(
                      "or a fast_neural_style .pth: one forward pass, no STYLE. Repeat it for a batch of every "
                      "photo with every model.",
                      show_default=False)] = None,
-    iterations: Annotated[Optional[str], typer.Option(rich_help_panel=ITERATIVE, help="Iterations per scale: one number for every scale, "
+    iterations: Annotated[Optional[str], _iterative_option(help="Iterations per scale: one number for every scale, "
                           f"or a list such as 200,70. Default: {AUTO_ITERATIONS[0]} at each scale before the "
                           f"last, {AUTO_ITERATIONS[1]} at full size.")] = None,
-    scales: Annotated[Optional[str], typer.Option(rich_help_panel=ITERATIVE, help="Coarse-to-fine schedule: a number of scales, each twice the "
-                      "last (1 = single scale), or the sizes before the last (--size), such as 128,256. "
+    scales: Annotated[Optional[str], _iterative_option(help="Coarse-to-fine schedule: a number of scales, each "
+                      "twice the last (1 = single scale), or the sizes before the last (--size), such as 128,256. "
                       f"Default: enough for the first to be nearest {AUTO_FIRST_SCALE} px (2 at --size 512, "
                       "3 at 1024).")] = None,
-    optimizer: Annotated[OptimizerKind, choice(rich_help_panel=ITERATIVE, help="Optimiser.")] = DEFAULT_RUN.optimizer,
-    lr: Annotated[float, typer.Option("--lr", rich_help_panel=ITERATIVE, help="Adam's learning rate.")] = DEFAULT_RUN.learning_rate,
-    init: Annotated[InitKind, choice(rich_help_panel=ITERATIVE, help="Starting image.")] = DEFAULT_RUN.init,
-    init_image: Annotated[Optional[Path], typer.Option(rich_help_panel=ITERATIVE, help="Start from this image instead (e.g. the output of "
+    optimizer: Annotated[OptimizerKind, _iterative_choice(help="Optimiser.")] = DEFAULT_RUN.optimizer,
+    lr: Annotated[float, _iterative_option("--lr", help="Adam's learning rate.")] = DEFAULT_RUN.learning_rate,
+    init: Annotated[InitKind, _iterative_choice(help="Starting image.")] = DEFAULT_RUN.init,
+    init_image: Annotated[Optional[Path], _iterative_option(help="Start from this image instead (e.g. the output of "
                           "an interrupted run, to go on from it); another shape is cropped to the photo's "
                           "proportions, around its centre.", show_default=False)] = None,
-    content_weight: Annotated[float, typer.Option(
-        rich_help_panel=ITERATIVE, help="alpha: weight of the content loss.")] = DEFAULT_LOSS.content_weight,
-    style_weight: Annotated[float, typer.Option(rich_help_panel=ITERATIVE, help="beta: weight of the style loss.")] = DEFAULT_LOSS.style_weight,
-    tv_weight: Annotated[float, typer.Option(rich_help_panel=ITERATIVE, help="Weight of total-variation smoothing.")] = DEFAULT_LOSS.tv_weight,
-    content_layers: Annotated[str, typer.Option(rich_help_panel=ITERATIVE, help="Content layers, optionally weighted: relu4_2 or "
+    content_weight: Annotated[float, _iterative_option(
+        help="alpha: weight of the content loss.")] = DEFAULT_LOSS.content_weight,
+    style_weight: Annotated[float, _iterative_option(
+        help="beta: weight of the style loss.")] = DEFAULT_LOSS.style_weight,
+    tv_weight: Annotated[float, _iterative_option(
+        help="Weight of total-variation smoothing.")] = DEFAULT_LOSS.tv_weight,
+    content_layers: Annotated[str, _iterative_option(help="Content layers, optionally weighted: relu4_2 or "
                               "relu3_2:0.5,relu4_2.")] = format_layer_weights(DEFAULT_LOSS.content_layers),
-    style_layers: Annotated[str, typer.Option(rich_help_panel=ITERATIVE, help="Style layers with optional weights (normalised to sum 1), "
+    style_layers: Annotated[str, _iterative_option(help="Style layers with optional weights (normalised to sum 1), "
                             "e.g. relu1_1:2,relu2_1,relu3_1.")] = format_layer_weights(DEFAULT_LOSS.style_layers),
-    style_loss: Annotated[StyleLossKind, choice(rich_help_panel=ITERATIVE, help="Style statistic: Gram matrices or per-channel "
+    style_loss: Annotated[StyleLossKind, _iterative_choice(help="Style statistic: Gram matrices or per-channel "
                           "mean and std.")] = DEFAULT_LOSS.style_loss,
-    style_blend: Annotated[Optional[str], typer.Option(rich_help_panel=ITERATIVE, help="Blend all the style images into one style with these "
+    style_blend: Annotated[Optional[str], _iterative_option(help="Blend all the style images into one style with these "
                            "weights, e.g. 0.7,0.3 (without it: one result per style).")] = None,
-    style_scale: Annotated[float, typer.Option(
-        rich_help_panel=ITERATIVE, help="Size of the style image relative to the output.")] = DEFAULT_RUN.style_scale,
+    style_scale: Annotated[float, _iterative_option(
+        help="Size of the style image relative to the output.")] = DEFAULT_RUN.style_scale,
     preserve_color: Annotated[bool, typer.Option("--preserve-color", help="Keep the photo's colours "
                               "(transfer luminance only).")] = DEFAULT_RUN.preserve_color,
-    match_color: Annotated[bool, typer.Option("--match-color", rich_help_panel=ITERATIVE, help="Recolour the paintings with the photo's "
+    match_color: Annotated[bool, _iterative_option("--match-color", help="Recolour the paintings with the photo's "
                            "colours first (its palette, their brushwork).")] = DEFAULT_RUN.match_color,
-    save_every: Annotated[int, typer.Option(rich_help_panel=ITERATIVE, help="Save an intermediate image every N iterations.")] = 0,
-    backbone: Annotated[Optional[Backbone], choice(rich_help_panel=ITERATIVE, help="Feature network. vgg16 is bundled; vgg19 and "
+    save_every: Annotated[int, _iterative_option(help="Save an intermediate image every N iterations.")] = 0,
+    backbone: Annotated[Optional[Backbone], _iterative_choice(help="Feature network. vgg16 is bundled; vgg19 and "
                         "vgg16-imagenet are downloaded by torchvision. \\[default: vgg16]", show_default=False)] = None,
-    weights: Annotated[Optional[Path], typer.Option(rich_help_panel=ITERATIVE, help="Local torchvision VGG-16/19 state dict (full model or "
+    weights: Annotated[Optional[Path], _iterative_option(help="Local torchvision VGG-16/19 state dict (full model or "
                        "features only).", show_default=False)] = None,
-    pooling: Annotated[Pooling, choice(rich_help_panel=ITERATIVE, help="Pooling in the feature network: max, as VGG was trained, "
+    pooling: Annotated[Pooling, _iterative_choice(help="Pooling in the feature network: max, as VGG was trained, "
                        "or average (Gatys et al. 2016): larger, smoother brush strokes.")] = DEFAULT_BACKBONE.pooling,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    seed: Annotated[int, typer.Option(
-        rich_help_panel=ITERATIVE, help="Random seed (same inputs, seed and device: same output).")] = DEFAULT_RUN.seed,
-    batch_size: Annotated[int, typer.Option(rich_help_panel=WITH_MODEL, help="Photos of the same size per forward "
+    seed: Annotated[int, _iterative_option(
+        help="Random seed (same inputs, seed and device: same output).")] = DEFAULT_RUN.seed,
+    batch_size: Annotated[int, _with_model_option(help="Photos of the same size per forward "
                           "pass.")] = DEFAULT_OUTPUT.batch_size,
-    tile: Annotated[Optional[int], typer.Option(rich_help_panel=WITH_MODEL, help="Stylise in tiles of this many pixels "
+    tile: Annotated[Optional[int], _with_model_option(help="Stylise in tiles of this many pixels "
                     "(0: never) \\[default: only when an image would not fit in memory].",
                     show_default=False)] = None,
-    strength: Annotated[float, typer.Option(rich_help_panel=WITH_MODEL, help="How much of the style, above 0 to 1: the result "
+    strength: Annotated[float, _with_model_option(help="How much of the style, above 0 to 1: the result "
                         "blended over the photo (0.5: half and half).")] = 1.0,
-    recursive: Annotated[bool, typer.Option("--recursive", "-r", rich_help_panel=FILES, help="Also search sub-folders of folder "
+    recursive: Annotated[bool, _files_option("--recursive", "-r", help="Also search sub-folders of folder "
                          "inputs.")] = False,
-    pairs: Annotated[Pairing, choice(rich_help_panel=FILES, help="product: every content with every style; zip: the first with "
+    pairs: Annotated[Pairing, _files_choice(help="product: every content with every style; zip: the first with "
                      "the first, ...")] = DEFAULT_OUTPUT.pairs,
-    name: Annotated[str, typer.Option(rich_help_panel=FILES, help="Output file names in a batch: {content}, {style}, {dir} (sub-folder "
+    name: Annotated[str, _files_option(help="Output file names in a batch: {content}, {style}, {dir} (sub-folder "
                     "of a --recursive input), {ext}.")] = DEFAULT_OUTPUT.template,
-    image_format: Annotated[Optional[ImageFormat], choice("--format", rich_help_panel=FILES, help="Output format \\[default: from "
+    image_format: Annotated[Optional[ImageFormat], _files_choice("--format", help="Output format \\[default: from "
                             "-o, else png].", show_default=False)] = None,
-    quality: Annotated[int, typer.Option(rich_help_panel=FILES, help="JPEG/WebP quality (1-100).")] = DEFAULT_OUTPUT.quality,
+    quality: Annotated[int, _files_option(help="JPEG/WebP quality (1-100).")] = DEFAULT_OUTPUT.quality,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (a batch otherwise "
                          "skips them, so re-running it resumes it).")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", rich_help_panel=FILES, help="Print the planned jobs and exit.")] = False,
-    contact_sheet: Annotated[Optional[Path], typer.Option(rich_help_panel=FILES, help="Also write one image with the inputs and "
+    dry_run: Annotated[bool, _files_option("--dry-run", help="Print the planned jobs and exit.")] = False,
+    contact_sheet: Annotated[Optional[Path], _files_option(help="Also write one image with the inputs and "
                              "results in a grid.", show_default=False)] = None,
     mask: Annotated[Optional[Path], typer.Option(help="An image at the photo's proportions: the style where it "
                     "is white, the photo where it is black (or transparent), mixed where grey. A single photo.",
                     show_default=False)] = None,
+    invert_mask: Annotated[bool, typer.Option("--invert-mask", help="The style where the --mask is black, the "
+                           "photo where it is white (a subject's cut-out mask: paint around it).")] = False,
     half: Annotated[Optional[bool], typer.Option("--half/--no-half", help=half_help(), show_default=False)] = None,
-    max_pixels: Annotated[int, typer.Option(rich_help_panel=FILES, help="Refuse images with more pixels than this (decompression "
+    max_pixels: Annotated[int, _files_option(help="Refuse images with more pixels than this (decompression "
                           "bombs).")] = DEFAULT_OUTPUT.max_pixels,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -147,6 +154,8 @@ def run(
         blend = parse_numbers(style_blend, "--style-blend") if style_blend else None
         models = _models(model) if model else None  # each --model by its name
         jobs, single = _plan(inputs, style_option, models, blend, output, out_cfg)
+        if invert_mask and mask is None:
+            raise InputError("--invert-mask inverts a --mask; give one")
         if mask is not None and not single:
             raise InputError("--mask is for a single photo, not a batch (it is drawn for one photo)")
         if mask is not None and jobs[0].output.resolve() == mask.resolve():
@@ -178,7 +187,8 @@ def run(
             backbone_cfg = BackboneConfig(name=backbone, weights=weights, pooling=pooling,
                                           download_progress=not quiet)
             if single:
-                _single_iterative(jobs[0], config, backbone_cfg, device, out_cfg, quiet, init_image, mask)
+                _single_iterative(jobs[0], config, backbone_cfg, device, out_cfg, quiet, init_image, mask,
+                                  invert_mask)
             elif init_image is not None:
                 raise InputError("--init-image is for a single photo, not a batch")
             elif save_every:  # a batch ran without them, silently
@@ -192,7 +202,7 @@ def run(
             stylizers = {name: Fast(spec, device, size, preserve_color, tile, half, strength=strength)
                          for name, spec in models.items()}
             if single:
-                _single_fast(jobs[0], stylizers[jobs[0].style_label], out_cfg, quiet, mask)
+                _single_fast(jobs[0], stylizers[jobs[0].style_label], out_cfg, quiet, mask, invert_mask)
             else:
                 groups = [([j for j in jobs if j.style_label == name], fast) for name, fast in stylizers.items()]
                 _batch(jobs, groups, out_cfg, quiet, contact_sheet, world)
@@ -273,12 +283,12 @@ def _models(model: list[str]) -> dict[str, str]:
 
 
 def _single_iterative(planned: Any, config: RunConfig, backbone: BackboneConfig, device: str, out: OutputConfig,
-                      quiet: bool, init_image: Optional[Path], mask: Optional[Path]) -> None:
+                      quiet: bool, init_image: Optional[Path], mask: Optional[Path], invert_mask: bool) -> None:
     from stylize import job as jobs
     from stylize.imageio import same_proportions
 
     job = jobs.prepare(planned.content.path, list(planned.styles), planned.output, config, backbone, device,
-                       out.overwrite, out.quality, out.max_pixels, init_image, mask)
+                       out.overwrite, out.quality, out.max_pixels, init_image, mask, invert_mask)
     if job.init is not None and not same_proportions(*job.init.rgb.shape[-2:], *job.content.rgb.shape[-2:]):
         (ih, iw), (ch, cw) = job.init.rgb.shape[-2:], job.content.rgb.shape[-2:]
         err_console.print(f"note: --init-image is {iw}x{ih} and the photo {cw}x{ch}: starting from its centre, "
@@ -296,11 +306,12 @@ def _single_iterative(planned: Any, config: RunConfig, backbone: BackboneConfig,
                   highlight=False, soft_wrap=True)
 
 
-def _single_fast(planned: Any, stylizer: Any, out: OutputConfig, quiet: bool, mask: Optional[Path]) -> None:
+def _single_fast(planned: Any, stylizer: Any, out: OutputConfig, quiet: bool, mask: Optional[Path],
+                 invert_mask: bool) -> None:
     from stylize import job as jobs
 
     job = jobs.prepare_fast(planned.content.path, stylizer, planned.output, out.overwrite, out.quality,
-                            out.max_pixels, mask)
+                            out.max_pixels, mask, invert_mask)
     with TileBar(quiet) as on_tile:
         result = jobs.execute_fast(job, on_tile)
     h, w = result.image.shape[-2:]

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from stylize.cli.app import EXIT_INTERRUPTED, app, choice, command_context, half_help
+from stylize.cli.app import EXIT_INTERRUPTED, app, command_context, half_help, panel
 from stylize.cli.display import TrainProgress, console, count, err_console
 from stylize.config import (DEFAULT_TRAIN_STEPS, Backbone, BackboneConfig, LossConfig, NormKind, TrainConfig,
                             format_layer_weights, parse_layer_weights)
@@ -16,6 +16,8 @@ DEFAULT_TRAIN = TrainConfig()
 # `stylize train --help` in panels: the run's options first, then the objective and the network.
 LOSSES = "The objective (Johnson et al.'s perceptual losses)"
 NETWORK = "The network (--shuffle 2 --width 16 --blocks 3: the bundled models')"
+_objective_option, _objective_choice = panel(LOSSES)
+_network_option, _network_choice = panel(NETWORK)
 
 
 @app.command()
@@ -31,26 +33,27 @@ def train(
     epochs: Annotated[Optional[float], typer.Option(help="Passes over the photos, instead of --steps.",
                                                     show_default=False)] = None,
     lr: Annotated[float, typer.Option("--lr", help="Adam's learning rate.")] = DEFAULT_TRAIN.learning_rate,
-    content_weight: Annotated[float, typer.Option(rich_help_panel=LOSSES, help="alpha.")] = DEFAULT_TRAIN.loss.content_weight,
-    style_weight: Annotated[float, typer.Option(rich_help_panel=LOSSES, help="beta.")] = DEFAULT_TRAIN.loss.style_weight,
-    tv_weight: Annotated[float, typer.Option(rich_help_panel=LOSSES, help="Total-variation weight.")] = DEFAULT_TRAIN.loss.tv_weight,
-    shift_weight: Annotated[float, typer.Option(rich_help_panel=LOSSES, help="Shift consistency: the output for the crops shifted "
+    content_weight: Annotated[float, _objective_option(help="alpha.")] = DEFAULT_TRAIN.loss.content_weight,
+    style_weight: Annotated[float, _objective_option(help="beta.")] = DEFAULT_TRAIN.loss.style_weight,
+    tv_weight: Annotated[float, _objective_option(help="Total-variation weight.")] = DEFAULT_TRAIN.loss.tv_weight,
+    shift_weight: Annotated[float, _objective_option(help="Shift consistency: the output for the crops shifted "
                             "by 1-3 px must be the shifted output (keeps the network from drawing a grid); 0: "
                             "off.")] = DEFAULT_TRAIN.shift_weight,
-    content_layers: Annotated[str, typer.Option(rich_help_panel=LOSSES, help="Content layers, optionally weighted.")] = (
+    content_layers: Annotated[str, _objective_option(help="Content layers, optionally weighted.")] = (
         format_layer_weights(DEFAULT_TRAIN.loss.content_layers)),
-    style_layers: Annotated[str, typer.Option(rich_help_panel=LOSSES, help="Style layers with optional weights (normalised to sum 1).")] = (
+    style_layers: Annotated[str, _objective_option(
+        help="Style layers with optional weights (normalised to sum 1).")] = (
         format_layer_weights(DEFAULT_TRAIN.loss.style_layers)),
-    style_size: Annotated[Optional[int], typer.Option(rich_help_panel=LOSSES, help="Long side of the style image \\[default: "
+    style_size: Annotated[Optional[int], _objective_option(help="Long side of the style image \\[default: "
                           "--image-size].", show_default=False)] = None,
-    backbone: Annotated[Optional[Backbone], choice(rich_help_panel=LOSSES, help="Feature network \\[default: vgg16, bundled].",
+    backbone: Annotated[Optional[Backbone], _objective_choice(help="Feature network \\[default: vgg16, bundled].",
                                                    show_default=False)] = None,
-    weights: Annotated[Optional[Path], typer.Option(rich_help_panel=LOSSES, help="Local torchvision VGG state dict.",
+    weights: Annotated[Optional[Path], _objective_option(help="Local torchvision VGG state dict.",
                                                     show_default=False)] = None,
-    norm: Annotated[NormKind, choice(rich_help_panel=NETWORK, help="Normalisation in the network.")] = NormKind.instance,
-    width: Annotated[int, typer.Option(rich_help_panel=NETWORK, help="Channels of the first layer (classic: 32; small preset: 16).")] = 32,
-    blocks: Annotated[int, typer.Option(rich_help_panel=NETWORK, help="Residual blocks (classic: 5; small preset: 3).")] = 5,
-    shuffle: Annotated[int, typer.Option(rich_help_panel=NETWORK, help="1: Johnson et al.'s layout; 2: every layer at half resolution "
+    norm: Annotated[NormKind, _network_choice(help="Normalisation in the network.")] = NormKind.instance,
+    width: Annotated[int, _network_option(help="Channels of the first layer (classic: 32; small preset: 16).")] = 32,
+    blocks: Annotated[int, _network_option(help="Residual blocks (classic: 5; small preset: 3).")] = 5,
+    shuffle: Annotated[int, _network_option(help="1: Johnson et al.'s layout; 2: every layer at half resolution "
                                          "on 2x2 pixel blocks (the bundled models: width 16, 3 blocks).")] = 1,
     checkpoint_every: Annotated[int, typer.Option(help="Write a resumable checkpoint every N steps.")] = (
         DEFAULT_TRAIN.checkpoint_every),
