@@ -123,6 +123,20 @@ def test_cuda_graph_run_equals_the_eager_run(setup, optimizer):
     assert graphed.losses["total"] < 1e3  # it did optimise (not a graph replaying nothing)
 
 
+def test_cuda_graph_masked_run_equals_the_eager_run(setup):
+    """--mask's guides are buffers inside the recorded objective: replayed, the same steps."""
+    _, gpu, content, style = setup
+    make_deterministic(torch.device("cuda"))
+    mask = torch.zeros(1, 1, 48, 64)
+    mask[..., 32:] = 1.0
+    config = RunConfig(size=128, iterations=(30,))
+    graphed = run_iterative(content, [style], config, gpu, mask=mask)
+    eager = run_iterative(content, [style], dataclasses.replace(config, cuda_graph=False), gpu, mask=mask)
+    plain = run_iterative(content, [style], config, gpu)
+    assert torch.equal(graphed.image, eager.image) and graphed.losses == eager.losses
+    assert graphed.losses["style"] != plain.losses["style"]  # the guides were in the graph
+
+
 def test_cuda_graph_replays_in_place_and_refuses_what_it_cannot_hold():
     from stylize.cudagraph import record
 
