@@ -288,7 +288,7 @@ def test_a_mask_keeps_the_photo_where_it_is_black(folder, styles, tmp_path, mode
     assert wrong.exit_code == 2 and "a 40x40 mask for a 48x40 photo; draw the mask at the photo's proportions" \
         in wrong.stderr, wrong.output
     batch = invoke("run", folder, "--model", model, "-o", tmp_path / "out", "--mask", tmp_path / "mask.png")
-    assert batch.exit_code == 2 and "--mask is for a single photo, not a batch" in batch.stderr
+    assert batch.exit_code == 2 and "--mask is for a single run (one photo, one style or model), not a batch" in batch.stderr
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "out").exists()
     over = invoke("run", photo, "--model", model, "-o", tmp_path / "mask.png", "--mask", tmp_path / "mask.png",
                   "--overwrite")

@@ -157,7 +157,7 @@ def run(
         if invert_mask and mask is None:
             raise InputError("--invert-mask inverts a --mask; give one")
         if mask is not None and not single:
-            raise InputError("--mask is for a single photo, not a batch (it is drawn for one photo)")
+            raise InputError("--mask is for a single run (one photo, one style or model), not a batch")
         if mask is not None and jobs[0].output.resolve() == mask.resolve():
             # Even with --overwrite: a mask is drawn by hand (an --init-image may be the output: going on).
             raise OutputError(f"{mask}: is the --mask of this run and is never written over; choose another -o")
