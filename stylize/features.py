@@ -116,13 +116,7 @@ def conv_values_per_pixel(arch: str, layers: list[str]) -> float:
     summed): what the memory of a forward and backward pass grows with."""
     names = layer_names(arch)
     deepest = max(names.index(layer) for layer in layers)
-    total, stride, channels = 0.0, 1, iter(c for c in ARCHITECTURES[arch] if c != "M")
-    for name in names[: deepest + 1]:
-        if name.startswith("pool"):
-            stride *= 2
-        elif name.startswith("conv"):
-            total += next(channels) / stride**2
-    return total
+    return layer_values_per_pixel(arch, [name for name in names[: deepest + 1] if name.startswith("conv")])
 
 
 def layer_values_per_pixel(arch: str, layers: list[str]) -> float:
