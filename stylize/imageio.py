@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stylize.atomic import atomic_write, check_writable
+from stylize.color import rgb_to_yiq
 from stylize.config import OutputConfig
 from stylize.errors import ImageError, OutputError
 from stylize.paths import file_problem
@@ -291,7 +292,7 @@ def load_mask(path: Path, photo: LoadedImage, max_pixels: int = DEFAULT_MAX_PIXE
     if not same_proportions(height, width, photo_h, photo_w):
         raise ImageError(f"{mask.path}: a {width}x{height} mask for a {photo_w}x{photo_h} photo; draw the mask at "
                          "the photo's proportions (any size)")
-    luma = (mask.rgb * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)  # Rec. 601
+    luma = rgb_to_yiq(mask.rgb)[:, :1]  # Y, the luminance
     luma = luma if mask.alpha is None else luma * mask.alpha
     luma = 1 - luma if invert else luma
     if luma.max() < 1 / 255:
