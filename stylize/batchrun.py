@@ -114,7 +114,9 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
             if result.interrupted:  # Ctrl-C inside the optimiser: discard the unfinished image
                 summary.interrupted = True
                 return summary
-            save_result(result.image, content, job.output, options.overwrite, options.quality)
+            recipe = stylizer.recipe(content, style_images, schedule) if options.recipe else None
+            save_result(result.image, content, job.output, options.overwrite, options.quality,
+                        None if recipe is None else recipe.finished(result.losses).to_text())
         except KeyboardInterrupt:
             summary.interrupted = True
             return summary
@@ -215,8 +217,15 @@ def _flush(group: list[tuple[int, PlannedJob, LoadedImage, torch.Tensor]], styli
         return
     seconds = (time.perf_counter() - start) / len(group)
     for (index, job, loaded, _), result in zip(group, results):
-        writer.submit(index, job, seconds,
-                      functools.partial(save_result, result, loaded, job.output, options.overwrite, options.quality))
+        writer.submit(index, job, seconds, functools.partial(_save_fast, result, loaded, job, stylizer, options))
+
+
+def _save_fast(result: torch.Tensor, content: LoadedImage, job: PlannedJob, stylizer: Fast,
+               options: OutputConfig) -> None:
+    """Write a trained network's result, with its recipe (in a writer thread: it reads the photo's
+    file again for its SHA-256)."""
+    recipe = stylizer.recipe(content).to_text() if options.recipe else None
+    save_result(result, content, job.output, options.overwrite, options.quality, recipe)
 
 
 def _written(writer: _Writer, summary: Summary, on_job: JobFn | None, total: int, wait: bool) -> None:

@@ -324,6 +324,7 @@ class OutputConfig:
     max_pixels: int = 150_000_000
     batch_size: int = 1  # photos per forward pass of a trained network
     tile: int | None = None  # trained networks: None: tile when needed; 0: never; N: tiles of N px
+    recipe: bool = True  # write how each output was made into it (stylize.recipe); --no-recipe
 
     def __post_init__(self) -> None:
         if not 1 <= self.quality <= 100:

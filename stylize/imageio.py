@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from stylize import __version__
 from stylize.atomic import atomic_write, check_writable
 from stylize.color import rgb_to_yiq
 from stylize.config import OutputConfig
@@ -42,6 +43,12 @@ PNG_COMPRESS_LEVEL = 1
 DEFAULT_QUALITY = OutputConfig.quality
 DEFAULT_MAX_PIXELS = OutputConfig.max_pixels
 ORIENTATION_TAG = 0x0112
+SOFTWARE_TAG = 0x0131
+EXIF_IFD_TAG = 0x8769
+USER_COMMENT_TAG = 0x9286  # in the Exif IFD; its text starts with an 8-byte character code
+_ASCII_CODE = b"ASCII\0\0\0"
+# A JPEG keeps its EXIF in one marker segment of at most 64 KiB (Pillow refuses more).
+JPEG_EXIF_MAX = 65_000
 # What folders, patterns and training scans take as images. HEIC/HEIF (phones' photos: an
 # iPhone's default) are read with the optional pillow-heif; AVIF with Pillow's own plugin (11.3+).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".avif", ".heic",
@@ -58,13 +65,47 @@ class Metadata:
     icc_profile: bytes | None = None  # only an RGB profile: the output is RGB
     exif: bytes | None = None  # orientation tag removed: the pixels are already upright
 
-    def save_options(self) -> dict:
+    def save_options(self, comment: str | None = None, software: str | None = None, fmt: str = "PNG") -> dict:
+        """PIL's save options; ``comment`` (ASCII) goes into the EXIF's UserComment and
+        ``software`` into its Software tag, where the ``fmt`` has room (see ``with_comment``)."""
         options: dict = {}
         if self.icc_profile:
             options["icc_profile"] = self.icc_profile
-        if self.exif:
-            options["exif"] = self.exif
+        exif = self.exif if comment is None else with_comment(self.exif, comment, software, fmt)
+        if exif:
+            options["exif"] = exif
         return options
+
+
+def with_comment(exif: bytes | None, comment: str, software: str | None, fmt: str) -> bytes | None:
+    """``exif`` (a photo's, or none) with ``comment`` as its UserComment and ``software`` as its
+    Software tag. A JPEG whose EXIF would outgrow its 64 KiB segment keeps the photo's alone."""
+    merged = Image.Exif()
+    if exif:
+        merged.load(exif)
+    if software:
+        merged[SOFTWARE_TAG] = software
+    merged.get_ifd(EXIF_IFD_TAG)[USER_COMMENT_TAG] = _ASCII_CODE + comment.encode("ascii")
+    data = merged.tobytes()
+    return exif if fmt == "JPEG" and len(data) > JPEG_EXIF_MAX else data
+
+
+def read_comment(path: Path) -> str | None:
+    """The ASCII UserComment of an image file's EXIF (where stylize keeps its recipe), or None."""
+    path = Path(path)
+    problem = file_problem(path, "an image file")
+    if problem:
+        raise ImageError(f"{path}: {problem}")
+    try:
+        with Image.open(path) as img:
+            comment = img.getexif().get_ifd(EXIF_IFD_TAG).get(USER_COMMENT_TAG)
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: {_unreadable(path)}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageError(f"{path}: the image is truncated or corrupt ({exc})") from None
+    if not isinstance(comment, bytes) or not comment.startswith(_ASCII_CODE):
+        return None
+    return comment[len(_ASCII_CODE):].rstrip(b"\0").decode("ascii", "replace")
 
 
 @dataclass(frozen=True)
@@ -329,7 +370,7 @@ def check_output(path: Path, overwrite: bool) -> None:
 def output_bytes(content: LoadedImage, size: tuple[int, int]) -> int:
     """An upper bound on the size of ``content``'s stylised file at ``size`` (height, width): its
     raw pixels (a PNG at zlib level 1 of noise stays within them plus a byte a row, a JPEG far
-    below), the metadata it keeps, and 64 KiB for headers."""
+    below), the metadata it keeps, and 64 KiB for headers and stylize's recipe (about 1 KiB)."""
     height, width = size
     meta = content.metadata or Metadata()
     kept = len(meta.icc_profile or b"") + len(meta.exif or b"")
@@ -337,16 +378,18 @@ def output_bytes(content: LoadedImage, size: tuple[int, int]) -> int:
 
 
 def save_image(image: torch.Tensor, path: Path, alpha: torch.Tensor | None = None,
-               overwrite: bool = False, quality: int = DEFAULT_QUALITY, metadata: Metadata | None = None) -> None:
+               overwrite: bool = False, quality: int = DEFAULT_QUALITY, metadata: Metadata | None = None,
+               comment: str | None = None) -> None:
     """Write ``image`` ([1,3,H,W] in [0,1]) atomically; never replace a file without ``overwrite``.
 
-    ``alpha`` is resized to the image if needed; ``metadata`` (colour profile, EXIF) is kept."""
+    ``alpha`` is resized to the image if needed; ``metadata`` (colour profile, EXIF) is kept;
+    ``comment``: an ASCII text for the EXIF's UserComment (stylize's recipe, ``read_comment``)."""
     path = Path(path)
-    keeps_alpha = FORMATS.get(path.suffix.lower(), (None, False))[1]  # save_picture rejects unknown ones
+    fmt, keeps_alpha = FORMATS.get(path.suffix.lower(), (None, False))  # save_picture rejects unknown ones
     if alpha is not None and keeps_alpha:
         alpha = resize(alpha, tuple(image.shape[-2:]))
-    save_picture(to_pil(image, alpha if keeps_alpha else None), path, overwrite, quality,
-                 metadata.save_options() if metadata is not None else {})
+    options = (metadata or Metadata()).save_options(comment, f"stylize {__version__}", fmt or "")
+    save_picture(to_pil(image, alpha if keeps_alpha else None), path, overwrite, quality, options)
 
 
 def save_picture(picture: Image.Image, path: Path, overwrite: bool = False, quality: int = DEFAULT_QUALITY,
@@ -362,9 +405,10 @@ def save_picture(picture: Image.Image, path: Path, overwrite: bool = False, qual
 
 
 def save_result(image: torch.Tensor, content: LoadedImage, path: Path, overwrite: bool = False,
-                quality: int = DEFAULT_QUALITY) -> None:
-    """Save a stylised ``content``: with the photo's alpha channel, colour profile and EXIF."""
-    save_image(image, path, content.alpha, overwrite, quality, content.metadata)
+                quality: int = DEFAULT_QUALITY, comment: str | None = None) -> None:
+    """Save a stylised ``content``: with the photo's alpha channel, colour profile and EXIF (and
+    the ``comment``, see ``save_image``)."""
+    save_image(image, path, content.alpha, overwrite, quality, content.metadata, comment)
 
 
 def to_pil(image: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:

@@ -27,9 +27,10 @@ from stylize.features import estimate_style_memory, load_loss_extractor
 from stylize.imageio import (DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, apply_mask, check_output,
                              fit_long_side, load_image, load_mask, output_bytes, resize, save_result)
 from stylize.losses import content_layer_weights, style_layer_weights
-from stylize.modelfile import LoadedModel, load_model
+from stylize.modelfile import LoadedModel, bundled_models_dir, load_model
 from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, estimate_memory, iterative_half,
                               largest_fitting_size, plan_schedule, run_iterative, style_size)
+from stylize.recipe import Recipe, iterative_recipe, model_recipe
 from stylize.tiling import MIN_TILE, TileProgress, estimate_bytes, largest_fitting_side, stylize_tiled
 from stylize.transformer import STRIDE, for_inference, infer
 
@@ -50,8 +51,14 @@ class Iterative:
                                                 list(style_layer_weights(config.loss)), self.device)
         self.arch = self.extractor.arch
         self.min_side = self.extractor.min_side
-        self.config = config
+        self.config, self.backbone = config, backbone
         self.cache = StyleCache()
+
+    def recipe(self, content: LoadedImage, styles: list[LoadedImage], schedule: list[tuple[tuple[int, int], int]],
+               init: LoadedImage | None = None, mask: Path | None = None, invert_mask: bool = False) -> Recipe:
+        """How a run of ``content`` with ``styles`` by ``schedule`` (``check``'s) is made."""
+        return iterative_recipe(self.config, self.backbone, schedule, self.device, content.path,
+                                [s.path for s in styles], None if init is None else init.path, mask, invert_mask)
 
     def check(self, content: LoadedImage, styles: list[LoadedImage],
               masked: bool = False) -> list[tuple[tuple[int, int], int]]:
@@ -123,6 +130,13 @@ class Fast:
                                          self._replay_fits if cuda_graph else lambda images: False)
         self.size, self.keep_color, self.strength = size, keep_color, strength
         self.half = not self.exported and resolve_half(self.device, half)
+
+    def recipe(self, content: LoadedImage, mask: Path | None = None, invert_mask: bool = False) -> Recipe:
+        """How a run of ``content`` is made."""
+        bundled = self.path.parent == bundled_models_dir()
+        return model_recipe(self.path, bundled, content.path, self.device, self.size, self.keep_color,
+                            self.strength, None if self.exported else self.tile, None if self.exported else self.half,
+                            mask, invert_mask)
 
     def output_size(self, content: LoadedImage) -> tuple[int, int]:
         """(height, width) the photo is stylised at: its own, or --size on its long side (of the
@@ -217,6 +231,7 @@ class Job:
     schedule: list[tuple[tuple[int, int], int]]
     init: LoadedImage | None = None
     mask: torch.Tensor | None = None  # [1,1,H,W]: where the result is kept over the photo
+    recipe: Recipe | None = None  # written into the output (None: --no-recipe)
 
 
 @dataclass(frozen=True)
@@ -235,11 +250,12 @@ def snapshot_path(output: Path, scale: int, iteration: int) -> Path:
 def prepare(content: Path, styles: list[Path], output: Path, config: RunConfig, backbone: BackboneConfig,
             device: str, overwrite: bool, quality: int = DEFAULT_QUALITY,
             max_pixels: int = DEFAULT_MAX_PIXELS, init: Path | None = None, mask: Path | None = None,
-            invert_mask: bool = False) -> Job:
+            invert_mask: bool = False, recipe: bool = True) -> Job:
     """Validate every input and option, load images and the network; raise StylizeError on any problem.
 
     ``init``: an image to start from instead of the photo, e.g. the result of an interrupted run;
-    ``mask``: where to keep the style (white) and the photo (black), see ``imageio.load_mask``."""
+    ``mask``: where to keep the style (white) and the photo (black), see ``imageio.load_mask``;
+    ``recipe``: write how the output was made into it (stylize.recipe)."""
     content_img = load_image(Path(content), max_pixels)
     init_img = load_image(Path(init), max_pixels) if init is not None else None
     mask_img = load_mask(Path(mask), content_img, max_pixels, invert_mask) if mask is not None else None
@@ -257,7 +273,8 @@ def prepare(content: Path, styles: list[Path], output: Path, config: RunConfig, 
                 files.append(size)
     # Room for them all, before minutes of work that a full disk would lose.
     check_space(output.parent, sum(output_bytes(content_img, size) for size in files))
-    return Job(content_img, style_imgs, output, overwrite, quality, stylizer, schedule, init_img, mask_img)
+    made = stylizer.recipe(content_img, style_imgs, schedule, init_img, mask, invert_mask) if recipe else None
+    return Job(content_img, style_imgs, output, overwrite, quality, stylizer, schedule, init_img, mask_img, made)
 
 
 def execute(job: Job, on_progress: ProgressFn | None = None) -> JobResult:
@@ -267,13 +284,19 @@ def execute(job: Job, on_progress: ProgressFn | None = None) -> JobResult:
     def masked(image: torch.Tensor) -> torch.Tensor:
         return image if job.mask is None else apply_mask(image, job.content.rgb, job.mask)
 
+    def recipe(losses: dict[str, float], stopped: str = "") -> str | None:
+        return None if job.recipe is None else job.recipe.finished(losses, stopped).to_text()
+
     def snapshot(image: torch.Tensor, p: Progress) -> None:
-        save_result(masked(image), job.content, snapshot_path(job.output, p.scale, p.iteration), True, job.quality)
+        save_result(masked(image), job.content, snapshot_path(job.output, p.scale, p.iteration), True, job.quality,
+                    recipe(p.losses, f"a --save-every snapshot: scale {p.scale + 1} of {p.scales}, iteration "
+                                     f"{p.iteration} of {p.iterations}"))
 
     # The mask guides the style loss (the style's statistics within it), then keeps the photo outside it.
     result = job.stylizer.run(job.content, job.styles, on_progress, snapshot, job.init, job.mask)
     image = masked(result.image)
-    save_result(image, job.content, job.output, job.overwrite, job.quality)
+    save_result(image, job.content, job.output, job.overwrite, job.quality,
+                recipe(result.losses, "interrupted (Ctrl-C): the best image so far" if result.interrupted else ""))
     return JobResult(image, result.losses, result.interrupted, time.perf_counter() - start)
 
 
@@ -285,18 +308,20 @@ class FastJob:
     quality: int
     stylizer: Fast
     mask: torch.Tensor | None = None  # [1,1,H,W]: where the result is kept over the photo
+    recipe: Recipe | None = None  # written into the output (None: --no-recipe)
 
 
 def prepare_fast(content: Path, stylizer: Fast, output: Path, overwrite: bool, quality: int = DEFAULT_QUALITY,
                  max_pixels: int = DEFAULT_MAX_PIXELS, mask: Path | None = None,
-                 invert_mask: bool = False) -> FastJob:
-    """Validate the photo, the output and the ``mask`` (see ``prepare``) for a run with a trained network."""
+                 invert_mask: bool = False, recipe: bool = True) -> FastJob:
+    """Validate the photo, the output and the ``mask`` for a run with a trained network (see ``prepare``)."""
     content_img = stylizer.load(Path(content), max_pixels)
     mask_img = load_mask(Path(mask), content_img, max_pixels, invert_mask) if mask is not None else None
     check_output(output, overwrite)
     stylizer.check(content_img, max_pixels)
     check_space(output.parent, output_bytes(content_img, stylizer.output_size(content_img)))
-    return FastJob(content_img, output, overwrite, quality, stylizer, mask_img)
+    made = stylizer.recipe(content_img, mask, invert_mask) if recipe else None
+    return FastJob(content_img, output, overwrite, quality, stylizer, mask_img, made)
 
 
 def execute_fast(job: FastJob, on_tile: Callable[[TileProgress], None] | None = None) -> JobResult:
@@ -307,6 +332,7 @@ def execute_fast(job: FastJob, on_tile: Callable[[TileProgress], None] | None = 
     result = job.stylizer.run([photo], on_tile)[0]
     if job.mask is not None:
         result = apply_mask(result, photo, job.mask)
-    save_result(result, job.content, job.output, job.overwrite, job.quality)
+    save_result(result, job.content, job.output, job.overwrite, job.quality,
+                None if job.recipe is None else job.recipe.to_text())
     return JobResult(result, {}, False, time.perf_counter() - start)
 

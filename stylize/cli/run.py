@@ -136,6 +136,9 @@ def run(
     half: Annotated[Optional[bool], typer.Option("--half/--no-half", help=half_help(), show_default=False)] = None,
     max_pixels: Annotated[int, _files_option(help="Refuse images with more pixels than this (decompression "
                           "bombs).")] = DEFAULT_OUTPUT.max_pixels,
+    no_recipe: Annotated[bool, _files_option("--no-recipe", help="Do not write how each output was made into it "
+                         "(its inputs' file names, the options, the device; `stylize info IMAGE` shows "
+                         "them).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Stylize photos with paintings (Gatys et al.'s iterative method) or with a trained --model.
@@ -150,7 +153,7 @@ def run(
         quiet = quiet or not world.main  # under torchrun only rank 0 shows progress
         out_cfg = OutputConfig(template=name, format=image_format, quality=quality, pairs=pairs,
                                recursive=recursive, overwrite=overwrite, max_pixels=max_pixels,
-                               batch_size=batch_size, tile=tile)
+                               batch_size=batch_size, tile=tile, recipe=not no_recipe)
         blend = parse_numbers(style_blend, "--style-blend") if style_blend else None
         models = _models(model) if model else None  # each --model by its name
         jobs, single = _plan(inputs, style_option, models, blend, output, out_cfg)
@@ -288,7 +291,7 @@ def _single_iterative(planned: Any, config: RunConfig, backbone: BackboneConfig,
     from stylize.imageio import same_proportions
 
     job = jobs.prepare(planned.content.path, list(planned.styles), planned.output, config, backbone, device,
-                       out.overwrite, out.quality, out.max_pixels, init_image, mask, invert_mask)
+                       out.overwrite, out.quality, out.max_pixels, init_image, mask, invert_mask, out.recipe)
     if job.init is not None and not same_proportions(*job.init.rgb.shape[-2:], *job.content.rgb.shape[-2:]):
         (ih, iw), (ch, cw) = job.init.rgb.shape[-2:], job.content.rgb.shape[-2:]
         err_console.print(f"note: --init-image is {iw}x{ih} and the photo {cw}x{ch}: starting from its centre, "
@@ -311,7 +314,7 @@ def _single_fast(planned: Any, stylizer: Any, out: OutputConfig, quiet: bool, ma
     from stylize import job as jobs
 
     job = jobs.prepare_fast(planned.content.path, stylizer, planned.output, out.overwrite, out.quality,
-                            out.max_pixels, mask, invert_mask)
+                            out.max_pixels, mask, invert_mask, out.recipe)
     with TileBar(quiet) as on_tile:
         result = jobs.execute_fast(job, on_tile)
     h, w = result.image.shape[-2:]

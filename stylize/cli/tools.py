@@ -112,9 +112,39 @@ def _reads_avif() -> bool:
     return bool(features.check("avif"))
 
 
+def _image_info(image: Path, as_json: bool) -> None:
+    """How ``image`` was made: the recipe stylize wrote into it, and the command that makes it again."""
+    from stylize.imageio import read_comment
+    from stylize.recipe import Recipe, RecipeError, as_dict, describe
+
+    with command_context():
+        text = read_comment(image)
+        try:
+            recipe = Recipe.from_text(text or "")
+        except RecipeError:  # none, or another program's comment (a camera's, kept from a photo)
+            raise RecipeError(f"{image}: holds no recipe of stylize's (made by another program, with --no-recipe, "
+                              "or its EXIF was removed since)") from None
+    if as_json:
+        console.print_json(json.dumps(as_dict(recipe)))
+        return
+    rows = describe(recipe)
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        console.print(f"{label:<{width}}  {value}", markup=False, highlight=False, soft_wrap=True)
+    console.print("to make it again, in a folder that holds these files:", markup=False, highlight=False)
+    console.print(f"  {recipe.command_line()}", markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command()
-def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Show versions, devices, the device `auto` picks, and where each backbone's weights are."""
+def info(
+    image: Annotated[Optional[Path], typer.Argument(help="An image stylize made: show how it was made (its "
+                     "inputs, options, device) and the command that makes it again.", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show versions, devices, the device `auto` picks, and where each backbone's weights are;
+    with an IMAGE, how stylize made it."""
+    if image is not None:
+        return _image_info(image, as_json)
     import torch
 
     from stylize.batchrun import io_threads
