@@ -138,7 +138,8 @@ def _image_info(image: Path, as_json: bool) -> None:
 @app.command()
 def info(
     image: Annotated[Optional[Path], typer.Argument(help="An image stylize made: show how it was made (its "
-                     "inputs, options, device) and the command that makes it again.", show_default=False)] = None,
+                     "inputs, options, device) and the command that makes it again.", metavar="IMAGE",
+                     show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show versions, devices, the device `auto` picks, and where each backbone's weights are;
