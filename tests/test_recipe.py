@@ -61,6 +61,8 @@ def test_an_iterative_runs_command_makes_the_same_file_again(photo, painting, tm
     assert set(recipe["loss"]) >= {"total", "content", "style"} and "stopped" not in recipe
     snapshot = recipe_of(tmp_path / "first.scale1.iter0002.png")
     assert "snapshot" in snapshot["stopped"] and snapshot["inputs"] == recipe["inputs"]
+    shown = invoke("info", tmp_path / "first.scale1.iter0002.png").stdout
+    assert "to make the finished image" in shown and "to make it again" not in shown
     again(tmp_path / "first.png", "again.png")
     # The same pixels and the same recipe: the same bytes.
     assert (tmp_path / "again.png").read_bytes() == (tmp_path / "first.png").read_bytes()

@@ -131,7 +131,9 @@ def _image_info(image: Path, as_json: bool) -> None:
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         console.print(f"{label:<{width}}  {value}", markup=False, highlight=False, soft_wrap=True)
-    console.print("to make it again, in a folder that holds these files:", markup=False, highlight=False)
+    # A snapshot or an interrupted run's image is on the way to what the command makes.
+    again = "to make the finished image" if recipe.stopped else "to make it again"
+    console.print(f"{again}, in a folder that holds these files:", markup=False, highlight=False)
     console.print(f"  {recipe.command_line()}", markup=False, highlight=False, soft_wrap=True)
 
 
