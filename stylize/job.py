@@ -296,7 +296,7 @@ def execute(job: Job, on_progress: ProgressFn | None = None) -> JobResult:
     result = job.stylizer.run(job.content, job.styles, on_progress, snapshot, job.init, job.mask)
     image = masked(result.image)
     save_result(image, job.content, job.output, job.overwrite, job.quality,
-                recipe(result.losses, "interrupted (Ctrl-C): the best image so far" if result.interrupted else ""))
+                recipe(result.losses, "interrupted (Ctrl-C or SIGTERM): the best image so far" if result.interrupted else ""))
     return JobResult(image, result.losses, result.interrupted, time.perf_counter() - start)
 
 
