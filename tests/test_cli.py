@@ -349,6 +349,7 @@ def test_ctrl_c_keeps_the_best_image_and_exits_non_zero(photo, painting, tmp_pat
         img.load()
         assert img.size == (64, 53)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary files
+    assert "interrupted" in json.loads(invoke("info", out, "--json").stdout)["stopped"]  # its recipe says so
 
 
 @pytest.mark.parametrize("parent_ignores_sigint", [False, True])
