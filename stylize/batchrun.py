@@ -26,12 +26,13 @@ import torch
 from stylize.batch import PlannedJob, prepare_folders
 from stylize.atomic import check_space
 from stylize.errors import DiskFullError, StylizeError
-from stylize.config import OutputConfig
+from stylize.config import InitKind, OutputConfig
 from stylize.device import is_out_of_memory
 from stylize.distributed import SINGLE, World, gather, shard
 from stylize.imageio import LoadedImage, load_image, output_bytes, save_picture, save_result
 from stylize.sheet import contact_sheet
-from stylize.job import Fast, Iterative
+from stylize.job import Fast, Frame, Iterative
+from stylize.recipe import file_input
 from stylize.optimize import ProgressFn
 
 
@@ -96,11 +97,15 @@ def _fail(summary: Summary, on_job: JobFn | None, index: int, total: int, job: P
 
 
 def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: OutputConfig,
-                        on_job: JobFn | None = None, on_progress: ProgressFn | None = None) -> Summary:
+                        on_job: JobFn | None = None, on_progress: ProgressFn | None = None,
+                        predecessors: dict[Path, PlannedJob] | None = None) -> Summary:
     """Gatys et al. for each job in turn (all of them: skipping is run_batch's); each style
-    image is read once."""
+    image is read once. With --init previous each job starts from its predecessor's result
+    (``predecessors``, by output: the frame before, see ``frame_predecessors``)."""
     summary = Summary()
     styles: dict[Path, LoadedImage | StylizeError] = {}
+    frames = stylizer.config.init is InitKind.previous
+    last: dict[Path, Frame] = {}  # the last frame made, by its output
     for index, job in enumerate(jobs):
         if on_job:
             on_job(JobEvent(index, len(jobs), job, None))
@@ -110,13 +115,20 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
             style_images = [_style(styles, path, options.max_pixels) for path in job.styles]
             schedule = stylizer.check(content, style_images)
             check_space(job.output.parent, output_bytes(content, schedule[-1][0]))
-            result = stylizer.run(content, style_images, on_progress)
+            before = (predecessors or {}).get(job.output) if frames else None
+            previous = _previous_frame(before, last, options.max_pixels)
+            result, moved = (stylizer.run_frame(content, style_images, previous, on_progress) if frames
+                             else (stylizer.run(content, style_images, on_progress), None))
             if result.interrupted:  # Ctrl-C inside the optimiser: discard the unfinished image
                 summary.interrupted = True
                 return summary
             recipe = stylizer.recipe(content, style_images, schedule) if options.recipe else None
+            if recipe is not None and moved is not None and before is not None:
+                recipe = recipe.following(file_input("previous", before.output), moved)
             save_result(result.image, content, job.output, options.overwrite, options.quality,
                         None if recipe is None else recipe.finished(result.losses).to_text())
+            if frames:  # as the next frame would read it back from the file (a resumed batch)
+                last = {job.output: Frame(content.rgb, result.image.mul(255).round().div(255))}
         except KeyboardInterrupt:
             summary.interrupted = True
             return summary
@@ -127,6 +139,31 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
             continue
         _record(summary, on_job, index, len(jobs), Outcome(job, Status.done, seconds=time.perf_counter() - start))
     return summary
+
+
+def frame_predecessors(jobs: list[PlannedJob]) -> dict[Path, PlannedJob]:
+    """Each job's frame before it, by output: the job before it in the plan with the same styles
+    (the photos of a folder in their natural order, for each style)."""
+    before: dict[Path, PlannedJob] = {}
+    last: dict[tuple[Path, ...], PlannedJob] = {}
+    for job in jobs:
+        if job.styles in last:
+            before[job.output] = last[job.styles]
+        last[job.styles] = job
+    return before
+
+
+def _previous_frame(before: PlannedJob | None, last: dict[Path, Frame], max_pixels: int) -> Frame | None:
+    """The frame ``before`` as the next starts from it: just made, or read back from its output
+    (a resumed batch, whose earlier frames exist); None where there is none."""
+    if before is None:
+        return None
+    if before.output in last:
+        return last[before.output]
+    try:
+        return Frame(load_image(before.content.path, max_pixels).rgb, load_image(before.output, max_pixels).rgb)
+    except StylizeError:  # not made (it failed), or unreadable: this frame starts from its photo
+        return None
 
 
 def _style(cache: dict[Path, LoadedImage | StylizeError], path: Path, max_pixels: int) -> LoadedImage:
@@ -341,7 +378,7 @@ def run_batch(jobs: list[PlannedJob], stylizer: Iterative | Fast, options: Outpu
     if isinstance(stylizer, Fast):
         summary = run_fast_batch(mine, stylizer, options, on_job)
     else:
-        summary = run_iterative_batch(mine, stylizer, options, on_job, on_progress)
+        summary = run_iterative_batch(mine, stylizer, options, on_job, on_progress, frame_predecessors(jobs))
     planned = {id(job) for job in todo}
     skipped = Summary([Outcome(job, Status.skipped, "exists") for job in jobs if id(job) not in planned])
     return _combined([skipped, *gather(summary, world)], jobs)

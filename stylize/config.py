@@ -45,6 +45,9 @@ class InitKind(str, Enum):
     content = "content"
     random = "random"
     style = "style"
+    # A batch's video frames: each from the previous frame's result, moved with the camera
+    # (stylize.motion), at full size only; a first frame, or a shot's after a cut, from its photo.
+    previous = "previous"
 
 
 class NormKind(str, Enum):

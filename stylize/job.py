@@ -28,6 +28,7 @@ from stylize.imageio import (DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, a
                              fit_long_side, load_image, load_mask, output_bytes, resize, save_result)
 from stylize.losses import content_layer_weights, style_layer_weights
 from stylize.modelfile import LoadedModel, bundled_models_dir, load_model
+from stylize.motion import follow, shift
 from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, estimate_memory, iterative_half,
                               largest_fitting_size, plan_schedule, run_iterative, style_size)
 from stylize.recipe import Recipe, iterative_recipe, model_recipe
@@ -91,6 +92,31 @@ class Iterative:
         return run_iterative(content.rgb, [s.rgb for s in styles], self.config, self.extractor,
                              on_progress=on_progress, on_snapshot=on_snapshot, cache=self.cache,
                              init=None if init is None else init.rgb, mask=mask)
+
+    def run_frame(self, content: LoadedImage, styles: list[LoadedImage], previous: Frame | None,
+                  on_progress: ProgressFn | None = None) -> tuple[Result, tuple[int, int] | None]:
+        """A video frame (--init previous): from the ``previous`` frame's result moved with the
+        camera (stylize.motion), at full size only; a first frame, or the first after a cut, as
+        ``run``. Returns the result and the shift it followed (None: it started from its photo)."""
+        moved = None
+        size = plan_schedule(*content.size, self.config, self.min_side)[-1][0]  # the shift is in its pixels
+        # (A previous result of another size: the batch before was run with another --size.)
+        if previous is not None and previous.photo.shape == content.rgb.shape and previous.result.shape[-2:] == size:
+            moved = follow(resize(previous.photo, size), resize(content.rgb, size))
+        if moved is None:
+            return self.run(content, styles, on_progress), None
+        result = run_iterative(content.rgb, [s.rgb for s in styles], self.config, self.extractor,
+                               on_progress=on_progress, cache=self.cache, init=shift(previous.result, *moved),
+                               full_size_only=True)
+        return result, moved
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A video's frame as the next one starts from it (--init previous): its photo and its result."""
+
+    photo: torch.Tensor  # [1,3,H,W] as read
+    result: torch.Tensor  # [1,3,h,w] at the run's size
 
 
 class Fast:
@@ -295,8 +321,8 @@ def execute(job: Job, on_progress: ProgressFn | None = None) -> JobResult:
     # The mask guides the style loss (the style's statistics within it), then keeps the photo outside it.
     result = job.stylizer.run(job.content, job.styles, on_progress, snapshot, job.init, job.mask)
     image = masked(result.image)
-    save_result(image, job.content, job.output, job.overwrite, job.quality,
-                recipe(result.losses, "interrupted (Ctrl-C or SIGTERM): the best image so far" if result.interrupted else ""))
+    stopped = "interrupted (Ctrl-C or SIGTERM): the best image so far" if result.interrupted else ""
+    save_result(image, job.content, job.output, job.overwrite, job.quality, recipe(result.losses, stopped))
     return JobResult(image, result.losses, result.interrupted, time.perf_counter() - start)
 
 

@@ -231,12 +231,14 @@ def initial_image(config: RunConfig, content: torch.Tensor, styles: list[torch.T
 def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: RunConfig,
                   extractor: FeatureExtractor, on_progress: ProgressFn | None = None,
                   on_snapshot: SnapshotFn | None = None, cache: StyleCache | None = None,
-                  init: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> Result:
+                  init: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                  full_size_only: bool = False) -> Result:
     """Stylise ``content`` ([1,3,H,W] in [0,1]) with ``styles``; tensors are moved to the extractor's device.
 
     ``cache`` keeps style statistics between runs with the same extractor and config (a batch);
     ``init`` replaces the starting image (e.g. the result of an interrupted run, to go on from it);
-    ``mask`` ([1,1,H,W] in [0,1]) confines the style loss to where it is white (``ScaleProblem``)."""
+    ``mask`` ([1,1,H,W] in [0,1]) confines the style loss to where it is white (``ScaleProblem``);
+    ``full_size_only``: run the schedule's last scale alone (``init``: a video's previous frame)."""
     device = next(extractor.parameters()).device
     torch.manual_seed(config.seed)
     content = content.to(device)
@@ -245,6 +247,8 @@ def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: Run
         # Each photo recolours the styles its own way: their statistics are this run's alone.
         styles, keys, cache = [match_color(s, content) for s in styles], None, None
     schedule = plan_schedule(*content.shape[-2:], config, extractor.min_side)
+    if full_size_only:
+        schedule = schedule[-1:]
     start = time.perf_counter()
     first = schedule[0][0]
     if init is not None:

@@ -54,21 +54,38 @@ class Recipe:
     loss: tuple[tuple[str, float], ...] = ()  # the iterative method's final losses
     stopped: str = ""  # "": the run ended; else where it stopped (Ctrl-C, a --save-every snapshot)
     made_by: str = MADE_BY
+    # A video frame (--init previous) that started from the previous frame's result (an input of
+    # role "previous"), moved by (dy, dx) pixels with the camera.
+    moved: tuple[int, int] | None = None
 
     def finished(self, losses: dict[str, float], stopped: str = "") -> Recipe:
         """The recipe with the run's final ``losses`` (and where it ``stopped``, if it did)."""
         return replace(self, loss=tuple((k, float(v)) for k, v in losses.items()), stopped=stopped)
 
+    def following(self, previous: Input, moved: tuple[int, int]) -> Recipe:
+        """A video frame's recipe: it started from ``previous`` (a result) moved by ``moved``."""
+        return replace(self, inputs=(*self.inputs, previous), moved=moved)
+
+    @property
+    def is_frame(self) -> bool:
+        return self.moved is not None
+
     def command(self) -> list[str]:
         """The arguments of the `stylize run` that makes the output again (from a folder that
-        holds the inputs under these names)."""
-        args = ["stylize", "run", *(i.file for i in self.inputs if i.role in ("photo", "style"))]
+        holds the inputs under these names). A video frame that followed the one before comes of
+        its batch: FRAMES/ stands for its photos' folder and OUT/ for the results'."""
+        if self.is_frame:
+            args = ["stylize", "run", "FRAMES/", *(a for i in self.inputs if i.role == "style" for a in ("-s", i.file))]
+        else:
+            args = ["stylize", "run", *(i.file for i in self.inputs if i.role in ("photo", "style"))]
         for item in self.inputs:
             if item.role in OPTION_INPUTS:
                 args += [f"--{item.role}", item.file]
         for name, value in self.options:
+            if name == "--init" and value == "previous" and not self.is_frame:
+                value = "content"  # a sequence's first frame (or one after a cut) started from its photo
             args += [name] if value is None else [name, value]
-        return args
+        return args + (["-o", "OUT/"] if self.is_frame else [])
 
     def command_line(self) -> str:
         return shlex.join(self.command())
@@ -81,6 +98,8 @@ class Recipe:
                 "options": dict(self.options), "loss": dict(self.loss)}
         if self.stopped:
             data["stopped"] = self.stopped
+        if self.moved is not None:
+            data["moved"] = list(self.moved)
         return json.dumps(data, ensure_ascii=True)
 
     @classmethod
@@ -93,8 +112,10 @@ class Recipe:
             inputs = tuple(Input(str(i["role"]), str(i["file"]), i.get("sha256")) for i in data["inputs"])
             options = tuple((str(k), None if v is None else str(v)) for k, v in data["options"].items())
             loss = tuple((str(k), float(v)) for k, v in data.get("loss", {}).items())
+            moved = data.get("moved")
             return cls(data["method"], inputs, options, str(data["device"]), str(data["torch"]), loss,
-                       str(data.get("stopped", "")), str(data["made_by"]))
+                       str(data.get("stopped", "")), str(data["made_by"]),
+                       None if moved is None else (int(moved[0]), int(moved[1])))
         except (ValueError, TypeError, KeyError, AttributeError):
             raise RecipeError("it holds text that is not a recipe of stylize's") from None
 
@@ -195,6 +216,11 @@ def describe(recipe: Recipe) -> list[tuple[str, str]]:
         rows.append(("loss", ", ".join(f"{k} {v:.4g}" for k, v in recipe.loss)))
     if recipe.stopped:
         rows.append(("stopped", recipe.stopped))
+    if recipe.moved is not None:
+        dy, dx = recipe.moved
+        rows.append(("frame", f"started from the previous frame's result, moved {abs(dy)} px "
+                              f"{'down' if dy >= 0 else 'up'} and {abs(dx)} px {'right' if dx >= 0 else 'left'} "
+                              "with the camera"))
     return rows
 
 

@@ -73,7 +73,9 @@ def run(
                       "3 at 1024).")] = None,
     optimizer: Annotated[OptimizerKind, _iterative_choice(help="Optimiser.")] = DEFAULT_RUN.optimizer,
     lr: Annotated[float, _iterative_option("--lr", help="Adam's learning rate.")] = DEFAULT_RUN.learning_rate,
-    init: Annotated[InitKind, _iterative_choice(help="Starting image.")] = DEFAULT_RUN.init,
+    init: Annotated[InitKind, _iterative_choice(help="Starting image. previous: a batch's photos are video "
+                    "frames, each started from the previous frame's result moved with the camera (steady texture), "
+                    "at full size only.")] = DEFAULT_RUN.init,
     init_image: Annotated[Optional[Path], _iterative_option(help="Start from this image instead (e.g. the output of "
                           "an interrupted run, to go on from it); another shape is cropped to the photo's "
                           "proportions, around its centre.", show_default=False)] = None,
@@ -189,6 +191,9 @@ def run(
                 half=half, loss=loss)
             backbone_cfg = BackboneConfig(name=backbone, weights=weights, pooling=pooling,
                                           download_progress=not quiet)
+            if init is InitKind.previous and (single or init_image is not None or world.distributed):
+                raise InputError("--init previous starts each frame of a batch from the frame before: give a folder "
+                                 "(or pattern) of frames, without --init-image, in one process (not torchrun)")
             if single:
                 _single_iterative(jobs[0], config, backbone_cfg, device, out_cfg, quiet, init_image, mask,
                                   invert_mask)

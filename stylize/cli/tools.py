@@ -133,7 +133,9 @@ def _image_info(image: Path, as_json: bool) -> None:
         console.print(f"{label:<{width}}  {value}", markup=False, highlight=False, soft_wrap=True)
     # A snapshot or an interrupted run's image is on the way to what the command makes.
     again = "to make the finished image" if recipe.stopped else "to make it again"
-    console.print(f"{again}, in a folder that holds these files:", markup=False, highlight=False)
+    where = ("with its sequence: FRAMES/ the photos' folder, OUT/ the results'" if recipe.is_frame
+             else "in a folder that holds these files")
+    console.print(f"{again}, {where}:", markup=False, highlight=False)
     console.print(f"  {recipe.command_line()}", markup=False, highlight=False, soft_wrap=True)
 
 

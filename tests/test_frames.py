@@ -1,0 +1,112 @@
+"""Video frames: the camera's motion between frames, and --init previous, where each frame of a
+batch starts from the previous frame's result moved with the camera."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import numpy
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from stylize.cli import app
+from stylize.imageio import load_image
+from stylize.motion import estimate_shift, follow, shift
+
+from conftest import scene, stripes
+
+runner = CliRunner()
+PAN = 2  # px a frame
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def view(picture: torch.Tensor, top: int, left: int, height: int = 64, width: int = 80) -> torch.Tensor:
+    return picture[..., top:top + height, left:left + width]
+
+
+def tensor(picture) -> torch.Tensor:
+    return torch.from_numpy(numpy.array(picture)).permute(2, 0, 1)[None].float() / 255
+
+
+@pytest.fixture
+def wide() -> torch.Tensor:
+    return tensor(scene(140, 110, seed=3))
+
+
+@pytest.mark.parametrize("dy,dx", [(0, 3), (2, -5), (-7, 11), (0, 0)])
+def test_the_shift_between_two_views_is_found(wide, dy, dx):
+    before = view(wide, 20, 20)
+    after = view(wide, 20 - dy, 20 - dx)  # the view moved up-left: the picture moved down-right
+    assert estimate_shift(before, after) == (dy, dx)
+    assert follow(before, after) == (dy, dx)
+    moved = shift(before, dy, dx)
+    rows, cols = slice(max(dy, 0), 64 + min(dy, 0)), slice(max(dx, 0), 80 + min(dx, 0))
+    assert torch.equal(moved[..., rows, cols], after[..., rows, cols])
+
+
+def test_a_cut_or_another_size_is_not_followed(wide):
+    other = tensor(stripes(80, 64))
+    assert follow(view(wide, 20, 20), other) is None
+    assert follow(view(wide, 20, 20), view(wide, 20, 20, width=78)) is None
+
+
+def test_a_shift_repeats_the_edge_into_the_strip_it_uncovers():
+    image = torch.arange(12.0).view(1, 1, 3, 4)
+    assert shift(image, 0, 1)[0, 0, 0].tolist() == [0, 0, 1, 2]
+    assert shift(image, -1, 0)[0, 0, :, 0].tolist() == [4, 8, 8]
+
+
+def _frames(tmp_path, wide, count: int = 3):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    from stylize.imageio import save_image
+
+    for t in range(count):
+        save_image(view(wide, 20, 10 + PAN * t, 48, 56), folder / f"frame{t:02d}.png")
+    return folder
+
+
+def _aligned_difference(a, b) -> float:
+    """|b - a moved with the camera| where both show the picture."""
+    return float((b[..., :, :-PAN] - a[..., :, PAN:]).abs().mean())
+
+
+def test_frames_follow_the_previous_result_and_resume_exactly(tmp_path, wide, painting):
+    frames = _frames(tmp_path, wide)
+    common = ["-s", painting, "--size", "56", "--iterations", "20", "--quiet"]
+    outs = {}
+    for init in ("previous", "content"):
+        result = invoke("run", frames, *common, "--init", init, "-o", tmp_path / init)
+        assert result.exit_code == 0, result.output
+        outs[init] = [load_image(tmp_path / init / f"frame{t:02d}_x_painting.png").rgb for t in range(3)]
+    # From the previous result moved with the camera, the texture stays where it was.
+    steady = [_aligned_difference(a, b) for a, b in zip(outs["previous"], outs["previous"][1:])]
+    alone = [_aligned_difference(a, b) for a, b in zip(outs["content"], outs["content"][1:])]
+    assert sum(steady) < 0.5 * sum(alone), (steady, alone)
+    recipe = json.loads(invoke("info", tmp_path / "previous" / "frame02_x_painting.png", "--json").stdout)
+    assert recipe["moved"] == [0, -PAN]
+    assert recipe["inputs"][-1]["role"] == "previous" and recipe["inputs"][-1]["file"] == "frame01_x_painting.png"
+    command = shlex.split(recipe["command"])
+    assert command[2] == "FRAMES/" and command[-2:] == ["-o", "OUT/"] and "--init" in command
+    first = json.loads(invoke("info", tmp_path / "previous" / "frame00_x_painting.png", "--json").stdout)
+    assert "moved" not in first and "--init content" in first["command"]  # it started from its photo
+    # Resumed after losing the last two frames: they are made again from the files before them.
+    made = {t: (tmp_path / "previous" / f"frame{t:02d}_x_painting.png").read_bytes() for t in (1, 2)}
+    for t in (1, 2):
+        (tmp_path / "previous" / f"frame{t:02d}_x_painting.png").unlink()
+    result = invoke("run", frames, *common, "--init", "previous", "-o", tmp_path / "previous")
+    assert result.exit_code == 0, result.output
+    for t in (1, 2):
+        assert (tmp_path / "previous" / f"frame{t:02d}_x_painting.png").read_bytes() == made[t]
+
+
+def test_init_previous_needs_a_batch_of_frames(photo, painting):
+    result = invoke("run", photo, painting, "--init", "previous", "--size", "48", "--iterations", "2")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--init previous" in lines[0] and "folder" in lines[0], result.stderr
