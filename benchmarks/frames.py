@@ -5,8 +5,8 @@ camera, at full size only), side by side on the same clips.
     python benchmarks/frames.py [--size 256] [--frames 8] [--device cpu]
 
 The clips are made here from a shared photo: a pan (the view moves 3 px a frame) and a still
-camera, each frame with its own sensor noise (sigma 3/255). Printed per clip and mode: the
-temporal error, the mean absolute difference between each result and the one before moved with
+camera, each frame with its own sensor noise (sigma 3/255). Printed per clip and mode (and for
+the bundled starry_night model, one pass a frame): the temporal error, the mean absolute difference between each result and the one before moved with
 the camera (over the pixels both show; the input frames' own, noise only, beside it), the mean
 final objective of the frames (each scored by its run) and the seconds a frame.
 Reads ../shared/data (STYLIZE_SHARED to point elsewhere)."""
@@ -23,7 +23,7 @@ import torch
 from common import SHARED, device_name, setup_device
 from stylize.config import BackboneConfig, InitKind, RunConfig
 from stylize.imageio import LoadedImage, fit_long_side, load_image, resize
-from stylize.job import Frame, Iterative
+from stylize.job import Fast, Frame, Iterative
 
 PAN = 3  # px a frame, at the run's size
 
@@ -78,6 +78,9 @@ def main() -> None:
     for name, pan in (("pan 3 px a frame", PAN), ("still camera", 0)):
         frames = clip(photo, size, args.frames, pan)
         print(f"{name}: the input frames' own temporal error {temporal_error(frames, pan):.4f}")
+        model = Fast("starry_night", args.device)
+        results = [model.run([frame])[0] for frame in frames]
+        print(f"  --model starry_night (one pass a frame) temporal error {temporal_error(results, pan):.4f}")
         for init in (InitKind.content, InitKind.previous):
             results, objectives, seconds = run(frames, style, init, args.size, args.device)
             print(f"  --init {init.value:<8} temporal error {temporal_error(results, pan):.4f}, objective "
