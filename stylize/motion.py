@@ -16,7 +16,8 @@ from stylize.color import rgb_to_yiq
 
 # Aligned frames further apart than this (mean absolute luminance difference, 0-1) are taken as
 # a cut to another shot, whose first frame starts from its own photo. Consecutive frames of one
-# shot differ by about 0.01-0.05 (noise, moving objects); two unrelated photos by 0.15 or more.
+# shot differ by about 0.01-0.05 (noise, moving objects); unrelated photos by more: 0.137 at the
+# least over 119 pairs of the shared photos at 256x192, each aligned by its best shift.
 CUT_DIFFERENCE = 0.1
 
 
