@@ -110,3 +110,19 @@ def test_init_previous_needs_a_batch_of_frames(photo, painting):
     assert result.exit_code == 2 and "Traceback" not in result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "--init previous" in lines[0] and "folder" in lines[0], result.stderr
+
+
+def test_a_cut_starts_the_next_shot_from_its_photo(tmp_path, wide, painting):
+    from stylize.imageio import save_image
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    save_image(view(wide, 20, 10, 48, 56), folder / "a1.png")
+    save_image(tensor(stripes(56, 48)), folder / "a2.png")  # another shot
+    save_image(tensor(stripes(56, 48))[..., :, :, [*range(1, 56), 55]], folder / "a3.png")  # it, 1 px on
+    result = invoke("run", folder, "-s", painting, "--size", "56", "--iterations", "2", "--init", "previous",
+                    "-o", tmp_path / "out", "--quiet")
+    assert result.exit_code == 0, result.output
+    recipes = [json.loads(invoke("info", tmp_path / "out" / f"a{t}_x_painting.png", "--json").stdout)
+               for t in (1, 2, 3)]
+    assert [r.get("moved") for r in recipes] == [None, None, [0, -1]]
