@@ -12,7 +12,7 @@ import glob
 import os
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from stylize.atomic import check_folder
@@ -42,6 +42,8 @@ class PlannedJob:
     style_label: str  # the {style} field: style stems joined by "+", or the model's name
     output: Path
     exists: bool  # the output is there already (skipped unless --overwrite)
+    mask: Path | None = None  # --mask: where the style goes (white) and the photo stays (black)
+    invert_mask: bool = False
 
 
 def expand(specs: list[Path | str], recursive: bool, what: str) -> list[Source]:
@@ -223,3 +225,37 @@ def prepare_folders(jobs: list[PlannedJob]) -> None:
     """Create the output folders and check that they are writable, before any work."""
     for folder in dict.fromkeys(job.output.parent for job in jobs):
         check_folder(folder)
+
+
+def with_masks(jobs: list[PlannedJob], mask: Path, invert: bool) -> list[PlannedJob]:
+    """Each job with its ``--mask``: one image for every photo, or from a folder the image named
+    as the photo (``masks/a.png`` for ``photos/a.jpg``; below it, the photo's sub-folder of a
+    --recursive input). Every mask is found, and none is a photo or an output of the batch,
+    before any work."""
+    if mask.is_dir():
+        photos = {job.content.path.resolve() for job in jobs}
+        found = {}
+        for job in jobs:
+            folder = mask / job.content.subdir
+            candidates = sorted(p for p in folder.glob(glob.escape(job.content.path.stem) + ".*")
+                                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if any(p.resolve() in photos for p in candidates):
+                raise InputError(f"{mask}: holds the photos themselves; keep their masks in a folder of their own")
+            if not candidates:
+                raise InputError(f"{mask}: no mask for {job.content.path.name}; put an image named "
+                                 f"{job.content.path.stem}.png (or .jpg, ...) in {folder}")
+            if len(candidates) > 1:
+                names = " and ".join(p.name for p in candidates[:2])
+                raise InputError(f"{folder}: {names} are both masks for {job.content.path.name}; keep one")
+            found[job.output] = candidates[0]
+    else:
+        problem = file_problem(mask, "a mask image")
+        if problem:
+            raise InputError(f"{mask}: {problem}")
+        found = {job.output: mask for job in jobs}
+    masks = {m.resolve() for m in found.values()}
+    for job in jobs:
+        if job.output.resolve() in masks:
+            # Even with --overwrite: a mask is drawn by hand (an --init-image may be the output: going on).
+            raise OutputError(f"{job.output}: is the --mask of this run and is never written over; choose another -o")
+    return [replace(job, mask=found[job.output], invert_mask=invert) for job in jobs]

@@ -29,7 +29,8 @@ from stylize.errors import DiskFullError, StylizeError
 from stylize.config import InitKind, OutputConfig
 from stylize.device import is_out_of_memory
 from stylize.distributed import SINGLE, World, gather, shard
-from stylize.imageio import LoadedImage, load_image, output_bytes, save_picture, save_result
+from stylize.imageio import (LoadedImage, apply_mask, load_image, load_mask, output_bytes, save_picture,
+                             save_result)
 from stylize.sheet import contact_sheet
 from stylize.job import Fast, Frame, Iterative
 from stylize.recipe import file_input
@@ -112,23 +113,27 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
         start = time.perf_counter()
         try:
             content = load_image(job.content.path, options.max_pixels)
+            mask = None if job.mask is None else load_mask(job.mask, content, options.max_pixels, job.invert_mask)
             style_images = [_style(styles, path, options.max_pixels) for path in job.styles]
-            schedule = stylizer.check(content, style_images)
+            schedule = stylizer.check(content, style_images, masked=mask is not None)
             check_space(job.output.parent, output_bytes(content, schedule[-1][0]))
             before = (predecessors or {}).get(job.output) if frames else None
             previous = _previous_frame(before, last, options.max_pixels)
-            result, moved = (stylizer.run_frame(content, style_images, previous, on_progress) if frames
-                             else (stylizer.run(content, style_images, on_progress), None))
+            # The mask guides the style loss, then keeps the photo outside it (as job.execute).
+            result, moved = (stylizer.run_frame(content, style_images, previous, on_progress, mask) if frames
+                             else (stylizer.run(content, style_images, on_progress, mask=mask), None))
             if result.interrupted:  # Ctrl-C inside the optimiser: discard the unfinished image
                 summary.interrupted = True
                 return summary
-            recipe = stylizer.recipe(content, style_images, schedule) if options.recipe else None
+            image = result.image if mask is None else apply_mask(result.image, content.rgb, mask)
+            recipe = (stylizer.recipe(content, style_images, schedule, mask=job.mask, invert_mask=job.invert_mask)
+                      if options.recipe else None)
             if recipe is not None and moved is not None and before is not None:
                 recipe = recipe.following(file_input("previous", before.output), moved)
-            save_result(result.image, content, job.output, options.overwrite, options.quality,
+            save_result(image, content, job.output, options.overwrite, options.quality,
                         None if recipe is None else recipe.finished(result.losses).to_text())
             if frames:  # as the next frame would read it back from the file (a resumed batch)
-                last = {job.output: Frame(content.rgb, result.image.mul(255).round().div(255))}
+                last = {job.output: Frame(content.rgb, image.mul(255).round().div(255))}
         except KeyboardInterrupt:
             summary.interrupted = True
             return summary
@@ -253,15 +258,18 @@ def _flush(group: list[tuple[int, PlannedJob, LoadedImage, torch.Tensor]], styli
             _fail(summary, on_job, index, total, job, exc)
         return
     seconds = (time.perf_counter() - start) / len(group)
-    for (index, job, loaded, _), result in zip(group, results):
-        writer.submit(index, job, seconds, functools.partial(_save_fast, result, loaded, job, stylizer, options))
+    for (index, job, loaded, image), result in zip(group, results):
+        writer.submit(index, job, seconds,
+                      functools.partial(_save_fast, result, image, loaded, job, stylizer, options))
 
 
-def _save_fast(result: torch.Tensor, content: LoadedImage, job: PlannedJob, stylizer: Fast,
+def _save_fast(result: torch.Tensor, photo: torch.Tensor, content: LoadedImage, job: PlannedJob, stylizer: Fast,
                options: OutputConfig) -> None:
-    """Write a trained network's result, with its recipe (in a writer thread: it reads the photo's
-    file again for its SHA-256)."""
-    recipe = stylizer.recipe(content).to_text() if options.recipe else None
+    """Write a trained network's result, blended over the ``photo`` by the job's mask, with its
+    recipe (in a writer thread: the mask is read there, and the photo's file again for its SHA-256)."""
+    if job.mask is not None:
+        result = apply_mask(result, photo, load_mask(job.mask, content, options.max_pixels, job.invert_mask))
+    recipe = stylizer.recipe(content, job.mask, job.invert_mask).to_text() if options.recipe else None
     save_result(result, content, job.output, options.overwrite, options.quality, recipe)
 
 

@@ -94,7 +94,8 @@ class Iterative:
                              init=None if init is None else init.rgb, mask=mask)
 
     def run_frame(self, content: LoadedImage, styles: list[LoadedImage], previous: Frame | None,
-                  on_progress: ProgressFn | None = None) -> tuple[Result, tuple[int, int] | None]:
+                  on_progress: ProgressFn | None = None,
+                  mask: torch.Tensor | None = None) -> tuple[Result, tuple[int, int] | None]:
         """A video frame (--init previous): from the ``previous`` frame's result moved with the
         camera (stylize.motion), at full size only; a first frame, or the first after a cut, as
         ``run``. Returns the result and the shift it followed (None: it started from its photo)."""
@@ -104,10 +105,10 @@ class Iterative:
         if previous is not None and previous.photo.shape == content.rgb.shape and previous.result.shape[-2:] == size:
             moved = follow(resize(previous.photo, size), resize(content.rgb, size))
         if moved is None:
-            return self.run(content, styles, on_progress), None
+            return self.run(content, styles, on_progress, mask=mask), None
         result = run_iterative(content.rgb, [s.rgb for s in styles], self.config, self.extractor,
                                on_progress=on_progress, cache=self.cache, init=shift(previous.result, *moved),
-                               full_size_only=True)
+                               mask=mask, full_size_only=True)
         return result, moved
 
 

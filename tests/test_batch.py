@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import re
 import signal
 import subprocess
@@ -287,9 +289,7 @@ def test_a_mask_keeps_the_photo_where_it_is_black(folder, styles, tmp_path, mode
     wrong = invoke("run", photo, "--model", model, "-o", tmp_path / "x.png", "--mask", tmp_path / "square.png")
     assert wrong.exit_code == 2 and "a 40x40 mask for a 48x40 photo; draw the mask at the photo's proportions" \
         in wrong.stderr, wrong.output
-    batch = invoke("run", folder, "--model", model, "-o", tmp_path / "out", "--mask", tmp_path / "mask.png")
-    assert batch.exit_code == 2 and "--mask is for a single run (one photo, one style or model), not a batch" in batch.stderr
-    assert not (tmp_path / "x.png").exists() and not (tmp_path / "out").exists()
+    assert not (tmp_path / "x.png").exists()
     over = invoke("run", photo, "--model", model, "-o", tmp_path / "mask.png", "--mask", tmp_path / "mask.png",
                   "--overwrite")
     assert over.exit_code == 2 and "is the --mask of this run and is never written over" in over.stderr
@@ -761,3 +761,59 @@ def test_several_models_make_a_batch_of_every_photo_with_every_model(tmp_path, m
     save_model(tmp_path / "again" / "tiny.pt", TransformerNet(TransformerConfig(width=4, blocks=1)), {})
     clash = invoke("run", photos, "-m", model, "-m", tmp_path / "again" / "tiny.pt", "-o", tmp_path / "out3")
     assert clash.exit_code == 2 and "have one name, tiny, and would write the same files" in clash.stderr
+
+
+def test_a_batch_takes_one_mask_for_all_or_a_folder_of_masks_named_as_the_photos(tmp_path, styles, model):
+    import numpy as np
+
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    photos.mkdir()
+    masks.mkdir()
+    for index, (name, black) in enumerate((("a", (24, 0, 48, 40)), ("b", (0, 0, 24, 40)))):
+        scene(48, 40, seed=index).save(photos / f"{name}.png")
+        mask = Image.new("L", (48, 40), 255)
+        mask.paste(0, black)  # a: the right half kept as the photo; b: the left half
+        mask.save(masks / f"{name}.png")
+    rgb = lambda path: np.asarray(Image.open(path).convert("RGB"), dtype=np.float64)  # noqa: E731
+    for method in (["--model", model], ["-s", styles[0], "--size", "48", "--iterations", "3"]):
+        out = tmp_path / f"out{len(method)}"
+        result = invoke("run", photos, *method, "--mask", masks, "-o", out, "--quiet")
+        assert result.exit_code == 0, result.output
+        label = "tiny" if method[0] == "--model" else "s1"
+        for name, kept, painted in (("a", np.s_[:, 28:], np.s_[:, :20]), ("b", np.s_[:, :20], np.s_[:, 28:])):
+            made, photo = rgb(out / f"{name}_x_{label}.png"), rgb(photos / f"{name}.png")
+            assert np.abs(made[kept] - photo[kept]).max() <= 1.0, name
+            assert np.abs(made[painted] - photo[painted]).mean() > 3, name
+            recipe = json.loads(invoke("info", out / f"{name}_x_{label}.png", "--json").stdout)
+            assert {"role": "mask", "file": f"{name}.png"}.items() <= recipe["inputs"][-1].items()
+    # One mask image for every photo, inverted.
+    result = invoke("run", photos, "--model", model, "--mask", masks / "a.png", "--invert-mask", "-o",
+                    tmp_path / "one", "--quiet")
+    assert result.exit_code == 0, result.output
+    for name in ("a", "b"):
+        made, photo = rgb(tmp_path / "one" / f"{name}_x_tiny.png"), rgb(photos / f"{name}.png")
+        assert np.abs(made[:, :20] - photo[:, :20]).max() <= 1.0
+
+
+def test_a_batchs_masks_are_all_found_before_any_work(tmp_path, model):
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    photos.mkdir()
+    masks.mkdir()
+    for name in ("a", "b"):
+        scene(48, 40).save(photos / f"{name}.png")
+    Image.new("L", (48, 40), 255).save(masks / "a.png")
+    cases = [(masks, "no mask for b.png; put an image named b.png (or .jpg, ...) in"),
+             (photos, "holds the photos themselves; keep their masks in a folder of their own"),
+             (tmp_path / "nope", "no such file")]
+    for mask, message in cases:
+        result = invoke("run", photos, "--model", model, "--mask", mask, "-o", tmp_path / "out")
+        assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output, result.output
+    Image.new("L", (48, 40), 255).save(masks / "b.jpg")
+    Image.new("L", (48, 40), 255).save(masks / "b.png")
+    result = invoke("run", photos, "--model", model, "--mask", masks, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "b.jpg and b.png are both masks for b.png; keep one" in result.stderr
+    (masks / "b.jpg").unlink()
+    result = invoke("run", photos, "--model", model, "--mask", masks, "-o", masks, "--name", "{content}.png",
+                    "--overwrite")
+    assert result.exit_code == 2 and "is the --mask of this run and is never written over" in result.stderr
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in masks.iterdir()) == ["a.png", "b.png"]

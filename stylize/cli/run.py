@@ -14,7 +14,7 @@ from stylize.cli.display import BatchProgress, ImageProgress, TileBar, console, 
 from stylize.config import (AUTO_FIRST_SCALE, AUTO_ITERATIONS, Backbone, BackboneConfig, ImageFormat, InitKind,
                             LossConfig, OptimizerKind, OutputConfig, Pairing, Pooling, RunConfig, StyleLossKind,
                             format_layer_weights, parse_layer_weights, parse_numbers, parse_scales)
-from stylize.errors import InputError, OutputError
+from stylize.errors import InputError
 
 # `stylize run --help` in panels: the common options first, then each method's and the files'.
 ITERATIVE = "Iterative method (Gatys et al.): with a STYLE"
@@ -131,7 +131,8 @@ def run(
     contact_sheet: Annotated[Optional[Path], _files_option(help="Also write one image with the inputs and "
                              "results in a grid.", show_default=False)] = None,
     mask: Annotated[Optional[Path], typer.Option(help="An image at the photo's proportions: the style where it "
-                    "is white, the photo where it is black (or transparent), mixed where grey. A single photo.",
+                    "is white, the photo where it is black (or transparent), mixed where grey. For a batch, one "
+                    "image for every photo or a folder with one per photo, named as the photo.",
                     show_default=False)] = None,
     invert_mask: Annotated[bool, typer.Option("--invert-mask", help="The style where the --mask is black, the "
                            "photo where it is white (a subject's cut-out mask: paint around it).")] = False,
@@ -161,11 +162,9 @@ def run(
         jobs, single = _plan(inputs, style_option, models, blend, output, out_cfg)
         if invert_mask and mask is None:
             raise InputError("--invert-mask inverts a --mask; give one")
-        if mask is not None and not single:
-            raise InputError("--mask is for a single run (one photo, one style or model), not a batch")
-        if mask is not None and jobs[0].output.resolve() == mask.resolve():
-            # Even with --overwrite: a mask is drawn by hand (an --init-image may be the output: going on).
-            raise OutputError(f"{mask}: is the --mask of this run and is never written over; choose another -o")
+        if mask is not None:  # each job's: one image for all, or a folder with one per photo
+            from stylize.batch import with_masks
+            jobs = with_masks(jobs, mask, invert_mask)
         if dry_run:
             if world.main:
                 _print_plan(jobs, overwrite)
@@ -195,8 +194,7 @@ def run(
                 raise InputError("--init previous starts each frame of a batch from the frame before: give a folder "
                                  "(or pattern) of frames, without --init-image, in one process (not torchrun)")
             if single:
-                _single_iterative(jobs[0], config, backbone_cfg, device, out_cfg, quiet, init_image, mask,
-                                  invert_mask)
+                _single_iterative(jobs[0], config, backbone_cfg, device, out_cfg, quiet, init_image)
             elif init_image is not None:
                 raise InputError("--init-image is for a single photo, not a batch")
             elif save_every:  # a batch ran without them, silently
@@ -210,7 +208,7 @@ def run(
             stylizers = {name: Fast(spec, device, size, preserve_color, tile, half, strength=strength)
                          for name, spec in models.items()}
             if single:
-                _single_fast(jobs[0], stylizers[jobs[0].style_label], out_cfg, quiet, mask, invert_mask)
+                _single_fast(jobs[0], stylizers[jobs[0].style_label], out_cfg, quiet)
             else:
                 groups = [([j for j in jobs if j.style_label == name], fast) for name, fast in stylizers.items()]
                 _batch(jobs, groups, out_cfg, quiet, contact_sheet, world)
@@ -291,12 +289,13 @@ def _models(model: list[str]) -> dict[str, str]:
 
 
 def _single_iterative(planned: Any, config: RunConfig, backbone: BackboneConfig, device: str, out: OutputConfig,
-                      quiet: bool, init_image: Optional[Path], mask: Optional[Path], invert_mask: bool) -> None:
+                      quiet: bool, init_image: Optional[Path]) -> None:
     from stylize import job as jobs
     from stylize.imageio import same_proportions
 
     job = jobs.prepare(planned.content.path, list(planned.styles), planned.output, config, backbone, device,
-                       out.overwrite, out.quality, out.max_pixels, init_image, mask, invert_mask, out.recipe)
+                       out.overwrite, out.quality, out.max_pixels, init_image, planned.mask, planned.invert_mask,
+                       out.recipe)
     if job.init is not None and not same_proportions(*job.init.rgb.shape[-2:], *job.content.rgb.shape[-2:]):
         (ih, iw), (ch, cw) = job.init.rgb.shape[-2:], job.content.rgb.shape[-2:]
         err_console.print(f"note: --init-image is {iw}x{ih} and the photo {cw}x{ch}: starting from its centre, "
@@ -314,12 +313,11 @@ def _single_iterative(planned: Any, config: RunConfig, backbone: BackboneConfig,
                   highlight=False, soft_wrap=True)
 
 
-def _single_fast(planned: Any, stylizer: Any, out: OutputConfig, quiet: bool, mask: Optional[Path],
-                 invert_mask: bool) -> None:
+def _single_fast(planned: Any, stylizer: Any, out: OutputConfig, quiet: bool) -> None:
     from stylize import job as jobs
 
     job = jobs.prepare_fast(planned.content.path, stylizer, planned.output, out.overwrite, out.quality,
-                            out.max_pixels, mask, invert_mask, out.recipe)
+                            out.max_pixels, planned.mask, planned.invert_mask, out.recipe)
     with TileBar(quiet) as on_tile:
         result = jobs.execute_fast(job, on_tile)
     h, w = result.image.shape[-2:]
