@@ -95,7 +95,7 @@ class Iterative:
 
     def run_frame(self, content: LoadedImage, styles: list[LoadedImage], previous: Frame | None,
                   on_progress: ProgressFn | None = None,
-                  mask: torch.Tensor | None = None) -> tuple[Result, tuple[int, int] | None]:
+                  mask: torch.Tensor | None = None) -> tuple[Result, tuple[float, float] | None]:
         """A video frame (--init previous): from the ``previous`` frame's result moved with the
         camera (stylize.motion), at full size only; a first frame, or the first after a cut, as
         ``run``. Returns the result and the shift it followed (None: it started from its photo)."""

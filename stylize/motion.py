@@ -9,6 +9,8 @@ not modelled: the frame's own iterations repaint those parts.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -26,9 +28,9 @@ def luminance(image: torch.Tensor) -> torch.Tensor:
     return rgb_to_yiq(image.float())[0, 0]
 
 
-def estimate_shift(before: torch.Tensor, after: torch.Tensor) -> tuple[int, int]:
-    """(dy, dx) in whole pixels such that ``after`` is about ``before`` moved down by dy and right
-    by dx (both [1,3,H,W] of one size); within half the picture's size either way."""
+def estimate_shift(before: torch.Tensor, after: torch.Tensor) -> tuple[float, float]:
+    """(dy, dx) in pixels, to a fraction of one, such that ``after`` is about ``before`` moved down
+    by dy and right by dx (both [1,3,H,W] of one size); within half the picture's size either way."""
     a, b = luminance(before), luminance(after)
     height, width = a.shape
     # A Hann window keeps the picture's borders, which do not match across a shift, out of the peak.
@@ -36,14 +38,41 @@ def estimate_shift(before: torch.Tensor, after: torch.Tensor) -> tuple[int, int]
     fa, fb = torch.fft.rfft2((a - a.mean()) * window), torch.fft.rfft2((b - b.mean()) * window)
     cross = fb * fa.conj()
     surface = torch.fft.irfft2(cross / cross.abs().clamp_min(1e-12), s=(height, width))
-    peak = int(surface.flatten().argmax())
-    dy, dx = divmod(peak, width)
-    return (dy - height if dy > height // 2 else dy), (dx - width if dx > width // 2 else dx)
+    y, x = divmod(int(surface.flatten().argmax()), width)
+    # To a fraction of a pixel: a frame's whole-pixel error lets the texture slide over the
+    # picture, up to half a pixel a frame (12 px a second at 24 frames), and a downscaled video
+    # pans by fractions. On a pan of 1.25 px a frame the results four frames apart differed by
+    # 0.077 with whole pixels, 0.057 with a parabola's vertex (which read 1.135 px) and 0.043 with
+    # this estimate (1.249-1.259 px; benchmarks/RESULTS.md).
+    dy = y + _fraction(surface[(y - 1) % height, x], surface[y, x], surface[(y + 1) % height, x])
+    dx = x + _fraction(surface[y, (x - 1) % width], surface[y, x], surface[y, (x + 1) % width])
+    return (dy - height if dy > height / 2 else dy), (dx - width if dx > width / 2 else dx)
 
 
-def shift(image: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """``image`` moved down by ``dy`` and right by ``dx`` pixels; the strip uncovered repeats the
-    edge (the frame's iterations paint it)."""
+def _fraction(left: torch.Tensor, middle: torch.Tensor, right: torch.Tensor) -> float:
+    """The peak's offset toward its larger neighbour n: n / (n + peak) (Foroosh, Zerubia and
+    Berthod 2002, for the phase correlation of a shift by a fraction of a pixel)."""
+    neighbour, sign = (float(right), 1.0) if right >= left else (float(left), -1.0)
+    peak = float(middle)
+    return 0.0 if neighbour <= 0 or peak <= 0 else sign * min(0.5, neighbour / (neighbour + peak))
+
+
+def shift(image: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
+    """``image`` moved down by ``dy`` and right by ``dx`` pixels (fractions interpolated
+    linearly); the strip uncovered repeats the edge (the frame's iterations paint it)."""
+    y, x = math.floor(dy), math.floor(dx)
+    fy, fx = dy - y, dx - x
+    moved = _whole_shift(image, y, x)
+    if fx:
+        moved = torch.lerp(moved, _whole_shift(image, y, x + 1), fx)
+    if fy:
+        below = _whole_shift(image, y + 1, x)
+        below = torch.lerp(below, _whole_shift(image, y + 1, x + 1), fx) if fx else below
+        moved = torch.lerp(moved, below, fy)
+    return moved
+
+
+def _whole_shift(image: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     height, width = image.shape[-2:]
     dy, dx = max(-height + 1, min(height - 1, dy)), max(-width + 1, min(width - 1, dx))
     padded = F.pad(image, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)), mode="replicate")
@@ -51,7 +80,7 @@ def shift(image: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return padded[..., top:top + height, left:left + width]
 
 
-def follow(before: torch.Tensor, after: torch.Tensor) -> tuple[int, int] | None:
+def follow(before: torch.Tensor, after: torch.Tensor) -> tuple[float, float] | None:
     """The shift from frame ``before`` to ``after`` (see ``estimate_shift``), or None where they
     do not show one shot (a cut, or photos of another size)."""
     if before.shape != after.shape:
@@ -62,7 +91,7 @@ def follow(before: torch.Tensor, after: torch.Tensor) -> tuple[int, int] | None:
         return None
     moved = shift(before, dy, dx)
     # Compared where both frames hold the picture (not the repeated edge strip).
-    rows = slice(max(dy, 0), height + min(dy, 0))
-    cols = slice(max(dx, 0), width + min(dx, 0))
+    rows = slice(max(math.ceil(dy), 0), height + min(math.floor(dy), 0))
+    cols = slice(max(math.ceil(dx), 0), width + min(math.floor(dx), 0))
     difference = (luminance(moved)[rows, cols] - luminance(after)[rows, cols]).abs().mean()
     return None if float(difference) > CUT_DIFFERENCE else (dy, dx)

@@ -56,15 +56,15 @@ class Recipe:
     made_by: str = MADE_BY
     # A video frame (--init previous) that started from the previous frame's result (an input of
     # role "previous"), moved by (dy, dx) pixels with the camera.
-    moved: tuple[int, int] | None = None
+    moved: tuple[float, float] | None = None
 
     def finished(self, losses: dict[str, float], stopped: str = "") -> Recipe:
         """The recipe with the run's final ``losses`` (and where it ``stopped``, if it did)."""
         return replace(self, loss=tuple((k, float(v)) for k, v in losses.items()), stopped=stopped)
 
-    def following(self, previous: Input, moved: tuple[int, int]) -> Recipe:
+    def following(self, previous: Input, moved: tuple[float, float]) -> Recipe:
         """A video frame's recipe: it started from ``previous`` (a result) moved by ``moved``."""
-        return replace(self, inputs=(*self.inputs, previous), moved=moved)
+        return replace(self, inputs=(*self.inputs, previous), moved=(round(moved[0], 3), round(moved[1], 3)))
 
     @property
     def is_frame(self) -> bool:
@@ -115,7 +115,7 @@ class Recipe:
             moved = data.get("moved")
             return cls(data["method"], inputs, options, str(data["device"]), str(data["torch"]), loss,
                        str(data.get("stopped", "")), str(data["made_by"]),
-                       None if moved is None else (int(moved[0]), int(moved[1])))
+                       None if moved is None else (float(moved[0]), float(moved[1])))
         except (ValueError, TypeError, KeyError, AttributeError):
             raise RecipeError("it holds text that is not a recipe of stylize's") from None
 
@@ -218,8 +218,8 @@ def describe(recipe: Recipe) -> list[tuple[str, str]]:
         rows.append(("stopped", recipe.stopped))
     if recipe.moved is not None:
         dy, dx = recipe.moved
-        rows.append(("frame", f"started from the previous frame's result, moved {abs(dy)} px "
-                              f"{'down' if dy >= 0 else 'up'} and {abs(dx)} px {'right' if dx >= 0 else 'left'} "
+        rows.append(("frame", f"started from the previous frame's result, moved {abs(dy):.1f} px "
+                              f"{'down' if dy >= 0 else 'up'} and {abs(dx):.1f} px {'right' if dx >= 0 else 'left'} "
                               "with the camera"))
     return rows
 
