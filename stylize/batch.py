@@ -237,13 +237,14 @@ def with_masks(jobs: list[PlannedJob], mask: Path, invert: bool) -> list[Planned
         found = {}
         for job in jobs:
             folder = mask / job.content.subdir
-            candidates = sorted(p for p in folder.glob(glob.escape(job.content.path.stem) + ".*")
-                                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            stem = job.content.path.stem
+            candidates = sorted(p for p in folder.glob(glob.escape(stem) + ".*")
+                                if p.stem == stem and p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if any(p.resolve() in photos for p in candidates):
                 raise InputError(f"{mask}: holds the photos themselves; keep their masks in a folder of their own")
             if not candidates:
                 raise InputError(f"{mask}: no mask for {job.content.path.name}; put an image named "
-                                 f"{job.content.path.stem}.png (or .jpg, ...) in {folder}")
+                                 f"{stem}.png (or .jpg, ...) in {folder}")
             if len(candidates) > 1:
                 names = " and ".join(p.name for p in candidates[:2])
                 raise InputError(f"{folder}: {names} are both masks for {job.content.path.name}; keep one")

@@ -90,19 +90,12 @@ def with_comment(exif: bytes | None, comment: str, software: str | None, fmt: st
     return exif if fmt == "JPEG" and len(data) > JPEG_EXIF_MAX else data
 
 
-def read_comment(path: Path) -> str | None:
+def read_comment(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
     """The ASCII UserComment of an image file's EXIF (where stylize keeps its recipe), or None."""
     path = Path(path)
-    problem = file_problem(path, "an image file")
-    if problem:
-        raise ImageError(f"{path}: {problem}")
-    try:
-        with Image.open(path) as img:
-            comment = img.getexif().get_ifd(EXIF_IFD_TAG).get(USER_COMMENT_TAG)
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: {_unreadable(path)}") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageError(f"{path}: the image is truncated or corrupt ({exc})") from None
+    # (A PNG whose EXIF follows its pixels is decoded to reach it: the --max-pixels check applies.)
+    with _reading(path), open_image(path, max_pixels) as img:
+        comment = img.getexif().get_ifd(EXIF_IFD_TAG).get(USER_COMMENT_TAG)
     if not isinstance(comment, bytes) or not comment.startswith(_ASCII_CODE):
         return None
     return comment[len(_ASCII_CODE):].rstrip(b"\0").decode("ascii", "replace")
@@ -139,12 +132,7 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_short_side:
     12-megapixel photo decoded for a 256 px training crop took 38 against 350 ms,
     benchmarks/RESULTS.md); ``full_size`` is then the whole picture's."""
     path = Path(path)
-    problem = file_problem(path, "an image file")
-    if problem:
-        raise ImageError(f"{path}: {problem}")
-    if path.stat().st_size == 0:
-        raise ImageError(f"{path}: the file is empty (0 bytes)")
-    try:
+    with _reading(path):
         with open_image(path, max_pixels) as img:
             whole = _upright_size(img)
             _draft(img, min_short_side, min_long_side)
@@ -152,6 +140,21 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_short_side:
             metadata = _metadata(img)  # before exif_transpose, which can drop the ICC profile
             img = ImageOps.exif_transpose(img)
             rgb, alpha = _to_tensors(img)
+    reduced = whole if tuple(rgb.shape[-2:]) != whole else None
+    return LoadedImage(rgb=rgb, alpha=alpha, path=path, metadata=metadata, reduced_from=reduced)
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Reading an image file: a missing, empty or unreadable one raises ImageError, one line
+    that says what is wrong with it."""
+    problem = file_problem(path, "an image file")
+    if problem:
+        raise ImageError(f"{path}: {problem}")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: the file is empty (0 bytes)")
+    try:
+        yield
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -160,8 +163,6 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_short_side:
         raise ImageError(f"{path}: the image is truncated or corrupt ({exc})") from None
     except MemoryError:
         raise ImageError(f"{path}: not enough memory to decode it; lower --max-pixels or free memory") from None
-    reduced = whole if tuple(rgb.shape[-2:]) != whole else None
-    return LoadedImage(rgb=rgb, alpha=alpha, path=path, metadata=metadata, reduced_from=reduced)
 
 
 def _upright_size(img: Image.Image) -> tuple[int, int]:

@@ -802,6 +802,7 @@ def test_a_batchs_masks_are_all_found_before_any_work(tmp_path, model):
     for name in ("a", "b"):
         scene(48, 40).save(photos / f"{name}.png")
     Image.new("L", (48, 40), 255).save(masks / "a.png")
+    Image.new("L", (48, 40), 255).save(masks / "a.old.png")  # another name: not a's mask, nor b's
     cases = [(masks, "no mask for b.png; put an image named b.png (or .jpg, ...) in"),
              (photos, "holds the photos themselves; keep their masks in a folder of their own"),
              (tmp_path / "nope", "no such file")]
@@ -816,4 +817,5 @@ def test_a_batchs_masks_are_all_found_before_any_work(tmp_path, model):
     result = invoke("run", photos, "--model", model, "--mask", masks, "-o", masks, "--name", "{content}.png",
                     "--overwrite")
     assert result.exit_code == 2 and "is the --mask of this run and is never written over" in result.stderr
-    assert not (tmp_path / "out").exists() and sorted(p.name for p in masks.iterdir()) == ["a.png", "b.png"]
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in masks.iterdir()) == ["a.old.png", "a.png", "b.png"]
