@@ -29,12 +29,12 @@ from stylize.errors import DiskFullError, StylizeError
 from stylize.config import InitKind, OutputConfig
 from stylize.device import is_out_of_memory
 from stylize.distributed import SINGLE, World, gather, shard
-from stylize.imageio import (LoadedImage, apply_mask, load_image, load_mask, output_bytes, save_picture,
-                             save_result)
+from stylize.imageio import (LoadedImage, apply_mask, is_empty, load_image, load_mask, output_bytes, resize,
+                             save_picture, save_result)
 from stylize.sheet import contact_sheet
 from stylize.job import Fast, Frame, Iterative
 from stylize.recipe import file_input
-from stylize.optimize import ProgressFn
+from stylize.optimize import ProgressFn, Result
 
 
 class Status(str, Enum):
@@ -106,22 +106,24 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
     summary = Summary()
     styles: dict[Path, LoadedImage | StylizeError] = {}
     frames = stylizer.config.init is InitKind.previous
-    last: dict[Path, Frame] = {}  # the last frame made, by its output
+    last: dict[Path, Frame | None] = {}  # the last frame made, by its output
     for index, job in enumerate(jobs):
         if on_job:
             on_job(JobEvent(index, len(jobs), job, None))
         start = time.perf_counter()
         try:
             content = load_image(job.content.path, options.max_pixels)
-            mask = None if job.mask is None else load_mask(job.mask, content, options.max_pixels, job.invert_mask)
+            mask = _mask(job, content, options.max_pixels)
             style_images = [_style(styles, path, options.max_pixels) for path in job.styles]
             schedule = stylizer.check(content, style_images, masked=mask is not None)
             check_space(job.output.parent, output_bytes(content, schedule[-1][0]))
             before = (predecessors or {}).get(job.output) if frames else None
             previous = _previous_frame(before, last, options.max_pixels)
-            # The mask guides the style loss, then keeps the photo outside it (as job.execute).
-            result, moved = (stylizer.run_frame(content, style_images, previous, on_progress, mask) if frames
-                             else (stylizer.run(content, style_images, on_progress, mask=mask), None))
+            if mask is not None and is_empty(mask):  # a frame whose matte is empty: the photo as it is
+                result, moved = Result(resize(content.rgb, schedule[-1][0]), {}, interrupted=False), None
+            else:  # the mask guides the style loss, then keeps the photo outside it (as job.execute)
+                result, moved = (stylizer.run_frame(content, style_images, previous, on_progress, mask) if frames
+                                 else (stylizer.run(content, style_images, on_progress, mask=mask), None))
             if result.interrupted:  # Ctrl-C inside the optimiser: discard the unfinished image
                 summary.interrupted = True
                 return summary
@@ -134,6 +136,8 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
                         None if recipe is None else recipe.finished(result.losses).to_text())
             if frames:  # as the next frame would read it back from the file (a resumed batch)
                 last = {job.output: Frame(content.rgb, image.mul(255).round().div(255))}
+                if mask is not None and is_empty(mask):
+                    last = {job.output: None}  # nothing painted to go on from
         except KeyboardInterrupt:
             summary.interrupted = True
             return summary
@@ -158,15 +162,26 @@ def frame_predecessors(jobs: list[PlannedJob]) -> dict[Path, PlannedJob]:
     return before
 
 
-def _previous_frame(before: PlannedJob | None, last: dict[Path, Frame], max_pixels: int) -> Frame | None:
+def _mask(job: PlannedJob, content: LoadedImage, max_pixels: int) -> torch.Tensor | None:
+    """The job's --mask for its photo; in a batch one may keep the whole photo (a video frame
+    whose subject's matte is empty: the frame is the photo)."""
+    return None if job.mask is None else load_mask(job.mask, content, max_pixels, job.invert_mask, allow_empty=True)
+
+
+def _previous_frame(before: PlannedJob | None, last: dict[Path, Frame | None], max_pixels: int) -> Frame | None:
     """The frame ``before`` as the next starts from it: just made, or read back from its output
-    (a resumed batch, whose earlier frames exist); None where there is none."""
+    (a resumed batch, whose earlier frames exist); None where there is none, or where it is the
+    photo itself (an empty mask: nothing painted to go on from)."""
     if before is None:
         return None
     if before.output in last:
         return last[before.output]
     try:
-        return Frame(load_image(before.content.path, max_pixels).rgb, load_image(before.output, max_pixels).rgb)
+        photo = load_image(before.content.path, max_pixels)
+        mask = _mask(before, photo, max_pixels)
+        if mask is not None and is_empty(mask):
+            return None
+        return Frame(photo.rgb, load_image(before.output, max_pixels).rgb)
     except StylizeError:  # not made (it failed), or unreadable: this frame starts from its photo
         return None
 
@@ -268,7 +283,7 @@ def _save_fast(result: torch.Tensor, photo: torch.Tensor, content: LoadedImage, 
     """Write a trained network's result, blended over the ``photo`` by the job's mask, with its
     recipe (in a writer thread: the mask is read there, and the photo's file again for its SHA-256)."""
     if job.mask is not None:
-        result = apply_mask(result, photo, load_mask(job.mask, content, options.max_pixels, job.invert_mask))
+        result = apply_mask(result, photo, _mask(job, content, options.max_pixels))
     recipe = stylizer.recipe(content, job.mask, job.invert_mask).to_text() if options.recipe else None
     save_result(result, content, job.output, options.overwrite, options.quality, recipe)
 

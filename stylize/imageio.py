@@ -325,10 +325,12 @@ def resize_cover(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def load_mask(path: Path, photo: LoadedImage, max_pixels: int = DEFAULT_MAX_PIXELS,
-              invert: bool = False) -> torch.Tensor:
+              invert: bool = False, allow_empty: bool = False) -> torch.Tensor:
     """A ``--mask`` for ``photo`` as ``[1,1,H,W]`` in [0,1]: its luminance (white: the style,
     black: the photo), times its alpha where it has one (transparent: the photo); ``invert``:
-    one minus that (a subject's mask from a cut-out tool, to paint what is around it)."""
+    one minus that (a subject's mask from a cut-out tool, to paint what is around it). One that
+    keeps the photo everywhere is refused, unless ``allow_empty`` (a batch's frame whose matte
+    is empty: see ``is_empty``)."""
     mask = load_image(path, max_pixels)
     (height, width), (photo_h, photo_w) = mask.size, photo.full_size
     if not same_proportions(height, width, photo_h, photo_w):
@@ -337,11 +339,16 @@ def load_mask(path: Path, photo: LoadedImage, max_pixels: int = DEFAULT_MAX_PIXE
     luma = rgb_to_yiq(mask.rgb)[:, :1]  # Y, the luminance
     luma = luma if mask.alpha is None else luma * mask.alpha
     luma = 1 - luma if invert else luma
-    if luma.max() < 1 / 255:
+    if is_empty(luma) and not allow_empty:
         what = "white (and opaque) everywhere, so inverted" if invert else "black (or transparent) everywhere, so"
         raise ImageError(f"{mask.path}: the mask is {what} nothing would be stylised; paint white where the style "
                          "should go" + (" (black, with --invert-mask)" if invert else ""))
     return luma
+
+
+def is_empty(mask: torch.Tensor) -> bool:
+    """Whether a mask keeps the photo everywhere (black to within a grey level)."""
+    return bool(mask.max() < 1 / 255)
 
 
 def apply_mask(result: torch.Tensor, photo: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

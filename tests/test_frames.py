@@ -141,3 +141,32 @@ def test_fractions_of_a_pixel_are_found_and_moved(wide):
     assert abs(dy) < 0.15 and abs(dx + 1.5) < 0.15
     line = torch.tensor([0.0, 1.0, 2.0, 3.0]).view(1, 1, 1, 4)
     assert shift(line, 0, 0.25)[0, 0, 0].tolist() == [0.0, 0.75, 1.75, 2.75]
+
+
+def test_a_frame_whose_matte_is_empty_is_the_photo_and_the_next_starts_afresh(tmp_path, wide, painting):
+    """Video mattes: where the subject is out of the picture its matte is black; that frame is
+    the photo (not a failure), and the next one starts from its own photo, resumed or not."""
+    from PIL import Image
+
+    from stylize.imageio import save_image
+
+    frames, mattes = tmp_path / "frames", tmp_path / "mattes"
+    frames.mkdir()
+    mattes.mkdir()
+    for t, value in enumerate((255, 0, 255)):
+        save_image(view(wide, 20, 10 + PAN * t, 48, 56), frames / f"f{t}.png")
+        Image.new("L", (56, 48), value).save(mattes / f"f{t}.png")
+    args = ["run", frames, "-s", painting, "--size", "56", "--iterations", "3", "--init", "previous", "--mask", mattes,
+            "-o", tmp_path / "out", "--quiet"]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    made = load_image(tmp_path / "out" / "f1_x_painting.png").rgb
+    assert torch.equal(made, load_image(frames / "f1.png").rgb)
+    third = json.loads(invoke("info", tmp_path / "out" / "f2_x_painting.png", "--json").stdout)
+    assert "moved" not in third  # from its own photo, not from the photo before it
+    kept = (tmp_path / "out" / "f2_x_painting.png").read_bytes()
+    (tmp_path / "out" / "f2_x_painting.png").unlink()
+    assert invoke(*args).exit_code == 0
+    assert (tmp_path / "out" / "f2_x_painting.png").read_bytes() == kept
+    result = invoke("run", frames / "f1.png", painting, "--mask", mattes / "f1.png", "-o", tmp_path / "one.png")
+    assert result.exit_code == 2 and "nothing would be stylised" in result.stderr  # a single run: a mistake
