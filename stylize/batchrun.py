@@ -118,12 +118,8 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
             schedule = stylizer.check(content, style_images, masked=mask is not None)
             check_space(job.output.parent, output_bytes(content, schedule[-1][0]))
             before = (predecessors or {}).get(job.output) if frames else None
-            previous = _previous_frame(before, last, options.max_pixels)
-            if mask is not None and is_empty(mask):  # a frame whose matte is empty: the photo as it is
-                result, moved = Result(resize(content.rgb, schedule[-1][0]), {}, interrupted=False), None
-            else:  # the mask guides the style loss, then keeps the photo outside it (as job.execute)
-                result, moved = (stylizer.run_frame(content, style_images, previous, on_progress, mask) if frames
-                                 else (stylizer.run(content, style_images, on_progress, mask=mask), None))
+            previous = _previous_frame(before, last, options.max_pixels) if frames else None
+            result, moved = _stylize(stylizer, content, style_images, schedule, mask, frames, previous, on_progress)
             if result.interrupted:  # Ctrl-C inside the optimiser: discard the unfinished image
                 summary.interrupted = True
                 return summary
@@ -134,10 +130,10 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
                 recipe = recipe.following(file_input("previous", before.output), moved)
             save_result(image, content, job.output, options.overwrite, options.quality,
                         None if recipe is None else recipe.finished(result.losses).to_text())
-            if frames:  # as the next frame would read it back from the file (a resumed batch)
-                last = {job.output: Frame(content.rgb, image.mul(255).round().div(255))}
-                if mask is not None and is_empty(mask):
-                    last = {job.output: None}  # nothing painted to go on from
+            if frames:  # as the next frame would read it back from the file (a resumed batch); an
+                # empty mask's frame is the photo, with nothing painted to go on from
+                empty = mask is not None and is_empty(mask)
+                last = {job.output: None if empty else Frame(content.rgb, image.mul(255).round().div(255))}
         except KeyboardInterrupt:
             summary.interrupted = True
             return summary
@@ -160,6 +156,19 @@ def frame_predecessors(jobs: list[PlannedJob]) -> dict[Path, PlannedJob]:
             before[job.output] = last[job.styles]
         last[job.styles] = job
     return before
+
+
+def _stylize(stylizer: Iterative, content: LoadedImage, styles: list[LoadedImage],
+             schedule: list[tuple[tuple[int, int], int]], mask: torch.Tensor | None, frames: bool,
+             previous: Frame | None, on_progress: ProgressFn | None) -> tuple[Result, tuple[float, float] | None]:
+    """A job's optimisation, its style loss guided by its ``mask`` (as job.execute); with
+    --init previous (``frames``) from the ``previous`` frame. A photo whose mask is empty is left
+    as it is. Returns the result and the shift it followed (see ``Iterative.run_frame``)."""
+    if mask is not None and is_empty(mask):
+        return Result(resize(content.rgb, schedule[-1][0]), {}, interrupted=False), None
+    if frames:
+        return stylizer.run_frame(content, styles, previous, on_progress, mask)
+    return stylizer.run(content, styles, on_progress, mask=mask), None
 
 
 def _mask(job: PlannedJob, content: LoadedImage, max_pixels: int) -> torch.Tensor | None:
