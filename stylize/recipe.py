@@ -37,9 +37,9 @@ class RecipeError(InputError):
 
 @dataclass(frozen=True)
 class Input:
-    role: str  # photo, style, model, init-image, mask or weights
+    role: str  # photo, style, model, init-image, mask, weights, or previous (a video's frame before)
     file: str  # the file's name, without its folder (or a bundled model's name)
-    sha256: str | None = None  # None: a bundled model or backbone, named by its version
+    sha256: str | None = None  # of the file's bytes (bundled models' too: they change between versions)
 
 
 @dataclass(frozen=True)
