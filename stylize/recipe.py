@@ -116,7 +116,7 @@ class Recipe:
             return cls(data["method"], inputs, options, str(data["device"]), str(data["torch"]), loss,
                        str(data.get("stopped", "")), str(data["made_by"]),
                        None if moved is None else (float(moved[0]), float(moved[1])))
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
             raise RecipeError("it holds text that is not a recipe of stylize's") from None
 
 

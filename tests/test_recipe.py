@@ -157,7 +157,7 @@ def test_recipes_read_back_exactly_and_refuse_other_text():
     assert shlex.split(recipe.command_line()) == ["stylize", "run", "my photo.jpg", "it's.png", "--mask",
                                                   "sky mask.png", "--size", "512", "--preserve-color"]
     for text in ("", "a camera's comment", "[]", json.dumps({"made_by": "other 1.0", "method": "iterative"}),
-                 recipe.to_text().replace('"iterative"', '"magic"')):
+                 recipe.to_text().replace('"iterative"', '"magic"'), recipe.to_text()[:-1] + ', "moved": [1]}'):
         with pytest.raises(RecipeError):
             Recipe.from_text(text)
 
