@@ -29,8 +29,8 @@ from stylize.imageio import (DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, a
 from stylize.losses import content_layer_weights, style_layer_weights
 from stylize.modelfile import LoadedModel, bundled_models_dir, load_model
 from stylize.motion import follow, shift
-from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, estimate_memory, iterative_half,
-                              largest_fitting_size, plan_schedule, run_iterative, style_size)
+from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, check_iterations, estimate_memory,
+                              iterative_half, largest_fitting_size, plan_schedule, run_iterative, style_size)
 from stylize.recipe import Recipe, iterative_recipe, model_recipe
 from stylize.tiling import MIN_TILE, TileProgress, estimate_bytes, largest_fitting_side, stylize_tiled
 from stylize.transformer import STRIDE, for_inference, infer
@@ -47,6 +47,7 @@ class Iterative:
         self.device = resolve_device(device)
         # Resolved once (and float16 refused) before anything is loaded.
         config = replace(config, half=iterative_half(self.device, config.half))
+        check_iterations(config)
         make_deterministic(self.device)
         self.extractor, _ = load_loss_extractor(backbone, list(content_layer_weights(config.loss)),
                                                 list(style_layer_weights(config.loss)), self.device)

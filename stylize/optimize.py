@@ -114,6 +114,16 @@ def plan_schedule(height: int, width: int, config: RunConfig, min_side: int) -> 
     return list(zip(usable, iterations))
 
 
+def check_iterations(config: RunConfig) -> None:
+    """Raise if --iterations lists a number for each scale but not as many as --scales and
+    --size make (before any photo is read: a batch failed every photo on it, one by one)."""
+    count = len(_scale_sizes(config))
+    if config.iterations is not None and len(config.iterations) not in (1, count):
+        scales = "1 scale" if count == 1 else f"{count} scales"
+        raise InputError(f"--iterations lists {len(config.iterations)} values but --size {config.size} makes "
+                         f"{scales}; give one value, or {count}")
+
+
 def work_done(schedule: list[tuple[tuple[int, int], int]], scale: int, iteration: int) -> float:
     """The share of a run's work done after ``iteration`` of ``scale``, an iteration's work taken
     as its scale's pixel count (the backbone's cost grows with it): the default 100 iterations at

@@ -819,3 +819,11 @@ def test_a_batchs_masks_are_all_found_before_any_work(tmp_path, model):
     assert result.exit_code == 2 and "is the --mask of this run and is never written over" in result.stderr
     assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in masks.iterdir()) == ["a.old.png", "a.png", "b.png"]
+
+
+def test_iterations_for_more_scales_than_the_size_makes_are_refused_before_any_photo(folder, styles, tmp_path):
+    result = invoke("run", folder, "-s", styles[0], "--size", "128", "--iterations", "20,10", "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--iterations lists 2 values but --size 128 makes 1 scale" in lines[0], result.stderr
+    assert not any((tmp_path / "out").rglob("*.png"))
