@@ -47,6 +47,7 @@ SOFTWARE_TAG = 0x0131
 EXIF_IFD_TAG = 0x8769
 USER_COMMENT_TAG = 0x9286  # in the Exif IFD; its text starts with an 8-byte character code
 _ASCII_CODE = b"ASCII\0\0\0"
+SOFTWARE = f"stylize {__version__}"  # the Software tag of a file that carries a recipe
 # A JPEG keeps its EXIF in one marker segment of at most 64 KiB (Pillow refuses more).
 JPEG_EXIF_MAX = 65_000
 # What folders, patterns and training scans take as images. HEIC/HEIF (phones' photos: an
@@ -65,26 +66,25 @@ class Metadata:
     icc_profile: bytes | None = None  # only an RGB profile: the output is RGB
     exif: bytes | None = None  # orientation tag removed: the pixels are already upright
 
-    def save_options(self, comment: str | None = None, software: str | None = None, fmt: str = "PNG") -> dict:
-        """PIL's save options; ``comment`` (ASCII) goes into the EXIF's UserComment and
-        ``software`` into its Software tag, where the ``fmt`` has room (see ``with_comment``)."""
+    def save_options(self, comment: str | None = None, fmt: str = "PNG") -> dict:
+        """PIL's save options; ``comment`` (ASCII) goes into the EXIF's UserComment, where the
+        ``fmt`` has room (see ``with_comment``)."""
         options: dict = {}
         if self.icc_profile:
             options["icc_profile"] = self.icc_profile
-        exif = self.exif if comment is None else with_comment(self.exif, comment, software, fmt)
+        exif = self.exif if comment is None else with_comment(self.exif, comment, fmt)
         if exif:
             options["exif"] = exif
         return options
 
 
-def with_comment(exif: bytes | None, comment: str, software: str | None, fmt: str) -> bytes | None:
-    """``exif`` (a photo's, or none) with ``comment`` as its UserComment and ``software`` as its
-    Software tag. A JPEG whose EXIF would outgrow its 64 KiB segment keeps the photo's alone."""
+def with_comment(exif: bytes | None, comment: str, fmt: str) -> bytes | None:
+    """``exif`` (a photo's, or none) with ``comment`` as its UserComment and stylize as its
+    Software. A JPEG whose EXIF would outgrow its 64 KiB segment keeps the photo's alone."""
     merged = Image.Exif()
     if exif:
         merged.load(exif)
-    if software:
-        merged[SOFTWARE_TAG] = software
+    merged[SOFTWARE_TAG] = SOFTWARE
     merged.get_ifd(EXIF_IFD_TAG)[USER_COMMENT_TAG] = _ASCII_CODE + comment.encode("ascii")
     data = merged.tobytes()
     return exif if fmt == "JPEG" and len(data) > JPEG_EXIF_MAX else data
@@ -396,7 +396,7 @@ def save_image(image: torch.Tensor, path: Path, alpha: torch.Tensor | None = Non
     fmt, keeps_alpha = FORMATS.get(path.suffix.lower(), (None, False))  # save_picture rejects unknown ones
     if alpha is not None and keeps_alpha:
         alpha = resize(alpha, tuple(image.shape[-2:]))
-    options = (metadata or Metadata()).save_options(comment, f"stylize {__version__}", fmt or "")
+    options = (metadata or Metadata()).save_options(comment, fmt or "")
     save_picture(to_pil(image, alpha if keeps_alpha else None), path, overwrite, quality, options)
 
 
