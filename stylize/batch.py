@@ -22,7 +22,7 @@ from stylize.imageio import FORMATS, IMAGE_SUFFIXES
 from stylize.paths import did_you_mean, file_problem
 
 # Files a folder or pattern contributes (case-insensitive).
-TEMPLATE_FIELDS = ("content", "style", "dir", "ext")
+TEMPLATE_FIELDS = ("content", "style", "variant", "dir", "ext")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
@@ -44,6 +44,12 @@ class PlannedJob:
     exists: bool  # the output is there already (skipped unless --overwrite)
     mask: Path | None = None  # --mask: where the style goes (white) and the photo stays (black)
     invert_mask: bool = False
+    variant: str = ""  # the {variant} field: a sweep's setting (config.Variant.label), "" without one
+
+    @property
+    def column(self) -> str:
+        """The style and the sweep's setting: a contact sheet's column, a progress line's style."""
+        return f"{self.style_label} ({self.variant})" if self.variant else self.style_label
 
 
 def expand(specs: list[Path | str], recursive: bool, what: str) -> list[Source]:
@@ -134,9 +140,10 @@ def check_template(template: str) -> None:
             raise InputError(f"--name '{template}': unknown field {{{name}}}; use {known}")
 
 
-def render(template: str, folder: Path, content: Source, style_label: str, ext: str) -> Path:
+def render(template: str, folder: Path, content: Source, style_label: str, ext: str, variant: str = "") -> Path:
     """The output path of one job inside ``folder``; refuse one that would land outside it."""
-    name = template.format(content=content.path.stem, style=style_label, dir=content.subdir or ".", ext=ext)
+    name = template.format(content=content.path.stem, style=style_label, variant=variant, dir=content.subdir or ".",
+                           ext=ext)
     relative = Path(name)
     if relative.is_absolute() or not name.strip() or ".." in relative.parts:
         raise OutputError(f"--name '{template}' gives '{name}', which is not inside the output folder {folder}; "
@@ -167,27 +174,29 @@ def output_folder(output: Path | None, batch: bool) -> tuple[Path | None, Path |
 
 
 def plan(pairs: list[tuple[Source, tuple[Path, ...]]], folder: Path | None, template: str, ext: str,
-         model_name: str | list[str] | None = None, file: Path | None = None) -> list[PlannedJob]:
+         model_name: str | list[str] | None = None, file: Path | None = None,
+         variants: tuple[str, ...] = ("",)) -> list[PlannedJob]:
     """Output paths for every (content, styles) pair; two jobs writing one file is an error.
 
     ``model_name``: the style of every job (a trained network's name), or of each pair (several
-    networks); ``folder`` None: beside each photo; ``file``: the one output of a single run."""
+    networks); ``folder`` None: beside each photo; ``file``: the one output of a single run;
+    ``variants``: a sweep's settings (config.Variant.label), each pair made once with each."""
     names = model_name if isinstance(model_name, list) else [model_name] * len(pairs)
     check_template(template)
     inputs = {path.resolve() for path in {p for content, styles in pairs for p in (content.path, *styles)}}
     jobs: list[PlannedJob] = []
     seen: dict[Path, PlannedJob] = {}
-    for (content, styles), name in zip(pairs, names):
+    for ((content, styles), name), variant in ((pair, variant) for pair in zip(pairs, names) for variant in variants):
         label = name if name is not None else "+".join(s.stem for s in styles)
         if file is not None:
             output = file
         else:
-            output = render(template, content.path.parent if folder is None else folder, content, label, ext)
+            output = render(template, content.path.parent if folder is None else folder, content, label, ext, variant)
         if output.resolve() in inputs:
             # Even with --overwrite: that redoes results, it must not replace the photos themselves.
             raise OutputError(f"{output}: is an input of this run and is never written over; choose another -o "
                               "or --name")
-        job = PlannedJob(content, styles, label, output, output.exists())
+        job = PlannedJob(content, styles, label, output, output.exists(), variant=variant)
         if file is None and output.suffix.lower() not in FORMATS:
             raise OutputError(f"--name '{template}' gives '{output.name}', which has no image suffix; end it "
                               f"with .{{ext}} or one of {', '.join(sorted(FORMATS))}")
@@ -201,15 +210,15 @@ def plan(pairs: list[tuple[Source, tuple[Path, ...]]], folder: Path | None, temp
 def _clash(first: PlannedJob, second: PlannedJob) -> str:
     """Why two jobs would write one file, and what tells them apart."""
     message = f"{_describe(first)} and {_describe(second)} would both write {second.output}; "
-    if (first.content.path.stem, first.content.subdir, first.style_label) == \
-            (second.content.path.stem, second.content.subdir, second.style_label):
+    if (first.content.path.stem, first.content.subdir, first.style_label, first.variant) == \
+            (second.content.path.stem, second.content.subdir, second.style_label, second.variant):
         # Photos of one name at the same depth of two input folders: no --name field tells them apart.
         return message + "run each input folder into its own -o folder, or rename one of the photos"
-    return message + "put {content}, {style} or {dir} into --name to tell them apart"
+    return message + "put {content}, {style}, {variant} or {dir} into --name to tell them apart"
 
 
 def _describe(job: PlannedJob) -> str:
-    return f"{job.content.path} x {job.style_label}"
+    return f"{job.content.path} x {job.column}"
 
 
 def without_outputs(contents: list[Source], folder: Path | None) -> list[Source]:

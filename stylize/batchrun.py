@@ -391,11 +391,11 @@ def _read(read: Callable[[Path], LoadedImage], path: Path) -> LoadedImage | Base
 
 
 def write_contact_sheet(jobs: list[PlannedJob], summary: Summary, path: Path, overwrite: bool) -> None:
-    """One image of the batch: a row per photo, a column per style; failed jobs grey."""
+    """One image of the batch: a row per photo, a column per style (and sweep setting); failed jobs grey."""
     failed = {o.job.output for o in summary.failed}
     contents = list(dict.fromkeys(job.content.path for job in jobs))
-    styles = list(dict.fromkeys((job.style_label, job.styles[0] if len(job.styles) == 1 else None) for job in jobs))
-    results = {(job.content.path, job.style_label): (None if job.output in failed else job.output) for job in jobs}
+    styles = list(dict.fromkeys((job.column, job.styles[0] if len(job.styles) == 1 else None) for job in jobs))
+    results = {(job.content.path, job.column): (None if job.output in failed else job.output) for job in jobs}
     save_picture(contact_sheet(contents, styles, results), path, overwrite)
 
 

@@ -6,8 +6,9 @@ globals or the command line.
 
 from __future__ import annotations
 
+import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
@@ -223,6 +224,12 @@ def format_layer_weights(layers: LayerWeights) -> str:
     return ",".join(name if weight == 1 else f"{name}:{weight:g}" for name, weight in layers)
 
 
+def number(value: float) -> str:
+    """A number as a command line takes it back exactly: 30 for 30.0, 0.01, 1e-05."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
 def parse_numbers(text: str, option: str, kind: type = float) -> tuple:
     """Parse a comma-separated list such as ``"0.7,0.3"`` (``"200,70"`` with ``kind=int``); errors
     name the option and show an example of its kind."""
@@ -310,13 +317,46 @@ DEFAULT_TRAIN_STEPS = 2000
 
 
 DEFAULT_TEMPLATE = "{content}_x_{style}.{ext}"
+VARIANT_TEMPLATE = "{content}_x_{style}_{variant}.{ext}"  # a sweep (several --style-weight values, ...)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One setting of a sweep: `stylize run` with --style-weight 10,30,100 (or several
+    --style-scale values; with --model, several --strength values) makes every photo with every
+    style once per value, side by side.
+
+    ``label`` names the options that vary and their values here (``sw100``, ``sw100_ss0.5``,
+    ``st0.5``): the {variant} of output names and the contact sheet's columns; "" when nothing
+    varies."""
+
+    style_weight: float
+    style_scale: float
+    strength: float = 1.0  # a trained network's (stylize.job.Fast)
+    label: str = ""
+
+    def apply(self, config: RunConfig) -> RunConfig:
+        """``config`` with this variant's values."""
+        return replace(config, style_scale=self.style_scale, loss=replace(config.loss, style_weight=self.style_weight))
+
+
+def sweep(style_weights: tuple[float, ...], style_scales: tuple[float, ...],
+          strengths: tuple[float, ...] = (1.0,)) -> list[Variant]:
+    """Every combination of the values given (each list in its order, a value given twice once)."""
+    lists = [tuple(dict.fromkeys(values)) for values in (style_weights, style_scales, strengths)]
+
+    def label(values: tuple[float, ...]) -> str:
+        return "_".join(f"{prefix}{number(value)}" for prefix, value, given in zip(("sw", "ss", "st"), values, lists)
+                        if len(given) > 1)
+
+    return [Variant(*values, label=label(values)) for values in itertools.product(*lists)]
 
 
 @dataclass(frozen=True)
 class OutputConfig:
     """How results are written and how a batch of them is run (`stylize run` on many files)."""
 
-    template: str = DEFAULT_TEMPLATE  # --name: {content}, {style}, {dir}, {ext}
+    template: str = DEFAULT_TEMPLATE  # --name: {content}, {style}, {variant}, {dir}, {ext}
     format: ImageFormat | None = None  # None: from -o's suffix, else png
     quality: int = 95  # JPEG and WebP
     pairs: Pairing = Pairing.product

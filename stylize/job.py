@@ -9,6 +9,7 @@ starts, so a bad option never costs minutes of work.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -18,7 +19,7 @@ import torch
 
 from stylize.atomic import check_space
 from stylize.color import preserve_color
-from stylize.config import BackboneConfig, RunConfig
+from stylize.config import BackboneConfig, RunConfig, Variant
 from stylize.cudagraph import SameShapeReplay
 from stylize.device import gigabytes, make_deterministic, memory_budget, resolve_device, resolve_half
 from stylize.errors import ImageError, InputError, OutputError, ResourceError
@@ -55,6 +56,13 @@ class Iterative:
         self.min_side = self.extractor.min_side
         self.config, self.backbone = config, backbone
         self.cache = StyleCache()
+
+    def varied(self, variant: Variant) -> Iterative:
+        """The same network (loaded once) with a sweep's ``variant`` of the options; the style
+        statistics' cache is shared too (it keys them by the size a style is used at)."""
+        other = copy.copy(self)
+        other.config = variant.apply(self.config)
+        return other
 
     def recipe(self, content: LoadedImage, styles: list[LoadedImage], schedule: list[tuple[tuple[int, int], int]],
                init: LoadedImage | None = None, mask: Path | None = None, invert_mask: bool = False) -> Recipe:
@@ -121,6 +129,11 @@ class Frame:
     result: torch.Tensor  # [1,3,h,w] at the run's size
 
 
+def _check_strength(strength: float) -> None:
+    if not 0 < strength <= 1:
+        raise InputError(f"--strength must be above 0 and at most 1 (the network's output as it is), got {strength}")
+
+
 class Fast:
     """A trained network on its device, with the run's --size, --preserve-color, --tile and --strength;
     ``cuda_graph``: on CUDA, inputs of one size replay a recorded pass (cudagraph.SameShapeReplay)."""
@@ -128,9 +141,7 @@ class Fast:
     def __init__(self, model: Path | str, device: str, size: int | None = None, keep_color: bool = False,
                  tile: int | None = None, half: bool | None = None, cuda_graph: bool = True,
                  strength: float = 1.0) -> None:
-        if not 0 < strength <= 1:
-            raise InputError(f"--strength must be above 0 and at most 1 (the network's output as it is), "
-                             f"got {strength}")
+        _check_strength(strength)
         if size is not None and size < 16:
             raise ImageError(f"--size must be at least 16 pixels, got {size}")
         if tile is not None and tile != 0 and tile < MIN_TILE:
@@ -158,6 +169,13 @@ class Fast:
                                          self._replay_fits if cuda_graph else lambda images: False)
         self.size, self.keep_color, self.strength = size, keep_color, strength
         self.half = not self.exported and resolve_half(self.device, half)
+
+    def varied(self, variant: Variant) -> Fast:
+        """The same network with a sweep's ``variant`` of --strength."""
+        _check_strength(variant.strength)
+        other = copy.copy(self)
+        other.strength = variant.strength
+        return other
 
     def recipe(self, content: LoadedImage, mask: Path | None = None, invert_mask: bool = False) -> Recipe:
         """How a run of ``content`` is made."""

@@ -171,18 +171,20 @@ def iterative_half(device: torch.device, half: bool | None) -> bool:
 
 
 class StyleCache:
-    """Style statistics per (style image, size), so that a batch computes each only once.
+    """Style statistics per (style image, the size it is used at), so that a batch computes each
+    only once (a sweep's --style-scale values each at their own size).
 
     Keyed by the identity of the style tensor the caller passed in (the cache keeps a reference
-    to it, so the identity cannot be reused); valid for one extractor and loss configuration.
+    to it, so the identity cannot be reused); valid for one extractor, style statistic and set of
+    style layers.
     """
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[int, int], tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
+        self._entries: dict[tuple[int, tuple[int, int]], tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
 
-    def get(self, style: torch.Tensor, long_side: int,
+    def get(self, style: torch.Tensor, size: tuple[int, int],
             compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        key = (id(style), long_side)
+        key = (id(style), size)
         if key not in self._entries:
             self._entries[key] = (style, compute())
         return self._entries[key][1]
@@ -203,8 +205,8 @@ class ScaleProblem:
         self.content_layers = set(content_layer_weights(loss_cfg))
         style_layers = set(style_layer_weights(loss_cfg))
         self.content = resize(content, size)
-        def statistics(style: torch.Tensor) -> dict[str, torch.Tensor]:
-            feats = extractor(resize(style, style_size(config, size, tuple(style.shape[-2:]), extractor.min_side)))
+        def statistics(style: torch.Tensor, used: tuple[int, int]) -> dict[str, torch.Tensor]:
+            feats = extractor(resize(style, used))
             return style_statistics({n: feats[n] for n in style_layers}, loss_cfg.style_loss)
 
         with torch.no_grad():
@@ -214,9 +216,9 @@ class ScaleProblem:
             guides = None if mask is None else {
                 n: resize(mask.to(self.device), tuple(feats[n].shape[-2:])) for n in style_layers}
             cache = cache or StyleCache()
-            long_side = max(size)  # the cache's key: the style's size follows from the output's
-            stats = [cache.get(key, long_side, functools.partial(statistics, style))
-                     for style, key in zip(styles, keys or styles)]
+            used = [style_size(config, size, tuple(style.shape[-2:]), extractor.min_side) for style in styles]
+            stats = [cache.get(key, at, functools.partial(statistics, style, at))
+                     for style, key, at in zip(styles, keys or styles, used)]
         blend = list(config.style_blend) if config.style_blend else [1.0] * len(styles)
         self.loss_fn = PerceptualLoss(loss_cfg, blend_statistics(stats, blend), guides)
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from stylize import __version__
-from stylize.config import Backbone, BackboneConfig, OptimizerKind, RunConfig
+from stylize.config import Backbone, BackboneConfig, OptimizerKind, RunConfig, number
 from stylize.errors import InputError
 
 MADE_BY = f"stylize {__version__}"
@@ -173,12 +173,6 @@ def _recipe(method: str, inputs: list[Input], options: list[tuple[str, str | Non
             invert_mask: bool) -> Recipe:
     options += [("--invert-mask", None)] if invert_mask else []
     return Recipe(method, tuple(inputs), (*options, ("--device", str(device))), str(device), torch.__version__)
-
-
-def number(value: float) -> str:
-    """A number as a command line takes it back exactly: 30 for 30.0, 0.01, 1e-05."""
-    text = repr(float(value))
-    return text[:-2] if text.endswith(".0") else text
 
 
 def layers(weights: tuple[tuple[str, float], ...]) -> str:

@@ -117,7 +117,7 @@ def test_template_fields_escapes_and_collisions(folder, styles, tmp_path):
             plan(pair(contents, [(styles[0],)], Pairing.product), out, bad, "png")
     with pytest.raises(InputError, match=r"unknown field \{photo\}"):
         plan(pair(contents, [(styles[0],)], Pairing.product), out, "{photo}.png", "png")
-    with pytest.raises(OutputError, match=r"would both write .*put \{content\}, \{style\} or \{dir\}"):
+    with pytest.raises(OutputError, match=r"would both write .*put \{content\}, \{style\}, \{variant\} or \{dir\}"):
         plan(pair(contents, [(styles[0],)], Pairing.product), out, "{style}.{ext}", "png")
     with pytest.raises(OutputError, match="no image suffix"):
         plan(pair(contents, [(styles[0],)], Pairing.product), out, "{content}", "png")
@@ -336,7 +336,7 @@ def test_style_statistics_are_computed_once_per_batch(folder, styles):
     jobs = make_plan(pair(contents, [(styles[0],)], Pairing.product), folder.parent / "o", "{content}.{ext}", "png")
     summary = run_batch(jobs, stylizer, OutputConfig())
     assert [o.status.value for o in summary.outcomes] == ["done", "done"]
-    assert computed == [32]  # one scale, one style, two photos of one size: computed once
+    assert computed == [(32, 32)]  # one scale, one style, two photos of one size: computed once
 
 
 def test_contact_sheet_shows_inputs_and_results(folder, styles, tmp_path):

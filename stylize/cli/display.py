@@ -179,7 +179,7 @@ class BatchProgress:
 
     def on_job(self, event: Any) -> None:
         assert self.progress is not None
-        info = f"{event.job.content.path.name} x {event.job.style_label}"
+        info = f"{event.job.content.path.name} x {event.job.column}"
         if event.outcome is None and self.per_image:  # the image's own clock, for its elapsed and remaining time
             self.progress.reset(self.image.task, total=None, description="starting", info="")
         if event.outcome is not None:

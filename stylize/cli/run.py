@@ -11,9 +11,10 @@ from rich.text import Text
 
 from stylize.cli.app import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, app, command_context, half_help, panel
 from stylize.cli.display import BatchProgress, ImageProgress, TileBar, console, count, err_console
-from stylize.config import (AUTO_FIRST_SCALE, AUTO_ITERATIONS, Backbone, BackboneConfig, ImageFormat, InitKind,
-                            LossConfig, OptimizerKind, OutputConfig, Pairing, Pooling, RunConfig, StyleLossKind,
-                            format_layer_weights, parse_layer_weights, parse_numbers, parse_scales)
+from stylize.config import (AUTO_FIRST_SCALE, AUTO_ITERATIONS, DEFAULT_TEMPLATE, VARIANT_TEMPLATE, Backbone,
+                            BackboneConfig, ImageFormat, InitKind, LossConfig, OptimizerKind, OutputConfig, Pairing,
+                            Pooling, RunConfig, StyleLossKind, Variant, format_layer_weights, number,
+                            parse_layer_weights, parse_numbers, parse_scales, sweep)
 from stylize.errors import InputError
 
 # `stylize run --help` in panels: the common options first, then each method's and the files'.
@@ -81,8 +82,10 @@ def run(
                           "proportions, around its centre.", show_default=False)] = None,
     content_weight: Annotated[float, _iterative_option(
         help="alpha: weight of the content loss.")] = DEFAULT_LOSS.content_weight,
-    style_weight: Annotated[float, _iterative_option(
-        help="beta: weight of the style loss.")] = DEFAULT_LOSS.style_weight,
+    style_weight: Annotated[Optional[str], _iterative_option(
+        help="beta: weight of the style loss. Several, such as 10,30,100: one result for each, side by side "
+        f"(a batch). \\[default: {number(DEFAULT_LOSS.style_weight)}]", metavar="<float,...>",
+        show_default=False)] = None,
     tv_weight: Annotated[float, _iterative_option(
         help="Weight of total-variation smoothing.")] = DEFAULT_LOSS.tv_weight,
     content_layers: Annotated[str, _iterative_option(help="Content layers, optionally weighted: relu4_2 or "
@@ -93,8 +96,10 @@ def run(
                           "mean and std.")] = DEFAULT_LOSS.style_loss,
     style_blend: Annotated[Optional[str], _iterative_option(help="Blend all the style images into one style with these "
                            "weights, e.g. 0.7,0.3 (without it: one result per style).")] = None,
-    style_scale: Annotated[float, _iterative_option(
-        help="Size of the style image relative to the output.")] = DEFAULT_RUN.style_scale,
+    style_scale: Annotated[Optional[str], _iterative_option(
+        help="Size of the style image relative to the output (smaller: finer brush strokes). Several, such as "
+        f"0.5,1: one result for each. \\[default: {number(DEFAULT_RUN.style_scale)}]", metavar="<float,...>",
+        show_default=False)] = None,
     preserve_color: Annotated[bool, typer.Option("--preserve-color", help="Keep the photo's colours "
                               "(transfer luminance only).")] = DEFAULT_RUN.preserve_color,
     match_color: Annotated[bool, _iterative_option("--match-color", help="Recolour the paintings with the photo's "
@@ -114,14 +119,17 @@ def run(
     tile: Annotated[Optional[int], _with_model_option(help="Stylise in tiles of this many pixels "
                     "(0: never) \\[default: only when an image would not fit in memory].",
                     show_default=False)] = None,
-    strength: Annotated[float, _with_model_option(help="How much of the style, above 0 to 1: the result "
-                        "blended over the photo (0.5: half and half).")] = 1.0,
+    strength: Annotated[Optional[str], _with_model_option(help="How much of the style, above 0 to 1: the result "
+                        "blended over the photo (0.5: half and half). Several, such as 0.4,0.7,1: one result for "
+                        "each. \\[default: 1]", metavar="<float,...>", show_default=False)] = None,
     recursive: Annotated[bool, _files_option("--recursive", "-r", help="Also search sub-folders of folder "
                          "inputs.")] = False,
     pairs: Annotated[Pairing, _files_choice(help="product: every content with every style; zip: the first with "
                      "the first, ...")] = DEFAULT_OUTPUT.pairs,
-    name: Annotated[str, _files_option(help="Output file names in a batch: {content}, {style}, {dir} (sub-folder "
-                    "of a --recursive input), {ext}.")] = DEFAULT_OUTPUT.template,
+    name: Annotated[Optional[str], _files_option(help="Output file names in a batch: {content}, {style}, {variant} "
+                    "(the values of a --style-weight, --style-scale or --strength list), {dir} (sub-folder of a "
+                    f"--recursive input), {{ext}}. \\[default: {DEFAULT_TEMPLATE}; {VARIANT_TEMPLATE} for several values]",
+                    show_default=False)] = None,
     image_format: Annotated[Optional[ImageFormat], _files_choice("--format", help="Output format \\[default: from "
                             "-o, else png].", show_default=False)] = None,
     quality: Annotated[int, _files_option(help="JPEG/WebP quality (1-100).")] = DEFAULT_OUTPUT.quality,
@@ -154,12 +162,17 @@ def run(
         _check_method_options(ctx, model)
         device = distributed.device_for(device, world)
         quiet = quiet or not world.main  # under torchrun only rank 0 shows progress
-        out_cfg = OutputConfig(template=name, format=image_format, quality=quality, pairs=pairs,
+        variants = sweep(parse_numbers(style_weight, "--style-weight") if style_weight else
+                         (DEFAULT_LOSS.style_weight,),
+                         parse_numbers(style_scale, "--style-scale") if style_scale else (DEFAULT_RUN.style_scale,),
+                         parse_numbers(strength, "--strength") if strength else (1.0,))
+        template = name or (VARIANT_TEMPLATE if len(variants) > 1 else DEFAULT_TEMPLATE)
+        out_cfg = OutputConfig(template=template, format=image_format, quality=quality, pairs=pairs,
                                recursive=recursive, overwrite=overwrite, max_pixels=max_pixels,
                                batch_size=batch_size, tile=tile, recipe=not no_recipe)
         blend = parse_numbers(style_blend, "--style-blend") if style_blend else None
         models = _models(model) if model else None  # each --model by its name
-        jobs, single = _plan(inputs, style_option, models, blend, output, out_cfg)
+        jobs, single = _plan(inputs, style_option, models, blend, output, out_cfg, variants)
         if invert_mask and mask is None:
             raise InputError("--invert-mask inverts a --mask; give one")
         if mask is not None:  # each job's: one image for all, or a folder with one per photo
@@ -179,15 +192,17 @@ def run(
             check_output(contact_sheet, overwrite)
         if models is None:
             loss = LossConfig(
-                content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
+                content_weight=content_weight, style_weight=variants[0].style_weight, tv_weight=tv_weight,
                 content_layers=parse_layer_weights(content_layers, "--content-layers"),
                 style_layers=parse_layer_weights(style_layers, "--style-layers"), style_loss=style_loss)
             config = RunConfig(
                 size=DEFAULT_RUN.size if size is None else size, scales=parse_scales(scales) if scales else None,
                 iterations=parse_numbers(iterations, "--iterations", int) if iterations else None,
-                optimizer=optimizer, learning_rate=lr, init=init, seed=seed, style_scale=style_scale,
+                optimizer=optimizer, learning_rate=lr, init=init, seed=seed, style_scale=variants[0].style_scale,
                 style_blend=blend, preserve_color=preserve_color, match_color=match_color, save_every=save_every,
                 half=half, loss=loss)
+            for variant in variants[1:]:  # a bad value of a list is refused before any work
+                variant.apply(config)
             backbone_cfg = BackboneConfig(name=backbone, weights=weights, pooling=pooling,
                                           download_progress=not quiet)
             if init is InitKind.previous and (single or init_image is not None or world.distributed):
@@ -201,16 +216,19 @@ def run(
                 raise InputError("--save-every is for a single photo, not a batch")
             else:
                 from stylize.job import Iterative
-                _batch(jobs, [(jobs, Iterative(config, backbone_cfg, device))], out_cfg, quiet, contact_sheet, world)
+                stylizer = Iterative(config, backbone_cfg, device)  # its VGG loaded once for a sweep
+                groups = [([j for j in jobs if j.variant == v.label], stylizer.varied(v)) for v in variants]
+                _batch(jobs, groups, out_cfg, quiet, contact_sheet, world)
         else:
             from stylize.job import Fast
             # Every model is loaded (and so checked) before any photo is stylised.
-            stylizers = {name: Fast(spec, device, size, preserve_color, tile, half, strength=strength)
+            stylizers = {name: Fast(spec, device, size, preserve_color, tile, half, strength=variants[0].strength)
                          for name, spec in models.items()}
             if single:
                 _single_fast(jobs[0], stylizers[jobs[0].style_label], out_cfg, quiet)
             else:
-                groups = [([j for j in jobs if j.style_label == name], fast) for name, fast in stylizers.items()]
+                groups = [([j for j in jobs if (j.style_label, j.variant) == (name, v.label)], fast.varied(v))
+                          for name, fast in stylizers.items() for v in variants]
                 _batch(jobs, groups, out_cfg, quiet, contact_sheet, world)
         if single and contact_sheet is not None:
             from stylize.batchrun import Summary
@@ -218,9 +236,10 @@ def run(
 
 
 def _plan(inputs: list[Path], style_option: Optional[list[Path]], models: Optional[dict[str, str]],
-          blend: Optional[tuple[float, ...]], output: Optional[Path], out: OutputConfig) -> tuple[list[Any], bool]:
+          blend: Optional[tuple[float, ...]], output: Optional[Path], out: OutputConfig,
+          variants: list[Variant]) -> tuple[list[Any], bool]:
     """The jobs (content, styles, output path) and whether this is a single run (one photo file,
-    one style or model) rather than a batch. ``models``: the --model files by name."""
+    one style or model, one variant) rather than a batch. ``models``: the --model files by name."""
     from stylize import batch as planning
 
     content_specs, style_specs = _split_inputs(inputs, style_option, models)
@@ -229,15 +248,18 @@ def _plan(inputs: list[Path], style_option: Optional[list[Path]], models: Option
     if blend is not None and len(blend) != len(styles):
         raise InputError(f"--style-blend has {len(blend)} weights for {len(styles)} style image(s)")
     groups = [tuple(s.path for s in styles)] if blend or models else [(s.path,) for s in styles]
-    single = (len(contents) == 1 and len(groups) == 1 and len(models or [None]) == 1 and contents[0].explicit
-              and all(s.explicit for s in styles))
-    folder, file = planning.output_folder(output, batch=not single)
+    one_pair = (len(contents) == 1 and len(groups) == 1 and len(models or [None]) == 1 and contents[0].explicit
+                and all(s.explicit for s in styles))
+    single = one_pair and len(variants) == 1
+    # A sweep of one photo and one style writes beside the photo without -o, as a single run.
+    folder, file = (None, None) if output is None and one_pair else planning.output_folder(output, batch=not single)
     contents = planning.without_outputs(contents, folder)
     if not contents:
         raise InputError("every content image is inside the output folder; give -o another folder")
     ext = _extension(out.format, file)
     if not models:
-        return planning.plan(planning.pair(contents, groups, out.pairs), folder, out.template, ext, None, file), single
+        return planning.plan(planning.pair(contents, groups, out.pairs), folder, out.template, ext, None, file,
+                             tuple(v.label for v in variants)), single
     # Each photo with each model (--pairs zip: the first with the first, ...), a model's jobs
     # together; its name is the style in the outputs' names.
     if out.pairs is Pairing.zip and len(models) != len(contents):
@@ -246,7 +268,7 @@ def _plan(inputs: list[Path], style_option: Optional[list[Path]], models: Option
     combos = (list(zip(contents, models)) if out.pairs is Pairing.zip
               else [(content, name) for name in models for content in contents])
     return planning.plan([(content, ()) for content, _ in combos], folder, out.template, ext,
-                         [name for _, name in combos], file), single
+                         [name for _, name in combos], file, tuple(v.label for v in variants)), single
 
 
 def _split_inputs(inputs: list[Path], style_option: Optional[list[Path]], models: Optional[dict[str, str]]
@@ -331,7 +353,7 @@ def _print_plan(jobs: list[Any], overwrite: bool) -> None:
         table.add_column(column, overflow="fold")
     for job in jobs:
         action = ("overwrite" if overwrite else "skip (exists)") if job.exists else "stylize"
-        table.add_row(*(Text(cell) for cell in (str(job.content.path), job.style_label, str(job.output), action)))
+        table.add_row(*(Text(cell) for cell in (str(job.content.path), job.column, str(job.output), action)))
     console.print(table)
 
 
@@ -381,7 +403,7 @@ def _print_summary(summary: Any, total: int) -> None:
     console.print(table)
     for outcome in summary.failed:
         reason = outcome.reason.removeprefix(f"{outcome.job.content.path}: ")
-        console.print(f"failed: {outcome.job.content.path} x {outcome.job.style_label}: {reason}",
+        console.print(f"failed: {outcome.job.content.path} x {outcome.job.column}: {reason}",
                       markup=False, highlight=False, soft_wrap=True)
 
 
