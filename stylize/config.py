@@ -165,6 +165,7 @@ class RunConfig:
     save_every: int = 0  # 0: no intermediate images
     half: bool | None = None  # bfloat16 mixed precision (--half/--no-half); None: device.resolve_half
     cuda_graph: bool = True  # on GPUs, replay each step's objective as a CUDA graph (optimize.GRAPH_MAX_PIXELS)
+    tile: int | None = None  # --tile: None: tiles only where a run would not fit in memory; 0: never; N: N px
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
@@ -182,11 +183,17 @@ class RunConfig:
             raise InputError(f"--lr must be positive (and finite), got {self.learning_rate}")
         if self.save_every < 0:
             raise InputError("--save-every must be zero or positive")
+        if self.tile is not None and self.tile != 0 and self.tile < MIN_ITERATIVE_TILE:
+            raise InputError(f"--tile must be 0 (never tile) or at least {MIN_ITERATIVE_TILE} pixels, got {self.tile}")
         if self.style_blend is not None:
             if any(not 0 <= w < math.inf for w in self.style_blend) or sum(self.style_blend) <= 0:
                 raise InputError("--style-blend weights must be non-negative, finite and not all zero")
         check_seed(self.seed)
 
+
+# The smallest tile of an iterative run (stylize.tiledloss): below it each tile's margins, which
+# make its features exact (73 pixels each side for VGG-16's relu5_1), are most of the work.
+MIN_ITERATIVE_TILE = 128
 
 SEED_MAX = 2**32 - 1  # training scales the seed (dataset, trainstep): kept well inside torch's 64 bits
 

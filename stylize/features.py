@@ -133,6 +133,29 @@ def layer_values_per_pixel(arch: str, layers: list[str]) -> float:
     return total
 
 
+def layer_stride(arch: str, layer: str) -> int:
+    """Input pixels per position of ``layer``'s features, along each side (2 per pooling before it)."""
+    names = layer_names(arch)
+    return 2 ** sum(1 for name in names[: names.index(layer) + 1] if name.startswith("pool"))
+
+
+def reach(arch: str, layers: list[str]) -> tuple[int, int]:
+    """(pixels, stride): how far beyond its own cell of input pixels a feature of the deepest of
+    ``layers`` sees (each 3x3 convolution adds the stride of its input on both sides, each 2x2
+    pooling the stride before it on one), and that layer's stride. A crop of an image with this
+    many pixels around a region gives the region's features exactly (stylize.tiledloss)."""
+    names = layer_names(arch)
+    deepest = max(names.index(layer) for layer in layers)
+    extent, stride = 0, 1
+    for name in names[: deepest + 1]:
+        if name.startswith("conv"):
+            extent += stride
+        elif name.startswith("pool"):
+            extent += stride
+            stride *= 2
+    return extent, stride
+
+
 class FeatureExtractor(nn.Module):
     """Frozen VGG returning a dict of the requested layers' activations."""
 

@@ -19,7 +19,7 @@ import torch
 
 from stylize.atomic import check_space
 from stylize.color import preserve_color
-from stylize.config import BackboneConfig, RunConfig, Variant
+from stylize.config import MIN_ITERATIVE_TILE, BackboneConfig, RunConfig, Variant
 from stylize.cudagraph import SameShapeReplay
 from stylize.device import gigabytes, make_deterministic, memory_budget, resolve_device, resolve_half
 from stylize.errors import ImageError, InputError, OutputError, ResourceError
@@ -31,7 +31,8 @@ from stylize.losses import content_layer_weights, style_layer_weights
 from stylize.modelfile import LoadedModel, bundled_models_dir, load_model
 from stylize.motion import follow, shift
 from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, check_iterations, estimate_memory,
-                              iterative_half, largest_fitting_size, plan_schedule, run_iterative, style_size)
+                              estimate_tiled_memory, iterative_half, largest_fitting_size, largest_fitting_tile,
+                              plan_schedule, run_iterative, style_size)
 from stylize.recipe import Recipe, iterative_recipe, model_recipe
 from stylize.tiling import MIN_TILE, TileProgress, estimate_bytes, largest_fitting_side, stylize_tiled
 from stylize.transformer import STRIDE, for_inference, infer
@@ -68,7 +69,19 @@ class Iterative:
                init: LoadedImage | None = None, mask: Path | None = None, invert_mask: bool = False) -> Recipe:
         """How a run of ``content`` with ``styles`` by ``schedule`` (``check``'s) is made."""
         return iterative_recipe(self.config, self.backbone, schedule, self.device, content.path,
-                                [s.path for s in styles], None if init is None else init.path, mask, invert_mask)
+                                [s.path for s in styles], None if init is None else init.path, mask, invert_mask,
+                                self.tile_for(schedule[-1][0]))
+
+    def tile_for(self, size: tuple[int, int]) -> int | None:
+        """The tile size of a run whose largest scale is ``size`` (None: no scale is tiled): --tile,
+        or where the run would not fit in memory whole, the largest tile that does."""
+        tile = self.config.tile
+        if tile is None:
+            need, budget = estimate_memory(self.arch, self.config, *size), memory_budget(self.device)
+            if budget is None or need <= budget:
+                return None
+            tile = largest_fitting_tile(self.arch, self.config, *size, budget)
+        return tile if tile and max(size) > tile else None
 
     def check(self, content: LoadedImage, styles: list[LoadedImage],
               masked: bool = False) -> list[tuple[tuple[int, int], int]]:
@@ -81,26 +94,54 @@ class Iterative:
                                  f"{self.min_side} px on each side")
         schedule = plan_schedule(*content.size, self.config, self.min_side)
         height, width = schedule[-1][0]
-        need, budget = estimate_memory(self.arch, self.config, height, width, masked), memory_budget(self.device)
-        if budget is not None and need > budget:
-            fits = largest_fitting_size(self.arch, self.config, height, width, budget, masked)
-            raise ResourceError(f"a {width}x{height} iterative run needs about {gigabytes(need)} but {self.device} "
-                                f"has {gigabytes(budget)} free; use --size {fits // 16 * 16} or less, "
-                                "or a trained --model (tiled, any size)")
+        self._check_memory(height, width, masked)
+        budget = memory_budget(self.device)
         for image in styles:
             sh, sw = style_size(self.config, (height, width), image.size, self.min_side)
             need = estimate_style_memory(sh, sw)
-            if budget is not None and need > budget:
+            # (In a tiled run a style image larger than a tile is read in tiles too.)
+            if budget is not None and need > budget and self.tile_for((height, width)) is None:
                 raise ResourceError(f"{image.path}: --style-scale {self.config.style_scale:g} makes it {sw}x{sh}, "
                                     f"whose pass needs about {gigabytes(need)} but {self.device} has "
                                     f"{gigabytes(budget)} free; lower --style-scale")
         return schedule
 
+    def _check_memory(self, height: int, width: int, masked: bool) -> None:
+        """Raise if a run at height x width fits in memory neither whole nor in tiles (a --mask's
+        run only whole), or if --tile's tiles would not fit."""
+        budget, tile = memory_budget(self.device), self.tile_for((height, width))
+        if tile is not None and masked:  # a masked run is not tiled: it must fit whole
+            if self.config.tile:
+                raise InputError(f"--mask: masked runs are not tiled; leave out --tile {self.config.tile}")
+            tile = None
+        if tile is None:
+            need = estimate_memory(self.arch, self.config, height, width, masked)
+        else:
+            need = estimate_tiled_memory(self.arch, self.config, height, width, tile)
+        if budget is None or need <= budget:
+            return
+        smallest = estimate_tiled_memory(self.arch, self.config, height, width, MIN_ITERATIVE_TILE)
+        if tile is not None and self.config.tile and smallest <= budget:
+            raise ResourceError(f"a {width}x{height} iterative run in tiles of {tile} px needs about "
+                                f"{gigabytes(need)} but {self.device} has {gigabytes(budget)} free; lower --tile "
+                                "(or leave it out: the largest tile that fits is chosen)")
+        tiled = self.config.tile != 0 and not masked  # but not even the smallest tiles fit
+        if tiled:
+            need = smallest
+        fits = largest_fitting_size(self.arch, self.config, height, width, budget, masked, tiled)
+        how = f" in tiles of {MIN_ITERATIVE_TILE} px" if tiled else ""
+        raise ResourceError(f"a {width}x{height} iterative run needs about {gigabytes(need)}{how} but "
+                            f"{self.device} has {gigabytes(budget)} free; use --size {fits // 16 * 16} or less, "
+                            "or a trained --model (tiled, any size)")
+
     def run(self, content: LoadedImage, styles: list[LoadedImage], on_progress: ProgressFn | None = None,
             on_snapshot=None, init: LoadedImage | None = None, mask: torch.Tensor | None = None) -> Result:
         return run_iterative(content.rgb, [s.rgb for s in styles], self.config, self.extractor,
                              on_progress=on_progress, on_snapshot=on_snapshot, cache=self.cache,
-                             init=None if init is None else init.rgb, mask=mask)
+                             init=None if init is None else init.rgb, mask=mask, tile=self._tile(content))
+
+    def _tile(self, content: LoadedImage) -> int | None:
+        return self.tile_for(plan_schedule(*content.size, self.config, self.min_side)[-1][0])
 
     def run_frame(self, content: LoadedImage, styles: list[LoadedImage], previous: Frame | None,
                   on_progress: ProgressFn | None = None,
@@ -117,7 +158,7 @@ class Iterative:
             return self.run(content, styles, on_progress, mask=mask), None
         result = run_iterative(content.rgb, [s.rgb for s in styles], self.config, self.extractor,
                                on_progress=on_progress, cache=self.cache, init=shift(previous.result, *moved),
-                               mask=mask, full_size_only=True)
+                               mask=mask, full_size_only=True, tile=self.tile_for(size))
         return result, moved
 
 

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 import torch
 
 from stylize.color import match_color, preserve_color
-from stylize.config import AUTO_FIRST_SCALE, AUTO_ITERATIONS, InitKind, OptimizerKind, RunConfig
+from stylize.config import (AUTO_FIRST_SCALE, AUTO_ITERATIONS, MIN_ITERATIVE_TILE, InitKind, OptimizerKind,
+                            RunConfig)
 from stylize.cudagraph import record
 from stylize.device import autocast, half_dtype, resolve_half
 from stylize.errors import ImageError, InputError
-from stylize.features import FIXED_BYTES, FeatureExtractor, conv_values_per_pixel, layer_values_per_pixel
+from stylize.features import FIXED_BYTES, FeatureExtractor, conv_values_per_pixel, layer_values_per_pixel, reach
 from stylize.imageio import fit_long_side, fit_long_side_at_least, resize, resize_cover
 from stylize.lbfgs import LBFGS
+from stylize.tiledloss import TiledObjective, tiled_statistics
 from stylize.losses import (LossParts, PerceptualLoss, blend_statistics, content_layer_weights, required_layers,
                             style_layer_weights, style_statistics)
 
@@ -67,13 +69,42 @@ def estimate_memory(arch: str, config: RunConfig, height: int, width: int, maske
     return int(per_pixel * height * width + FIXED_BYTES)
 
 
+def estimate_tiled_memory(arch: str, config: RunConfig, height: int, width: int, tile: int) -> int:
+    """Rough peak memory in bytes of an iterative run at height x width whose passes go through
+    tiles of ``tile`` pixels (stylize.tiledloss): one tile's pass, with its margin, and the whole
+    image's optimiser state, gradient and content targets."""
+    layers = required_layers(config.loss)
+    margin, stride = reach(arch, layers)
+    side = min(tile // stride * stride + 2 * -(-margin // stride) * stride, max(height, width))
+    optimizer_images = 2 if config.optimizer is OptimizerKind.adam else 2 * LBFGS_HISTORY
+    whole = 12 * (optimizer_images + 5) + 4 * layer_values_per_pixel(arch, list(content_layer_weights(config.loss)))
+    return int(BYTES_PER_CONV_VALUE * conv_values_per_pixel(arch, layers) * side * min(side, height, width)
+               + whole * height * width + FIXED_BYTES)
+
+
+def largest_fitting_tile(arch: str, config: RunConfig, height: int, width: int, budget: int) -> int | None:
+    """The largest tile (a multiple of 64 pixels, at least MIN_ITERATIVE_TILE) whose tiled run fits
+    ``budget`` bytes; None if even the smallest does not."""
+    fitting = [t for t in range(MIN_ITERATIVE_TILE, max(height, width) + 64, 64)
+               if estimate_tiled_memory(arch, config, height, width, t) <= budget]
+    return fitting[-1] if fitting else None
+
+
 def largest_fitting_size(arch: str, config: RunConfig, height: int, width: int, budget: int,
-                         masked: bool = False) -> int:
-    """The largest --size (long side) whose run fits ``budget`` bytes, for an image of this shape."""
-    per_pixel = (estimate_memory(arch, config, height, width, masked) - FIXED_BYTES) / (height * width)
-    pixels = max(0.0, (budget - FIXED_BYTES) / per_pixel)
-    aspect = min(height, width) / max(height, width)
-    return int((pixels / aspect) ** 0.5)
+                         masked: bool = False, tiled: bool = False) -> int:
+    """The largest --size (long side) whose run fits ``budget`` bytes, for an image of this shape
+    (``tiled``: in tiles of the smallest size)."""
+    def need(side: int) -> int:
+        h, w = fit_long_side(height, width, side)
+        if tiled:
+            return estimate_tiled_memory(arch, config, h, w, MIN_ITERATIVE_TILE)
+        return estimate_memory(arch, config, h, w, masked)
+
+    low, high = 0, max(height, width)
+    while low < high:  # the memory grows with the side
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if need(middle) <= budget else (low, middle - 1)
+    return low
 
 
 @dataclass(frozen=True)
@@ -171,8 +202,8 @@ def iterative_half(device: torch.device, half: bool | None) -> bool:
 
 
 class StyleCache:
-    """Style statistics per (style image, the size it is used at), so that a batch computes each
-    only once (a sweep's --style-scale values each at their own size).
+    """Style statistics per (style image, how it is used: its size and tiles), so that a batch
+    computes each only once (a sweep's --style-scale values each at their own size).
 
     Keyed by the identity of the style tensor the caller passed in (the cache keeps a reference
     to it, so the identity cannot be reused); valid for one extractor, style statistic and set of
@@ -180,11 +211,11 @@ class StyleCache:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[int, tuple[int, int]], tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
+        self._entries: dict[tuple[int, tuple[int, ...]], tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
 
-    def get(self, style: torch.Tensor, size: tuple[int, int],
+    def get(self, style: torch.Tensor, use: tuple[int, ...],
             compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        key = (id(style), size)
+        key = (id(style), use)
         if key not in self._entries:
             self._entries[key] = (style, compute())
         return self._entries[key][1]
@@ -196,7 +227,8 @@ class ScaleProblem:
 
     def __init__(self, extractor: FeatureExtractor, config: RunConfig, content: torch.Tensor,
                  styles: list[torch.Tensor], size: tuple[int, int], cache: StyleCache | None = None,
-                 keys: list[torch.Tensor] | None = None, mask: torch.Tensor | None = None) -> None:
+                 keys: list[torch.Tensor] | None = None, mask: torch.Tensor | None = None,
+                 tile: int | None = None) -> None:
         self.extractor = extractor
         self.device = next(extractor.parameters()).device
         # The targets below are float32; each evaluation may run the VGG in bfloat16 (--half).
@@ -205,27 +237,59 @@ class ScaleProblem:
         self.content_layers = set(content_layer_weights(loss_cfg))
         style_layers = set(style_layer_weights(loss_cfg))
         self.content = resize(content, size)
+        # Larger than a tile: evaluated in tiles, the same objective in a tile's memory.
+        self.tiled = tile is not None and max(size) > tile
+
+        def tiles_of(used: tuple[int, int]) -> int:
+            """The tile a style image used at this size is read in (a tiled run's may not fit whole
+            either); 0: whole. Part of the cache's key: the rounding differs."""
+            return tile if self.tiled and tile is not None and max(used) > tile else 0
+
         def statistics(style: torch.Tensor, used: tuple[int, int]) -> dict[str, torch.Tensor]:
+            if tiles_of(used):
+                return tiled_statistics(extractor, resize(style, used), list(style_layers), loss_cfg.style_loss,
+                                        tiles_of(used))
             feats = extractor(resize(style, used))
             return style_statistics({n: feats[n] for n in style_layers}, loss_cfg.style_loss)
 
+        if self.tiled and mask is not None:
+            raise InputError("--mask works with runs that fit in memory whole, not in tiles; lower --size")
         with torch.no_grad():
+            cache = cache or StyleCache()
+            used = [style_size(config, size, tuple(style.shape[-2:]), extractor.min_side) for style in styles]
+            stats = [cache.get(key, (*at, tiles_of(at)), functools.partial(statistics, style, at))
+                     for style, key, at in zip(styles, keys or styles, used)]
+            blend = blend_statistics(stats, list(config.style_blend) if config.style_blend else [1.0] * len(styles))
+            if self.tiled:
+                self.tiles = TiledObjective(extractor, loss_cfg, self.content, blend, tile, self.half)
+                return
             # With a mask, the style layers' sizes come from the same pass, for its guides.
             feats = extractor(self.content, self.content_layers | (style_layers if mask is not None else set()))
             self.content_targets = {n: feats[n] for n in self.content_layers}
             guides = None if mask is None else {
                 n: resize(mask.to(self.device), tuple(feats[n].shape[-2:])) for n in style_layers}
-            cache = cache or StyleCache()
-            used = [style_size(config, size, tuple(style.shape[-2:]), extractor.min_side) for style in styles]
-            stats = [cache.get(key, at, functools.partial(statistics, style, at))
-                     for style, key, at in zip(styles, keys or styles, used)]
-        blend = list(config.style_blend) if config.style_blend else [1.0] * len(styles)
-        self.loss_fn = PerceptualLoss(loss_cfg, blend_statistics(stats, blend), guides)
+        self.loss_fn = PerceptualLoss(loss_cfg, blend, guides)
 
     def __call__(self, image: torch.Tensor) -> LossParts:
         # Under autocast the errors stay float32 and the Grams come out float32 (losses.py).
         with autocast(self.device, self.half):
             return self.loss_fn(image, self.extractor(image), self.content_targets)
+
+    def value(self, image: torch.Tensor) -> LossParts:
+        """The objective at ``image``, without its gradient."""
+        if self.tiled:
+            return self.tiles.value(image)
+        with torch.no_grad():
+            return self(image)
+
+    def evaluate(self, image: torch.Tensor) -> LossParts:
+        """The objective at ``image`` (a leaf), its gradient left in ``image.grad``."""
+        if self.tiled:
+            return self.tiles.evaluate(image)
+        image.grad = None
+        parts = self(image)
+        parts.total.backward()
+        return parts
 
 
 def initial_image(config: RunConfig, content: torch.Tensor, styles: list[torch.Tensor]) -> torch.Tensor:
@@ -244,13 +308,14 @@ def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: Run
                   extractor: FeatureExtractor, on_progress: ProgressFn | None = None,
                   on_snapshot: SnapshotFn | None = None, cache: StyleCache | None = None,
                   init: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                  full_size_only: bool = False) -> Result:
+                  full_size_only: bool = False, tile: int | None = None) -> Result:
     """Stylise ``content`` ([1,3,H,W] in [0,1]) with ``styles``; tensors are moved to the extractor's device.
 
     ``cache`` keeps style statistics between runs with the same extractor and config (a batch);
     ``init`` replaces the starting image (e.g. the result of an interrupted run, to go on from it);
     ``mask`` ([1,1,H,W] in [0,1]) confines the style loss to where it is white (``ScaleProblem``);
-    ``full_size_only``: run the schedule's last scale alone (``init``: a video's previous frame)."""
+    ``full_size_only``: run the schedule's last scale alone (``init``: a video's previous frame);
+    ``tile``: scales larger than this many pixels are evaluated in tiles (stylize.tiledloss)."""
     device = next(extractor.parameters()).device
     torch.manual_seed(config.seed)
     content = content.to(device)
@@ -271,7 +336,7 @@ def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: Run
     state: ScaleOptimizer | None = None
     try:
         for index, (size, iterations) in enumerate(schedule):
-            problem = ScaleProblem(extractor, config, content, styles, size, cache, keys, mask)
+            problem = ScaleProblem(extractor, config, content, styles, size, cache, keys, mask, tile)
             start_image = best if index == 0 else hand_over(best, best_content, problem.content)
             state = ScaleOptimizer(problem, config, start_image)
             for it in range(1, iterations + 1):
@@ -320,7 +385,7 @@ class ScaleOptimizer:
         self.learning_rate = config.learning_rate
         # On a GPU the objective is replayed as a CUDA graph (stylize.cudagraph): the same
         # kernels, launched at once instead of one by one from Python.
-        graph = config.cuda_graph and self.image[0, 0].numel() <= GRAPH_MAX_PIXELS
+        graph = config.cuda_graph and self.image[0, 0].numel() <= GRAPH_MAX_PIXELS and not problem.tiled
         self._objective = (record(self._evaluate, self.image.device) if graph else None) or self._evaluate
         self.optimizer = self._new_optimizer()
         self.best = self.image.detach().clone()
@@ -342,10 +407,7 @@ class ScaleOptimizer:
 
     def _evaluate(self) -> LossParts:
         """The objective and its gradient (into ``image.grad``) at the current pixels."""
-        self.image.grad = None
-        parts = self.problem(self.image)
-        parts.total.backward()
-        return parts
+        return self.problem.evaluate(self.image)
 
     def _closure(self) -> torch.Tensor:
         parts = self._objective()
@@ -383,4 +445,4 @@ class ScaleOptimizer:
     def evaluate(self) -> None:
         """Score the image after the last step, so it can count as the best."""
         with torch.no_grad():
-            self._record(self.problem(self.image))
+            self._record(self.problem.value(self.image))

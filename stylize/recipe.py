@@ -122,9 +122,10 @@ class Recipe:
 
 def iterative_recipe(config: RunConfig, backbone: BackboneConfig, schedule: list[tuple[tuple[int, int], int]],
                      device: torch.device, photo: Path, styles: list[Path], init: Path | None = None,
-                     mask: Path | None = None, invert_mask: bool = False) -> Recipe:
+                     mask: Path | None = None, invert_mask: bool = False, tile: int | None = None) -> Recipe:
     """An iterative run's recipe: ``config`` with its precision resolved, and the ``schedule``
-    the run takes (its scales and iterations, whatever the defaults of a later version)."""
+    the run takes (its scales and iterations, whatever the defaults of a later version); ``tile``:
+    the tiles it was evaluated in (the same objective, its rounding another)."""
     loss = config.loss
     options: list[tuple[str, str | None]] = [
         ("--size", str(config.size)),
@@ -145,6 +146,7 @@ def iterative_recipe(config: RunConfig, backbone: BackboneConfig, schedule: list
     if backbone.name is not None or backbone.weights is None:  # with --weights alone, the file says which
         options.append(("--backbone", (backbone.name or Backbone.vgg16).value))
     options += [("--pooling", backbone.pooling.value), ("--half" if config.half else "--no-half", None)]
+    options += [("--tile", str(tile))] if tile is not None else []
     inputs = [file_input("photo", photo), *(file_input("style", s) for s in styles)]
     inputs += [file_input(role, path) for role, path in (("init-image", init), ("mask", mask),
                                                          ("weights", backbone.weights)) if path is not None]

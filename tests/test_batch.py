@@ -227,8 +227,8 @@ def test_options_of_the_other_method_are_refused_not_ignored(folder, styles, tmp
                     "--pooling", "average", "--match-color")
     assert result.exit_code == 2
     assert "--style-weight, --seed, --pooling, --match-color: not used with --model" in result.stderr
-    result = invoke("run", photo, styles[0], "-o", out, "--tile", "256", *FAST)
-    assert result.exit_code == 2 and "--tile: used with --model only" in result.stderr
+    result = invoke("run", photo, styles[0], "-o", out, "--batch-size", "2", *FAST)
+    assert result.exit_code == 2 and "--batch-size: used with --model only" in result.stderr
     assert not out.exists()
     # Options both methods read are fine with either.
     assert invoke("run", photo, "--model", model, "-o", out, "--size", "32", "--preserve-color").exit_code == 0
@@ -336,7 +336,7 @@ def test_style_statistics_are_computed_once_per_batch(folder, styles):
     jobs = make_plan(pair(contents, [(styles[0],)], Pairing.product), folder.parent / "o", "{content}.{ext}", "png")
     summary = run_batch(jobs, stylizer, OutputConfig())
     assert [o.status.value for o in summary.outcomes] == ["done", "done"]
-    assert computed == [(32, 32)]  # one scale, one style, two photos of one size: computed once
+    assert computed == [(32, 32, 0)]  # one scale, one style, two photos of one size: computed once
 
 
 def test_contact_sheet_shows_inputs_and_results(folder, styles, tmp_path):

@@ -316,3 +316,21 @@ def test_cuda_training_step_records_with_torchs_own_error_if_any(tmp_path):
         parts = step._static_step()
     graph.replay()
     assert torch.isfinite(parts.total).item()
+
+
+def test_cuda_tiled_objective_equals_the_whole_pass(setup):
+    """On the GPU as on the CPU (tests/test_tiledloss.py): tiles give the whole pass's value and
+    gradient in float32, to the rounding of cuDNN's kernels (TF32 where torch allows it), which
+    may differ between a crop and the whole image."""
+    _, gpu, content, style = setup
+    content = resize(content, (176, 240)).cuda()
+    config = RunConfig(size=240, half=False)
+    whole = ScaleProblem(gpu, config, content, [style.cuda()], (176, 240))
+    tiled = ScaleProblem(gpu, config, content, [style.cuda()], (176, 240), tile=64)
+    assert tiled.tiled and len(tiled.tiles.tiles) == 12
+    image = torch.rand(1, 3, 176, 240, generator=torch.Generator().manual_seed(0)).cuda().requires_grad_()
+    expected = whole.evaluate(image)
+    gradient = image.grad.clone()
+    parts = tiled.evaluate(image)
+    torch.testing.assert_close(parts.total, expected.total.detach(), rtol=1e-3, atol=0)
+    assert ((image.grad - gradient).norm() / gradient.norm()).item() < 1e-2

@@ -33,7 +33,7 @@ DEFAULT_BACKBONE = BackboneConfig()
 _ITERATIVE_ONLY = ("iterations", "scales", "optimizer", "lr", "init", "init_image", "content_weight", "style_weight",
                    "tv_weight", "content_layers", "style_layers", "style_loss", "style_blend", "style_scale",
                    "save_every", "backbone", "weights", "pooling", "seed", "match_color")
-_MODEL_ONLY = ("tile", "batch_size", "strength")
+_MODEL_ONLY = ("batch_size", "strength")
 
 
 def _check_method_options(ctx: typer.Context, model: Optional[list[str]]) -> None:
@@ -116,9 +116,9 @@ def run(
         help="Random seed (same inputs, seed and device: same output).")] = DEFAULT_RUN.seed,
     batch_size: Annotated[int, _with_model_option(help="Photos of the same size per forward "
                           "pass.")] = DEFAULT_OUTPUT.batch_size,
-    tile: Annotated[Optional[int], _with_model_option(help="Stylise in tiles of this many pixels "
-                    "(0: never) \\[default: only when an image would not fit in memory].",
-                    show_default=False)] = None,
+    tile: Annotated[Optional[int], typer.Option(help="Stylise in tiles of this many pixels (0: never); the "
+                    "iterative method's tiles give the same objective, exactly. \\[default: only when an image would "
+                    "not fit in memory]", show_default=False)] = None,
     strength: Annotated[Optional[str], _with_model_option(help="How much of the style, above 0 to 1: the result "
                         "blended over the photo (0.5: half and half). Several, such as 0.4,0.7,1: one result for "
                         "each. \\[default: 1]", metavar="<float,...>", show_default=False)] = None,
@@ -128,7 +128,8 @@ def run(
                      "the first, ...")] = DEFAULT_OUTPUT.pairs,
     name: Annotated[Optional[str], _files_option(help="Output file names in a batch: {content}, {style}, {variant} "
                     "(the values of a --style-weight, --style-scale or --strength list), {dir} (sub-folder of a "
-                    f"--recursive input), {{ext}}. \\[default: {DEFAULT_TEMPLATE}; {VARIANT_TEMPLATE} for several values]",
+                    f"--recursive input), {{ext}}. \\[default: {DEFAULT_TEMPLATE}; {VARIANT_TEMPLATE} for several "
+                    "values]",
                     show_default=False)] = None,
     image_format: Annotated[Optional[ImageFormat], _files_choice("--format", help="Output format \\[default: from "
                             "-o, else png].", show_default=False)] = None,
@@ -200,7 +201,7 @@ def run(
                 iterations=parse_numbers(iterations, "--iterations", int) if iterations else None,
                 optimizer=optimizer, learning_rate=lr, init=init, seed=seed, style_scale=variants[0].style_scale,
                 style_blend=blend, preserve_color=preserve_color, match_color=match_color, save_every=save_every,
-                half=half, loss=loss)
+                half=half, tile=tile, loss=loss)
             for variant in variants[1:]:  # a bad value of a list is refused before any work
                 variant.apply(config)
             backbone_cfg = BackboneConfig(name=backbone, weights=weights, pooling=pooling,
