@@ -57,12 +57,13 @@ class Iterative:
         self.min_side = self.extractor.min_side
         self.config, self.backbone = config, backbone
         self.cache = StyleCache()
+        self._tiles: dict[tuple[int, int], int | None] = {}  # tile_for's decisions
 
     def varied(self, variant: Variant) -> Iterative:
         """The same network (loaded once) with a sweep's ``variant`` of the options; the style
         statistics' cache is shared too (it keys them by the size a style is used at)."""
         other = copy.copy(self)
-        other.config = variant.apply(self.config)
+        other.config, other._tiles = variant.apply(self.config), {}
         return other
 
     def recipe(self, content: LoadedImage, styles: list[LoadedImage], schedule: list[tuple[tuple[int, int], int]],
@@ -74,14 +75,16 @@ class Iterative:
 
     def tile_for(self, size: tuple[int, int]) -> int | None:
         """The tile size of a run whose largest scale is ``size`` (None: no scale is tiled): --tile,
-        or where the run would not fit in memory whole, the largest tile that does."""
-        tile = self.config.tile
-        if tile is None:
-            need, budget = estimate_memory(self.arch, self.config, *size), memory_budget(self.device)
-            if budget is None or need <= budget:
-                return None
-            tile = largest_fitting_tile(self.arch, self.config, *size, budget)
-        return tile if tile and max(size) > tile else None
+        or where the run would not fit in memory whole, the largest tile that does. Decided once
+        for each size (the free memory moves; the check, the run and its recipe must agree)."""
+        if size not in self._tiles:
+            tile = self.config.tile
+            if tile is None:
+                need, budget = estimate_memory(self.arch, self.config, *size), memory_budget(self.device)
+                fits = budget is None or need <= budget
+                tile = None if fits else largest_fitting_tile(self.arch, self.config, *size, budget)
+            self._tiles[size] = tile if tile and max(size) > tile else None
+        return self._tiles[size]
 
     def check(self, content: LoadedImage, styles: list[LoadedImage],
               masked: bool = False) -> list[tuple[tuple[int, int], int]]:

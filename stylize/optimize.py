@@ -24,7 +24,7 @@ from stylize.errors import ImageError, InputError
 from stylize.features import FIXED_BYTES, FeatureExtractor, conv_values_per_pixel, layer_values_per_pixel, reach
 from stylize.imageio import fit_long_side, fit_long_side_at_least, resize, resize_cover
 from stylize.lbfgs import LBFGS
-from stylize.tiledloss import TiledObjective, tiled_statistics
+from stylize.tiledloss import TiledObjective, plan_tiles, tiled_statistics
 from stylize.losses import (LossParts, PerceptualLoss, blend_statistics, content_layer_weights, required_layers,
                             style_layer_weights, style_statistics)
 
@@ -155,11 +155,19 @@ def check_iterations(config: RunConfig) -> None:
                          f"{scales}; give one value, or {count}")
 
 
-def work_done(schedule: list[tuple[tuple[int, int], int]], scale: int, iteration: int) -> float:
+def work_done(schedule: list[tuple[tuple[int, int], int]], scale: int, iteration: int,
+              tiles: tuple[int, int, int] | None = None) -> float:
     """The share of a run's work done after ``iteration`` of ``scale``, an iteration's work taken
     as its scale's pixel count (the backbone's cost grows with it): the default 100 iterations at
-    256 px are a third of the work, the 50 at 512 px two thirds."""
-    work = [h * w * iterations for (h, w), iterations in schedule]
+    256 px are a third of the work, the 50 at 512 px two thirds. ``tiles``: (tile, margin,
+    stride) of a tiled run, whose scales larger than a tile count their tiles' crops, forward
+    twice and backward once (4/3 of a pass)."""
+    def pixels(h: int, w: int) -> float:
+        if tiles is None or max(h, w) <= tiles[0]:
+            return h * w
+        return sum((b - t) * (r - l) for t, b, l, r in (tile.crop for tile in plan_tiles(h, w, *tiles))) * 4 / 3
+
+    work = [pixels(h, w) * iterations for (h, w), iterations in schedule]
     return (sum(work[:scale]) + work[scale] * iteration / schedule[scale][1]) / sum(work)
 
 
@@ -326,6 +334,7 @@ def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: Run
     schedule = plan_schedule(*content.shape[-2:], config, extractor.min_side)
     if full_size_only:
         schedule = schedule[-1:]
+    tiles = None if tile is None else (tile, *reach(extractor.arch, required_layers(config.loss)))
     start = time.perf_counter()
     first = schedule[0][0]
     if init is not None:
@@ -342,7 +351,7 @@ def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: Run
             for it in range(1, iterations + 1):
                 state.step()
                 progress = Progress(index, len(schedule), size[0], size[1], it, iterations, state.last_losses,
-                                    time.perf_counter() - start, work_done(schedule, index, it))
+                                    time.perf_counter() - start, work_done(schedule, index, it, tiles))
                 if on_progress:
                     on_progress(progress)
                 if on_snapshot and config.save_every and it % config.save_every == 0:

@@ -143,3 +143,18 @@ def test_tiles_are_refused_below_their_least_size_and_with_a_mask(pair, tmp_path
     masked = _invoke("run", photo, painting, "--tile", "128", "--mask", mask, "--size", "192", "-o", tmp_path / "o.png")
     assert masked.exit_code == 2 and "masked runs are not tiled" in masked.output, masked.output
     assert not (tmp_path / "o.png").exists()
+
+
+def test_the_progress_of_a_tiled_run_counts_its_tiles_work():
+    """A tiled scale's iterations cost more (crops with margins, two forward passes): the share of
+    the work done when it starts is smaller, so the time left is not promised too soon."""
+    from stylize.optimize import work_done
+
+    schedule = [((384, 512), 100), ((768, 1024), 100), ((1536, 2048), 50)]
+    plain = work_done(schedule, 1, 100)
+    tiled = work_done(schedule, 1, 100, (1024, 73, 16))
+    assert plain == pytest.approx((384 * 512 + 768 * 1024) * 100 / (384 * 512 * 100 + 768 * 1024 * 100
+                                                                    + 1536 * 2048 * 50))
+    crops = (1024 + 80) * (1024 + 80) + (1024 + 80) * (1024 + 80) + (512 + 80) * (1024 + 80) * 2
+    assert tiled == pytest.approx((384 * 512 + 768 * 1024) * 100 / ((384 * 512 + 768 * 1024) * 100
+                                                                    + crops * 4 / 3 * 50))

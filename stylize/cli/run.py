@@ -117,8 +117,8 @@ def run(
     batch_size: Annotated[int, _with_model_option(help="Photos of the same size per forward "
                           "pass.")] = DEFAULT_OUTPUT.batch_size,
     tile: Annotated[Optional[int], typer.Option(help="Stylise in tiles of this many pixels (0: never); the "
-                    "iterative method's tiles give the same objective, exactly. \\[default: only when an image would "
-                    "not fit in memory]", show_default=False)] = None,
+                    "iterative method's tiles give the objective of one pass, up to rounding, in a tile's memory. "
+                    "\\[default: only when an image would not fit in memory]", show_default=False)] = None,
     strength: Annotated[Optional[str], _with_model_option(help="How much of the style, above 0 to 1: the result "
                         "blended over the photo (0.5: half and half). Several, such as 0.4,0.7,1: one result for "
                         "each. \\[default: 1]", metavar="<float,...>", show_default=False)] = None,
