@@ -57,7 +57,7 @@ class Iterative:
         self.min_side = self.extractor.min_side
         self.config, self.backbone = config, backbone
         self.cache = StyleCache()
-        self._tiles: dict[tuple[int, int], int | None] = {}  # tile_for's decisions
+        self._tiles: dict[tuple[tuple[int, int], bool], int | None] = {}  # tile_for's decisions
 
     def varied(self, variant: Variant) -> Iterative:
         """The same network (loaded once) with a sweep's ``variant`` of the options; the style
@@ -71,20 +71,21 @@ class Iterative:
         """How a run of ``content`` with ``styles`` by ``schedule`` (``check``'s) is made."""
         return iterative_recipe(self.config, self.backbone, schedule, self.device, content.path,
                                 [s.path for s in styles], None if init is None else init.path, mask, invert_mask,
-                                self.tile_for(schedule[-1][0]))
+                                self.tile_for(schedule[-1][0], mask is not None))
 
-    def tile_for(self, size: tuple[int, int]) -> int | None:
-        """The tile size of a run whose largest scale is ``size`` (None: no scale is tiled): --tile,
-        or where the run would not fit in memory whole, the largest tile that does. Decided once
-        for each size (the free memory moves; the check, the run and its recipe must agree)."""
-        if size not in self._tiles:
+    def tile_for(self, size: tuple[int, int], masked: bool = False) -> int | None:
+        """The tile size of a run whose largest scale is ``size`` (None: no scale is tiled; ``masked``:
+        with a --mask): --tile, or where the run would not fit in memory whole, the largest tile
+        that does. Decided once for each size (the free memory moves; the check, the run and its
+        recipe must agree)."""
+        if (size, masked) not in self._tiles:
             tile = self.config.tile
             if tile is None:
-                need, budget = estimate_memory(self.arch, self.config, *size), memory_budget(self.device)
+                need, budget = estimate_memory(self.arch, self.config, *size, masked), memory_budget(self.device)
                 fits = budget is None or need <= budget
-                tile = None if fits else largest_fitting_tile(self.arch, self.config, *size, budget)
-            self._tiles[size] = tile if tile and max(size) > tile else None
-        return self._tiles[size]
+                tile = None if fits else largest_fitting_tile(self.arch, self.config, *size, budget, masked)
+            self._tiles[(size, masked)] = tile if tile and max(size) > tile else None
+        return self._tiles[(size, masked)]
 
     def check(self, content: LoadedImage, styles: list[LoadedImage],
               masked: bool = False) -> list[tuple[tuple[int, int], int]]:
@@ -103,32 +104,28 @@ class Iterative:
             sh, sw = style_size(self.config, (height, width), image.size, self.min_side)
             need = estimate_style_memory(sh, sw)
             # (In a tiled run a style image larger than a tile is read in tiles too.)
-            if budget is not None and need > budget and self.tile_for((height, width)) is None:
+            if budget is not None and need > budget and self.tile_for((height, width), masked) is None:
                 raise ResourceError(f"{image.path}: --style-scale {self.config.style_scale:g} makes it {sw}x{sh}, "
                                     f"whose pass needs about {gigabytes(need)} but {self.device} has "
                                     f"{gigabytes(budget)} free; lower --style-scale")
         return schedule
 
     def _check_memory(self, height: int, width: int, masked: bool) -> None:
-        """Raise if a run at height x width fits in memory neither whole nor in tiles (a --mask's
-        run only whole), or if --tile's tiles would not fit."""
-        budget, tile = memory_budget(self.device), self.tile_for((height, width))
-        if tile is not None and masked:  # a masked run is not tiled: it must fit whole
-            if self.config.tile:
-                raise InputError(f"--mask: masked runs are not tiled; leave out --tile {self.config.tile}")
-            tile = None
+        """Raise if a run at height x width (``masked``: with a --mask) fits in memory neither
+        whole nor in tiles, or if --tile's tiles would not fit."""
+        budget, tile = memory_budget(self.device), self.tile_for((height, width), masked)
         if tile is None:
             need = estimate_memory(self.arch, self.config, height, width, masked)
         else:
-            need = estimate_tiled_memory(self.arch, self.config, height, width, tile)
+            need = estimate_tiled_memory(self.arch, self.config, height, width, tile, masked)
         if budget is None or need <= budget:
             return
-        smallest = estimate_tiled_memory(self.arch, self.config, height, width, MIN_ITERATIVE_TILE)
+        smallest = estimate_tiled_memory(self.arch, self.config, height, width, MIN_ITERATIVE_TILE, masked)
         if tile is not None and self.config.tile and smallest <= budget:
             raise ResourceError(f"a {width}x{height} iterative run in tiles of {tile} px needs about "
                                 f"{gigabytes(need)} but {self.device} has {gigabytes(budget)} free; lower --tile "
                                 "(or leave it out: the largest tile that fits is chosen)")
-        tiled = self.config.tile != 0 and not masked  # but not even the smallest tiles fit
+        tiled = self.config.tile != 0  # but not even the smallest tiles fit
         if tiled:
             need = smallest
         fits = largest_fitting_size(self.arch, self.config, height, width, budget, masked, tiled)
@@ -141,10 +138,12 @@ class Iterative:
             on_snapshot=None, init: LoadedImage | None = None, mask: torch.Tensor | None = None) -> Result:
         return run_iterative(content.rgb, [s.rgb for s in styles], self.config, self.extractor,
                              on_progress=on_progress, on_snapshot=on_snapshot, cache=self.cache,
-                             init=None if init is None else init.rgb, mask=mask, tile=self._tile(content))
+                             init=None if init is None else init.rgb, mask=mask,
+                             tile=self.tile_for(self._size(content), mask is not None))
 
-    def _tile(self, content: LoadedImage) -> int | None:
-        return self.tile_for(plan_schedule(*content.size, self.config, self.min_side)[-1][0])
+    def _size(self, content: LoadedImage) -> tuple[int, int]:
+        """The size of a run's largest scale."""
+        return plan_schedule(*content.size, self.config, self.min_side)[-1][0]
 
     def run_frame(self, content: LoadedImage, styles: list[LoadedImage], previous: Frame | None,
                   on_progress: ProgressFn | None = None,
@@ -153,7 +152,7 @@ class Iterative:
         camera (stylize.motion), at full size only; a first frame, or the first after a cut, as
         ``run``. Returns the result and the shift it followed (None: it started from its photo)."""
         moved = None
-        size = plan_schedule(*content.size, self.config, self.min_side)[-1][0]  # the shift is in its pixels
+        size = self._size(content)  # the shift is in its pixels
         # (A previous result of another size: the batch before was run with another --size.)
         if previous is not None and previous.photo.shape == content.rgb.shape and previous.result.shape[-2:] == size:
             moved = follow(resize(previous.photo, size), resize(content.rgb, size))
@@ -161,7 +160,7 @@ class Iterative:
             return self.run(content, styles, on_progress, mask=mask), None
         result = run_iterative(content.rgb, [s.rgb for s in styles], self.config, self.extractor,
                                on_progress=on_progress, cache=self.cache, init=shift(previous.result, *moved),
-                               mask=mask, full_size_only=True, tile=self.tile_for(size))
+                               mask=mask, full_size_only=True, tile=self.tile_for(size, mask is not None))
         return result, moved
 
 

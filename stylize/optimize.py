@@ -21,7 +21,8 @@ from stylize.config import (AUTO_FIRST_SCALE, AUTO_ITERATIONS, MIN_ITERATIVE_TIL
 from stylize.cudagraph import record
 from stylize.device import autocast, half_dtype, resolve_half
 from stylize.errors import ImageError, InputError
-from stylize.features import FIXED_BYTES, FeatureExtractor, conv_values_per_pixel, layer_values_per_pixel, reach
+from stylize.features import (FIXED_BYTES, FeatureExtractor, conv_values_per_pixel, layer_stride,
+                              layer_values_per_pixel, reach)
 from stylize.imageio import fit_long_side, fit_long_side_at_least, resize, resize_cover
 from stylize.lbfgs import LBFGS
 from stylize.tiledloss import TiledObjective, plan_tiles, tiled_statistics
@@ -69,24 +70,30 @@ def estimate_memory(arch: str, config: RunConfig, height: int, width: int, maske
     return int(per_pixel * height * width + FIXED_BYTES)
 
 
-def estimate_tiled_memory(arch: str, config: RunConfig, height: int, width: int, tile: int) -> int:
+def estimate_tiled_memory(arch: str, config: RunConfig, height: int, width: int, tile: int,
+                          masked: bool = False) -> int:
     """Rough peak memory in bytes of an iterative run at height x width whose passes go through
     tiles of ``tile`` pixels (stylize.tiledloss): one tile's pass, with its margin, and the whole
-    image's optimiser state, gradient and content targets."""
+    image's optimiser state, gradient and content targets (``masked``: and a --mask's guides)."""
     layers = required_layers(config.loss)
     margin, stride = reach(arch, layers)
     side = min(tile // stride * stride + 2 * -(-margin // stride) * stride, max(height, width))
+    per_crop_pixel = BYTES_PER_CONV_VALUE * conv_values_per_pixel(arch, layers)
+    style_values = layer_values_per_pixel(arch, list(style_layer_weights(config.loss)))
+    per_crop_pixel += GUIDE_BYTES_PER_VALUE * style_values if masked else 0
     optimizer_images = 2 if config.optimizer is OptimizerKind.adam else 2 * LBFGS_HISTORY
     whole = 12 * (optimizer_images + 5) + 4 * layer_values_per_pixel(arch, list(content_layer_weights(config.loss)))
-    return int(BYTES_PER_CONV_VALUE * conv_values_per_pixel(arch, layers) * side * min(side, height, width)
-               + whole * height * width + FIXED_BYTES)
+    if masked:  # the guides: a value for each position of each style layer
+        whole += 4 * sum(1 / layer_stride(arch, name) ** 2 for name in style_layer_weights(config.loss))
+    return int(per_crop_pixel * side * min(side, height, width) + whole * height * width + FIXED_BYTES)
 
 
-def largest_fitting_tile(arch: str, config: RunConfig, height: int, width: int, budget: int) -> int | None:
+def largest_fitting_tile(arch: str, config: RunConfig, height: int, width: int, budget: int,
+                         masked: bool = False) -> int | None:
     """The largest tile (a multiple of 64 pixels, at least MIN_ITERATIVE_TILE) whose tiled run fits
     ``budget`` bytes; None if even the smallest does not."""
     fitting = [t for t in range(MIN_ITERATIVE_TILE, max(height, width) + 64, 64)
-               if estimate_tiled_memory(arch, config, height, width, t) <= budget]
+               if estimate_tiled_memory(arch, config, height, width, t, masked) <= budget]
     return fitting[-1] if fitting else None
 
 
@@ -97,7 +104,7 @@ def largest_fitting_size(arch: str, config: RunConfig, height: int, width: int, 
     def need(side: int) -> int:
         h, w = fit_long_side(height, width, side)
         if tiled:
-            return estimate_tiled_memory(arch, config, h, w, MIN_ITERATIVE_TILE)
+            return estimate_tiled_memory(arch, config, h, w, MIN_ITERATIVE_TILE, masked)
         return estimate_memory(arch, config, h, w, masked)
 
     low, high = 0, max(height, width)
@@ -260,16 +267,17 @@ class ScaleProblem:
             feats = extractor(resize(style, used))
             return style_statistics({n: feats[n] for n in style_layers}, loss_cfg.style_loss)
 
-        if self.tiled and mask is not None:
-            raise InputError("--mask works with runs that fit in memory whole, not in tiles; lower --size")
         with torch.no_grad():
             cache = cache or StyleCache()
             used = [style_size(config, size, tuple(style.shape[-2:]), extractor.min_side) for style in styles]
             stats = [cache.get(key, (*at, tiles_of(at)), functools.partial(statistics, style, at))
                      for style, key, at in zip(styles, keys or styles, used)]
             blend = blend_statistics(stats, list(config.style_blend) if config.style_blend else [1.0] * len(styles))
-            if self.tiled:
-                self.tiles = TiledObjective(extractor, loss_cfg, self.content, blend, tile, self.half)
+            if self.tiled:  # the guides at each style layer's size of the whole image (VGG's pooling floors)
+                guides = None if mask is None else {n: resize(mask.to(self.device), (
+                    size[0] // layer_stride(extractor.arch, n), size[1] // layer_stride(extractor.arch, n)))
+                    for n in style_layers}
+                self.tiles = TiledObjective(extractor, loss_cfg, self.content, blend, tile, self.half, guides)
                 return
             # With a mask, the style layers' sizes come from the same pass, for its guides.
             feats = extractor(self.content, self.content_layers | (style_layers if mask is not None else set()))

@@ -67,32 +67,38 @@ def _inner(features: torch.Tensor, tile: Tile, stride: int, size: tuple[int, int
     return features[..., rows, cols]
 
 
-def _sums(kind: StyleLossKind, features: torch.Tensor) -> list[torch.Tensor]:
+def _sums(kind: StyleLossKind, features: torch.Tensor, guide: torch.Tensor | None = None) -> list[torch.Tensor]:
     """A style layer's sums over positions, in float32: the feature vectors' outer products
-    ([1,C,C]) for a Gram matrix; the features and their squares ([1,C] each) for mean and std."""
+    ([1,C,C]) for a Gram matrix; the features and their squares ([1,C] each) for mean and std.
+    With a ``guide`` (a --mask at the features' size) each position weighs its square, as in
+    losses.guided_statistic."""
     positions = features.shape[-2] * features.shape[-1]
     if kind is StyleLossKind.gram:  # (a region narrower than a deep layer's stride has no positions there)
-        return [gram_matrix(features) * positions if positions else features.new_zeros(
+        guided = features if guide is None else features * guide.to(features.dtype)
+        return [gram_matrix(guided) * positions if positions else features.new_zeros(
             (1, features.shape[1], features.shape[1]), dtype=torch.float32)]
     flat = features.flatten(2).float()
-    return [flat.sum(dim=2), flat.pow(2).sum(dim=2)]
+    weights = 1.0 if guide is None else guide.float().pow(2).flatten(2)
+    return [(flat * weights).sum(dim=2), (flat.pow(2) * weights).sum(dim=2)]
 
 
-def _statistic(kind: StyleLossKind, sums: list[torch.Tensor], positions: int) -> torch.Tensor:
-    """The style statistic (losses.style_statistic's) from a whole image's sums."""
+def _statistic(kind: StyleLossKind, sums: list[torch.Tensor], weight: float) -> torch.Tensor:
+    """The style statistic (losses.style_statistic's, or guided_statistic's) from a whole image's
+    sums and its positions' ``weight`` (their number, or the sum of the squared guide)."""
     if kind is StyleLossKind.gram:
-        return sums[0] / positions
-    mean = sums[0] / positions
-    variance = (sums[1] / positions - mean.pow(2)).clamp_min(0)
+        return sums[0] / weight
+    mean = sums[0] / weight
+    variance = (sums[1] / weight - mean.pow(2)).clamp_min(0)
     return torch.stack([mean, (variance + _EPS).sqrt()], dim=1)
 
 
-def _add(totals: dict[str, list[torch.Tensor]], positions: dict[str, int], name: str, kind: StyleLossKind,
-         features: torch.Tensor) -> None:
-    """Add a tile's features of layer ``name`` to the layer's sums and count of positions."""
-    sums = _sums(kind, features)
+def _add(totals: dict[str, list[torch.Tensor]], weights: dict[str, float], name: str, kind: StyleLossKind,
+         features: torch.Tensor, guide: torch.Tensor | None = None) -> None:
+    """Add a tile's features of layer ``name`` to the layer's sums and positions' weight."""
+    sums = _sums(kind, features, guide)
     totals[name] = [a + b for a, b in zip(totals[name], sums)] if name in totals else sums
-    positions[name] = positions.get(name, 0) + features.shape[-2] * features.shape[-1]
+    weight = features.shape[-2] * features.shape[-1] if guide is None else guide.float().pow(2).sum().item()
+    weights[name] = weights.get(name, 0) + weight
 
 
 def tiled_statistics(extractor: FeatureExtractor, image: torch.Tensor, layers: list[str], kind: StyleLossKind,
@@ -102,7 +108,7 @@ def tiled_statistics(extractor: FeatureExtractor, image: torch.Tensor, layers: l
     margin, deepest = reach(extractor.arch, layers)
     size = (image.shape[-2], image.shape[-1])
     totals: dict[str, list[torch.Tensor]] = {}
-    positions: dict[str, int] = {}
+    positions: dict[str, float] = {}
     with torch.no_grad():
         for region in plan_tiles(*size, tile, margin, deepest):
             features = extractor(_crop(image, region), set(layers))
@@ -113,12 +119,14 @@ def tiled_statistics(extractor: FeatureExtractor, image: torch.Tensor, layers: l
 
 
 class TiledObjective:
-    """ScaleProblem's objective (losses.PerceptualLoss with these targets) at ``content``'s
-    size, evaluated in tiles of ``tile`` pixels; the content targets are kept for each tile."""
+    """ScaleProblem's objective (losses.PerceptualLoss with these targets and ``guides``, a
+    --mask at each style layer's size of the whole image) at ``content``'s size, evaluated in
+    tiles of ``tile`` pixels; the content targets are kept for each tile."""
 
     def __init__(self, extractor: FeatureExtractor, config: LossConfig, content: torch.Tensor,
-                 style_targets: dict[str, torch.Tensor], tile: int, half: bool) -> None:
-        self.extractor, self.config, self.half = extractor, config, half
+                 style_targets: dict[str, torch.Tensor], tile: int, half: bool,
+                 guides: dict[str, torch.Tensor] | None = None) -> None:
+        self.extractor, self.config, self.half, self.guides = extractor, config, half, guides
         self.device = next(extractor.parameters()).device
         self.content_weights = content_layer_weights(config)
         self.style_weights = style_layer_weights(config)
@@ -148,31 +156,38 @@ class TiledObjective:
 
     def _pass(self, image: torch.Tensor, content: bool) -> tuple[dict[str, list[torch.Tensor]], dict[str, int],
                                                                    torch.Tensor]:
-        """Pass 1, without gradients: each style layer's sums and positions over the whole image;
+        """Pass 1, without gradients: each style layer's sums and positions' weight over the whole image;
         with ``content``, the content error too (else zero)."""
         totals: dict[str, list[torch.Tensor]] = {}
-        positions: dict[str, int] = {}
+        positions: dict[str, float] = {}
         error = torch.zeros((), device=self.device)
         layers = set(self.strides) if content else set(self.style_weights)
         with torch.no_grad():
             for tile, targets in zip(self.tiles, self.content_targets):
                 features = self._features(_crop(image, tile), tile, layers)
                 for name in self.style_weights:
-                    _add(totals, positions, name, self.config.style_loss, features[name])
+                    _add(totals, positions, name, self.config.style_loss, features[name], self._guide(name, tile))
                 if content:
                     error = error + self._content_error(features, targets)
         return totals, positions, error
+
+    def _guide(self, name: str, tile: Tile) -> torch.Tensor | None:
+        """The tile's part of layer ``name``'s guide (None without a mask)."""
+        if self.guides is None:
+            return None
+        whole = Tile(tile.inner, (0, self.size[0], 0, self.size[1]))  # the guide covers the whole image
+        return _inner(self.guides[name], whole, self.strides[name], self.size)
 
     def _content_error(self, features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
         """A tile's share of the (unweighted) content loss: its squared error over the whole target's norm."""
         return sum((weight * (features[name].float() - targets[name]).pow(2).sum() / max(self.content_norms[name], _EPS)
                     for name, weight in self.content_weights.items()), torch.zeros((), device=self.device))
 
-    def _style(self, totals: dict[str, list[torch.Tensor]], positions: dict[str, int]) -> torch.Tensor:
+    def _style(self, totals: dict[str, list[torch.Tensor]], positions: dict[str, float]) -> torch.Tensor:
         """The weighted style loss from the whole image's sums."""
         kind = self.config.style_loss
         return self.config.style_weight * sum(
-            weight * relative_error(_statistic(kind, totals[name], positions[name]), self.targets[name])
+            weight * relative_error(_statistic(kind, totals[name], max(positions[name], _EPS)), self.targets[name])
             for name, weight in self.style_weights.items())
 
     def value(self, image: torch.Tensor) -> LossParts:
@@ -203,7 +218,8 @@ class TiledObjective:
             features = self._features(crop, tile, set(self.strides))
             # Pass 2: this tile's share of the style loss's gradient, and of the content loss.
             share = sum(((s * g).sum() for name, slope in slopes.items()
-                         for s, g in zip(_sums(self.config.style_loss, features[name]), slope)),
+                         for s, g in zip(_sums(self.config.style_loss, features[name], self._guide(name, tile)),
+                                         slope)),
                         torch.zeros((), device=self.device))
             error = self._content_error(features, targets)
             (share + self.config.content_weight * error).backward()
