@@ -277,7 +277,7 @@ class ScaleProblem:
                 guides = None if mask is None else {n: resize(mask.to(self.device), (
                     size[0] // layer_stride(extractor.arch, n), size[1] // layer_stride(extractor.arch, n)))
                     for n in style_layers}
-                self.tiles = TiledObjective(extractor, loss_cfg, self.content, blend, tile, self.half, guides)
+                self.tiled_loss = TiledObjective(extractor, loss_cfg, self.content, blend, tile, self.half, guides)
                 return
             # With a mask, the style layers' sizes come from the same pass, for its guides.
             feats = extractor(self.content, self.content_layers | (style_layers if mask is not None else set()))
@@ -294,14 +294,14 @@ class ScaleProblem:
     def value(self, image: torch.Tensor) -> LossParts:
         """The objective at ``image``, without its gradient."""
         if self.tiled:
-            return self.tiles.value(image)
+            return self.tiled_loss.value(image)
         with torch.no_grad():
             return self(image)
 
     def evaluate(self, image: torch.Tensor) -> LossParts:
         """The objective at ``image`` (a leaf), its gradient left in ``image.grad``."""
         if self.tiled:
-            return self.tiles.evaluate(image)
+            return self.tiled_loss.evaluate(image)
         image.grad = None
         parts = self(image)
         parts.total.backward()

@@ -327,7 +327,7 @@ def test_cuda_tiled_objective_equals_the_whole_pass(setup):
     config = RunConfig(size=240, half=False)
     whole = ScaleProblem(gpu, config, content, [style.cuda()], (176, 240))
     tiled = ScaleProblem(gpu, config, content, [style.cuda()], (176, 240), tile=64)
-    assert tiled.tiled and len(tiled.tiles.tiles) == 12
+    assert tiled.tiled and len(tiled.tiled_loss.tiles) == 12
     image = torch.rand(1, 3, 176, 240, generator=torch.Generator().manual_seed(0)).cuda().requires_grad_()
     expected = whole.evaluate(image)
     gradient = image.grad.clone()
