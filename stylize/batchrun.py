@@ -101,10 +101,10 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
                         on_job: JobFn | None = None, on_progress: ProgressFn | None = None,
                         predecessors: dict[Path, PlannedJob] | None = None) -> Summary:
     """Gatys et al. for each job in turn (all of them: skipping is run_batch's); each style
-    image is read once. With --init previous each job starts from its predecessor's result
-    (``predecessors``, by output: the frame before, see ``frame_predecessors``)."""
+    image is read once (by the stylizer and its sweep's variants). With --init previous each job
+    starts from its predecessor's result (``predecessors``, by output: the frame before, see
+    ``frame_predecessors``)."""
     summary = Summary()
-    styles: dict[Path, LoadedImage | StylizeError] = {}
     frames = stylizer.config.init is InitKind.previous
     last: dict[Path, Frame | None] = {}  # the last frame made, by its output
     for index, job in enumerate(jobs):
@@ -114,7 +114,8 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
         try:
             content = load_image(job.content.path, options.max_pixels)
             mask = _mask(job, content, options.max_pixels)
-            style_images = [_style(styles, path, options.max_pixels) for path in job.styles]
+            style_images = [_style(stylizer.style_images, path, options.max_pixels)
+                            for path in job.styles]
             schedule = stylizer.check(content, style_images, masked=mask is not None)
             check_space(job.output.parent, output_bytes(content, schedule[-1][0]))
             before = (predecessors or {}).get(job.output) if frames else None
@@ -196,7 +197,8 @@ def _previous_frame(before: PlannedJob | None, last: dict[Path, Frame | None], m
 
 
 def _style(cache: dict[Path, LoadedImage | StylizeError], path: Path, max_pixels: int) -> LoadedImage:
-    """Each style image is read once per batch (and an unreadable one fails every job fast)."""
+    """Each style image is read once per batch (and an unreadable one fails every job fast), into
+    ``cache`` (an Iterative's ``style_images``)."""
     if path not in cache:
         try:
             cache[path] = load_image(path, max_pixels)

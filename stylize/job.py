@@ -22,7 +22,7 @@ from stylize.color import preserve_color
 from stylize.config import MIN_ITERATIVE_TILE, BackboneConfig, RunConfig, Variant
 from stylize.cudagraph import SameShapeReplay
 from stylize.device import gigabytes, make_deterministic, memory_budget, resolve_device, resolve_half
-from stylize.errors import ImageError, InputError, OutputError, ResourceError
+from stylize.errors import ImageError, InputError, OutputError, ResourceError, StylizeError
 from stylize.exported import ExportedModel, is_exported, load_exported
 from stylize.features import estimate_style_memory, load_loss_extractor
 from stylize.imageio import (DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, apply_mask, check_output,
@@ -57,11 +57,14 @@ class Iterative:
         self.min_side = self.extractor.min_side
         self.config, self.backbone = config, backbone
         self.cache = StyleCache()
+        # Style images read by batches, each once for this stylizer's life (stylize.batchrun), so
+        # that the statistics cached by their tensors serve every photo and every sweep's variant.
+        self.style_images: dict[Path, LoadedImage | StylizeError] = {}
         self._tiles: dict[tuple[tuple[int, int], bool], int | None] = {}  # tile_for's decisions
 
     def varied(self, variant: Variant) -> Iterative:
-        """The same network (loaded once) with a sweep's ``variant`` of the options; the style
-        statistics' cache is shared too (it keys them by the size a style is used at)."""
+        """The same network (loaded once) with a sweep's ``variant`` of the options; the style images
+        and their statistics' cache are shared too (it keys them by the size a style is used at)."""
         other = copy.copy(self)
         other.config, other._tiles = variant.apply(self.config), {}
         return other

@@ -147,3 +147,32 @@ def test_a_strength_sweep_of_models_writes_what_single_runs_write(photo, tmp_pat
     bad = invoke("run", photo, "-m", "starry_night", "--strength", "0.5,1.5", "-o", tmp_path / "bad")
     assert bad.exit_code == 2 and "--strength must be above 0 and at most 1" in bad.output, bad.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_sweep_of_style_weights_reads_each_style_and_computes_its_statistics_once(tmp_path, painting):
+    """The variants share the VGG, the style images and their statistics (which the style weight
+    does not change); another --style-scale computes its own."""
+    from stylize.batchrun import run_batches
+    from stylize.config import BackboneConfig, OutputConfig
+    from stylize.job import Iterative
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed, name in enumerate(("a.png", "b.png")):
+        scene(48, 40, seed).save(photos / name)
+    stylizer = Iterative(RunConfig(size=32, iterations=(1,)), BackboneConfig(), "cpu")
+    computed = []
+    original = stylizer.cache.get
+
+    def counting(style, use, compute):
+        return original(style, use, lambda: computed.append(use) or compute())
+
+    stylizer.cache.get = counting  # type: ignore[method-assign]
+    variants = sweep((3.0, 30.0), (1.0, 0.5))
+    contents = [Source(photos / "a.png"), Source(photos / "b.png")]
+    jobs = plan(pair(contents, [(painting,)], Pairing.product), tmp_path / "out", "{content}_{variant}.{ext}", "png",
+                variants=tuple(v.label for v in variants))
+    groups = [([j for j in jobs if j.variant == v.label], stylizer.varied(v)) for v in variants]
+    summary = run_batches(groups, OutputConfig())
+    assert [o.status.value for o in summary.outcomes] == ["done"] * 8
+    assert sorted(computed) == [(16, 16, 0), (32, 32, 0)]  # once per style scale, not per variant
