@@ -163,3 +163,16 @@ def emulated_record(fn, device, warm_up=0):
         return out
 
     return replay
+
+
+def counted_statistics(stylizer) -> list:
+    """A stylize.job.Iterative whose style statistics' computations are recorded: the returned
+    list gets the cache key (size and tiles) of each one computed."""
+    computed: list = []
+    original = stylizer.cache.get
+
+    def counting(style, use, compute):
+        return original(style, use, lambda: computed.append(use) or compute())
+
+    stylizer.cache.get = counting
+    return computed

@@ -26,7 +26,7 @@ from stylize.modelfile import save_model
 from stylize.sheet import grid
 from stylize.transformer import TransformerConfig, TransformerNet
 
-from conftest import scene, sigint_default, stripes
+from conftest import counted_statistics, scene, sigint_default, stripes
 
 runner = CliRunner()
 FAST = ["--size", "40", "--iterations", "2", "--quiet"]
@@ -325,13 +325,7 @@ def test_style_statistics_are_computed_once_per_batch(folder, styles):
     from stylize.job import Iterative
 
     stylizer = Iterative(RunConfig(size=32, iterations=(1,)), BackboneConfig(), "cpu")
-    computed = []
-    original = stylizer.cache.get
-
-    def counting(style, long_side, compute):
-        return original(style, long_side, lambda: computed.append(long_side) or compute())
-
-    stylizer.cache.get = counting  # type: ignore[method-assign]
+    computed = counted_statistics(stylizer)
     contents = expand([folder / "img2.jpg", folder / "img10.png"], False, "content")
     jobs = make_plan(pair(contents, [(styles[0],)], Pairing.product), folder.parent / "o", "{content}.{ext}", "png")
     summary = run_batch(jobs, stylizer, OutputConfig())

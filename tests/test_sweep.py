@@ -19,7 +19,7 @@ from stylize.imageio import load_image, read_comment, resize
 from stylize.optimize import StyleCache, run_iterative
 from stylize.recipe import Recipe
 
-from conftest import scene
+from conftest import counted_statistics, scene
 
 runner = CliRunner()
 FAST = ["--size", "40", "--iterations", "3", "--quiet"]
@@ -161,13 +161,7 @@ def test_a_sweep_of_style_weights_reads_each_style_and_computes_its_statistics_o
     for seed, name in enumerate(("a.png", "b.png")):
         scene(48, 40, seed).save(photos / name)
     stylizer = Iterative(RunConfig(size=32, iterations=(1,)), BackboneConfig(), "cpu")
-    computed = []
-    original = stylizer.cache.get
-
-    def counting(style, use, compute):
-        return original(style, use, lambda: computed.append(use) or compute())
-
-    stylizer.cache.get = counting  # type: ignore[method-assign]
+    computed = counted_statistics(stylizer)
     variants = sweep((3.0, 30.0), (1.0, 0.5))
     contents = [Source(photos / "a.png"), Source(photos / "b.png")]
     jobs = plan(pair(contents, [(painting,)], Pairing.product), tmp_path / "out", "{content}_{variant}.{ext}", "png",
