@@ -18,7 +18,7 @@ from pathlib import Path
 from stylize.atomic import check_folder
 from stylize.config import Pairing
 from stylize.errors import InputError, OutputError
-from stylize.imageio import FORMATS, IMAGE_SUFFIXES
+from stylize.imageio import FORMATS, IMAGE_SUFFIXES, animation_suffix
 from stylize.paths import did_you_mean, file_problem
 
 # Files a folder or pattern contributes (case-insensitive).
@@ -175,14 +175,25 @@ def output_folder(output: Path | None, batch: bool) -> tuple[Path | None, Path |
 
 def plan(pairs: list[tuple[Source, tuple[Path, ...]]], folder: Path | None, template: str, ext: str,
          model_name: str | list[str] | None = None, file: Path | None = None,
-         variants: tuple[str, ...] = ("",)) -> list[PlannedJob]:
+         variants: tuple[str, ...] = ("",), animations_keep_format: bool = False) -> list[PlannedJob]:
     """Output paths for every (content, styles) pair; two jobs writing one file is an error.
 
     ``model_name``: the style of every job (a trained network's name), or of each pair (several
     networks); ``folder`` None: beside each photo; ``file``: the one output of a single run;
-    ``variants``: a sweep's settings (config.Variant.label), each pair made once with each."""
+    ``variants``: a sweep's settings (config.Variant.label), each pair made once with each;
+    ``animations_keep_format``: ``ext`` is the default, and an animated GIF, WebP or PNG keeps
+    its own format instead (its file's header is read)."""
     names = model_name if isinstance(model_name, list) else [model_name] * len(pairs)
     check_template(template)
+    animated: dict[Path, str | None] = {}
+
+    def ext_of(content: Source) -> str:
+        if not animations_keep_format:
+            return ext
+        if content.path not in animated:
+            animated[content.path] = animation_suffix(content.path)
+        return (animated[content.path] or "." + ext)[1:]
+
     inputs = {path.resolve() for path in {p for content, styles in pairs for p in (content.path, *styles)}}
     jobs: list[PlannedJob] = []
     seen: dict[Path, PlannedJob] = {}
@@ -191,7 +202,8 @@ def plan(pairs: list[tuple[Source, tuple[Path, ...]]], folder: Path | None, temp
         if file is not None:
             output = file
         else:
-            output = render(template, content.path.parent if folder is None else folder, content, label, ext, variant)
+            output = render(template, content.path.parent if folder is None else folder, content, label,
+                            ext_of(content), variant)
         if output.resolve() in inputs:
             # Even with --overwrite: that redoes results, it must not replace the photos themselves.
             raise OutputError(f"{output}: is an input of this run and is never written over; choose another -o "

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from stylize.animation import check_animation, read_loop
 from stylize.batch import PlannedJob, prepare_folders
 from stylize.atomic import check_space
 from stylize.errors import DiskFullError, StylizeError
@@ -241,9 +242,16 @@ def run_fast_batch(jobs: list[PlannedJob], stylizer: Fast, options: OutputConfig
                 continue
             try:
                 stylizer.check(loaded, options.max_pixels)
+                if loaded.frames > 1:
+                    check_animation(loaded, job.output, stylizer.output_size(loaded))
                 check_space(job.output.parent, output_bytes(loaded, stylizer.output_size(loaded)))
             except Exception as exc:
                 _fail(summary, on_job, index, len(jobs), job, exc)
+                if summary.stopped:
+                    break
+                continue
+            if loaded.frames > 1:
+                _animate(index, job, loaded, stylizer, options, summary, on_job, len(jobs))
                 if summary.stopped:
                     break
                 continue
@@ -287,6 +295,22 @@ def _flush(group: list[tuple[int, PlannedJob, LoadedImage, torch.Tensor]], styli
     for (index, job, loaded, image), result in zip(group, results):
         writer.submit(index, job, seconds,
                       functools.partial(_save_fast, result, image, loaded, job, stylizer, options))
+
+
+def _animate(index: int, job: PlannedJob, content: LoadedImage, stylizer: Fast, options: OutputConfig,
+             summary: Summary, on_job: JobFn | None, total: int) -> None:
+    """An animated photo, frame by frame, written as one animation (here: its frames are its batch)."""
+    start = time.perf_counter()
+    try:
+        mask = None if job.mask is None else _mask(job, content, options.max_pixels)
+        frames, _ = stylizer.animate(content, options.max_pixels, mask)
+        recipe = stylizer.recipe(content, job.mask, job.invert_mask).to_text() if options.recipe else None
+        frames.write(job.output, read_loop(content.path, options.max_pixels), options.overwrite, options.quality,
+                     content.metadata, recipe)
+    except Exception as exc:
+        _fail(summary, on_job, index, total, job, exc)
+        return
+    _record(summary, on_job, index, total, Outcome(job, Status.done, seconds=time.perf_counter() - start))
 
 
 def _save_fast(result: torch.Tensor, photo: torch.Tensor, content: LoadedImage, job: PlannedJob, stylizer: Fast,

@@ -66,6 +66,7 @@ class ImageFormat(str, Enum):
     jpg = "jpg"
     webp = "webp"
     tiff = "tiff"
+    gif = "gif"
 
 
 class ExportFormat(str, Enum):

@@ -32,7 +32,17 @@ FORMATS: dict[str, tuple[str, bool]] = {
     ".webp": ("WEBP", True),
     ".tif": ("TIFF", True),
     ".tiff": ("TIFF", True),
+    ".gif": ("GIF", True),  # 256 colours (to_gif); transparency: a pixel is clear or not
 }
+# Pillow's names of the formats whose files can hold an animation (a TIFF's pages and an MPO's
+# views are other pictures, not frames in time).
+ANIMATED_FORMATS = ("GIF", "WEBP", "PNG")
+# GIF holds 256 colours: one palette for every frame of an animation, by median cut over up to
+# this many frames from across it, each reduced to at most GIF_SAMPLE_SIDE px. With a palette of
+# its own for each frame (Pillow's way), the same colour moves between entries from frame to
+# frame and flat areas flicker.
+GIF_SAMPLE_FRAMES = 16
+GIF_SAMPLE_SIDE = 256
 QUALITY_FORMATS = ("JPEG", "WEBP")
 # zlib's fastest setting for PNG outputs (as OpenCV writes them; PIL's default is 6). Saving a
 # bundled model's 480x360 output took 59 ms at 6 and 16 ms at 1, for a file 8 % larger (an
@@ -70,6 +80,8 @@ class Metadata:
         """PIL's save options; ``comment`` (ASCII) goes into the EXIF's UserComment, where the
         ``fmt`` has room (see ``with_comment``)."""
         options: dict = {}
+        if fmt == "GIF":  # no EXIF or colour profile there: the recipe goes into a GIF comment
+            return {"comment": comment} if comment is not None else {}
         if self.icc_profile:
             options["icc_profile"] = self.icc_profile
         exif = self.exif if comment is None else with_comment(self.exif, comment, fmt)
@@ -94,7 +106,10 @@ def read_comment(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None
     """The ASCII UserComment of an image file's EXIF (where stylize keeps its recipe), or None."""
     path = Path(path)
     # (A PNG whose EXIF follows its pixels is decoded to reach it: the --max-pixels check applies.)
-    with _reading(path), open_image(path, max_pixels) as img:
+    with reading(path), open_image(path, max_pixels) as img:
+        if img.format == "GIF":
+            comment = img.info.get("comment")
+            return comment.decode("ascii", "replace") if isinstance(comment, bytes) else None
         comment = img.getexif().get_ifd(EXIF_IFD_TAG).get(USER_COMMENT_TAG)
     if not isinstance(comment, bytes) or not comment.startswith(_ASCII_CODE):
         return None
@@ -110,6 +125,7 @@ class LoadedImage:
     path: Path
     metadata: "Metadata | None" = None
     reduced_from: tuple[int, int] | None = None  # (height, width) of the whole picture, when decoded smaller
+    frames: int = 1  # an animation's frame count (stylize.animation reads them); this is the first
 
     @property
     def size(self) -> tuple[int, int]:
@@ -132,20 +148,40 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_short_side:
     12-megapixel photo decoded for a 256 px training crop took 38 against 350 ms,
     benchmarks/RESULTS.md); ``full_size`` is then the whole picture's."""
     path = Path(path)
-    with _reading(path):
+    with reading(path):
         with open_image(path, max_pixels) as img:
+            frames = frame_count(img)
             whole = _upright_size(img)
             _draft(img, min_short_side, min_long_side)
             img.load()
             metadata = _metadata(img)  # before exif_transpose, which can drop the ICC profile
             img = ImageOps.exif_transpose(img)
-            rgb, alpha = _to_tensors(img)
+            rgb, alpha = to_tensors(img)
     reduced = whole if tuple(rgb.shape[-2:]) != whole else None
-    return LoadedImage(rgb=rgb, alpha=alpha, path=path, metadata=metadata, reduced_from=reduced)
+    return LoadedImage(rgb=rgb, alpha=alpha, path=path, metadata=metadata, reduced_from=reduced, frames=frames)
+
+
+def frame_count(img: Image.Image) -> int:
+    """How many frames an opened animation has (1 for a still, and for a TIFF's pages)."""
+    return int(getattr(img, "n_frames", 1)) if img.format in ANIMATED_FORMATS else 1
+
+
+def animation_suffix(path: Path) -> str | None:
+    """``path``'s suffix (".gif", ".webp", ".png") where it is an animation in that format, else
+    None; an unreadable file is None here (reading it says what is wrong)."""
+    suffix = Path(path).suffix.lower()
+    if FORMATS.get(suffix, ("", False))[0] not in ANIMATED_FORMATS:
+        return None
+    try:
+        with _pillow_limit_off(), Image.open(path) as img:
+            animated = bool(getattr(img, "is_animated", False)) and img.format in ANIMATED_FORMATS
+    except Exception:  # noqa: BLE001 - any failure to read it is reported when it is loaded
+        return None
+    return suffix if animated else None
 
 
 @contextmanager
-def _reading(path: Path) -> Iterator[None]:
+def reading(path: Path) -> Iterator[None]:
     """Reading an image file: a missing, empty or unreadable one raises ImageError, one line
     that says what is wrong with it."""
     problem = file_problem(path, "an image file")
@@ -159,7 +195,7 @@ def _reading(path: Path) -> Iterator[None]:
         raise
     except UnidentifiedImageError:
         raise ImageError(f"{path}: {_unreadable(path)}") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError) as exc:  # (IndexError: a GIF cut short)
         raise ImageError(f"{path}: the image is truncated or corrupt ({exc})") from None
     except MemoryError:
         raise ImageError(f"{path}: not enough memory to decode it; lower --max-pixels or free memory") from None
@@ -249,7 +285,7 @@ def _metadata(img: Image.Image) -> Metadata:
     return Metadata(icc_profile=icc, exif=exif.tobytes() if len(exif) else None)
 
 
-def _to_tensors(img: Image.Image) -> tuple[torch.Tensor, torch.Tensor | None]:
+def to_tensors(img: Image.Image) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Convert a PIL image of any mode into RGB and optional alpha tensors in [0,1]."""
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         gray = _high_depth_gray(img)
@@ -378,11 +414,12 @@ def check_output(path: Path, overwrite: bool) -> None:
 def output_bytes(content: LoadedImage, size: tuple[int, int]) -> int:
     """An upper bound on the size of ``content``'s stylised file at ``size`` (height, width): its
     raw pixels (a PNG at zlib level 1 of noise stays within them plus a byte a row, a JPEG far
-    below), the metadata it keeps, and 64 KiB for headers and stylize's recipe (about 1 KiB)."""
+    below; an animation's, each frame's), the metadata it keeps, and 64 KiB for headers and
+    stylize's recipe (about 1 KiB)."""
     height, width = size
     meta = content.metadata or Metadata()
     kept = len(meta.icc_profile or b"") + len(meta.exif or b"")
-    return height * width * (3 if content.alpha is None else 4) + height + kept + 2**16
+    return content.frames * (height * width * (3 if content.alpha is None else 4) + height) + kept + 2**16
 
 
 def save_image(image: torch.Tensor, path: Path, alpha: torch.Tensor | None = None,
@@ -407,6 +444,9 @@ def save_picture(picture: Image.Image, path: Path, overwrite: bool = False, qual
     fmt = FORMATS.get(path.suffix.lower(), (None, False))[0]
     if fmt is None:
         raise OutputError(f"{path}: unknown image format '{path.suffix}'")
+    if fmt == "GIF":
+        (picture,), clear = to_gif([picture])
+        options = {**(options or {}), **({} if clear is None else {"transparency": clear})}
     options = {**(options or {}), **({"quality": quality} if fmt in QUALITY_FORMATS else {}),
                **({"compress_level": PNG_COMPRESS_LEVEL} if fmt == "PNG" else {})}
     atomic_write(path, lambda handle: picture.save(handle, format=fmt, **options), overwrite)
@@ -431,3 +471,31 @@ def to_pil(image: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Imag
     pixels = torch.empty((planes.shape[1], planes.shape[2], planes.shape[0]), dtype=torch.uint8)
     pixels.copy_(scaled.permute(1, 2, 0))
     return Image.fromarray(pixels.numpy())  # RGB, or RGBA with the alpha plane
+
+
+def to_gif(pictures: list[Image.Image]) -> tuple[list[Image.Image], int | None]:
+    """``pictures`` (RGB or RGBA, one size) in one palette of 256 colours, dithered (Floyd and
+    Steinberg), and the palette index of the clear pixels (less than half opaque), or None when
+    none is transparent. See GIF_SAMPLE_FRAMES."""
+    clear = any(p.mode == "RGBA" for p in pictures)
+    colours = 255 if clear else 256  # the last index is kept for the clear pixels
+    samples = [p.convert("RGB") for p in pictures[::-(-len(pictures) // GIF_SAMPLE_FRAMES)]]
+    for sample in samples:
+        sample.thumbnail((GIF_SAMPLE_SIDE, GIF_SAMPLE_SIDE))
+    sheet = Image.new("RGB", (samples[0].width, sum(s.height for s in samples)))
+    for index, sample in enumerate(samples):
+        sheet.paste(sample, (0, index * samples[0].height))
+    palette = sheet.quantize(colours, method=Image.Quantize.MEDIANCUT)
+    entries = palette.getpalette() or []
+    if clear:  # the clear pixels' entry: a colour of its own (a writer told the palette maps by colour)
+        used = {tuple(entries[i:i + 3]) for i in range(0, len(entries), 3)}
+        entries += next([c, 0, 255 - c] for c in range(256) if (c, 0, 255 - c) not in used)
+    frames = []
+    for picture in pictures:
+        frame = picture.convert("RGB").quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
+        if clear:
+            frame.putpalette(entries)
+            if picture.mode == "RGBA":
+                frame.paste(colours, mask=picture.getchannel("A").point(lambda a: 255 if a < 128 else 0))
+        frames.append(frame)
+    return frames, colours if clear else None

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from stylize.animation import AnimationWriter, FrameProgress, check_animation, read_frames, read_loop
 from stylize.atomic import check_space
 from stylize.color import preserve_color
 from stylize.config import MIN_ITERATIVE_TILE, BackboneConfig, RunConfig, Variant
@@ -94,6 +95,10 @@ class Iterative:
               masked: bool = False) -> list[tuple[tuple[int, int], int]]:
         """Raise if an image is too small or the run (``masked``: with a --mask) would not fit in
         memory; return the schedule."""
+        if content.frames > 1:
+            raise InputError(f"{content.path}: an animation of {content.frames} frames, and the iterative method "
+                             "stylises one picture: stylise it with a --model (every frame, written as an "
+                             "animation), or save its frames as images and run them as a batch with --init previous")
         for image in (content, *styles):
             if min(image.size) < self.min_side:
                 h, w = image.size
@@ -286,6 +291,22 @@ class Fast:
             results = [torch.lerp(i, r, self.strength) for r, i in zip(results, images)]
         return results
 
+    def animate(self, content: LoadedImage, max_pixels: int, mask: torch.Tensor | None = None,
+                on_frame: Callable[[FrameProgress], None] | None = None) -> tuple[AnimationWriter, torch.Tensor]:
+        """Stylise every frame of the animation ``content`` (its first, loaded: ``check_animation``
+        first), each as ``run`` would a photo and blended by ``mask``; the frames collected for
+        writing, and the last one."""
+        frames = AnimationWriter()
+        for frame in read_frames(content.path, max_pixels):
+            photo = self.input(frame.image)
+            result = self.run([photo])[0]
+            if mask is not None:
+                result = apply_mask(result, photo, mask)
+            frames.add(result, frame.image.alpha, frame.duration)
+            if on_frame:
+                on_frame(FrameProgress(len(frames.pictures), content.frames))
+        return frames, result
+
     def _replay_fits(self, images: torch.Tensor) -> bool:
         """Whether a recorded pass, whose memory pool holds a second pass's activations, leaves
         room: at most a quarter of the free memory each (tile_for allows an eager pass half)."""
@@ -401,6 +422,7 @@ class FastJob:
     stylizer: Fast
     mask: torch.Tensor | None = None  # [1,1,H,W]: where the result is kept over the photo
     recipe: Recipe | None = None  # written into the output (None: --no-recipe)
+    max_pixels: int = DEFAULT_MAX_PIXELS  # an animation's frames are read as the run goes
 
 
 def prepare_fast(content: Path, stylizer: Fast, output: Path, overwrite: bool, quality: int = DEFAULT_QUALITY,
@@ -411,20 +433,28 @@ def prepare_fast(content: Path, stylizer: Fast, output: Path, overwrite: bool, q
     mask_img = load_mask(Path(mask), content_img, max_pixels, invert_mask) if mask is not None else None
     check_output(output, overwrite)
     stylizer.check(content_img, max_pixels)
+    if content_img.frames > 1:
+        check_animation(content_img, output, stylizer.output_size(content_img))
     check_space(output.parent, output_bytes(content_img, stylizer.output_size(content_img)))
     made = stylizer.recipe(content_img, mask, invert_mask) if recipe else None
-    return FastJob(content_img, output, overwrite, quality, stylizer, mask_img, made)
+    return FastJob(content_img, output, overwrite, quality, stylizer, mask_img, made, max_pixels)
 
 
-def execute_fast(job: FastJob, on_tile: Callable[[TileProgress], None] | None = None) -> JobResult:
+def execute_fast(job: FastJob, on_tile: Callable[[TileProgress], None] | None = None,
+                 on_frame: Callable[[FrameProgress], None] | None = None) -> JobResult:
     """Stylise in one forward pass (or in tiles, reporting each to ``on_tile``) and write the
-    output atomically."""
+    output atomically; an animation frame by frame (reporting each to ``on_frame``)."""
     start = time.perf_counter()
+    recipe = None if job.recipe is None else job.recipe.to_text()
+    if job.content.frames > 1:
+        frames, last = job.stylizer.animate(job.content, job.max_pixels, job.mask, on_frame)
+        frames.write(job.output, read_loop(job.content.path, job.max_pixels), job.overwrite, job.quality,
+                     job.content.metadata, recipe)
+        return JobResult(last, {}, False, time.perf_counter() - start)
     photo = job.stylizer.input(job.content)
     result = job.stylizer.run([photo], on_tile)[0]
     if job.mask is not None:
         result = apply_mask(result, photo, job.mask)
-    save_result(result, job.content, job.output, job.overwrite, job.quality,
-                None if job.recipe is None else job.recipe.to_text())
+    save_result(result, job.content, job.output, job.overwrite, job.quality, recipe)
     return JobResult(result, {}, False, time.perf_counter() - start)
 

@@ -262,7 +262,7 @@ def test_png_outputs_are_written_with_zlibs_fastest_setting_and_the_same_pixels(
 def test_tensor_and_pil_conversions_give_the_plain_arithmetics_values(with_alpha):
     """to_pil and the loader's conversion, each a pass or two: the bytes of clamp, scale, round
     (also outside [0,1] and at the rounding points), and the floats of bytes / 255."""
-    from stylize.imageio import _to_tensors, to_pil
+    from stylize.imageio import to_pil, to_tensors
 
     generator = torch.Generator().manual_seed(0)
     image = torch.rand(1, 3, 17, 23, generator=generator) * 1.4 - 0.2
@@ -273,7 +273,7 @@ def test_tensor_and_pil_conversions_give_the_plain_arithmetics_values(with_alpha
     picture = to_pil(image, alpha)
     assert picture.mode == ("RGBA" if with_alpha else "RGB") and picture.size == (23, 17)
     assert picture.tobytes() == expected.numpy().tobytes()
-    rgb, loaded_alpha = _to_tensors(picture)
+    rgb, loaded_alpha = to_tensors(picture)
     assert torch.equal(rgb, expected[..., :3].permute(2, 0, 1).unsqueeze(0).float() / 255.0)
     if with_alpha:
         assert torch.equal(loaded_alpha, expected[..., 3:].permute(2, 0, 1).unsqueeze(0).float() / 255.0)

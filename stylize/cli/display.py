@@ -218,13 +218,14 @@ class TrainProgress:
             self.progress.__exit__(*exc)
 
 
-class TileBar:
+class CountBar:
     """A bar over the tiles of one large photo through a --model (minutes for a large print on a
-    CPU), fed by the tiling's progress callback. It appears at the first report (0 of N tiles,
-    before the first is stylised): a photo stylised in one pass reports none and shows no bar."""
+    CPU), or over an animation's frames, fed by a progress callback (``done`` of ``total``). It
+    appears at the first report (0 of N tiles, before the first is stylised): a photo stylised in
+    one pass reports none and shows no bar."""
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
+    def __init__(self, quiet: bool, what: str) -> None:
+        self.quiet, self.what = quiet, what
         self.progress: Progress | None = None
 
     def __enter__(self):
@@ -232,9 +233,9 @@ class TileBar:
 
     def update(self, p: Any) -> None:
         if self.progress is None:
-            self.progress = progress_bar("tiles {task.completed}/{task.total}")
+            self.progress = progress_bar(self.what + " {task.completed}/{task.total}")
             self.progress.__enter__()
-            self.task = self.progress.add_task("tiles", total=p.total, info="")
+            self.task = self.progress.add_task(self.what, total=p.total, info="")
         self.progress.update(self.task, total=p.total, completed=p.done)
 
     def __exit__(self, *exc: Any) -> None:

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stylize.cli.app import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, app, command_context, half_help, panel
-from stylize.cli.display import BatchProgress, ImageProgress, TileBar, console, count, err_console
+from stylize.cli.display import BatchProgress, CountBar, ImageProgress, console, count, err_console
 from stylize.config import (AUTO_FIRST_SCALE, AUTO_ITERATIONS, DEFAULT_TEMPLATE, VARIANT_TEMPLATE, Backbone,
                             BackboneConfig, ImageFormat, InitKind, LossConfig, OptimizerKind, OutputConfig, Pairing,
                             Pooling, RunConfig, StyleLossKind, Variant, format_layer_weights, number,
@@ -132,7 +132,7 @@ def run(
                     "values]",
                     show_default=False)] = None,
     image_format: Annotated[Optional[ImageFormat], _files_choice("--format", help="Output format \\[default: from "
-                            "-o, else png].", show_default=False)] = None,
+                            "-o, else png; an animated GIF, WebP or PNG keeps its own].", show_default=False)] = None,
     quality: Annotated[int, _files_option(help="JPEG/WebP quality (1-100).")] = DEFAULT_OUTPUT.quality,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (a batch otherwise "
                          "skips them, so re-running it resumes it).")] = False,
@@ -257,10 +257,10 @@ def _plan(inputs: list[Path], style_option: Optional[list[Path]], models: Option
     contents = planning.without_outputs(contents, folder)
     if not contents:
         raise InputError("every content image is inside the output folder; give -o another folder")
-    ext = _extension(out.format, file)
+    ext, keep = _extension(out.format, file), out.format is None and file is None
     if not models:
         return planning.plan(planning.pair(contents, groups, out.pairs), folder, out.template, ext, None, file,
-                             tuple(v.label for v in variants)), single
+                             tuple(v.label for v in variants), keep), single
     # Each photo with each model (--pairs zip: the first with the first, ...), a model's jobs
     # together; its name is the style in the outputs' names.
     if out.pairs is Pairing.zip and len(models) != len(contents):
@@ -269,7 +269,7 @@ def _plan(inputs: list[Path], style_option: Optional[list[Path]], models: Option
     combos = (list(zip(contents, models)) if out.pairs is Pairing.zip
               else [(content, name) for name in models for content in contents])
     return planning.plan([(content, ()) for content, _ in combos], folder, out.template, ext,
-                         [name for _, name in combos], file, tuple(v.label for v in variants)), single
+                         [name for _, name in combos], file, tuple(v.label for v in variants), keep), single
 
 
 def _split_inputs(inputs: list[Path], style_option: Optional[list[Path]], models: Optional[dict[str, str]]
@@ -341,10 +341,11 @@ def _single_fast(planned: Any, stylizer: Any, out: OutputConfig, quiet: bool) ->
 
     job = jobs.prepare_fast(planned.content.path, stylizer, planned.output, out.overwrite, out.quality,
                             out.max_pixels, planned.mask, planned.invert_mask, out.recipe)
-    with TileBar(quiet) as on_tile:
-        result = jobs.execute_fast(job, on_tile)
+    with CountBar(quiet, "tiles") as on_tile, CountBar(quiet, "frames") as on_frame:
+        result = jobs.execute_fast(job, on_tile, on_frame)
     h, w = result.image.shape[-2:]
-    console.print(f"saved {job.output} ({w}x{h}) in {result.seconds:.2f} s with {stylizer.path.name}",
+    frames = f", {job.content.frames} frames" if job.content.frames > 1 else ""
+    console.print(f"saved {job.output} ({w}x{h}{frames}) in {result.seconds:.2f} s with {stylizer.path.name}",
                   markup=False, highlight=False, soft_wrap=True)
 
 

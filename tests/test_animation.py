@@ -1,0 +1,200 @@
+"""Animated GIF, WebP and PNG photos: every frame stylised, written back as an animation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, ImageSequence
+from typer.testing import CliRunner
+
+from conftest import scene
+from stylize.animation import check_animation
+from stylize.cli import app
+from stylize.errors import ResourceError
+from stylize.imageio import LoadedImage, to_gif
+
+runner = CliRunner()
+DURATIONS = [60, 120, 180]
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def frames_of(path: Path, mode: str = "RGB") -> list[Image.Image]:
+    with Image.open(path) as img:
+        return [frame.convert(mode) for frame in ImageSequence.Iterator(img)]
+
+
+def pixels(picture: Image.Image) -> torch.Tensor:
+    return torch.frombuffer(bytearray(picture.tobytes()), dtype=torch.uint8).float()
+
+
+def local_palettes(path: Path) -> list[bool]:
+    """For each frame of a GIF file, whether it brings a palette of its own (else the file's is used)."""
+    data = path.read_bytes()
+    flags = data[10]
+    at, found = 13 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0), []
+
+    def skip_blocks(at: int) -> int:
+        while data[at]:
+            at += data[at] + 1
+        return at + 1
+
+    while data[at] != 0x3B:  # the trailer
+        if data[at] == 0x21:  # an extension: its label, then sub-blocks
+            at = skip_blocks(at + 2)
+            continue
+        assert data[at] == 0x2C, "an image descriptor"
+        packed = data[at + 9]
+        found.append(bool(packed & 0x80))
+        at += 10 + (3 * 2 ** ((packed & 7) + 1) if packed & 0x80 else 0)
+        at = skip_blocks(at + 1)  # the LZW code size, then the data's sub-blocks
+    return found
+
+
+def moving(tmp_path: Path, suffix: str = ".gif", clear: bool = False) -> tuple[Path, list[Image.Image]]:
+    """A 3-frame animation of a scene panning, each frame different; ``clear``: its top-left
+    corner transparent."""
+    whole = scene(64, 40, seed=3)
+    frames = [whole.crop((8 * i, 0, 8 * i + 48, 40)) for i in range(3)]
+    if clear:
+        frames = [f.convert("RGBA") for f in frames]
+        for f in frames:
+            f.paste((0, 0, 0, 0), (0, 0, 12, 10))
+    path = tmp_path / f"anim{suffix}"
+    options = {"lossless": True} if suffix == ".webp" else {}
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=DURATIONS, loop=0, **options)
+    return path, frames
+
+
+def test_an_animated_gif_becomes_an_animated_gif_with_every_frame_stylised_and_its_timing(tmp_path):
+    anim, _ = moving(tmp_path)
+    result = invoke("run", anim, "-m", "starry_night")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "anim_x_starry_night.gif"  # beside the photo, in the photo's own format
+    assert "3 frames" in result.output
+    with Image.open(out) as img:
+        assert img.n_frames == 3 and img.info["loop"] == 0
+        durations = []
+        for frame in ImageSequence.Iterator(img):
+            frame.load()
+            durations.append(frame.info["duration"])
+    assert durations == DURATIONS
+
+
+def test_each_frame_is_stylised_as_that_frame_alone_would_be(tmp_path):
+    """An APNG output (lossless): frame i is, byte for byte, the still result of frame i."""
+    anim, frames = moving(tmp_path)
+    assert invoke("run", anim, "-m", "starry_night", "-o", tmp_path / "out.png").exit_code == 0
+    got = frames_of(tmp_path / "out.png")
+    assert len(got) == 3
+    for index, frame in enumerate(frames):
+        # The GIF's frames as Pillow decodes them (its 256 colours), each stylised as a still.
+        still = tmp_path / f"frame{index}.png"
+        frames_of(anim)[index].save(still)
+        assert invoke("run", still, "-m", "starry_night", "-o", tmp_path / f"still{index}.png").exit_code == 0
+        with Image.open(tmp_path / f"still{index}.png") as expected:
+            assert got[index].tobytes() == expected.convert("RGB").tobytes(), index
+    assert got[0].tobytes() != got[1].tobytes()  # the frames differ: not one frame repeated
+
+
+def test_a_gif_output_shares_one_palette_and_stays_close_to_the_lossless_frames(tmp_path):
+    anim, _ = moving(tmp_path)
+    assert invoke("run", anim, "-m", "starry_night", "-o", tmp_path / "out.png").exit_code == 0
+    assert invoke("run", anim, "-m", "starry_night", "-o", tmp_path / "out.gif").exit_code == 0
+    assert local_palettes(tmp_path / "out.gif") == [False, False, False]  # all in the global one
+    for gif, exact in zip(frames_of(tmp_path / "out.gif"), frames_of(tmp_path / "out.png")):
+        # 256 colours, dithered: each pixel off by rounding, the frame's average by far less
+        assert (pixels(gif) - pixels(exact)).abs().mean() < 8
+
+
+def test_to_gif_keeps_the_colours_of_every_frame_in_its_one_palette():
+    red, blue = Image.new("RGB", (20, 20), (250, 10, 10)), Image.new("RGB", (20, 20), (10, 10, 250))
+    (first, second), clear = to_gif([red, blue])
+    assert clear is None and first.getpalette() == second.getpalette()
+    assert first.convert("RGB").tobytes() == red.tobytes() and second.convert("RGB").tobytes() == blue.tobytes()
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".png"])
+def test_clear_pixels_stay_clear_in_every_frame(tmp_path, suffix):
+    anim, _ = moving(tmp_path, ".png", clear=True)
+    assert invoke("run", anim, "-m", "starry_night", "-o", tmp_path / f"out{suffix}").exit_code == 0
+    frames = frames_of(tmp_path / f"out{suffix}", "RGBA")
+    assert len(frames) == 3
+    for frame in frames:
+        assert frame.getpixel((2, 2))[3] == 0 and frame.getpixel((40, 30))[3] == 255
+
+
+def test_webp_animations_and_a_batch_with_an_animation_and_a_still(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    moving(folder, ".webp")
+    scene(48, 40).save(folder / "still.png")
+    result = invoke("run", folder, "-m", "starry_night", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "out" / "anim_x_starry_night.webp") as img:
+        assert img.n_frames == 3
+    with Image.open(tmp_path / "out" / "still_x_starry_night.png") as img:
+        assert not getattr(img, "is_animated", False)
+    again = invoke("run", folder, "-m", "starry_night", "-o", tmp_path / "out")  # resumes: nothing to do
+    assert again.exit_code == 0 and "0 to do" in again.output
+
+
+def test_the_recipe_of_an_animated_gif_makes_the_same_bytes_again(tmp_path, monkeypatch):
+    anim, _ = moving(tmp_path)
+    monkeypatch.chdir(tmp_path)  # the command names its files as the folder that holds them does
+    assert invoke("run", anim, "-m", "starry_night", "--strength", "0.6").exit_code == 0
+    out = tmp_path / "anim_x_starry_night.gif"
+    info = invoke("info", out)
+    assert info.exit_code == 0, info.output
+    command = next(line.split() for line in info.output.splitlines() if line.strip().startswith("stylize run"))
+    assert "--strength" in command
+    again = invoke(*command[1:], "-o", tmp_path / "again.gif")
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "again.gif").read_bytes() == out.read_bytes()
+
+
+def test_a_mask_keeps_the_photo_where_it_is_black_in_every_frame(tmp_path):
+    anim, _ = moving(tmp_path)
+    mask = Image.new("L", (48, 40), 255)
+    mask.paste(0, (0, 0, 24, 40))  # the left half black
+    mask.save(tmp_path / "half.png")
+    result = invoke("run", anim, "-m", "starry_night", "--mask", tmp_path / "half.png", "-o", tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    for got, photo in zip(frames_of(tmp_path / "out.png"), frames_of(anim), strict=True):
+        assert got.crop((0, 0, 24, 40)).tobytes() == photo.crop((0, 0, 24, 40)).tobytes()
+        assert got.crop((24, 0, 48, 40)).tobytes() != photo.crop((24, 0, 48, 40)).tobytes()
+
+
+def test_animations_refused_where_they_cannot_be_made(tmp_path, painting):
+    anim, _ = moving(tmp_path)
+    still = invoke("run", anim, "-m", "starry_night", "-o", tmp_path / "out.jpg")
+    assert still.exit_code == 2 and "animation of 3 frames" in still.output and "JPEG holds one picture" in still.output
+    iterative = invoke("run", anim, painting, "--iterations", "1")
+    assert iterative.exit_code == 2 and "animation of 3 frames" in iterative.output and "--model" in iterative.output
+    assert len(iterative.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out.jpg").exists() and not list(tmp_path.glob("anim_x_*"))
+
+
+def test_a_truncated_animation_is_one_line_and_writes_nothing(tmp_path):
+    anim, _ = moving(tmp_path)
+    data = anim.read_bytes()
+    anim.write_bytes(data[: len(data) * 2 // 3])  # the first frame whole, a later one cut
+    result = invoke("run", anim, "-m", "starry_night", "-o", tmp_path / "out.gif")
+    assert result.exit_code == 2 and "truncated or corrupt" in result.output
+    assert not (tmp_path / "out.gif").exists() and not list(tmp_path.glob(".out.gif.*"))
+
+
+def test_frames_too_many_to_hold_are_refused_before_any_work(tmp_path):
+    huge = LoadedImage(rgb=torch.zeros(1, 3, 8, 8), alpha=None, path=tmp_path / "a.gif", frames=10**7)
+    with pytest.raises(ResourceError, match="10000000 frames of 4000x3000"):
+        check_animation(huge, tmp_path / "out.gif", (3000, 4000))
+
+
+def test_a_still_can_be_written_as_a_gif(tmp_path, photo):
+    assert invoke("run", photo, "-m", "starry_night", "--format", "gif", "-o", tmp_path / "out").exit_code == 0
+    with Image.open(tmp_path / "out" / "photo_x_starry_night.gif") as img:
+        assert img.format == "GIF" and img.size == (48, 40) and not getattr(img, "is_animated", False)
