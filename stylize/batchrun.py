@@ -26,7 +26,7 @@ import torch
 from stylize.animation import check_animation, read_loop
 from stylize.batch import PlannedJob, prepare_folders
 from stylize.atomic import check_space
-from stylize.errors import DiskFullError, StylizeError
+from stylize.errors import DiskFullError, InputError, StylizeError
 from stylize.config import InitKind, OutputConfig
 from stylize.device import is_out_of_memory
 from stylize.distributed import SINGLE, World, gather, shard
@@ -114,6 +114,11 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
         start = time.perf_counter()
         try:
             content = load_image(job.content.path, options.max_pixels)
+            if content.frames > 1:
+                alone = f"stylize run {job.content.path} {job.styles[0]}" if len(job.styles) == 1 else \
+                    "stylize run ANIMATION STYLE"
+                raise InputError(f"{job.content.path}: an animation of {content.frames} frames, which the iterative "
+                                 f"method makes alone: {alone} (a --model makes it in a batch too)")
             mask = _mask(job, content, options.max_pixels)
             style_images = [_style(stylizer.style_images, path, options.max_pixels)
                             for path in job.styles]

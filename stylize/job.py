@@ -95,10 +95,6 @@ class Iterative:
               masked: bool = False) -> list[tuple[tuple[int, int], int]]:
         """Raise if an image is too small or the run (``masked``: with a --mask) would not fit in
         memory; return the schedule."""
-        if content.frames > 1:
-            raise InputError(f"{content.path}: an animation of {content.frames} frames, and the iterative method "
-                             "stylises one picture: stylise it with a --model (every frame, written as an "
-                             "animation), or save its frames as images and run them as a batch with --init previous")
         for image in (content, *styles):
             if min(image.size) < self.min_side:
                 h, w = image.size
@@ -345,6 +341,8 @@ class Job:
     init: LoadedImage | None = None
     mask: torch.Tensor | None = None  # [1,1,H,W]: where the result is kept over the photo
     recipe: Recipe | None = None  # written into the output (None: --no-recipe)
+    max_pixels: int = DEFAULT_MAX_PIXELS  # an animation's frames are read as the run goes
+    run_key: str = ""  # an animation's recipe, however --no-recipe is set: whose frames a resumed run takes
 
 
 @dataclass(frozen=True)
@@ -370,6 +368,9 @@ def prepare(content: Path, styles: list[Path], output: Path, config: RunConfig, 
     ``mask``: where to keep the style (white) and the photo (black), see ``imageio.load_mask``;
     ``recipe``: write how the output was made into it (stylize.recipe)."""
     content_img = load_image(Path(content), max_pixels)
+    if content_img.frames > 1 and (init is not None or config.save_every):
+        raise InputError(f"{content}: an animation's frames start from their photos and from the frame before; "
+                         f"{'--init-image' if init is not None else '--save-every'} is for one picture")
     init_img = load_image(Path(init), max_pixels) if init is not None else None
     mask_img = load_mask(Path(mask), content_img, max_pixels, invert_mask) if mask is not None else None
     style_imgs = [load_image(Path(s), max_pixels) for s in styles]
@@ -384,10 +385,16 @@ def prepare(content: Path, styles: list[Path], output: Path, config: RunConfig, 
                 if path.exists() and not overwrite:
                     raise OutputError(f"{path}: exists already; pass --overwrite to replace it")
                 files.append(size)
+    if content_img.frames > 1:
+        check_animation(content_img, output, schedule[-1][0])
+        files.append(schedule[-1][0])  # each frame kept until the animation is written (stylize.animated)
     # Room for them all, before minutes of work that a full disk would lose.
     check_space(output.parent, sum(output_bytes(content_img, size) for size in files))
-    made = stylizer.recipe(content_img, style_imgs, schedule, init_img, mask, invert_mask) if recipe else None
-    return Job(content_img, style_imgs, output, overwrite, quality, stylizer, schedule, init_img, mask_img, made)
+    animated = content_img.frames > 1
+    made = stylizer.recipe(content_img, style_imgs, schedule, init_img, mask, invert_mask) if recipe or animated \
+        else None
+    return Job(content_img, style_imgs, output, overwrite, quality, stylizer, schedule, init_img, mask_img,
+               made if recipe else None, max_pixels, made.to_text() if made is not None and animated else "")
 
 
 def execute(job: Job, on_progress: ProgressFn | None = None) -> JobResult:

@@ -193,6 +193,34 @@ class BatchProgress:
             self.progress.__exit__(*exc)
 
 
+class FramesProgress:
+    """A bar over an animation's frames and, below it, the frame in progress (iterative method)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.progress: Progress | None = None
+        self.image = ImageProgress(quiet)
+
+    def __enter__(self):
+        if self.quiet:
+            return None, None
+        self.progress = progress_bar()
+        self.progress.__enter__()
+        self.task = self.progress.add_task("frames", total=None, info="")
+        self.image.attach(self.progress)
+        return self.on_frame, self.image.update
+
+    def on_frame(self, p: Any) -> None:
+        assert self.progress is not None
+        self.progress.update(self.task, total=p.total, completed=p.done, description=f"frames {p.done}/{p.total}")
+        if p.done < p.total:  # the frame's own clock, for its elapsed and remaining time
+            self.progress.reset(self.image.task, total=None, description="starting", info="")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+
 class TrainProgress:
     """A progress bar over the training steps, fed by the trainer's progress callback."""
 

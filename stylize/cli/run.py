@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stylize.cli.app import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, app, command_context, half_help, panel
-from stylize.cli.display import BatchProgress, CountBar, ImageProgress, console, count, err_console
+from stylize.cli.display import BatchProgress, CountBar, FramesProgress, ImageProgress, console, count, err_console
 from stylize.config import (AUTO_FIRST_SCALE, AUTO_ITERATIONS, DEFAULT_TEMPLATE, VARIANT_TEMPLATE, Backbone,
                             BackboneConfig, ImageFormat, InitKind, LossConfig, OptimizerKind, OutputConfig, Pairing,
                             Pooling, RunConfig, StyleLossKind, Variant, format_layer_weights, number,
@@ -206,9 +206,13 @@ def run(
                 variant.apply(config)
             backbone_cfg = BackboneConfig(name=backbone, weights=weights, pooling=pooling,
                                           download_progress=not quiet)
-            if init is InitKind.previous and (single or init_image is not None or world.distributed):
-                raise InputError("--init previous starts each frame of a batch from the frame before: give a folder "
-                                 "(or pattern) of frames, without --init-image, in one process (not torchrun)")
+            from stylize.imageio import animation_suffix
+            animation = single and animation_suffix(jobs[0].content.path) is not None  # (what it does anyway)
+            if init is InitKind.previous and ((single and not animation) or init_image is not None
+                                              or world.distributed):
+                raise InputError("--init previous starts each frame from the frame before: give a folder (or "
+                                 "pattern) of frames or an animation, without --init-image, in one process (not "
+                                 "torchrun)")
             if single:
                 _single_iterative(jobs[0], config, backbone_cfg, device, out_cfg, quiet, init_image)
             elif init_image is not None:
@@ -323,6 +327,9 @@ def _single_iterative(planned: Any, config: RunConfig, backbone: BackboneConfig,
         (ih, iw), (ch, cw) = job.init.rgb.shape[-2:], job.content.rgb.shape[-2:]
         err_console.print(f"note: --init-image is {iw}x{ih} and the photo {cw}x{ch}: starting from its centre, "
                           "cropped to the photo's proportions", markup=False, soft_wrap=True)
+    if job.content.frames > 1:
+        _animation(job, quiet)
+        return
     with ImageProgress(quiet) as report:
         result = jobs.execute(job, on_progress=report)
     if result.interrupted:
@@ -334,6 +341,21 @@ def _single_iterative(planned: Any, config: RunConfig, backbone: BackboneConfig,
     losses = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
     console.print(f"saved {job.output} ({w}x{h}) in {result.seconds:.1f} s; loss: {losses}", markup=False,
                   highlight=False, soft_wrap=True)
+
+
+def _animation(job: Any, quiet: bool) -> None:
+    from stylize.animated import execute_animation, work_folder
+
+    with FramesProgress(quiet) as (on_frame, on_progress):
+        result = execute_animation(job, on_frame, on_progress)
+    if result.interrupted:
+        err_console.print(f"interrupted: the frames made are kept in {work_folder(job.output)}; run the same command "
+                          "again to go on from them", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    h, w = result.last.shape[-2:]
+    earlier = f", {result.resumed} of them made by the interrupted run before" if result.resumed else ""
+    console.print(f"saved {job.output} ({w}x{h}, {result.frames} frames{earlier}) in {result.seconds:.1f} s",
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 def _single_fast(planned: Any, stylizer: Any, out: OutputConfig, quiet: bool) -> None:
