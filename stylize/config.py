@@ -228,8 +228,9 @@ def parse_layer_weights(text: str, option: str) -> LayerWeights:
 
 
 def format_layer_weights(layers: LayerWeights) -> str:
-    """The inverse of parse_layer_weights: ``relu1_1,relu2_1:0.5`` (weights of 1 left out)."""
-    return ",".join(name if weight == 1 else f"{name}:{weight:g}" for name, weight in layers)
+    """The inverse of parse_layer_weights: ``relu1_1,relu2_1:0.5`` (weights of 1 left out), each
+    weight exactly (``number``): what a recipe's command and a model file's record give back."""
+    return ",".join(name if weight == 1 else f"{name}:{number(weight)}" for name, weight in layers)
 
 
 def number(value: float) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from stylize import __version__
-from stylize.config import Backbone, BackboneConfig, OptimizerKind, RunConfig, number
+from stylize.config import Backbone, BackboneConfig, OptimizerKind, RunConfig, format_layer_weights, number
 from stylize.errors import InputError
 
 MADE_BY = f"stylize {__version__}"
@@ -132,8 +132,8 @@ def iterative_recipe(config: RunConfig, backbone: BackboneConfig, schedule: list
         ("--scales", ",".join(str(max(hw)) for hw, _ in schedule[:-1]) or "1"),
         ("--iterations", ",".join(str(n) for _, n in schedule)),
         ("--content-weight", number(loss.content_weight)), ("--style-weight", number(loss.style_weight)),
-        ("--tv-weight", number(loss.tv_weight)), ("--content-layers", layers(loss.content_layers)),
-        ("--style-layers", layers(loss.style_layers)), ("--style-loss", loss.style_loss.value),
+        ("--tv-weight", number(loss.tv_weight)), ("--content-layers", format_layer_weights(loss.content_layers)),
+        ("--style-layers", format_layer_weights(loss.style_layers)), ("--style-loss", loss.style_loss.value),
         ("--optimizer", config.optimizer.value)]
     if config.optimizer is OptimizerKind.adam:
         options.append(("--lr", number(config.learning_rate)))
@@ -175,11 +175,6 @@ def _recipe(method: str, inputs: list[Input], options: list[tuple[str, str | Non
             invert_mask: bool) -> Recipe:
     options += [("--invert-mask", None)] if invert_mask else []
     return Recipe(method, tuple(inputs), (*options, ("--device", str(device))), str(device), torch.__version__)
-
-
-def layers(weights: tuple[tuple[str, float], ...]) -> str:
-    """``relu1_1,relu2_1:0.5``: layer weights as --style-layers takes them, exactly."""
-    return ",".join(name if weight == 1 else f"{name}:{number(weight)}" for name, weight in weights)
 
 
 def file_input(role: str, path: Path) -> Input:

@@ -165,3 +165,14 @@ def test_recipes_read_back_exactly_and_refuse_other_text():
 @pytest.mark.parametrize("value", [30.0, 0.01, 1e-5, 0.1 + 0.2, 7.5, 1 / 3])
 def test_numbers_are_written_as_the_command_line_reads_them_back(value):
     assert float(number(value)) == value and not number(value).endswith(".0")
+
+
+def test_layer_weights_are_written_as_they_are_read_back_exactly():
+    """One formatting serves a recipe's command, the CLI's defaults and a model file's record:
+    a weight such as 1/3 must come back the same, not rounded to six digits."""
+    from stylize.config import format_layer_weights, parse_layer_weights
+
+    weights = (("relu1_1", 1.0), ("relu2_1", 1 / 3), ("relu3_1", 2.5e-05))
+    text = format_layer_weights(weights)
+    assert text.startswith("relu1_1,relu2_1:0.333333333")
+    assert parse_layer_weights(text, "--style-layers") == weights
