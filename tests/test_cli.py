@@ -450,3 +450,8 @@ def test_help_groups_the_options_by_what_reads_them():
     train = re.split(r"╭─ ", runner.invoke(app, ["train", "--help"], env={"COLUMNS": "300"}).output)
     assert any(p.startswith("The network") and "--shuffle" in p for p in train)
     assert any(p.startswith("The objective") and "--shift-weight" in p for p in train)
+
+
+def test_the_usage_line_says_once_that_inputs_repeat():
+    usage = next(line for line in runner.invoke(app, ["run", "--help"]).output.splitlines() if "Usage:" in line)
+    assert usage.rstrip().endswith(" {CONTENT [STYLE]}...")  # (Typer adds the braces and the dots)

@@ -52,7 +52,7 @@ def _check_method_options(ctx: typer.Context, model: Optional[list[str]]) -> Non
 def run(
     ctx: typer.Context,
     inputs: Annotated[list[Path], typer.Argument(help="CONTENT then STYLE images: files, folders or quoted glob "
-                      "patterns. With --style or --model every argument is a CONTENT.", metavar="CONTENT [STYLE]...",
+                      "patterns. With --style or --model every argument is a CONTENT.", metavar="CONTENT [STYLE]",
                       show_default=False)],
     style_option: Annotated[Optional[list[Path]], typer.Option("--style", "-s", help="A style image, folder or "
                             "pattern (repeatable); then every argument is a CONTENT.", show_default=False)] = None,
