@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from stylize.animated import execute_animation
 from stylize.animation import check_animation, read_loop
 from stylize.batch import PlannedJob, prepare_folders
 from stylize.atomic import check_space
@@ -33,7 +34,7 @@ from stylize.distributed import SINGLE, World, gather, shard
 from stylize.imageio import (LoadedImage, apply_mask, is_empty, load_image, load_mask, output_bytes, resize,
                              save_picture, save_result)
 from stylize.sheet import contact_sheet
-from stylize.job import Fast, Frame, Iterative
+from stylize.job import Fast, Frame, Iterative, Job
 from stylize.recipe import file_input
 from stylize.optimize import ProgressFn, Result
 
@@ -114,16 +115,22 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
         start = time.perf_counter()
         try:
             content = load_image(job.content.path, options.max_pixels)
-            if content.frames > 1:
-                alone = f"stylize run {job.content.path} {job.styles[0]}" if len(job.styles) == 1 else \
-                    "stylize run ANIMATION STYLE"
-                raise InputError(f"{job.content.path}: an animation of {content.frames} frames, which the iterative "
-                                 f"method makes alone: {alone} (a --model makes it in a batch too)")
+            if content.frames > 1 and frames:
+                raise InputError(f"{job.content.path}: an animation of {content.frames} frames among the frames "
+                                 "of --init previous; run it in a batch without --init previous (its own frames "
+                                 "follow each other anyway)")
             mask = _mask(job, content, options.max_pixels)
             style_images = [_style(stylizer.style_images, path, options.max_pixels)
                             for path in job.styles]
             schedule = stylizer.check(content, style_images, masked=mask is not None)
             check_space(job.output.parent, output_bytes(content, schedule[-1][0]))
+            if content.frames > 1:
+                if not _animate_iterative(job, content, style_images, mask, schedule, stylizer, options, on_progress):
+                    summary.interrupted = True  # (its finished frames are kept: running the batch again goes on)
+                    return summary
+                _record(summary, on_job, index, len(jobs), Outcome(job, Status.done,
+                                                                   seconds=time.perf_counter() - start))
+                continue
             before = (predecessors or {}).get(job.output) if frames else None
             previous = _previous_frame(before, last, options.max_pixels) if frames else None
             result, moved = _stylize(stylizer, content, style_images, schedule, mask, frames, previous, on_progress)
@@ -151,6 +158,21 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
             continue
         _record(summary, on_job, index, len(jobs), Outcome(job, Status.done, seconds=time.perf_counter() - start))
     return summary
+
+
+def _animate_iterative(job: PlannedJob, content: LoadedImage, styles: list[LoadedImage], mask: torch.Tensor | None,
+                       schedule: list[tuple[tuple[int, int], int]], stylizer: Iterative, options: OutputConfig,
+                       on_progress: ProgressFn | None) -> bool:
+    """An animated photo of the batch, frame by frame (stylize.animated); False: interrupted."""
+    if mask is not None and is_empty(mask):
+        raise InputError(f"{job.mask}: black (or clear) everywhere: no frame of the animation would be stylised")
+    size = schedule[-1][0]
+    check_animation(content, job.output, size)
+    check_space(job.output.parent, output_bytes(content, size))  # its frames, kept until it is written
+    recipe = stylizer.recipe(content, styles, schedule, mask=job.mask, invert_mask=job.invert_mask)
+    animation = Job(content, styles, job.output, options.overwrite, options.quality, stylizer, schedule, None, mask,
+                    recipe if options.recipe else None, options.max_pixels, recipe.to_text())
+    return not execute_animation(animation, None, on_progress).interrupted
 
 
 def frame_predecessors(jobs: list[PlannedJob]) -> dict[Path, PlannedJob]:

@@ -281,7 +281,23 @@ def test_options_for_one_picture_are_refused_with_an_animation(tmp_path, paintin
     assert snapshots.exit_code == 2 and "--save-every is for one picture" in snapshots.output
     previous = invoke("run", anim, painting, *ITERATIVE, "--init", "previous")  # what an animation does anyway
     assert previous.exit_code == 0, previous.output
+    sequence = invoke("run", anim, photo, "-s", painting, *ITERATIVE, "--init", "previous", "-o", tmp_path / "seq")
+    assert sequence.exit_code == 1 and "an animation of 3 frames among the frames of --init previous" in \
+        " ".join(sequence.output.split())
+    assert (tmp_path / "seq" / "photo_x_painting.png").exists()
+
+
+def test_an_iterative_batch_makes_its_animations_frame_by_frame(tmp_path, painting, photo):
+    anim, _ = moving(tmp_path)
     batch = invoke("run", anim, photo, "-s", painting, *ITERATIVE, "-o", tmp_path / "out")
-    assert batch.exit_code == 1 and "an animation of 3 frames" in batch.output
-    assert f"stylize run {anim} {painting}" in batch.output.replace("\n", "")
+    assert batch.exit_code == 0, batch.output
+    assert len(frames_of(tmp_path / "out" / "anim_x_painting.gif")) == 3
     assert (tmp_path / "out" / "photo_x_painting.png").exists()
+    assert not (tmp_path / "out" / ".anim_x_painting.gif.frames").exists()
+    # the same frames as the animation alone makes (the first frame: as its still)
+    alone = invoke("run", anim, painting, *ITERATIVE, "-o", tmp_path / "alone.png")
+    assert alone.exit_code == 0, alone.output
+    lossless = invoke("run", anim, photo, "-s", painting, *ITERATIVE, "-o", tmp_path / "png", "--format", "png")
+    assert lossless.exit_code == 0, lossless.output
+    assert [f.tobytes() for f in frames_of(tmp_path / "png" / "anim_x_painting.png")] == \
+        [f.tobytes() for f in frames_of(tmp_path / "alone.png")]
