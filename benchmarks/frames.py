@@ -23,6 +23,7 @@ import torch
 from common import SHARED, device_name, setup_device
 from stylize.config import BackboneConfig, InitKind, RunConfig
 from stylize.imageio import LoadedImage, fit_long_side, load_image, resize
+from stylize import job
 from stylize.job import Fast, Frame, Iterative
 
 PAN = 3  # px a frame, at the run's size
@@ -64,17 +65,40 @@ def run(frames: list[torch.Tensor], style: LoadedImage, init: InitKind, size: in
     return results, objectives, (time.perf_counter() - start) / len(frames)
 
 
+def pair_errors(images: list[torch.Tensor], pan: int) -> list[float]:
+    """|frame t - frame t-1 moved with the camera| for each pair in turn."""
+    return [float((b[..., :, :b.shape[-1] - pan] - a[..., :, pan:]).abs().mean()) for a, b in zip(images, images[1:])]
+
+
+def first_longer(frames: list[torch.Tensor], style: LoadedImage, size: int, device: str, factors: list[int]) -> None:
+    """--init previous with the first frame's full-size scale run each of ``factors`` times as
+    long (stylize's FIRST_FRAME_ITERATIONS): the change between each pair of frames in turn and
+    each frame's objective."""
+    for factor in factors:
+        job.FIRST_FRAME_ITERATIONS = factor
+        results, objectives, seconds = run(frames, style, InitKind.previous, size, device)
+        print(f"  first frame x{factor}: pairs {' '.join(f'{e:.4f}' for e in pair_errors(results, PAN))}; "
+              f"objectives {' '.join(f'{o:.3f}' for o in objectives)}; {seconds:.1f} s a frame", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--first-longer", default="", help="instead: the pan with --init previous, the first "
+                        "frame's last scale run each of these many times as long, such as 1,2,4")
     args = parser.parse_args()
     device = setup_device(args.device)
     print(f"device: {device_name(device)}; {args.frames} frames at {args.size} px, tubingen x starry_night")
     photo = load_image(SHARED / "content" / "tubingen.jpg").rgb
     style = load_image(SHARED / "styles" / "starry_night.jpg")
     size = fit_long_side(*photo.shape[-2:], args.size)
+    if args.first_longer:
+        print(f"pan {PAN} px a frame, --init previous:")
+        first_longer(clip(photo, size, args.frames, PAN), style, args.size, args.device,
+                     [int(f) for f in args.first_longer.split(",")])
+        return
     for name, pan in (("pan 3 px a frame", PAN), ("still camera", 0)):
         frames = clip(photo, size, args.frames, pan)
         print(f"{name}: the input frames' own temporal error {temporal_error(frames, pan):.4f}")

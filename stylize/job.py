@@ -20,7 +20,7 @@ import torch
 from stylize.animation import AnimationWriter, FrameProgress, check_animation, read_frames, read_loop
 from stylize.atomic import check_space
 from stylize.color import preserve_color
-from stylize.config import MIN_ITERATIVE_TILE, BackboneConfig, RunConfig, Variant
+from stylize.config import FIRST_FRAME_ITERATIONS, MIN_ITERATIVE_TILE, BackboneConfig, RunConfig, Variant
 from stylize.cudagraph import SameShapeReplay
 from stylize.device import gigabytes, make_deterministic, memory_budget, resolve_device, resolve_half
 from stylize.errors import ImageError, InputError, OutputError, ResourceError, StylizeError
@@ -153,15 +153,20 @@ class Iterative:
                   on_progress: ProgressFn | None = None,
                   mask: torch.Tensor | None = None) -> tuple[Result, tuple[float, float] | None]:
         """A video frame (--init previous): from the ``previous`` frame's result moved with the
-        camera (stylize.motion), at full size only; a first frame, or the first after a cut, as
-        ``run``. Returns the result and the shift it followed (None: it started from its photo)."""
+        camera (stylize.motion), at full size only; a first frame, or the first after a cut, from
+        its photo as ``run`` would, its full-size scale FIRST_FRAME_ITERATIONS times as long.
+        Returns the result and the shift it followed (None: it started from its photo)."""
         moved = None
         size = self._size(content)  # the shift is in its pixels
         # (A previous result of another size: the batch before was run with another --size.)
         if previous is not None and previous.photo.shape == content.rgb.shape and previous.result.shape[-2:] == size:
             moved = follow(resize(previous.photo, size), resize(content.rgb, size))
-        if moved is None:
-            return self.run(content, styles, on_progress, mask=mask), None
+        if moved is None:  # a sequence's first frame, or the first after a cut (FIRST_FRAME_ITERATIONS)
+            schedule = plan_schedule(*content.size, self.config, self.min_side)
+            longer = tuple(n for _, n in schedule[:-1]) + (schedule[-1][1] * FIRST_FRAME_ITERATIONS,)
+            return run_iterative(content.rgb, [s.rgb for s in styles], replace(self.config, iterations=longer),
+                                 self.extractor, on_progress=on_progress, cache=self.cache, mask=mask,
+                                 tile=self.tile_for(size, mask is not None)), None
         result = run_iterative(content.rgb, [s.rgb for s in styles], self.config, self.extractor,
                                on_progress=on_progress, cache=self.cache, init=shift(previous.result, *moved),
                                mask=mask, full_size_only=True, tile=self.tile_for(size, mask is not None))

@@ -170,3 +170,27 @@ def test_a_frame_whose_matte_is_empty_is_the_photo_and_the_next_starts_afresh(tm
     assert (tmp_path / "out" / "f2_x_painting.png").read_bytes() == kept
     result = invoke("run", frames / "f1.png", painting, "--mask", mattes / "f1.png", "-o", tmp_path / "one.png")
     assert result.exit_code == 2 and "nothing would be stylised" in result.stderr  # a single run: a mistake
+
+
+def test_a_sequences_first_frame_runs_its_full_size_scale_longer(wide):
+    """The later frames go on from the one before: the first, from its photo, runs its last
+    scale FIRST_FRAME_ITERATIONS times as long, so that the texture does not go on changing over
+    the first frames; the frames after it run their own iterations at full size only."""
+    from pathlib import Path
+
+    from stylize.config import FIRST_FRAME_ITERATIONS, BackboneConfig, InitKind, RunConfig
+    from stylize.imageio import LoadedImage
+    from stylize.job import Frame, Iterative
+
+    stylizer = Iterative(RunConfig(size=80, scales=(40,), iterations=(2, 3), init=InitKind.previous),
+                         BackboneConfig(), "cpu")
+    style = LoadedImage(rgb=tensor(stripes(40, 40)), alpha=None, path=Path("painting.png"))
+    first, second = (LoadedImage(rgb=view(wide, 20, 10 + PAN * t), alpha=None, path=Path(f"f{t}.png"))
+                     for t in range(2))
+    reports: list = []
+    result, moved = stylizer.run_frame(first, [style], None, reports.append)
+    assert moved is None and {p.scale: p.iterations for p in reports} == {0: 2, 1: 3 * FIRST_FRAME_ITERATIONS}
+    assert len(reports) == 2 + 3 * FIRST_FRAME_ITERATIONS
+    reports.clear()
+    _, moved = stylizer.run_frame(second, [style], Frame(first.rgb, result.image), reports.append)
+    assert moved is not None and {(p.scales, p.iterations) for p in reports} == {(1, 3)} and len(reports) == 3
