@@ -73,6 +73,7 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", "
 # ISO media files say what they hold in their first box ("ftyp"): these brands are HEIF stills, AVIF.
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
 _AVIF_BRANDS = {b"avif", b"avis"}
+_VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,10 @@ def _unreadable(path: Path) -> str:
     if brands & _HEIF_BRANDS:
         return ("a HEIC/HEIF photo, which needs pillow-heif: pip install pillow-heif (or pip install "
                 "'stylize[heif]'), or convert it to JPEG")
+    if brands or Path(path).suffix.lower() in _VIDEO_SUFFIXES:  # (another ISO media file is a video)
+        return (f"a video, which stylize takes as frames: extract them (ffmpeg -i {Path(path).name} "
+                "frames/%05d.png) and give the folder (with a painting, --init previous keeps the texture "
+                "steady), or make it an animated GIF or WebP")
     return "not an image file that can be read (PNG, JPEG, WebP, TIFF, BMP, ...)"
 
 

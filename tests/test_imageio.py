@@ -348,7 +348,16 @@ def test_a_heic_or_avif_file_that_cannot_be_read_says_what_to_install(tmp_path, 
     with pytest.raises(ImageError, match={"heic": "a HEIC/HEIF photo, which needs pillow-heif: pip install",
                                           "avif": "an AVIF image, which this Pillow cannot read"}[kind]):
         load_image(path)
-    video = tmp_path / "clip.mp4"
+    video = tmp_path / "clip.bin"  # an ISO media file of another brand: a video, whatever its name
     video.write_bytes(b"\0\0\0\x18ftypisom\0\0\0\0isomavc1" + b"\0" * 200)
-    with pytest.raises(ImageError, match="not an image file that can be read"):
+    with pytest.raises(ImageError, match=r"a video, which stylize takes as frames: extract them \(ffmpeg -i clip.bin"):
         load_image(video)
+
+
+def test_a_video_file_says_how_to_stylise_its_frames(tmp_path):
+    (tmp_path / "clip.mkv").write_bytes(b"\x1aE\xdf\xa3" + b"\0" * 200)  # Matroska's header
+    (tmp_path / "notes.png").write_bytes(b"not a picture")
+    with pytest.raises(ImageError, match="clip.mkv: a video, which stylize takes as frames"):
+        load_image(tmp_path / "clip.mkv")
+    with pytest.raises(ImageError, match="notes.png: not an image file that can be read"):
+        load_image(tmp_path / "notes.png")
