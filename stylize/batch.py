@@ -146,6 +146,9 @@ def render(template: str, folder: Path, content: Source, style_label: str, ext: 
                            ext=ext)
     relative = Path(name)
     if relative.is_absolute() or not name.strip() or ".." in relative.parts:
+        if not variant and "{variant}" in template:
+            raise OutputError(f"--name '{template}' gives '{name}': {{variant}} is empty without several values of "
+                              "--style-weight, --style-scale or --strength; leave it out of --name")
         raise OutputError(f"--name '{template}' gives '{name}', which is not inside the output folder {folder}; "
                           "use a relative name without '..'")
     return folder / relative

@@ -97,6 +97,7 @@ def test_bad_sweeps_are_refused_before_anything_is_written(photo, painting, tmp_
         (["--style-weight", "1,2", "-o", tmp_path / "one.png"], "a batch writes many images"),
         (["--style-weight", "1,2", "--name", "{content}.{ext}", "-o", tmp_path / "o"], "{variant}"),
         (["--style-weight", "1,2", "--save-every", "1"], "--save-every is for a single photo"),
+        (["--name", "{variant}/{content}.{ext}", "-o", tmp_path / "o"], "{variant} is empty without several"),
     ]:
         result = invoke("run", photo, painting, *args, *FAST)
         assert result.exit_code == 2, (args, result.output)
