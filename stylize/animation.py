@@ -19,7 +19,7 @@ from stylize.atomic import atomic_write
 from stylize.device import gigabytes, memory_budget
 from stylize.errors import OutputError, ResourceError
 from stylize.imageio import (ANIMATED_FORMATS, DEFAULT_QUALITY, FORMATS, PNG_COMPRESS_LEVEL, LoadedImage, Metadata,
-                             frame_count, open_image, reading, resize, to_gif, to_pil, to_tensors)
+                             first_frame, frame_count, open_image, reading, resize, to_gif, to_pil, to_tensors)
 
 # A frame shown for no time at all (some GIFs say 0 ms) is given what browsers give it.
 DEFAULT_DURATION_MS = 100
@@ -45,7 +45,8 @@ def read_frames(path: Path, max_pixels: int) -> Iterator[Frame]:
     """Each frame of the animation at ``path``, composed, in order (one decoded at a time)."""
     path = Path(path)
     with reading(path), open_image(path, max_pixels) as img:
-        for index in range(frame_count(img)):
+        skip = first_frame(img)
+        for index in range(skip, skip + frame_count(img)):
             img.seek(index)
             img.load()  # (a WebP frame's duration is known once it is decoded)
             rgb, alpha = to_tensors(img)

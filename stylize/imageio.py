@@ -170,7 +170,15 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_short_side:
 
 def frame_count(img: Image.Image) -> int:
     """How many frames an opened animation has (1 for a still, and for a TIFF's pages)."""
-    return int(getattr(img, "n_frames", 1)) if img.format in ANIMATED_FORMATS else 1
+    if img.format not in ANIMATED_FORMATS:
+        return 1
+    return int(getattr(img, "n_frames", 1)) - first_frame(img)
+
+
+def first_frame(img: Image.Image) -> int:
+    """The index of an opened animation's first frame: 1 in an APNG whose default image (for
+    viewers without APNG) is not one of its frames, which Pillow counts as frame 0."""
+    return 1 if getattr(img, "default_image", False) and getattr(img, "is_animated", False) else 0
 
 
 def animation_suffix(path: Path) -> str | None:

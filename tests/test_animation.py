@@ -325,3 +325,17 @@ def test_a_gif_of_a_still_camera_flickers_no_more_than_its_frames_do(tmp_path):
         return float(sum((b - a).abs().mean() for a, b in zip(made, made[1:])))
 
     assert change(tmp_path / "out.gif") < 1.12 * change(tmp_path / "out.png")  # 1.06x when written; diffused 1.23x
+
+
+def test_an_apngs_default_image_is_not_taken_for_a_frame(tmp_path):
+    """An APNG may carry a picture for viewers without APNG that is not one of its frames."""
+    _, frames = moving(tmp_path)
+    scene(48, 40, seed=9).save(tmp_path / "anim.png", save_all=True, append_images=frames, default_image=True,
+                               duration=[10, *DURATIONS], loop=0)
+    assert invoke("run", tmp_path / "anim.png", "-m", "starry_night", "-o", tmp_path / "out.png").exit_code == 0
+    assert invoke("run", tmp_path / "anim.gif", "-m", "starry_night", "-o", tmp_path / "gif.png").exit_code == 0
+    with Image.open(tmp_path / "out.png") as img:
+        assert img.n_frames == 3 and not img.default_image
+    # the same frames as the GIF of the same frames makes (each within the GIF's 256 colours)
+    for made, expected in zip(frames_of(tmp_path / "out.png"), frames_of(tmp_path / "gif.png"), strict=True):
+        assert (pixels(made) - pixels(expected)).abs().mean() < 8
