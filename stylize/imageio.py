@@ -387,6 +387,10 @@ def load_mask(path: Path, photo: LoadedImage, max_pixels: int = DEFAULT_MAX_PIXE
     keeps the photo everywhere is refused, unless ``allow_empty`` (a batch's frame whose matte
     is empty: see ``is_empty``)."""
     mask = load_image(path, max_pixels)
+    if mask.frames > 1:  # its first frame for every frame of a moving subject would be silently wrong
+        raise ImageError(f"{mask.path}: an animated mask ({mask.frames} frames); a mask is one picture, used for "
+                         "every frame of an animation: give a still one (a folder of frames takes a folder of "
+                         "masks, one per frame)")
     (height, width), (photo_h, photo_w) = mask.size, photo.full_size
     if not same_proportions(height, width, photo_h, photo_w):
         raise ImageError(f"{mask.path}: a {width}x{height} mask for a {photo_w}x{photo_h} photo; draw the mask at "

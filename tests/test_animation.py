@@ -170,6 +170,15 @@ def test_a_mask_keeps_the_photo_where_it_is_black_in_every_frame(tmp_path):
         assert got.crop((24, 0, 48, 40)).tobytes() != photo.crop((24, 0, 48, 40)).tobytes()
 
 
+def test_an_animated_mask_is_refused_not_read_as_its_first_frame(tmp_path):
+    anim, _ = moving(tmp_path)
+    mattes = [Image.new("L", (48, 40), 255 * (i % 2)) for i in range(3)]
+    mattes[0].save(tmp_path / "matte.gif", save_all=True, append_images=mattes[1:])
+    result = invoke("run", anim, "-m", "starry_night", "--mask", tmp_path / "matte.gif", "-o", tmp_path / "out.gif")
+    assert result.exit_code == 2 and "an animated mask (3 frames)" in result.output
+    assert not (tmp_path / "out.gif").exists()
+
+
 def test_formats_of_one_picture_refuse_an_animation_before_any_work(tmp_path, painting):
     anim, _ = moving(tmp_path)
     for method in (("-m", "starry_night"), (painting, "--iterations", "1", "--size", "48")):
