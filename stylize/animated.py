@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from stylize.animation import AnimationWriter, FrameProgress, read_frames, read_loop
+from stylize.animation import AnimationWriter, FrameProgress, frame_masks, read_frames, read_loop
 from stylize.atomic import atomic_write
 from stylize.errors import OutputError
-from stylize.imageio import apply_mask, load_image, save_image
+from stylize.imageio import apply_mask, is_empty, load_image, resize, save_image
 from stylize.job import Frame, Job
 from stylize.optimize import ProgressFn
 
@@ -73,20 +73,26 @@ def execute_animation(job: Job, on_frame: Callable[[FrameProgress], None] | None
         folder.mkdir(exist_ok=True)
         atomic_write(folder / RUN_FILE, lambda handle: handle.write(job.run_key.encode("utf-8")), overwrite=True)
     frames, previous, last = AnimationWriter(), None, None
-    for index, frame in enumerate(read_frames(job.content.path, max_pixels)):
+    masks = frame_masks(job.mask, job.frame_masks, job.content, max_pixels)
+    for index, (frame, mask) in enumerate(zip(read_frames(job.content.path, max_pixels), masks)):
         path = frame_file(folder, index)
+        # A frame whose (animated) mask is empty is its photo; the next starts afresh, as a cut's.
+        empty = mask is not None and is_empty(mask)
         if index < done:
             last = load_image(path, max_pixels).rgb  # as made, to the byte
         else:
             if on_frame:
                 on_frame(FrameProgress(index, job.content.frames))
-            result, _ = job.stylizer.run_frame(frame.image, job.styles, previous, on_progress, job.mask)
-            if result.interrupted:  # Ctrl-C: the frame in flight is dropped, the finished ones kept
-                return AnimationResult(job.content.frames, done, True, time.perf_counter() - start, last)
-            image = result.image if job.mask is None else apply_mask(result.image, frame.image.rgb, job.mask)
+            if empty:
+                image = resize(frame.image.rgb, job.schedule[-1][0])
+            else:
+                result, _ = job.stylizer.run_frame(frame.image, job.styles, previous, on_progress, mask)
+                if result.interrupted:  # Ctrl-C: the frame in flight is dropped, the finished ones kept
+                    return AnimationResult(job.content.frames, done, True, time.perf_counter() - start, last)
+                image = result.image if mask is None else apply_mask(result.image, frame.image.rgb, mask)
             save_image(image, path, overwrite=True)
             last = image.mul(255).round().div(255)  # as a resumed run reads it back
-        previous = Frame(frame.image.rgb, last)
+        previous = None if empty else Frame(frame.image.rgb, last)
         frames.add(last, frame.image.alpha, frame.duration)
     if on_frame:
         on_frame(FrameProgress(job.content.frames, job.content.frames))

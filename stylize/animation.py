@@ -8,6 +8,7 @@ whole. A GIF's frames share one palette (``imageio.to_gif``).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ from stylize.atomic import atomic_write
 from stylize.device import gigabytes, memory_budget
 from stylize.errors import OutputError, ResourceError
 from stylize.imageio import (ANIMATED_FORMATS, DEFAULT_QUALITY, FORMATS, PNG_COMPRESS_LEVEL, LoadedImage, Metadata,
-                             first_frame, frame_count, open_image, reading, resize, to_gif, to_pil, to_tensors)
+                             animation_suffix, first_frame, frame_count, mask_of, open_image, reading, resize, to_gif,
+                             to_pil, to_tensors)
 
 # A frame shown for no time at all (some GIFs say 0 ms) is given what browsers give it.
 DEFAULT_DURATION_MS = 100
@@ -51,6 +53,28 @@ def read_frames(path: Path, max_pixels: int) -> Iterator[Frame]:
             img.load()  # (a WebP frame's duration is known once it is decoded)
             rgb, alpha = to_tensors(img)
             yield Frame(LoadedImage(rgb=rgb, alpha=alpha, path=path), float(img.info.get("duration") or 0))
+
+
+def read_masks(path: Path, photo: LoadedImage, max_pixels: int, invert: bool = False) -> Iterator[torch.Tensor]:
+    """Each frame of an animated ``--mask`` as ``imageio.load_mask`` makes it (one may be empty,
+    a subject out of view: that frame is the photo)."""
+    for frame in read_frames(path, max_pixels):
+        yield mask_of(frame.image, photo, invert, allow_empty=True)
+
+
+def frame_masks(mask: torch.Tensor | None, animated: tuple[Path, bool] | None, photo: LoadedImage,
+                max_pixels: int) -> Iterator[torch.Tensor | None]:
+    """The mask of each frame of the animation ``photo``: an animated mask's own (``animated``: its
+    file and --invert-mask, see ``animated_mask``), else ``mask`` (or None) for every frame."""
+    return itertools.repeat(mask) if animated is None else read_masks(animated[0], photo, max_pixels, animated[1])
+
+
+def animated_mask(mask: Path | None, invert: bool, photo: LoadedImage) -> tuple[Path, bool] | None:
+    """(file, --invert-mask) where ``mask`` is an animation that goes with the animation ``photo``
+    (``imageio.load_mask`` has checked their frames), else None."""
+    if mask is None or photo.frames == 1 or animation_suffix(Path(mask)) is None:
+        return None
+    return Path(mask), invert
 
 
 def read_loop(path: Path, max_pixels: int) -> int | None:

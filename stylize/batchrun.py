@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from stylize.animated import execute_animation
-from stylize.animation import check_animation, read_loop
+from stylize.animation import animated_mask, check_animation, frame_masks, read_loop
 from stylize.batch import PlannedJob, prepare_folders
 from stylize.atomic import check_space
 from stylize.errors import DiskFullError, InputError, StylizeError
@@ -164,14 +164,15 @@ def _animate_iterative(job: PlannedJob, content: LoadedImage, styles: list[Loade
                        schedule: list[tuple[tuple[int, int], int]], stylizer: Iterative, options: OutputConfig,
                        on_progress: ProgressFn | None) -> bool:
     """An animated photo of the batch, frame by frame (stylize.animated); False: interrupted."""
-    if mask is not None and is_empty(mask):
+    frames = animated_mask(job.mask, job.invert_mask, content)
+    if mask is not None and is_empty(mask) and frames is None:
         raise InputError(f"{job.mask}: black (or clear) everywhere: no frame of the animation would be stylised")
     size = schedule[-1][0]
     check_animation(content, job.output, size)
     check_space(job.output.parent, output_bytes(content, size))  # its frames, kept until it is written
     recipe = stylizer.recipe(content, styles, schedule, mask=job.mask, invert_mask=job.invert_mask)
     animation = Job(content, styles, job.output, options.overwrite, options.quality, stylizer, schedule, None, mask,
-                    recipe if options.recipe else None, options.max_pixels, recipe.to_text())
+                    recipe if options.recipe else None, options.max_pixels, recipe.to_text(), frames)
     return not execute_animation(animation, None, on_progress).interrupted
 
 
@@ -330,7 +331,8 @@ def _animate(index: int, job: PlannedJob, content: LoadedImage, stylizer: Fast, 
     start = time.perf_counter()
     try:
         mask = None if job.mask is None else _mask(job, content, options.max_pixels)
-        frames, _ = stylizer.animate(content, options.max_pixels, mask)
+        masks = frame_masks(mask, animated_mask(job.mask, job.invert_mask, content), content, options.max_pixels)
+        frames, _ = stylizer.animate(content, options.max_pixels, masks)
         recipe = stylizer.recipe(content, job.mask, job.invert_mask).to_text() if options.recipe else None
         frames.write(job.output, read_loop(content.path, options.max_pixels), options.overwrite, options.quality,
                      content.metadata, recipe)

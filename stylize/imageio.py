@@ -385,12 +385,18 @@ def load_mask(path: Path, photo: LoadedImage, max_pixels: int = DEFAULT_MAX_PIXE
     black: the photo), times its alpha where it has one (transparent: the photo); ``invert``:
     one minus that (a subject's mask from a cut-out tool, to paint what is around it). One that
     keeps the photo everywhere is refused, unless ``allow_empty`` (a batch's frame whose matte
-    is empty: see ``is_empty``)."""
+    is empty: see ``is_empty``). An animated mask goes with an animation of as many frames (this
+    is its first frame's; stylize.animation.read_masks reads the others)."""
     mask = load_image(path, max_pixels)
-    if mask.frames > 1:  # its first frame for every frame of a moving subject would be silently wrong
-        raise ImageError(f"{mask.path}: an animated mask ({mask.frames} frames); a mask is one picture, used for "
-                         "every frame of an animation: give a still one (a folder of frames takes a folder of "
-                         "masks, one per frame)")
+    if mask.frames > 1 and mask.frames != photo.frames:  # one frame for all would be silently wrong
+        what = f"an animation of {photo.frames} frames" if photo.frames > 1 else "a still photo"
+        raise ImageError(f"{mask.path}: an animated mask of {mask.frames} frames for {what}; give one still mask "
+                         "for every frame, or an animated one with a frame for each")
+    return mask_of(mask, photo, invert, allow_empty or mask.frames > 1)
+
+
+def mask_of(mask: LoadedImage, photo: LoadedImage, invert: bool = False, allow_empty: bool = False) -> torch.Tensor:
+    """A decoded mask picture as ``load_mask`` makes it."""
     (height, width), (photo_h, photo_w) = mask.size, photo.full_size
     if not same_proportions(height, width, photo_h, photo_w):
         raise ImageError(f"{mask.path}: a {width}x{height} mask for a {photo_w}x{photo_h} photo; draw the mask at "

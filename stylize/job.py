@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from stylize.animation import AnimationWriter, FrameProgress, check_animation, read_frames, read_loop
+from stylize.animation import (AnimationWriter, FrameProgress, animated_mask, check_animation, frame_masks, read_frames,
+                               read_loop)
 from stylize.atomic import check_space
 from stylize.color import preserve_color
 from stylize.config import FIRST_FRAME_ITERATIONS, MIN_ITERATIVE_TILE, BackboneConfig, RunConfig, Variant
@@ -292,13 +293,13 @@ class Fast:
             results = [torch.lerp(i, r, self.strength) for r, i in zip(results, images)]
         return results
 
-    def animate(self, content: LoadedImage, max_pixels: int, mask: torch.Tensor | None = None,
+    def animate(self, content: LoadedImage, max_pixels: int, masks: Iterable[torch.Tensor | None],
                 on_frame: Callable[[FrameProgress], None] | None = None) -> tuple[AnimationWriter, torch.Tensor]:
         """Stylise every frame of the animation ``content`` (its first, loaded: ``check_animation``
-        first), each as ``run`` would a photo and blended by ``mask``; the frames collected for
-        writing, and the last one."""
+        first), each as ``run`` would a photo and blended by its mask (``animation.frame_masks``);
+        the frames collected for writing, and the last one."""
         frames = AnimationWriter()
-        for frame in read_frames(content.path, max_pixels):
+        for frame, mask in zip(read_frames(content.path, max_pixels), masks):
             photo = self.input(frame.image)
             result = self.run([photo])[0]
             if mask is not None:
@@ -348,6 +349,7 @@ class Job:
     recipe: Recipe | None = None  # written into the output (None: --no-recipe)
     max_pixels: int = DEFAULT_MAX_PIXELS  # an animation's frames are read as the run goes
     run_key: str = ""  # an animation's recipe, however --no-recipe is set: whose frames a resumed run takes
+    frame_masks: tuple[Path, bool] | None = None  # an animated --mask (and --invert-mask): a frame for each
 
 
 @dataclass(frozen=True)
@@ -399,7 +401,8 @@ def prepare(content: Path, styles: list[Path], output: Path, config: RunConfig, 
     made = stylizer.recipe(content_img, style_imgs, schedule, init_img, mask, invert_mask) if recipe or animated \
         else None
     return Job(content_img, style_imgs, output, overwrite, quality, stylizer, schedule, init_img, mask_img,
-               made if recipe else None, max_pixels, made.to_text() if made is not None and animated else "")
+               made if recipe else None, max_pixels, made.to_text() if made is not None and animated else "",
+               animated_mask(mask, invert_mask, content_img))
 
 
 def execute(job: Job, on_progress: ProgressFn | None = None) -> JobResult:
@@ -435,6 +438,7 @@ class FastJob:
     mask: torch.Tensor | None = None  # [1,1,H,W]: where the result is kept over the photo
     recipe: Recipe | None = None  # written into the output (None: --no-recipe)
     max_pixels: int = DEFAULT_MAX_PIXELS  # an animation's frames are read as the run goes
+    frame_masks: tuple[Path, bool] | None = None  # an animated --mask (and --invert-mask): a frame for each
 
 
 def prepare_fast(content: Path, stylizer: Fast, output: Path, overwrite: bool, quality: int = DEFAULT_QUALITY,
@@ -449,7 +453,8 @@ def prepare_fast(content: Path, stylizer: Fast, output: Path, overwrite: bool, q
         check_animation(content_img, output, stylizer.output_size(content_img))
     check_space(output.parent, output_bytes(content_img, stylizer.output_size(content_img)))
     made = stylizer.recipe(content_img, mask, invert_mask) if recipe else None
-    return FastJob(content_img, output, overwrite, quality, stylizer, mask_img, made, max_pixels)
+    return FastJob(content_img, output, overwrite, quality, stylizer, mask_img, made, max_pixels,
+                   animated_mask(mask, invert_mask, content_img))
 
 
 def execute_fast(job: FastJob, on_tile: Callable[[TileProgress], None] | None = None,
@@ -459,7 +464,8 @@ def execute_fast(job: FastJob, on_tile: Callable[[TileProgress], None] | None = 
     start = time.perf_counter()
     recipe = None if job.recipe is None else job.recipe.to_text()
     if job.content.frames > 1:
-        frames, last = job.stylizer.animate(job.content, job.max_pixels, job.mask, on_frame)
+        masks = frame_masks(job.mask, job.frame_masks, job.content, job.max_pixels)
+        frames, last = job.stylizer.animate(job.content, job.max_pixels, masks, on_frame)
         frames.write(job.output, read_loop(job.content.path, job.max_pixels), job.overwrite, job.quality,
                      job.content.metadata, recipe)
         return JobResult(last, {}, False, time.perf_counter() - start)

@@ -170,13 +170,47 @@ def test_a_mask_keeps_the_photo_where_it_is_black_in_every_frame(tmp_path):
         assert got.crop((24, 0, 48, 40)).tobytes() != photo.crop((24, 0, 48, 40)).tobytes()
 
 
-def test_an_animated_mask_is_refused_not_read_as_its_first_frame(tmp_path):
+def halves(black: list[str], size: tuple[int, int] = (48, 40)) -> list[Image.Image]:
+    """Mattes: white, with the left or right half (or "all", or "none") black, one per frame."""
+    mattes = []
+    for side in black:
+        matte = Image.new("L", size, 0 if side == "all" else 255)
+        if side in ("left", "right"):
+            matte.paste(0, (0 if side == "left" else 24, 0, 24 if side == "left" else 48, 40))
+        mattes.append(matte)
+    return mattes
+
+
+def test_an_animated_mask_gives_each_frame_its_own(tmp_path, photo):
     anim, _ = moving(tmp_path)
-    mattes = [Image.new("L", (48, 40), 255 * (i % 2)) for i in range(3)]
-    mattes[0].save(tmp_path / "matte.gif", save_all=True, append_images=mattes[1:])
-    result = invoke("run", anim, "-m", "starry_night", "--mask", tmp_path / "matte.gif", "-o", tmp_path / "out.gif")
-    assert result.exit_code == 2 and "an animated mask (3 frames)" in result.output
-    assert not (tmp_path / "out.gif").exists()
+    mattes = halves(["left", "right", "none"])
+    mattes[0].save(tmp_path / "matte.png", save_all=True, append_images=mattes[1:])  # (APNG: not merged)
+    result = invoke("run", anim, "-m", "starry_night", "--mask", tmp_path / "matte.png", "-o", tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    made, photos = frames_of(tmp_path / "out.png"), frames_of(anim)
+    left, right = (0, 0, 24, 40), (24, 0, 48, 40)
+    assert made[0].crop(left).tobytes() == photos[0].crop(left).tobytes()
+    assert made[0].crop(right).tobytes() != photos[0].crop(right).tobytes()
+    assert made[1].crop(right).tobytes() == photos[1].crop(right).tobytes()
+    assert made[1].crop(left).tobytes() != photos[1].crop(left).tobytes()
+    assert made[2].crop(left).tobytes() != photos[2].crop(left).tobytes()
+    # An animated mask needs an animation of as many frames.
+    mattes[0].save(tmp_path / "two.png", save_all=True, append_images=mattes[1:2])
+    for content, mask, what in ((anim, "two.png", "an animation of 3 frames"), (photo, "matte.png", "a still photo")):
+        refused = invoke("run", content, "-m", "starry_night", "--mask", tmp_path / mask, "-o", tmp_path / "no.png")
+        assert refused.exit_code == 2 and what in refused.output and "an animated mask of" in refused.output
+    assert not (tmp_path / "no.png").exists()
+
+
+def test_the_iterative_method_keeps_the_photo_where_a_frames_matte_is_empty(tmp_path, painting):
+    anim, _ = moving(tmp_path)
+    mattes = halves(["none", "all", "none"])
+    mattes[0].save(tmp_path / "matte.png", save_all=True, append_images=mattes[1:])
+    result = invoke("run", anim, painting, *ITERATIVE, "--mask", tmp_path / "matte.png", "-o", tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    made, photos = frames_of(tmp_path / "out.png"), frames_of(anim)
+    assert made[1].tobytes() == photos[1].tobytes()
+    assert made[0].tobytes() != photos[0].tobytes() and made[2].tobytes() != photos[2].tobytes()
 
 
 def test_formats_of_one_picture_refuse_an_animation_before_any_work(tmp_path, painting):
@@ -348,3 +382,19 @@ def test_an_apngs_default_image_is_not_taken_for_a_frame(tmp_path):
     # the same frames as the GIF of the same frames makes (each within the GIF's 256 colours)
     for made, expected in zip(frames_of(tmp_path / "out.png"), frames_of(tmp_path / "gif.png"), strict=True):
         assert (pixels(made) - pixels(expected)).abs().mean() < 8
+
+
+def test_a_batchs_folder_of_mattes_may_hold_an_animated_one(tmp_path):
+    folder, mattes = tmp_path / "in", tmp_path / "mattes"
+    folder.mkdir()
+    mattes.mkdir()
+    anim, _ = moving(folder)
+    scene(48, 40).save(folder / "still.png")
+    frames = halves(["left", "right", "left"])
+    frames[0].save(mattes / "anim.png", save_all=True, append_images=frames[1:])
+    halves(["right"])[0].save(mattes / "still.png")
+    result = invoke("run", folder, "-m", "starry_night", "--mask", mattes, "-o", tmp_path / "out", "--format", "png")
+    assert result.exit_code == 0, result.output
+    made, photos = frames_of(tmp_path / "out" / "anim_x_starry_night.png"), frames_of(anim)
+    for index, kept in enumerate([(0, 0, 24, 40), (24, 0, 48, 40), (0, 0, 24, 40)]):
+        assert made[index].crop(kept).tobytes() == photos[index].crop(kept).tobytes()
