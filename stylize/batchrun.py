@@ -31,8 +31,8 @@ from stylize.errors import DiskFullError, InputError, StylizeError
 from stylize.config import InitKind, OutputConfig
 from stylize.device import is_out_of_memory
 from stylize.distributed import SINGLE, World, gather, shard
-from stylize.imageio import (LoadedImage, apply_mask, is_empty, load_image, load_mask, output_bytes, resize,
-                             save_picture, save_result)
+from stylize.imageio import (FORMATS, QUALITY_FORMATS, LoadedImage, apply_mask, is_empty, load_image, load_mask,
+                             output_bytes, resize, save_image, save_picture, save_result)
 from stylize.sheet import contact_sheet
 from stylize.job import Fast, Frame, Iterative, Job
 from stylize.recipe import file_input
@@ -148,6 +148,7 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
                 # empty mask's frame is the photo, with nothing painted to go on from
                 empty = mask is not None and is_empty(mask)
                 last = {job.output: None if empty else Frame(content.rgb, image.mul(255).round().div(255))}
+                _keep_exact(job, before, image, empty)
         except KeyboardInterrupt:
             summary.interrupted = True
             return summary
@@ -207,6 +208,21 @@ def _mask(job: PlannedJob, content: LoadedImage, max_pixels: int) -> torch.Tenso
     return None if job.mask is None else load_mask(job.mask, content, max_pixels, job.invert_mask, allow_empty=True)
 
 
+def exact_copy(output: Path) -> Path:
+    """Where a frame of --init previous written lossily (JPEG, WebP) keeps its exact pixels: a
+    resumed batch starts the next frame from them, as the run that made it would have."""
+    return output.with_name(f".{output.name}.exact.png")
+
+
+def _keep_exact(job: PlannedJob, before: PlannedJob | None, image: torch.Tensor, empty: bool) -> None:
+    """The frame's exact copy where its file is lossy; the frame before's copy is then done with
+    (only the last frame's is kept: an interrupted batch goes on from it)."""
+    if FORMATS[job.output.suffix.lower()][0] in QUALITY_FORMATS and not empty:
+        save_image(image, exact_copy(job.output), overwrite=True)
+    if before is not None:
+        exact_copy(before.output).unlink(missing_ok=True)
+
+
 def _previous_frame(before: PlannedJob | None, last: dict[Path, Frame | None], max_pixels: int) -> Frame | None:
     """The frame ``before`` as the next starts from it: just made, or read back from its output
     (a resumed batch, whose earlier frames exist); None where there is none, or where it is the
@@ -220,7 +236,8 @@ def _previous_frame(before: PlannedJob | None, last: dict[Path, Frame | None], m
         mask = _mask(before, photo, max_pixels)
         if mask is not None and is_empty(mask):
             return None
-        return Frame(photo.rgb, load_image(before.output, max_pixels).rgb)
+        exact = exact_copy(before.output)  # a lossy frame's own pixels, where it kept them
+        return Frame(photo.rgb, load_image(exact if exact.is_file() else before.output, max_pixels).rgb)
     except StylizeError:  # not made (it failed), or unreadable: this frame starts from its photo
         return None
 

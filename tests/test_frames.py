@@ -194,3 +194,24 @@ def test_a_sequences_first_frame_runs_its_full_size_scale_longer(wide):
     reports.clear()
     _, moved = stylizer.run_frame(second, [style], Frame(first.rgb, result.image), reports.append)
     assert moved is not None and {(p.scales, p.iterations) for p in reports} == {(1, 3)} and len(reports) == 3
+
+
+def test_jpeg_frames_resume_from_their_exact_pixels(tmp_path, wide, painting):
+    """A lossy frame keeps its exact pixels beside it until the next frame is made, so a batch
+    interrupted after it goes on to the same files as one never interrupted."""
+    import shutil
+
+    frames = _frames(tmp_path, wide)
+    common = ["-s", painting, "--size", "56", "--iterations", "6", "--init", "previous", "--format", "jpg", "-q"]
+    assert invoke("run", frames, *common, "-o", tmp_path / "whole").exit_code == 0
+    # Stopped after two frames: the third photo is not there yet.
+    shutil.move(frames / "frame02.png", tmp_path / "frame02.png")
+    assert invoke("run", frames, *common, "-o", tmp_path / "resumed").exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "resumed").iterdir()) == \
+        [".frame01_x_painting.jpg.exact.png", "frame00_x_painting.jpg", "frame01_x_painting.jpg"]
+    shutil.move(tmp_path / "frame02.png", frames / "frame02.png")
+    assert invoke("run", frames, *common, "-o", tmp_path / "resumed").exit_code == 0
+    for t in range(3):
+        name = f"frame{t:02d}_x_painting.jpg"
+        assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    assert not (tmp_path / "resumed" / ".frame01_x_painting.jpg.exact.png").exists()
