@@ -29,21 +29,21 @@ DEFAULT_DURATION_MS = 100
 
 @dataclass(frozen=True)
 class FrameProgress:
-    """Reported after each frame of an animation."""
+    """How far an animation's frames are: ``done`` of ``total`` made."""
 
     done: int
     total: int
 
 
 @dataclass(frozen=True)
-class Frame:
+class AnimationFrame:
     """One frame of an animation, and how long it shows."""
 
     image: LoadedImage
     duration: float  # milliseconds
 
 
-def read_frames(path: Path, max_pixels: int) -> Iterator[Frame]:
+def read_frames(path: Path, max_pixels: int) -> Iterator[AnimationFrame]:
     """Each frame of the animation at ``path``, composed, in order (one decoded at a time)."""
     path = Path(path)
     with reading(path), open_image(path, max_pixels) as img:
@@ -52,7 +52,7 @@ def read_frames(path: Path, max_pixels: int) -> Iterator[Frame]:
             img.seek(index)
             img.load()  # (a WebP frame's duration is known once it is decoded)
             rgb, alpha = to_tensors(img)
-            yield Frame(LoadedImage(rgb=rgb, alpha=alpha, path=path), float(img.info.get("duration") or 0))
+            yield AnimationFrame(LoadedImage(rgb=rgb, alpha=alpha, path=path), float(img.info.get("duration") or 0))
 
 
 def read_masks(path: Path, photo: LoadedImage, max_pixels: int, invert: bool = False) -> Iterator[torch.Tensor]:
