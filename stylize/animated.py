@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from stylize.animation import AnimationWriter, FrameProgress, frame_masks, read_frames, read_loop
+from stylize.animation import AnimationWriter, FrameProgress, frame_masks, read_frames
 from stylize.atomic import atomic_write
 from stylize.errors import OutputError
-from stylize.imageio import apply_mask, is_empty, load_image, resize, save_image
+from stylize.imageio import apply_mask, as_saved, is_empty, load_image, resize, save_image
 from stylize.job import Frame, Job
 from stylize.optimize import ProgressFn
 
@@ -91,13 +91,12 @@ def execute_animation(job: Job, on_frame: Callable[[FrameProgress], None] | None
                     return AnimationResult(job.content.frames, done, True, time.perf_counter() - start, last)
                 image = result.image if mask is None else apply_mask(result.image, frame.image.rgb, mask)
             save_image(image, path, overwrite=True)
-            last = image.mul(255).round().div(255)  # as a resumed run reads it back
+            last = as_saved(image)  # as a resumed run reads it back
         previous = None if empty else Frame(frame.image.rgb, last)
         frames.add(last, frame.image.alpha, frame.duration)
     if on_frame:
         on_frame(FrameProgress(job.content.frames, job.content.frames))
     recipe = None if job.recipe is None else job.recipe.finished({}).to_text()
-    frames.write(job.output, read_loop(job.content.path, max_pixels), job.overwrite, job.quality,
-                 job.content.metadata, recipe)
+    frames.write(job.output, job.content, max_pixels, job.overwrite, job.quality, recipe)
     shutil.rmtree(folder, ignore_errors=True)
     return AnimationResult(job.content.frames, done, False, time.perf_counter() - start, last)

@@ -77,7 +77,7 @@ def animated_mask(mask: Path | None, invert: bool, photo: LoadedImage) -> tuple[
     return Path(mask), invert
 
 
-def read_loop(path: Path, max_pixels: int) -> int | None:
+def _read_loop(path: Path, max_pixels: int) -> int | None:
     """How many times the animation repeats (0: for ever); None where it says nothing (a GIF
     without a loop count plays once)."""
     with reading(path), open_image(path, max_pixels) as img:
@@ -118,11 +118,12 @@ class AnimationWriter:
         self.pictures.append(to_pil(image, alpha))
         self.durations.append(duration if duration > 0 else DEFAULT_DURATION_MS)
 
-    def write(self, path: Path, loop: int | None, overwrite: bool = False, quality: int = DEFAULT_QUALITY,
-              metadata: Metadata | None = None, comment: str | None = None) -> None:
-        """Write the frames to ``path`` as an animation of its format (GIF, WebP or APNG),
-        repeating ``loop`` times (0: for ever; None: once)."""
+    def write(self, path: Path, source: LoadedImage, max_pixels: int, overwrite: bool = False,
+              quality: int = DEFAULT_QUALITY, comment: str | None = None) -> None:
+        """Write the frames to ``path`` as an animation of its format (GIF, WebP or APNG), repeating
+        as the animation ``source`` does, with its metadata (colour profile, EXIF) and ``comment``."""
         path = Path(path)
+        loop = _read_loop(source.path, max_pixels)
         fmt = FORMATS.get(path.suffix.lower(), ("", False))[0]
         if fmt not in ANIMATED_FORMATS:
             raise OutputError(f"{path}: {fmt or 'this format'} holds one picture, not an animation; name the "
@@ -130,7 +131,7 @@ class AnimationWriter:
         pictures = self.pictures
         if len({p.mode for p in pictures}) > 1:  # some frames clear in places, some not
             pictures = [p.convert("RGBA") for p in pictures]
-        options = (metadata or Metadata()).save_options(comment, fmt)
+        options = (source.metadata or Metadata()).save_options(comment, fmt)
         if fmt == "GIF":
             pictures, clear = to_gif(pictures)
             # Named, the palette is the file's one table (else Pillow gives each later frame a copy).

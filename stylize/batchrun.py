@@ -24,15 +24,15 @@ from pathlib import Path
 import torch
 
 from stylize.animated import execute_animation
-from stylize.animation import animated_mask, check_animation, frame_masks, read_loop
+from stylize.animation import animated_mask, check_animation, frame_masks
 from stylize.batch import PlannedJob, prepare_folders
 from stylize.atomic import check_space
 from stylize.errors import DiskFullError, InputError, StylizeError
 from stylize.config import InitKind, OutputConfig
 from stylize.device import is_out_of_memory
 from stylize.distributed import SINGLE, World, gather, shard
-from stylize.imageio import (FORMATS, QUALITY_FORMATS, LoadedImage, apply_mask, is_empty, load_image, load_mask,
-                             output_bytes, resize, save_image, save_picture, save_result)
+from stylize.imageio import (FORMATS, QUALITY_FORMATS, LoadedImage, apply_mask, as_saved, is_empty, load_image,
+                             load_mask, output_bytes, resize, save_image, save_picture, save_result)
 from stylize.sheet import contact_sheet
 from stylize.job import Fast, Frame, Iterative, Job
 from stylize.recipe import file_input
@@ -147,7 +147,7 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
             if frames:  # as the next frame would read it back from the file (a resumed batch); an
                 # empty mask's frame is the photo, with nothing painted to go on from
                 empty = mask is not None and is_empty(mask)
-                last = {job.output: None if empty else Frame(content.rgb, image.mul(255).round().div(255))}
+                last = {job.output: None if empty else Frame(content.rgb, as_saved(image))}
                 _keep_exact(job, before, image, empty)
         except KeyboardInterrupt:
             summary.interrupted = True
@@ -351,8 +351,7 @@ def _animate(index: int, job: PlannedJob, content: LoadedImage, stylizer: Fast, 
         masks = frame_masks(mask, animated_mask(job.mask, job.invert_mask, content), content, options.max_pixels)
         frames, _ = stylizer.animate(content, options.max_pixels, masks)
         recipe = stylizer.recipe(content, job.mask, job.invert_mask).to_text() if options.recipe else None
-        frames.write(job.output, read_loop(content.path, options.max_pixels), options.overwrite, options.quality,
-                     content.metadata, recipe)
+        frames.write(job.output, content, options.max_pixels, options.overwrite, options.quality, recipe)
     except Exception as exc:
         _fail(summary, on_job, index, total, job, exc)
         return

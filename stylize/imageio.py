@@ -488,6 +488,12 @@ def save_result(image: torch.Tensor, content: LoadedImage, path: Path, overwrite
     save_image(image, path, content.alpha, overwrite, quality, content.metadata, comment)
 
 
+def as_saved(image: torch.Tensor) -> torch.Tensor:
+    """``image`` (in [0,1]) as an 8-bit lossless file keeps it and ``load_image`` reads it back:
+    what a video's next frame goes on from, whether it was just made or a resumed run reads it."""
+    return image.mul(255).round().div(255)
+
+
 def to_pil(image: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:
     """Convert ``[1,3,H,W]`` (and optional ``[1,1,H,W]`` alpha) in [0,1] to a PIL image."""
     planes = image[0] if alpha is None else torch.cat([image[0], alpha[0]], dim=0)

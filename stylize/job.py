@@ -17,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-from stylize.animation import (AnimationWriter, FrameProgress, animated_mask, check_animation, frame_masks, read_frames,
-                               read_loop)
+from stylize.animation import AnimationWriter, FrameProgress, animated_mask, check_animation, frame_masks, read_frames
 from stylize.atomic import check_space
 from stylize.color import preserve_color
 from stylize.config import FIRST_FRAME_ITERATIONS, MIN_ITERATIVE_TILE, BackboneConfig, RunConfig, Variant
@@ -158,12 +157,12 @@ class Iterative:
         its photo as ``run`` would, its full-size scale FIRST_FRAME_ITERATIONS times as long.
         Returns the result and the shift it followed (None: it started from its photo)."""
         moved = None
-        size = self._size(content)  # the shift is in its pixels
+        schedule = plan_schedule(*content.size, self.config, self.min_side)
+        size = schedule[-1][0]  # the shift is in its pixels
         # (A previous result of another size: the batch before was run with another --size.)
         if previous is not None and previous.photo.shape == content.rgb.shape and previous.result.shape[-2:] == size:
             moved = follow(resize(previous.photo, size), resize(content.rgb, size))
         if moved is None:  # a sequence's first frame, or the first after a cut (FIRST_FRAME_ITERATIONS)
-            schedule = plan_schedule(*content.size, self.config, self.min_side)
             longer = tuple(n for _, n in schedule[:-1]) + (schedule[-1][1] * FIRST_FRAME_ITERATIONS,)
             return run_iterative(content.rgb, [s.rgb for s in styles], replace(self.config, iterations=longer),
                                  self.extractor, on_progress=on_progress, cache=self.cache, mask=mask,
@@ -466,8 +465,7 @@ def execute_fast(job: FastJob, on_tile: Callable[[TileProgress], None] | None = 
     if job.content.frames > 1:
         masks = frame_masks(job.mask, job.frame_masks, job.content, job.max_pixels)
         frames, last = job.stylizer.animate(job.content, job.max_pixels, masks, on_frame)
-        frames.write(job.output, read_loop(job.content.path, job.max_pixels), job.overwrite, job.quality,
-                     job.content.metadata, recipe)
+        frames.write(job.output, job.content, job.max_pixels, job.overwrite, job.quality, recipe)
         return JobResult(last, {}, False, time.perf_counter() - start)
     photo = job.stylizer.input(job.content)
     result = job.stylizer.run([photo], on_tile)[0]
