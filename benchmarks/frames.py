@@ -1,14 +1,19 @@
 """Video frames through the iterative method: each frame on its own (--init content, the
-default) against --init previous (each frame from the previous frame's result moved with the
-camera, at full size only), side by side on the same clips.
+default) against --init previous (each frame from the previous frame's result moved onto it, at
+full size only), the previous result moved by the camera's shift alone (as before 2026-11-29's
+session 31) or along the optical flow (stylize.flow, now), side by side on the same clips.
 
-    python benchmarks/frames.py [--size 256] [--frames 8] [--device cpu]
+    python benchmarks/frames.py [--size 256] [--frames 8] [--device cpu] [--clips pan,still,object,zoom]
 
-The clips are made here from a shared photo: a pan (the view moves 3 px a frame) and a still
-camera, each frame with its own sensor noise (sigma 3/255). Printed per clip and mode (and for
-the bundled starry_night model, one pass a frame): the temporal error, the mean absolute difference between each result and the one before moved with
-the camera (over the pixels both show; the input frames' own, noise only, beside it), the mean
-final objective of the frames (each scored by its run) and the seconds a frame.
+The clips are made here from the shared photos, so their true motion is known: a pan (the view
+moves 3 px a frame), a still camera, a still camera with an object crossing it (a piece of
+golden_gate moving 4 px a frame over tubingen) and a zoom (2 % a frame into tubingen's centre);
+each frame with its own sensor noise (sigma 3/255). Printed per clip and mode (and for the
+bundled starry_night model, one pass a frame): the temporal error, the mean absolute difference
+between each result and the one before moved by the true motion, over the pixels the frame before
+shows (what a moving object uncovers is not counted; the input frames' own, noise only, beside
+it), the mean final objective of the frames (content, style and smoothing, each scored by its
+run, without the temporal term) and the seconds a frame.
 Reads ../shared/data (STYLIZE_SHARED to point elsewhere)."""
 
 from __future__ import annotations
@@ -16,41 +21,113 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from unittest.mock import patch
 
 import torch
+import torch.nn.functional as F
 
 from common import SHARED, device_name, setup_device
 from stylize.config import BackboneConfig, InitKind, RunConfig
+from stylize.flow import warp
 from stylize.imageio import LoadedImage, fit_long_side, load_image, resize
 from stylize import job
 from stylize.job import Fast, Frame, Iterative
+from stylize.motion import Carried, shift
 
 PAN = 3  # px a frame, at the run's size
+OBJECT_SPEED = 4  # px a frame
+ZOOM = 1.02  # a frame
 
 
-def clip(photo: torch.Tensor, size: tuple[int, int], frames: int, pan: int) -> list[torch.Tensor]:
+@dataclass(frozen=True)
+class Clip:
+    """Frames and, for each after the first, the true motion back to the frame before: a flow
+    ([2,H,W], each pixel to where it was) and the pixels the frame before shows ([H,W] bool)."""
+
+    frames: list[torch.Tensor]
+    flows: list[torch.Tensor]
+    shown: list[torch.Tensor]
+
+
+def _noisy(views: list[torch.Tensor]) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return [(v + torch.randn(v.shape, generator=generator) * 3 / 255).clamp(0, 1) for v in views]
+
+
+def pan_clip(photo: torch.Tensor, size: tuple[int, int], frames: int, pan: int) -> Clip:
     """``frames`` views of ``photo`` of ``size``, the view moving ``pan`` px right a frame, noisy."""
     height, width = size
-    room = fit_long_side(*photo.shape[-2:], int(max(height, width) * 1.25))
-    big = resize(photo, room)
-    generator = torch.Generator().manual_seed(0)
+    big = resize(photo, fit_long_side(*photo.shape[-2:], int(max(height, width) * 1.25)))
+    views = [big[..., 8:8 + height, 8 + pan * t:8 + pan * t + width] for t in range(frames)]
+    flow = torch.zeros(2, height, width)
+    flow[1] = pan
+    shown = torch.zeros(height, width, dtype=torch.bool)
+    shown[:, :width - pan] = True
+    return Clip(_noisy(views), [flow] * (frames - 1), [shown] * (frames - 1))
+
+
+def object_clip(photo: torch.Tensor, thing: torch.Tensor, size: tuple[int, int], frames: int) -> Clip:
+    """A still view of ``photo`` with a piece of ``thing`` (a third of the height, two fifths of the
+    width) crossing it, OBJECT_SPEED px right a frame."""
+    height, width = size
+    background = resize(photo, size)
+    piece = resize(thing, size)[..., height // 4:height // 4 + height // 3, width // 4:width // 4 + 2 * width // 5]
+    top, (ph, pw) = height // 3, piece.shape[-2:]
+    views, flows, shown = [], [], []
+    for t in range(frames):
+        left = width // 10 + OBJECT_SPEED * t
+        view = background.clone()
+        view[..., top:top + ph, left:left + pw] = piece
+        views.append(view)
+        if t:
+            flow = torch.zeros(2, height, width)
+            flow[1, top:top + ph, left:left + pw] = -OBJECT_SPEED
+            visible = torch.ones(height, width, dtype=torch.bool)
+            visible[top:top + ph, left - OBJECT_SPEED:left] = False  # behind the piece a frame before
+            flows.append(flow)
+            shown.append(visible)
+    return Clip(_noisy(views), flows, shown)
+
+
+def zoom_clip(photo: torch.Tensor, size: tuple[int, int], frames: int) -> Clip:
+    """A view of ``photo``'s centre, ZOOM times closer every frame."""
+    height, width = size
+    big = resize(photo, fit_long_side(*photo.shape[-2:], 2 * max(height, width)))
+    ys = torch.linspace(-1, 1, height).view(-1, 1).expand(height, width)
+    xs = torch.linspace(-1, 1, width).view(1, -1).expand(height, width)
     views = []
     for t in range(frames):
-        view = big[..., 8:8 + height, 8 + pan * t:8 + pan * t + width]
-        views.append((view + torch.randn(view.shape, generator=generator) * 3 / 255).clamp(0, 1))
-    return views
+        grid = torch.stack((xs, ys), -1)[None] * (0.6 / ZOOM ** t)
+        views.append(F.grid_sample(big, grid, mode="bicubic", align_corners=True).clamp(0, 1))
+    cy, cx = (height - 1) / 2, (width - 1) / 2
+    yy, xx = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
+                            indexing="ij")
+    flow = torch.stack(((cy + (yy - cy) / ZOOM - yy), (cx + (xx - cx) / ZOOM - xx)))  # back toward the centre
+    shown = ((yy + flow[0] >= 0) & (yy + flow[0] <= height - 1)) & ((xx + flow[1] >= 0) & (xx + flow[1] <= width - 1))
+    return Clip(_noisy(views), [flow] * (frames - 1), [shown] * (frames - 1))
 
 
-def temporal_error(images: list[torch.Tensor], pan: int) -> float:
-    """Mean |frame t - frame t-1 moved with the camera| over the pixels both show."""
-    return statistics.mean(float((b[..., :, :b.shape[-1] - pan] - a[..., :, pan:]).abs().mean())
-                           for a, b in zip(images, images[1:]))
+def pair_errors(images: list[torch.Tensor], clip: Clip) -> list[float]:
+    """|frame t - frame t-1 moved by the true motion| for each pair in turn, where t-1 shows it."""
+    return [float((b - warp(a, flow)).abs().mean(1)[0][shown].mean())
+            for a, b, flow, shown in zip(images, images[1:], clip.flows, clip.shown)]
 
 
-def run(frames: list[torch.Tensor], style: LoadedImage, init: InitKind, size: int,
-        device: str) -> tuple[list[torch.Tensor], list[float], float]:
-    stylizer = Iterative(RunConfig(size=size, init=init), BackboneConfig(), device)
+def temporal_error(images: list[torch.Tensor], clip: Clip) -> float:
+    return statistics.mean(pair_errors(images, clip))
+
+
+def _carry_shift(result: torch.Tensor, before: torch.Tensor, after: torch.Tensor,
+                 moved: tuple[float, float], trust: bool = True) -> Carried:
+    """As --init previous moved the previous result before the optical flow: the camera's shift."""
+    return Carried(shift(result, *moved), None)
+
+
+def run(frames: list[torch.Tensor], style: LoadedImage, init: InitKind, size: int, device: str,
+        temporal_weight: float = RunConfig.temporal_weight) -> tuple[list[torch.Tensor], list[float], float]:
+    stylizer = Iterative(RunConfig(size=size, init=init, temporal_weight=temporal_weight), BackboneConfig(), device)
     results, objectives, previous = [], [], None
     start = time.perf_counter()
     for index, frame in enumerate(frames):
@@ -61,24 +138,42 @@ def run(frames: list[torch.Tensor], style: LoadedImage, init: InitKind, size: in
         else:
             result = stylizer.run(content, [style])
         results.append(result.image)
-        objectives.append(result.losses["total"])
+        objectives.append(result.losses["total"] - result.losses.get("temporal", 0.0))  # the style objective
     return results, objectives, (time.perf_counter() - start) / len(frames)
 
 
-def pair_errors(images: list[torch.Tensor], pan: int) -> list[float]:
-    """|frame t - frame t-1 moved with the camera| for each pair in turn."""
-    return [float((b[..., :, :b.shape[-1] - pan] - a[..., :, pan:]).abs().mean()) for a, b in zip(images, images[1:])]
-
-
-def first_longer(frames: list[torch.Tensor], style: LoadedImage, size: int, device: str, factors: list[int]) -> None:
+def first_longer(clip: Clip, style: LoadedImage, size: int, device: str, factors: list[int]) -> None:
     """--init previous with the first frame's full-size scale run each of ``factors`` times as
     long (stylize's FIRST_FRAME_ITERATIONS): the change between each pair of frames in turn and
     each frame's objective."""
     for factor in factors:
         job.FIRST_FRAME_ITERATIONS = factor
-        results, objectives, seconds = run(frames, style, InitKind.previous, size, device)
-        print(f"  first frame x{factor}: pairs {' '.join(f'{e:.4f}' for e in pair_errors(results, PAN))}; "
+        results, objectives, seconds = run(clip.frames, style, InitKind.previous, size, device)
+        print(f"  first frame x{factor}: pairs {' '.join(f'{e:.4f}' for e in pair_errors(results, clip))}; "
               f"objectives {' '.join(f'{o:.3f}' for o in objectives)}; {seconds:.1f} s a frame", flush=True)
+
+
+def compare(name: str, clip: Clip, style: LoadedImage, size: int, device: str, temporal: list[float],
+            baselines: bool = True) -> None:
+    """Every mode on one clip (``baselines``: also each frame on its own, the flow without the
+    temporal term and the bundled network)."""
+    print(f"{name}: the input frames' own temporal error {temporal_error(clip.frames, clip):.4f}")
+    if baselines:
+        model = Fast("starry_night", device)
+        results = [model.run([frame])[0] for frame in clip.frames]
+        print(f"  --model starry_night (one pass a frame) temporal error {temporal_error(results, clip):.4f}")
+    modes = [("--init content", InitKind.content, None, 0.0),
+             ("--init previous, shift", InitKind.previous, _carry_shift, 0.0),
+             ("--init previous, flow", InitKind.previous, job.carry, 0.0)]
+    modes = [mode for mode in modes if baselines or mode[2] is _carry_shift]
+    modes += [(f"  and temporal {weight:g}", InitKind.previous, job.carry, weight) for weight in temporal]
+    for label, init, carry, weight in modes:
+        with patch.object(job, "carry", carry or job.carry):
+            results, objectives, seconds = run(clip.frames, style, init, size, device, weight)
+        print(f"  {label:<24} temporal error {temporal_error(results, clip):.4f} (pairs "
+              f"{' '.join(f'{e:.4f}' for e in pair_errors(results, clip))}), objective "
+              f"{statistics.mean(objectives):.4f} (after the first {statistics.mean(objectives[1:]):.4f}), "
+              f"{seconds:.1f} s a frame", flush=True)
 
 
 def main() -> None:
@@ -86,6 +181,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--clips", default="pan,still,object,zoom")
+    parser.add_argument("--temporal", default=f"{RunConfig.temporal_weight:g}",
+                        help="--temporal-weight values to run with the flow, such as 30,100,300")
+    parser.add_argument("--no-baselines", action="store_true", help="only the shift and the flow with each "
+                        "--temporal weight")
     parser.add_argument("--first-longer", default="", help="instead: the pan with --init previous, the first "
                         "frame's last scale run each of these many times as long, such as 1,2,4")
     args = parser.parse_args()
@@ -96,20 +196,18 @@ def main() -> None:
     size = fit_long_side(*photo.shape[-2:], args.size)
     if args.first_longer:
         print(f"pan {PAN} px a frame, --init previous:")
-        first_longer(clip(photo, size, args.frames, PAN), style, args.size, args.device,
+        first_longer(pan_clip(photo, size, args.frames, PAN), style, args.size, args.device,
                      [int(f) for f in args.first_longer.split(",")])
         return
-    for name, pan in (("pan 3 px a frame", PAN), ("still camera", 0)):
-        frames = clip(photo, size, args.frames, pan)
-        print(f"{name}: the input frames' own temporal error {temporal_error(frames, pan):.4f}")
-        model = Fast("starry_night", args.device)
-        results = [model.run([frame])[0] for frame in frames]
-        print(f"  --model starry_night (one pass a frame) temporal error {temporal_error(results, pan):.4f}")
-        for init in (InitKind.content, InitKind.previous):
-            results, objectives, seconds = run(frames, style, init, args.size, args.device)
-            print(f"  --init {init.value:<8} temporal error {temporal_error(results, pan):.4f}, objective "
-                  f"{statistics.mean(objectives):.4f} (frames after the first {statistics.mean(objectives[1:]):.4f}), "
-                  f"{seconds:.1f} s a frame", flush=True)
+    clips = {"pan": (f"pan {PAN} px a frame", lambda: pan_clip(photo, size, args.frames, PAN)),
+             "still": ("still camera", lambda: pan_clip(photo, size, args.frames, 0)),
+             "object": (f"an object crossing, {OBJECT_SPEED} px a frame", lambda: object_clip(
+                 photo, load_image(SHARED / "content" / "golden_gate.jpg").rgb, size, args.frames)),
+             "zoom": (f"zoom {ZOOM:g}x a frame", lambda: zoom_clip(photo, size, args.frames))}
+    for key in args.clips.split(","):
+        name, make = clips[key]
+        compare(name, make(), style, args.size, args.device, [float(w) for w in args.temporal.split(",")],
+                not args.no_baselines)
 
 
 if __name__ == "__main__":

@@ -46,8 +46,9 @@ class InitKind(str, Enum):
     content = "content"
     random = "random"
     style = "style"
-    # A batch's video frames: each from the previous frame's result, moved with the camera
-    # (stylize.motion), at full size only; a first frame, or a shot's after a cut, from its photo.
+    # A batch's video frames: each from the previous frame's result, moved onto it along the
+    # optical flow (stylize.motion), at full size only; a first frame, or a shot's after a cut,
+    # from its photo.
     previous = "previous"
 
 
@@ -153,6 +154,12 @@ AUTO_ITERATIONS = (100, 50)  # every scale but the last, and the last
 # a frame) the change between the first two frames fell from 0.031 to 0.021, that of the later
 # ones' 0.020, and every frame's objective from 0.97-1.09 to 0.93-0.97 (RESULTS.md).
 FIRST_FRAME_ITERATIONS = 4
+# A video frame's temporal term (Ruder et al. 2016; stylize.losses.temporal_consistency): the
+# squared difference from the previous result moved onto the frame, where the optical flow holds.
+# On four clips at 256 px (benchmarks/frames.py: a pan, a still camera, an object crossing, a zoom)
+# 100 cut the change from frame to frame by 20-48 % against none (the result only started from),
+# at a 0.5-2.8 % higher objective; 300 cut it by 27-64 % at 0.9-6.7 %.
+TEMPORAL_WEIGHT = 100.0
 
 
 @dataclass(frozen=True)
@@ -174,6 +181,7 @@ class RunConfig:
     half: bool | None = None  # bfloat16 mixed precision (--half/--no-half); None: device.resolve_half
     cuda_graph: bool = True  # on GPUs, replay each step's objective as a CUDA graph (optimize.GRAPH_MAX_PIXELS)
     tile: int | None = None  # --tile: None: tiles only where a run would not fit in memory; 0: never; N: N px
+    temporal_weight: float = TEMPORAL_WEIGHT  # video frames (--init previous, animations); 0: none
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
@@ -189,6 +197,8 @@ class RunConfig:
             raise InputError(f"--style-scale must be positive (and finite), got {self.style_scale}")
         if not 0 < self.learning_rate < math.inf:
             raise InputError(f"--lr must be positive (and finite), got {self.learning_rate}")
+        if not 0 <= self.temporal_weight < math.inf:
+            raise InputError(f"--temporal-weight must be zero or positive (and finite), got {self.temporal_weight}")
         if self.save_every < 0:
             raise InputError("--save-every must be zero or positive")
         if self.tile is not None and self.tile != 0 and self.tile < MIN_ITERATIVE_TILE:

@@ -20,7 +20,7 @@ import torch
 from stylize.animation import AnimationWriter, FrameProgress, animated_mask, check_animation, frame_masks, read_frames
 from stylize.atomic import check_space
 from stylize.color import preserve_color
-from stylize.config import FIRST_FRAME_ITERATIONS, MIN_ITERATIVE_TILE, BackboneConfig, RunConfig, Variant
+from stylize.config import FIRST_FRAME_ITERATIONS, MIN_ITERATIVE_TILE, BackboneConfig, InitKind, RunConfig, Variant
 from stylize.cudagraph import SameShapeReplay
 from stylize.device import gigabytes, make_deterministic, memory_budget, resolve_device, resolve_half
 from stylize.errors import ImageError, InputError, OutputError, ResourceError, StylizeError
@@ -30,8 +30,8 @@ from stylize.imageio import (DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, a
                              fit_long_side, load_image, load_mask, output_bytes, resize, save_result)
 from stylize.losses import content_layer_weights, style_layer_weights
 from stylize.modelfile import LoadedModel, bundled_models_dir, load_model
-from stylize.motion import follow, shift
-from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, check_iterations, estimate_memory,
+from stylize.motion import carry, follow
+from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, Temporal, check_iterations, estimate_memory,
                               estimate_tiled_memory, iterative_half, largest_fitting_size, largest_fitting_tile,
                               plan_schedule, run_iterative, style_size)
 from stylize.recipe import Recipe, iterative_recipe, model_recipe
@@ -73,9 +73,10 @@ class Iterative:
     def recipe(self, content: LoadedImage, styles: list[LoadedImage], schedule: list[tuple[tuple[int, int], int]],
                init: LoadedImage | None = None, mask: Path | None = None, invert_mask: bool = False) -> Recipe:
         """How a run of ``content`` with ``styles`` by ``schedule`` (``check``'s) is made."""
+        frames = content.frames > 1 or self.config.init is InitKind.previous
         return iterative_recipe(self.config, self.backbone, schedule, self.device, content.path,
                                 [s.path for s in styles], None if init is None else init.path, mask, invert_mask,
-                                self.tile_for(schedule[-1][0], mask is not None))
+                                self.tile_for(schedule[-1][0], mask is not None), frames)
 
     def tile_for(self, size: tuple[int, int], masked: bool = False) -> int | None:
         """The tile size of a run whose largest scale is ``size`` (None: no scale is tiled; ``masked``:
@@ -152,24 +153,29 @@ class Iterative:
     def run_frame(self, content: LoadedImage, styles: list[LoadedImage], previous: Frame | None,
                   on_progress: ProgressFn | None = None,
                   mask: torch.Tensor | None = None) -> tuple[Result, tuple[float, float] | None]:
-        """A video frame (--init previous): from the ``previous`` frame's result moved with the
-        camera (stylize.motion), at full size only; a first frame, or the first after a cut, from
-        its photo as ``run`` would, its full-size scale FIRST_FRAME_ITERATIONS times as long.
-        Returns the result and the shift it followed (None: it started from its photo)."""
+        """A video frame (--init previous): from the ``previous`` frame's result moved onto it
+        along the optical flow (stylize.motion.carry), at full size only, and held to it where
+        the flow holds by --temporal-weight; a first frame, or the first after a cut, from its
+        photo as ``run`` would, its full-size scale FIRST_FRAME_ITERATIONS times as long.
+        Returns the result and the camera's shift (None: it started from its photo)."""
         moved = None
         schedule = plan_schedule(*content.size, self.config, self.min_side)
-        size = schedule[-1][0]  # the shift is in its pixels
+        size = schedule[-1][0]  # the motion is in its pixels
         # (A previous result of another size: the batch before was run with another --size.)
         if previous is not None and previous.photo.shape == content.rgb.shape and previous.result.shape[-2:] == size:
-            moved = follow(resize(previous.photo, size), resize(content.rgb, size))
+            before, after = resize(previous.photo, size), resize(content.rgb, size)
+            moved = follow(before, after)
         if moved is None:  # a sequence's first frame, or the first after a cut (FIRST_FRAME_ITERATIONS)
             longer = tuple(n for _, n in schedule[:-1]) + (schedule[-1][1] * FIRST_FRAME_ITERATIONS,)
             return run_iterative(content.rgb, [s.rgb for s in styles], replace(self.config, iterations=longer),
                                  self.extractor, on_progress=on_progress, cache=self.cache, mask=mask,
                                  tile=self.tile_for(size, mask is not None)), None
+        weight = self.config.temporal_weight
+        carried = carry(previous.result, before, after, moved, trust=weight > 0)
+        temporal = None if carried.trusted is None else Temporal(carried.image, carried.trusted, weight)
         result = run_iterative(content.rgb, [s.rgb for s in styles], self.config, self.extractor,
-                               on_progress=on_progress, cache=self.cache, init=shift(previous.result, *moved),
-                               mask=mask, full_size_only=True, tile=self.tile_for(size, mask is not None))
+                               on_progress=on_progress, cache=self.cache, init=carried.image, mask=mask,
+                               full_size_only=True, tile=self.tile_for(size, mask is not None), temporal=temporal)
         return result, moved
 
 

@@ -120,6 +120,13 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     return dx.pow(2).mean() + dy.pow(2).mean()
 
 
+def temporal_consistency(image: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Ruder, Dosovitskiy and Brox (2016), eq. 7: the squared difference from ``target`` (the
+    previous video frame's result moved onto this frame along the optical flow) where ``weights``
+    ([1,1,H,W], 0-1) trust it, averaged over every pixel and channel as theirs is."""
+    return ((image.float() - target).pow(2) * weights).mean()
+
+
 def shift_consistency(output: torch.Tensor, shifted: torch.Tensor, dy: int, dx: int, band: int) -> torch.Tensor:
     """Mean squared difference between ``output`` moved up by ``dy`` and left by ``dx`` pixels and
     ``shifted``, the network's output for its input moved the same way, ignoring ``band`` pixels
@@ -160,13 +167,18 @@ class LossParts:
     style: torch.Tensor
     tv: torch.Tensor
     shift: torch.Tensor | None = None  # training's shift-consistency term, where it has one
+    temporal: torch.Tensor | None = None  # a video frame's temporal term, where it has one
 
     def with_shift(self, shift: torch.Tensor) -> "LossParts":
         """These terms plus a (weighted) shift-consistency term."""
         return replace(self, total=self.total + shift, shift=shift)
 
+    def with_temporal(self, temporal: torch.Tensor) -> "LossParts":
+        """These terms plus a (weighted) temporal term (``temporal_consistency``)."""
+        return replace(self, total=self.total + temporal, temporal=temporal)
+
     def as_floats(self) -> dict[str, float]:
-        names = ["total", "content", "style", "tv"] + (["shift"] if self.shift is not None else [])
+        names = ["total", "content", "style", "tv"] + [n for n in ("shift", "temporal") if getattr(self, n) is not None]
         # One device-to-host copy for all of them (each float() on a GPU tensor is a sync).
         values = torch.stack([getattr(self, name).float() for name in names]).detach().tolist()
         return dict(zip(names, values))

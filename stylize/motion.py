@@ -1,20 +1,24 @@
-"""The camera's motion between two video frames, as one shift of the whole picture.
+"""The motion between two video frames: the camera's, as one shift of the whole picture, then
+every pixel's (``stylize.flow``).
 
-``--init previous`` starts each frame of a batch from the previous frame's result; moved by the
-camera's pan first, the painted texture stays on the things it covers instead of sliding over
-them. Phase correlation (Kuglin and Hines 1975) finds the shift: the peak of the normalised
-cross-power spectrum's inverse transform. Zoom, rotation and objects that move on their own are
-not modelled: the frame's own iterations repaint those parts.
+``--init previous`` starts each frame of a batch from the previous frame's result; moved with
+the picture first, the painted texture stays on the things it covers instead of sliding over
+them. Phase correlation (Kuglin and Hines 1975) finds the camera's shift: the peak of the
+normalised cross-power spectrum's inverse transform. It also tells a cut to another shot, and
+starts the dense optical flow, which follows what the shift does not model: objects that move on
+their own, a zoom, a turn.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from stylize.color import rgb_to_yiq
+from stylize.flow import estimate_flow, reliable, warp
 
 # Aligned frames further apart than this (mean absolute luminance difference, 0-1) are taken as
 # a cut to another shot, whose first frame starts from its own photo. Consecutive frames of one
@@ -95,3 +99,27 @@ def follow(before: torch.Tensor, after: torch.Tensor) -> tuple[float, float] | N
     cols = slice(max(math.ceil(dx), 0), width + min(math.floor(dx), 0))
     difference = (luminance(moved)[rows, cols] - luminance(after)[rows, cols]).abs().mean()
     return None if float(difference) > CUT_DIFFERENCE else (dy, dx)
+
+
+
+@dataclass(frozen=True)
+class Carried:
+    """The previous frame's result moved onto the next frame, and where that can be trusted."""
+
+    image: torch.Tensor  # [1,3,H,W]
+    trusted: torch.Tensor | None  # [1,1,H,W], 1 where the frame before showed the pixel; None: not asked for
+
+
+def carry(result: torch.Tensor, before: torch.Tensor, after: torch.Tensor, moved: tuple[float, float],
+          trust: bool = True) -> Carried:
+    """The result of frame ``before`` moved onto frame ``after`` (photos [1,3,H,W] of the result's
+    size) along the optical flow, which starts from the camera's shift ``moved`` (see ``follow``).
+    Where ``after`` shows what ``before`` did not (uncovered by a moving object or the pan), the
+    texture of the nearest match is carried in, and ``trusted`` (with ``trust``: the flow back
+    as well, flow.reliable) is 0 there."""
+    backward = estimate_flow(after, before, start=(-moved[0], -moved[1]))
+    trusted = None
+    if trust:
+        forward = estimate_flow(before, after, start=moved)
+        trusted = reliable(backward, forward)[None, None].to(result.dtype)
+    return Carried(warp(result, backward), trusted)

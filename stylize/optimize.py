@@ -27,7 +27,7 @@ from stylize.imageio import fit_long_side, fit_long_side_at_least, resize, resiz
 from stylize.lbfgs import LBFGS
 from stylize.tiledloss import TiledObjective, plan_tiles, tiled_statistics
 from stylize.losses import (LossParts, PerceptualLoss, blend_statistics, content_layer_weights, required_layers,
-                            style_layer_weights, style_statistics)
+                            style_layer_weights, style_statistics, temporal_consistency)
 
 # Memory of an iterative run, per pixel of the largest scale. Measured on the CPU as the peak
 # resident memory of 3-iteration single-scale runs (768x576, VGG-16 to relu5_1): 3.3 kB per
@@ -134,6 +134,17 @@ class Result:
     image: torch.Tensor  # [1,3,H,W] in [0,1], on the CPU
     losses: dict[str, float]
     interrupted: bool  # Ctrl-C: `image` is the best one so far
+
+
+@dataclass(frozen=True)
+class Temporal:
+    """A video frame's temporal term (Ruder et al. 2016): the previous frame's result moved onto
+    this one (``target``, [1,3,H,W] at the run's full size), trusted where ``weights`` ([1,1,H,W])
+    are 1, and the term's weight in the objective."""
+
+    target: torch.Tensor
+    weights: torch.Tensor
+    weight: float
 
 
 ProgressFn = Callable[[Progress], None]
@@ -243,9 +254,12 @@ class ScaleProblem:
     def __init__(self, extractor: FeatureExtractor, config: RunConfig, content: torch.Tensor,
                  styles: list[torch.Tensor], size: tuple[int, int], cache: StyleCache | None = None,
                  keys: list[torch.Tensor] | None = None, mask: torch.Tensor | None = None,
-                 tile: int | None = None) -> None:
+                 tile: int | None = None, temporal: Temporal | None = None) -> None:
         self.extractor = extractor
         self.device = next(extractor.parameters()).device
+        self.temporal = None if temporal is None else Temporal(
+            resize(temporal.target.to(self.device), size), resize(temporal.weights.to(self.device), size),
+            temporal.weight)
         # The targets below are float32; each evaluation may run the VGG in bfloat16 (--half).
         self.half = iterative_half(self.device, config.half)
         loss_cfg = config.loss
@@ -289,19 +303,27 @@ class ScaleProblem:
     def __call__(self, image: torch.Tensor) -> LossParts:
         # Under autocast the errors stay float32 and the Grams come out float32 (losses.py).
         with autocast(self.device, self.half):
-            return self.loss_fn(image, self.extractor(image), self.content_targets)
+            parts = self.loss_fn(image, self.extractor(image), self.content_targets)
+        return self._with_temporal(parts, image)
+
+    def _with_temporal(self, parts: LossParts, image: torch.Tensor) -> LossParts:
+        if self.temporal is None:
+            return parts
+        term = temporal_consistency(image, self.temporal.target, self.temporal.weights)
+        return parts.with_temporal(self.temporal.weight * term)
 
     def value(self, image: torch.Tensor) -> LossParts:
         """The objective at ``image``, without its gradient."""
-        if self.tiled:
-            return self.tiled_loss.value(image)
         with torch.no_grad():
-            return self(image)
+            return self._with_temporal(self.tiled_loss.value(image), image) if self.tiled else self(image)
 
     def evaluate(self, image: torch.Tensor) -> LossParts:
         """The objective at ``image`` (a leaf), its gradient left in ``image.grad``."""
-        if self.tiled:
-            return self.tiled_loss.evaluate(image)
+        if self.tiled:  # the tiles' gradient is in image.grad; the pixels' own term adds to it
+            parts = self._with_temporal(self.tiled_loss.evaluate(image), image)
+            if parts.temporal is not None:
+                parts.temporal.backward()
+            return parts
         image.grad = None
         parts = self(image)
         parts.total.backward()
@@ -324,14 +346,15 @@ def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: Run
                   extractor: FeatureExtractor, on_progress: ProgressFn | None = None,
                   on_snapshot: SnapshotFn | None = None, cache: StyleCache | None = None,
                   init: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                  full_size_only: bool = False, tile: int | None = None) -> Result:
+                  full_size_only: bool = False, tile: int | None = None, temporal: Temporal | None = None) -> Result:
     """Stylise ``content`` ([1,3,H,W] in [0,1]) with ``styles``; tensors are moved to the extractor's device.
 
     ``cache`` keeps style statistics between runs with the same extractor and config (a batch);
     ``init`` replaces the starting image (e.g. the result of an interrupted run, to go on from it);
     ``mask`` ([1,1,H,W] in [0,1]) confines the style loss to where it is white (``ScaleProblem``);
     ``full_size_only``: run the schedule's last scale alone (``init``: a video's previous frame);
-    ``tile``: scales larger than this many pixels are evaluated in tiles (stylize.tiledloss)."""
+    ``tile``: scales larger than this many pixels are evaluated in tiles (stylize.tiledloss);
+    ``temporal``: a video frame's temporal term, at the last scale."""
     device = next(extractor.parameters()).device
     torch.manual_seed(config.seed)
     content = content.to(device)
@@ -353,7 +376,9 @@ def run_iterative(content: torch.Tensor, styles: list[torch.Tensor], config: Run
     state: ScaleOptimizer | None = None
     try:
         for index, (size, iterations) in enumerate(schedule):
-            problem = ScaleProblem(extractor, config, content, styles, size, cache, keys, mask, tile)
+            last = index == len(schedule) - 1
+            problem = ScaleProblem(extractor, config, content, styles, size, cache, keys, mask, tile,
+                                   temporal if last else None)
             start_image = best if index == 0 else hand_over(best, best_content, problem.content)
             state = ScaleOptimizer(problem, config, start_image)
             for it in range(1, iterations + 1):

@@ -55,7 +55,7 @@ class Recipe:
     stopped: str = ""  # "": the run ended; else where it stopped (Ctrl-C, a --save-every snapshot)
     made_by: str = MADE_BY
     # A video frame (--init previous) that started from the previous frame's result (an input of
-    # role "previous"), moved by (dy, dx) pixels with the camera.
+    # role "previous"), moved along the optical flow; the camera moved by (dy, dx) pixels.
     moved: tuple[float, float] | None = None
 
     def finished(self, losses: dict[str, float], stopped: str = "") -> Recipe:
@@ -81,9 +81,13 @@ class Recipe:
         for item in self.inputs:
             if item.role in OPTION_INPUTS:
                 args += [f"--{item.role}", item.file]
+        # A sequence's first frame (or one after a cut) started from its photo, as one photo would.
+        first_frame = not self.is_frame and ("--init", "previous") in self.options
         for name, value in self.options:
-            if name == "--init" and value == "previous" and not self.is_frame:
-                value = "content"  # a sequence's first frame (or one after a cut) started from its photo
+            if first_frame and name == "--init":
+                value = "content"
+            if first_frame and name == "--temporal-weight":
+                continue
             args += [name] if value is None else [name, value]
         return args + (["-o", "OUT/"] if self.is_frame else [])
 
@@ -122,10 +126,12 @@ class Recipe:
 
 def iterative_recipe(config: RunConfig, backbone: BackboneConfig, schedule: list[tuple[tuple[int, int], int]],
                      device: torch.device, photo: Path, styles: list[Path], init: Path | None = None,
-                     mask: Path | None = None, invert_mask: bool = False, tile: int | None = None) -> Recipe:
+                     mask: Path | None = None, invert_mask: bool = False, tile: int | None = None,
+                     frames: bool = False) -> Recipe:
     """An iterative run's recipe: ``config`` with its precision resolved, and the ``schedule``
     the run takes (its scales and iterations, whatever the defaults of a later version); ``tile``:
-    the tiles it was evaluated in (the same objective, its rounding another)."""
+    the tiles it was evaluated in (the same objective, its rounding another); ``frames``: of video
+    frames (--init previous or an animation), whose --temporal-weight it names."""
     loss = config.loss
     options: list[tuple[str, str | None]] = [
         ("--size", str(config.size)),
@@ -139,6 +145,8 @@ def iterative_recipe(config: RunConfig, backbone: BackboneConfig, schedule: list
         options.append(("--lr", number(config.learning_rate)))
     options += [("--init", config.init.value), ("--seed", str(config.seed)),
                 ("--style-scale", number(config.style_scale))]
+    if frames:
+        options.append(("--temporal-weight", number(config.temporal_weight)))
     if config.style_blend is not None:
         options.append(("--style-blend", ",".join(number(w) for w in config.style_blend)))
     options += [(flag, None) for flag, on in (("--preserve-color", config.preserve_color),
@@ -209,9 +217,9 @@ def describe(recipe: Recipe) -> list[tuple[str, str]]:
         rows.append(("stopped", recipe.stopped))
     if recipe.moved is not None:
         dy, dx = recipe.moved
-        rows.append(("frame", f"started from the previous frame's result, moved {abs(dy):.1f} px "
-                              f"{'down' if dy >= 0 else 'up'} and {abs(dx):.1f} px {'right' if dx >= 0 else 'left'} "
-                              "with the camera"))
+        rows.append(("frame", f"started from the previous frame's result along the optical flow; the camera "
+                              f"moved {abs(dy):.1f} px {'down' if dy >= 0 else 'up'} and {abs(dx):.1f} px "
+                              f"{'right' if dx >= 0 else 'left'}"))
     return rows
 
 

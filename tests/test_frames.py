@@ -93,8 +93,12 @@ def test_frames_follow_the_previous_result_and_resume_exactly(tmp_path, wide, pa
     assert recipe["inputs"][-1]["role"] == "previous" and recipe["inputs"][-1]["file"] == "frame01_x_painting.png"
     command = shlex.split(recipe["command"])
     assert command[2] == "FRAMES/" and command[-2:] == ["-o", "OUT/"] and "--init" in command
+    assert command[command.index("--temporal-weight") + 1] == "100"
+    shown = invoke("info", tmp_path / "previous" / "frame02_x_painting.png").stdout
+    assert "along the optical flow" in shown and f"moved 0.0 px down and {PAN}.0 px left" in shown
     first = json.loads(invoke("info", tmp_path / "previous" / "frame00_x_painting.png", "--json").stdout)
     assert "moved" not in first and "--init content" in first["command"]  # it started from its photo
+    assert "--temporal-weight" not in first["command"]  # (refused for a photo)
     # Resumed after losing the last two frames: they are made again from the files before them.
     made = {t: (tmp_path / "previous" / f"frame{t:02d}_x_painting.png").read_bytes() for t in (1, 2)}
     for t in (1, 2):
@@ -103,6 +107,17 @@ def test_frames_follow_the_previous_result_and_resume_exactly(tmp_path, wide, pa
     assert result.exit_code == 0, result.output
     for t in (1, 2):
         assert (tmp_path / "previous" / f"frame{t:02d}_x_painting.png").read_bytes() == made[t]
+
+
+@pytest.mark.parametrize("args,words", [(["--temporal-weight", "50"], "video frames only"),
+                                        (["--temporal-weight", "-1", "--init", "previous"], "zero or positive")])
+def test_a_temporal_weight_is_refused_for_a_photo_or_below_zero(tmp_path, wide, painting, args, words):
+    frames = _frames(tmp_path, wide)
+    result = invoke("run", frames, "-s", painting, "--size", "48", "--iterations", "2", "-o", tmp_path / "out", *args)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--temporal-weight" in lines[0] and words in lines[0], result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_init_previous_needs_a_batch_of_frames(photo, painting):

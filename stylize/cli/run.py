@@ -32,13 +32,23 @@ DEFAULT_BACKBONE = BackboneConfig()
 # Options that only one method reads: given to the other, they used to be ignored without a word.
 _ITERATIVE_ONLY = ("iterations", "scales", "optimizer", "lr", "init", "init_image", "content_weight", "style_weight",
                    "tv_weight", "content_layers", "style_layers", "style_loss", "style_blend", "style_scale",
-                   "save_every", "backbone", "weights", "pooling", "seed", "match_color")
+                   "save_every", "backbone", "weights", "pooling", "seed", "match_color", "temporal_weight")
 _MODEL_ONLY = ("batch_size", "strength")
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option ``name`` was given on the command line (not its default)."""
+    return getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+
+
+def _any_animation(jobs: list) -> bool:
+    from stylize.imageio import animation_suffix
+    return any(animation_suffix(job.content.path) is not None for job in jobs)
 
 
 def _check_method_options(ctx: typer.Context, model: Optional[list[str]]) -> None:
     """Refuse options that the chosen method (--model or the iterative one) would not use."""
-    given = [name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
+    given = [name for name in ctx.params if _given(ctx, name)]
     flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
     if model is not None and (unused := [flag(n) for n in given if n in _ITERATIVE_ONLY]):
         raise InputError(f"{', '.join(unused)}: not used with --model (a trained network's style is fixed when it "
@@ -75,8 +85,12 @@ def run(
     optimizer: Annotated[OptimizerKind, _iterative_choice(help="Optimiser.")] = DEFAULT_RUN.optimizer,
     lr: Annotated[float, _iterative_option("--lr", help="Adam's learning rate.")] = DEFAULT_RUN.learning_rate,
     init: Annotated[InitKind, _iterative_choice(help="Starting image. previous: a batch's photos are video "
-                    "frames, each started from the previous frame's result moved with the camera (steady texture), "
-                    "at full size only.")] = DEFAULT_RUN.init,
+                    "frames, each started from the previous frame's result moved onto it along the optical flow "
+                    "(steady texture), at full size only.")] = DEFAULT_RUN.init,
+    temporal_weight: Annotated[float, _iterative_option(help="Video frames (--init previous, an animation): how "
+                               "strongly each frame keeps the previous frame's result, moved onto it along the "
+                               "optical flow, where the flow holds (Ruder et al. 2016); 0: only start from "
+                               "it.")] = DEFAULT_RUN.temporal_weight,
     init_image: Annotated[Optional[Path], _iterative_option(help="Start from this image instead (e.g. the output of "
                           "an interrupted run, to go on from it); another shape is cropped to the photo's "
                           "proportions, around its centre.", show_default=False)] = None,
@@ -201,13 +215,16 @@ def run(
                 iterations=parse_numbers(iterations, "--iterations", int) if iterations else None,
                 optimizer=optimizer, learning_rate=lr, init=init, seed=seed, style_scale=variants[0].style_scale,
                 style_blend=blend, preserve_color=preserve_color, match_color=match_color, save_every=save_every,
-                half=half, tile=tile, loss=loss)
+                half=half, tile=tile, temporal_weight=temporal_weight, loss=loss)
             for variant in variants[1:]:  # a bad value of a list is refused before any work
                 variant.apply(config)
             backbone_cfg = BackboneConfig(name=backbone, weights=weights, pooling=pooling,
                                           download_progress=not quiet)
             from stylize.imageio import animation_suffix
             animation = single and animation_suffix(jobs[0].content.path) is not None  # (what it does anyway)
+            if _given(ctx, "temporal_weight") and init is not InitKind.previous and not _any_animation(jobs):
+                raise InputError("--temporal-weight: for video frames only (--init previous with a folder of "
+                                 "frames, or an animation); leave it out for photos")
             if init is InitKind.previous and ((single and not animation) or init_image is not None
                                               or world.distributed):
                 raise InputError("--init previous starts each frame from the frame before: give a folder (or "
