@@ -2,11 +2,11 @@
 
 Each frame after the first starts from the result of the one before it, moved along the optical
 flow and held to it where the flow holds (``Iterative.run_frame``, as a batch's ``--init
-previous``), so the texture stays on what it paints instead of boiling. Finished frames are kept, lossless, in a folder beside the output
-(``work_folder``) with the run's recipe; an interrupted run goes on from them when the same
-command runs again, and gives the same file as one that was never interrupted. The animation is
-written once every frame is made, and the folder removed.
-"""
+previous``), so the texture stays on what it paints instead of boiling. Finished frames are
+kept, lossless, in a folder beside the output (``work_folder``) with the run's recipe; an
+interrupted run goes on from them when the same command runs again, and gives the same file as
+one that was never interrupted. The animation is written once every frame is made, and the
+folder removed."""
 
 from __future__ import annotations
 
