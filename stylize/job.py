@@ -171,7 +171,8 @@ class Iterative:
                                  self.extractor, on_progress=on_progress, cache=self.cache, mask=mask,
                                  tile=self.tile_for(size, mask is not None)), None
         weight = self.config.temporal_weight
-        carried = carry(previous.result, before, after, moved, trust=weight > 0)
+        # On the run's device: on a GPU the flows take a fraction of the CPU's seconds.
+        carried = carry(*(t.to(self.device) for t in (previous.result, before, after)), moved, trust=weight > 0)
         temporal = None if carried.trusted is None else Temporal(carried.image, carried.trusted, weight)
         result = run_iterative(content.rgb, [s.rgb for s in styles], self.config, self.extractor,
                                on_progress=on_progress, cache=self.cache, init=carried.image, mask=mask,

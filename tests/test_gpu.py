@@ -334,3 +334,17 @@ def test_cuda_tiled_objective_equals_the_whole_pass(setup):
     parts = tiled.evaluate(image)
     torch.testing.assert_close(parts.total, expected.total.detach(), rtol=1e-3, atol=0)
     assert ((image.grad - gradient).norm() / gradient.norm()).item() < 1e-2
+
+
+def test_cuda_optical_flow_is_the_cpus_and_the_same_every_time():
+    """--init previous computes the flows on the run's device."""
+    from stylize.flow import estimate_flow, reliable
+
+    photo = resize(load_image(SAMPLES / "chelsea.jpg").rgb, (120, 180))
+    before, after = photo[..., 20:84, 20:116], photo[..., 22:86, 17:113]
+    cpu = estimate_flow(after, before)
+    gpu = estimate_flow(after.cuda(), before.cuda())
+    assert torch.equal(gpu, estimate_flow(after.cuda(), before.cuda()))
+    assert (gpu.cpu() - cpu)[:, 8:-8, 8:-8].abs().max() < 0.05
+    back = estimate_flow(before.cuda(), after.cuda())
+    assert reliable(gpu, back).float().mean() > 0.8
