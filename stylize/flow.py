@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from stylize.color import rgb_to_yiq
+
 # IPOL 2013's defaults (intensities 0-255): the data term's weight, the coupling of the two
 # sub-problems and the dual step (Chambolle's bound for it is 1/8; 0.25 converges in practice).
 LAMBDA, THETA, TAU = 0.15, 0.3, 0.25
@@ -51,7 +53,7 @@ def estimate_flow(frame: torch.Tensor, other: torch.Tensor, start: tuple[float, 
     """The flow from ``frame`` to ``other`` (both [H,W] luminance in [0,1], or [1,3,H,W] RGB): for
     each pixel of ``frame``, (dy, dx) to the same point in ``other``. ``start``: a motion of the
     whole picture already known (a camera's pan), which the pyramid then refines."""
-    frame, other = _gray(frame), _gray(other)
+    frame, other = luminance(frame), luminance(other)
     height, width = frame.shape
     scale = min(1.0, MAX_SIDE / max(height, width))
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
@@ -88,11 +90,9 @@ def reliable(backward: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
     return inside & ~hidden & ~boundary
 
 
-def _gray(image: torch.Tensor) -> torch.Tensor:
-    if image.dim() == 2:
-        return image.float()
-    weights = torch.tensor([0.299, 0.587, 0.114], device=image.device).view(1, 3, 1, 1)
-    return (image.float() * weights).sum(1)[0]
+def luminance(image: torch.Tensor) -> torch.Tensor:
+    """[1,3,H,W] RGB to [H,W] luminance (YIQ's Y); [H,W] as it is."""
+    return image.float() if image.dim() == 2 else rgb_to_yiq(image.float())[0, 0]
 
 
 def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

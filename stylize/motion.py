@@ -17,19 +17,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from stylize.color import rgb_to_yiq
-from stylize.flow import estimate_flow, reliable, warp
+from stylize.flow import estimate_flow, luminance, reliable, warp
 
 # Aligned frames further apart than this (mean absolute luminance difference, 0-1) are taken as
 # a cut to another shot, whose first frame starts from its own photo. Consecutive frames of one
 # shot differ by about 0.01-0.05 (noise, moving objects); unrelated photos by more: 0.137 at the
 # least over 119 pairs of the shared photos at 256x192, each aligned by its best shift.
 CUT_DIFFERENCE = 0.1
-
-
-def luminance(image: torch.Tensor) -> torch.Tensor:
-    """[1,3,H,W] RGB to [H,W] luminance."""
-    return rgb_to_yiq(image.float())[0, 0]
 
 
 def estimate_shift(before: torch.Tensor, after: torch.Tensor) -> tuple[float, float]:
@@ -99,7 +93,6 @@ def follow(before: torch.Tensor, after: torch.Tensor) -> tuple[float, float] | N
     cols = slice(max(math.ceil(dx), 0), width + min(math.floor(dx), 0))
     difference = (luminance(moved)[rows, cols] - luminance(after)[rows, cols]).abs().mean()
     return None if float(difference) > CUT_DIFFERENCE else (dy, dx)
-
 
 
 @dataclass(frozen=True)
