@@ -1,9 +1,11 @@
 """Video frames through the iterative method: each frame on its own (--init content, the
 default) against --init previous (each frame from the previous frame's result moved onto it, at
 full size only), the previous result moved by the camera's shift alone (as before 2026-11-29's
-session 31) or along the optical flow (stylize.flow, now), side by side on the same clips.
+session 31) or along the optical flow (stylize.flow, now; moved bilinearly before session 32,
+--bilinear), side by side on the same clips.
 
     python benchmarks/frames.py [--size 256] [--frames 8] [--device cpu] [--clips pan,still,object,zoom]
+                                [--zoom 1.02] [--bilinear]
 
 The clips are made here from the shared photos, so their true motion is known: a pan (the view
 moves 3 px a frame), a still camera, a still camera with an object crossing it (a piece of
@@ -13,7 +15,8 @@ bundled starry_night model, one pass a frame): the temporal error, the mean abso
 between each result and the one before moved by the true motion, over the pixels the frame before
 shows (what a moving object uncovers is not counted; the input frames' own, noise only, beside
 it), the mean final objective of the frames (content, style and smoothing, each scored by its
-run, without the temporal term) and the seconds a frame.
+run, without the temporal term), the fine detail left in the last result as a share of the
+first's (mean absolute Laplacian: resampling every frame blurs) and the seconds a frame.
 Reads ../shared/data (STYLIZE_SHARED to point elsewhere)."""
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from common import SHARED, device_name, setup_device
 from stylize.config import BackboneConfig, InitKind, RunConfig
 from stylize.flow import warp
 from stylize.imageio import LoadedImage, fit_long_side, load_image, resize
-from stylize import job
+from stylize import job, motion
 from stylize.job import Fast, Frame, Iterative
 from stylize.motion import Carried, shift
 
@@ -91,32 +94,46 @@ def object_clip(photo: torch.Tensor, thing: torch.Tensor, size: tuple[int, int],
     return Clip(_noisy(views), flows, shown)
 
 
-def zoom_clip(photo: torch.Tensor, size: tuple[int, int], frames: int) -> Clip:
-    """A view of ``photo``'s centre, ZOOM times closer every frame."""
+def zoom_clip(photo: torch.Tensor, size: tuple[int, int], frames: int, zoom: float = ZOOM) -> Clip:
+    """A view of ``photo``'s centre, ``zoom`` times closer every frame."""
     height, width = size
     big = resize(photo, fit_long_side(*photo.shape[-2:], 2 * max(height, width)))
     ys = torch.linspace(-1, 1, height).view(-1, 1).expand(height, width)
     xs = torch.linspace(-1, 1, width).view(1, -1).expand(height, width)
     views = []
     for t in range(frames):
-        grid = torch.stack((xs, ys), -1)[None] * (0.6 / ZOOM ** t)
+        grid = torch.stack((xs, ys), -1)[None] * (0.6 / zoom ** t)
         views.append(F.grid_sample(big, grid, mode="bicubic", align_corners=True).clamp(0, 1))
     cy, cx = (height - 1) / 2, (width - 1) / 2
     yy, xx = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
                             indexing="ij")
-    flow = torch.stack(((cy + (yy - cy) / ZOOM - yy), (cx + (xx - cx) / ZOOM - xx)))  # back toward the centre
+    flow = torch.stack(((cy + (yy - cy) / zoom - yy), (cx + (xx - cx) / zoom - xx)))  # back toward the centre
     shown = ((yy + flow[0] >= 0) & (yy + flow[0] <= height - 1)) & ((xx + flow[1] >= 0) & (xx + flow[1] <= width - 1))
     return Clip(_noisy(views), [flow] * (frames - 1), [shown] * (frames - 1))
 
 
 def pair_errors(images: list[torch.Tensor], clip: Clip) -> list[float]:
-    """|frame t - frame t-1 moved by the true motion| for each pair in turn, where t-1 shows it."""
-    return [float((b - warp(a, flow)).abs().mean(1)[0][shown].mean())
+    """|frame t - frame t-1 moved by the true motion| for each pair in turn, where t-1 shows it
+    (moved bicubically: bilinear interpolation's blur would favour soft results on a zoom)."""
+    return [float((b - warp(a, flow, "bicubic")).abs().mean(1)[0][shown].mean())
             for a, b, flow, shown in zip(images, images[1:], clip.flows, clip.shown)]
 
 
 def temporal_error(images: list[torch.Tensor], clip: Clip) -> float:
     return statistics.mean(pair_errors(images, clip))
+
+
+def detail(image: torch.Tensor) -> float:
+    """Fine detail: the mean absolute Laplacian (3x3) over the channels."""
+    kernel = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]).view(1, 1, 3, 3).repeat(3, 1, 1, 1)
+    return float(F.conv2d(image.float().cpu(), kernel, groups=3).abs().mean())
+
+
+def _carry_bilinear(result: torch.Tensor, before: torch.Tensor, after: torch.Tensor,
+                    moved: tuple[float, float], trust: bool = True) -> Carried:
+    """As --init previous moved the previous result before it was moved bicubically."""
+    with patch.object(motion, "warp", lambda image, flow, mode: warp(image, flow)):
+        return motion.carry(result, before, after, moved, trust)
 
 
 def _carry_shift(result: torch.Tensor, before: torch.Tensor, after: torch.Tensor,
@@ -154,9 +171,10 @@ def first_longer(clip: Clip, style: LoadedImage, size: int, device: str, factors
 
 
 def compare(name: str, clip: Clip, style: LoadedImage, size: int, device: str, temporal: list[float],
-            baselines: bool = True) -> None:
+            baselines: bool = True, bilinear: bool = False) -> None:
     """Every mode on one clip (``baselines``: also each frame on its own, the flow without the
-    temporal term and the bundled network)."""
+    temporal term and the bundled network; ``bilinear``: also the flow's results moved bilinearly,
+    with each temporal weight)."""
     print(f"{name}: the input frames' own temporal error {temporal_error(clip.frames, clip):.4f}")
     if baselines:
         model = Fast("starry_night", device)
@@ -167,13 +185,17 @@ def compare(name: str, clip: Clip, style: LoadedImage, size: int, device: str, t
              ("--init previous, flow", InitKind.previous, job.carry, 0.0)]
     modes = [mode for mode in modes if baselines or mode[2] is _carry_shift]
     modes += [(f"  and temporal {weight:g}", InitKind.previous, job.carry, weight) for weight in temporal]
+    if bilinear:
+        modes += [(f"  bilinear, temporal {weight:g}", InitKind.previous, _carry_bilinear, weight)
+                  for weight in temporal]
     for label, init, carry, weight in modes:
         with patch.object(job, "carry", carry or job.carry):
             results, objectives, seconds = run(clip.frames, style, init, size, device, weight)
         print(f"  {label:<24} temporal error {temporal_error(results, clip):.4f} (pairs "
               f"{' '.join(f'{e:.4f}' for e in pair_errors(results, clip))}), objective "
               f"{statistics.mean(objectives):.4f} (after the first {statistics.mean(objectives[1:]):.4f}), "
-              f"{seconds:.1f} s a frame", flush=True)
+              f"detail last/first {detail(results[-1]) / detail(results[0]):.3f}, {seconds:.1f} s a frame",
+              flush=True)
 
 
 def main() -> None:
@@ -186,6 +208,9 @@ def main() -> None:
                         help="--temporal-weight values to run with the flow, such as 30,100,300")
     parser.add_argument("--no-baselines", action="store_true", help="only the shift and the flow with each "
                         "--temporal weight")
+    parser.add_argument("--bilinear", action="store_true", help="also the flow's results moved bilinearly "
+                        "(before session 32)")
+    parser.add_argument("--zoom", type=float, default=ZOOM, help="the zoom clip's magnification a frame")
     parser.add_argument("--first-longer", default="", help="instead: the pan with --init previous, the first "
                         "frame's last scale run each of these many times as long, such as 1,2,4")
     args = parser.parse_args()
@@ -203,11 +228,11 @@ def main() -> None:
              "still": ("still camera", lambda: pan_clip(photo, size, args.frames, 0)),
              "object": (f"an object crossing, {OBJECT_SPEED} px a frame", lambda: object_clip(
                  photo, load_image(SHARED / "content" / "golden_gate.jpg").rgb, size, args.frames)),
-             "zoom": (f"zoom {ZOOM:g}x a frame", lambda: zoom_clip(photo, size, args.frames))}
+             "zoom": (f"zoom {args.zoom:g}x a frame", lambda: zoom_clip(photo, size, args.frames, args.zoom))}
     for key in args.clips.split(","):
         name, make = clips[key]
         compare(name, make(), style, args.size, args.device, [float(w) for w in args.temporal.split(",")],
-                not args.no_baselines)
+                not args.no_baselines, args.bilinear)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ step 150 python3 benchmarks/iterative.py --device cuda --content "$DATA/content/
 step 90 python3 benchmarks/fast.py --device cuda --repeats 20 ${FAST_COMPILE:+--compile}
 step 60 python3 benchmarks/profile_step.py --device cuda --rows 15
 step 120 python3 benchmarks/train_memory.py --device cuda  # the fit check's estimate against a GPU's peaks
+step 60 python3 benchmarks/flow.py --device cuda --sizes 256,512 --repeats 5  # video frames' two flows
 [ "${TILES:-1}" = 1 ] && step 120 python3 benchmarks/tiles.py --device cuda --size 2048 --tiles 1024,512
 [ "${LBFGS_POLICY:-0}" = 1 ] && step 180 python3 benchmarks/lbfgs_policy.py --device cuda
 [ "${LEVERS_COMPILE:-0}" = 1 ] && step 180 python3 benchmarks/levers.py --device cuda --repeats 10 --compile

@@ -17,6 +17,8 @@ one frame to where the same point is in the other.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
@@ -34,39 +36,65 @@ COARSEST = 16  # px: the pyramid's smallest level's short side
 # The flow is computed at this long side at most and scaled up: the result is moved as a whole
 # texture, which a flow at 512 px follows to about a pixel, and larger frames would cost seconds.
 MAX_SIDE = 512
+# Frames up to this many pixels have their two flows (there and back) found in one batch: on the
+# 2-core CPU 1.27-1.31x as fast at 128-256 px, but 0.96-0.99x at 384-512 px, where the batch's
+# operations outgrow the caches (benchmarks/flow.py; the same flows to the bit either way). On a
+# GPU, where the flow's small operations cost their launches, always.
+ONE_BATCH_PIXELS = 256 * 256
 
 
-def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """[B,C,H,W] ``image`` sampled at each pixel plus ``flow`` ([2,H,W]), bilinearly; points
-    outside the picture take its nearest edge."""
+def warp(image: torch.Tensor, flow: torch.Tensor, mode: Literal["bilinear", "bicubic"] = "bilinear") -> torch.Tensor:
+    """[B,C,H,W] ``image`` sampled at each pixel plus ``flow`` ([2,H,W], or [B,2,H,W]: one for
+    each image), bilinearly or bicubically (Keys' kernel, which may overshoot the image's range);
+    points outside the picture take its nearest edge."""
+    if mode == "bicubic" and image.device.type == "mps":  # not every torch has it on MPS; once a frame
+        return warp(image.cpu(), flow.cpu(), mode).to(image.device)
     height, width = image.shape[-2:]
     ys = torch.arange(height, device=image.device, dtype=flow.dtype).view(-1, 1)
     xs = torch.arange(width, device=image.device, dtype=flow.dtype).view(1, -1)
     # grid_sample's coordinates: -1 and 1 are the centres of the corner pixels (align_corners).
-    gy = (ys + flow[0]) * (2 / max(height - 1, 1)) - 1
-    gx = (xs + flow[1]) * (2 / max(width - 1, 1)) - 1
-    grid = torch.stack((gx, gy), dim=-1).unsqueeze(0).expand(image.shape[0], -1, -1, -1)
-    return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="border", align_corners=True)
+    gy = (ys + flow[..., 0, :, :]) * (2 / max(height - 1, 1)) - 1
+    gx = (xs + flow[..., 1, :, :]) * (2 / max(width - 1, 1)) - 1
+    grid = torch.stack((gx, gy), dim=-1)
+    grid = grid.unsqueeze(0).expand(image.shape[0], -1, -1, -1) if flow.dim() == 3 else grid
+    return F.grid_sample(image, grid.to(image.dtype), mode=mode, padding_mode="border", align_corners=True)
 
 
 def estimate_flow(frame: torch.Tensor, other: torch.Tensor, start: tuple[float, float] = (0.0, 0.0)) -> torch.Tensor:
     """The flow from ``frame`` to ``other`` (both [H,W] luminance in [0,1], or [1,3,H,W] RGB): for
     each pixel of ``frame``, (dy, dx) to the same point in ``other``. ``start``: a motion of the
     whole picture already known (a camera's pan), which the pyramid then refines."""
-    frame, other = luminance(frame), luminance(other)
-    height, width = frame.shape
+    return _estimate(luminance(frame)[None], luminance(other)[None], [start])[0]
+
+
+def flows_both_ways(before: torch.Tensor, after: torch.Tensor, moved: tuple[float, float] = (0.0, 0.0)
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``estimate_flow(after, before)``, ``estimate_flow(before, after)``): the same flows, found
+    at once (one batch of two) where that is faster. ``moved``: the camera's shift from ``before``
+    to ``after``, if known."""
+    a, b = luminance(before), luminance(after)
+    starts = [(-moved[0], -moved[1]), moved]
+    if a.device.type == "cpu" and a.numel() > ONE_BATCH_PIXELS:
+        return _estimate(b[None], a[None], starts[:1])[0], _estimate(a[None], b[None], starts[1:])[0]
+    flows = _estimate(torch.stack((b, a)), torch.stack((a, b)), starts)
+    return flows[0], flows[1]
+
+
+def _estimate(frames: torch.Tensor, others: torch.Tensor, starts: list[tuple[float, float]]) -> torch.Tensor:
+    """[B,2,H,W]: the flow from each of ``frames`` to the same of ``others`` ([B,H,W] luminance)."""
+    height, width = frames.shape[-2:]
     scale = min(1.0, MAX_SIDE / max(height, width))
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
     if scale < 1:
-        frame, other = _resize(frame, size), _resize(other, size)
-    levels = _pyramid(frame * 255, other * 255)
-    small = levels[-1][0].shape
-    flow = torch.tensor(start, dtype=torch.float32, device=frame.device).view(2, 1, 1)
-    flow = (flow * torch.tensor([small[0] / height, small[1] / width], device=frame.device).view(2, 1, 1)
-            ).expand(2, *small).clone()
+        frames, others = _resize(frames, size), _resize(others, size)
+    levels = _pyramid(frames * 255, others * 255)
+    small = levels[-1][0].shape[-2:]
+    flow = torch.tensor(starts, dtype=torch.float32, device=frames.device).view(-1, 2, 1, 1)
+    flow = (flow * torch.tensor([small[0] / height, small[1] / width], device=frames.device).view(2, 1, 1)
+            ).expand(-1, 2, *small).clone()
     for index, (a, b) in enumerate(reversed(levels)):
         if index:
-            flow = _upsample_flow(flow, a.shape)
+            flow = _upsample_flow(flow, a.shape[-2:])
         flow = _tvl1(a, b, flow)
     return _upsample_flow(flow, (height, width)) if flow.shape[-2:] != (height, width) else flow
 
@@ -96,31 +124,32 @@ def luminance(image: torch.Tensor) -> torch.Tensor:
 
 
 def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """[H,W] to ``size``, low-passed first when smaller (no aliasing into the flow)."""
-    return F.interpolate(image[None, None], size=size, mode="bilinear", antialias=True, align_corners=False)[0, 0]
+    """[B,H,W] to ``size``, low-passed first when smaller (no aliasing into the flow)."""
+    return F.interpolate(image[:, None], size=size, mode="bilinear", antialias=True, align_corners=False)[:, 0]
 
 
 def _pyramid(frame: torch.Tensor, other: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Both images halved in turn until the short side would fall below COARSEST; finest first."""
+    """Both [B,H,W] halved in turn until the short side would fall below COARSEST; finest first."""
     levels = [(_smooth(frame), _smooth(other))]
-    while min(levels[-1][0].shape) // 2 >= COARSEST:
+    while min(levels[-1][0].shape[-2:]) // 2 >= COARSEST:
         a, b = levels[-1]
-        size = (a.shape[0] // 2, a.shape[1] // 2)
+        size = (a.shape[-2] // 2, a.shape[-1] // 2)
         levels.append((_resize(a, size), _resize(b, size)))
     return levels
 
 
 def _smooth(image: torch.Tensor) -> torch.Tensor:
-    """A light Gaussian blur (sigma 0.8, IPOL's presmoothing): noise makes no gradients."""
+    """[B,H,W] lightly blurred (Gaussian, sigma 0.8, IPOL's presmoothing): noise makes no gradients."""
     kernel = torch.tensor([0.0668, 0.2417, 0.3830, 0.2417, 0.0668], device=image.device)
-    padded = F.pad(image[None, None], (2, 2, 2, 2), mode="replicate")
+    padded = F.pad(image[:, None], (2, 2, 2, 2), mode="replicate")
     rows = F.conv2d(padded, kernel.view(1, 1, 5, 1))
-    return F.conv2d(rows, kernel.view(1, 1, 1, 5))[0, 0]
+    return F.conv2d(rows, kernel.view(1, 1, 1, 5))[:, 0]
 
 
 def _upsample_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    ratio = torch.tensor([size[0] / flow.shape[1], size[1] / flow.shape[2]], device=flow.device).view(2, 1, 1)
-    return F.interpolate(flow[None], size=size, mode="bilinear", align_corners=False)[0] * ratio
+    """[B,2,h,w] to [B,2,H,W] of ``size``, its vectors scaled with it."""
+    ratio = torch.tensor([size[0] / flow.shape[-2], size[1] / flow.shape[-1]], device=flow.device).view(2, 1, 1)
+    return F.interpolate(flow, size=size, mode="bilinear", align_corners=False) * ratio
 
 
 def _gradient(image: torch.Tensor) -> torch.Tensor:
@@ -129,41 +158,41 @@ def _gradient(image: torch.Tensor) -> torch.Tensor:
 
 
 def _forward_difference(u: torch.Tensor) -> torch.Tensor:
-    """[2,H,W] -> [2,2,H,W]: each component's forward differences (d/dy, d/dx), 0 at the far border."""
-    dy = F.pad(u[:, 1:, :] - u[:, :-1, :], (0, 0, 0, 1))
-    dx = F.pad(u[:, :, 1:] - u[:, :, :-1], (0, 1, 0, 0))
-    return torch.stack((dy, dx), dim=1)
+    """[...,2,H,W] -> [...,2,2,H,W]: each component's forward differences (d/dy, d/dx), 0 at the far border."""
+    dy = F.pad(u[..., 1:, :] - u[..., :-1, :], (0, 0, 0, 1))
+    dx = F.pad(u[..., :, 1:] - u[..., :, :-1], (0, 1, 0, 0))
+    return torch.stack((dy, dx), dim=-3)
 
 
 def _divergence(p: torch.Tensor) -> torch.Tensor:
-    """[2,2,H,W] -> [2,H,W]: minus the adjoint of ``_forward_difference`` (backward differences,
-    the far border's value taken as 0)."""
-    py = F.pad(p[:, 0, :-1, :], (0, 0, 0, 1))
-    px = F.pad(p[:, 1, :, :-1], (0, 1, 0, 0))
-    return py - F.pad(py[:, :-1, :], (0, 0, 1, 0)) + px - F.pad(px[:, :, :-1], (1, 0, 0, 0))
+    """[...,2,2,H,W] -> [...,2,H,W]: minus the adjoint of ``_forward_difference`` (backward
+    differences, the far border's value taken as 0)."""
+    py = F.pad(p[..., 0, :-1, :], (0, 0, 0, 1))
+    px = F.pad(p[..., 1, :, :-1], (0, 1, 0, 0))
+    return py - F.pad(py[..., :-1, :], (0, 0, 1, 0)) + px - F.pad(px[..., :, :-1], (1, 0, 0, 0))
 
 
 def _tvl1(frame: torch.Tensor, other: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """One pyramid level of TV-L1 (IPOL 2013, Algorithm 1): ``flow`` refined so that
-    other(x + flow(x)) matches frame(x)."""
+    """One pyramid level of TV-L1 (IPOL 2013, Algorithm 1) for a batch ([B,H,W] images, [B,2,H,W]
+    flows): ``flow`` refined so that other(x + flow(x)) matches frame(x)."""
     u = flow.clone()
-    p = torch.zeros(2, 2, *u.shape[1:], device=u.device)
+    p = torch.zeros(*u.shape[:2], 2, *u.shape[2:], device=u.device)
     gradient = _gradient(other)
     step = LAMBDA * THETA
     for _ in range(WARPS):
-        warped = warp(torch.cat((other[None], gradient), 0)[None], u)[0]
-        image, grad = warped[0], warped[1:]
-        squared = (grad * grad).sum(0)
+        warped = warp(torch.cat((other[:, None], gradient), 1), u)
+        image, grad = warped[:, 0], warped[:, 1:]
+        squared = (grad * grad).sum(1)
         # rho(u) = I1(x + u0) + grad . (u - u0) - I0(x): the data term linearised around u0.
-        constant = image - (grad * u).sum(0) - frame
+        constant = image - (grad * u).sum(1) - frame
         safe = squared.clamp_min(1e-9)
         for _ in range(ITERATIONS):
-            rho = constant + (grad * u).sum(0)
+            rho = constant + (grad * u).sum(1)
             # The data term's proximal step (IPOL 2013 eq. 27): move against rho, at most lambda*theta*|grad|.
             move = torch.where(rho < -step * squared, step, torch.where(rho > step * squared, -step, -rho / safe))
-            v = u + move * grad * (squared > 1e-9)
+            v = u + (move * (squared > 1e-9))[:, None] * grad
             u = v + THETA * _divergence(p)
             difference = _forward_difference(u)
-            norm = difference.pow(2).sum(1, keepdim=True).sqrt()
+            norm = difference.pow(2).sum(-3, keepdim=True).sqrt()
             p = (p + (TAU / THETA) * difference) / (1 + (TAU / THETA) * norm)
     return u

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, SHARED
 
 
@@ -35,3 +37,12 @@ def test_training_profile_runs_and_prints_each_objective():
     assert result.returncode == 0, result.stderr[-2000:]
     for shift in ("0", "400"):
         assert f"--shift-weight {shift}: " in result.stdout and "waiting for photos" in result.stdout, result.stdout
+
+
+@pytest.mark.skipif(not (SHARED / "content").is_dir(), reason="needs ../shared/data/content (the photos it moves)")
+def test_flow_benchmark_runs_and_finds_the_same_flows_both_ways():
+    result = subprocess.run([sys.executable, "benchmarks/flow.py", "--device", "cpu", "--sizes", "64",
+                             "--repeats", "1"], cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "STYLIZE_SHARED": str(SHARED)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "64 px" in result.stdout and "largest difference 0.00e+00 px" in result.stdout, result.stdout

@@ -338,7 +338,8 @@ def test_cuda_tiled_objective_equals_the_whole_pass(setup):
 
 def test_cuda_optical_flow_is_the_cpus_and_the_same_every_time():
     """--init previous computes the flows on the run's device."""
-    from stylize.flow import estimate_flow, reliable
+    from stylize.flow import estimate_flow, flows_both_ways, reliable
+    from stylize.motion import carry
 
     photo = resize(load_image(SAMPLES / "chelsea.jpg").rgb, (120, 180))
     before, after = photo[..., 20:84, 20:116], photo[..., 22:86, 17:113]
@@ -348,3 +349,7 @@ def test_cuda_optical_flow_is_the_cpus_and_the_same_every_time():
     assert (gpu.cpu() - cpu)[:, 8:-8, 8:-8].abs().max() < 0.05
     back = estimate_flow(before.cuda(), after.cuda())
     assert reliable(gpu, back).float().mean() > 0.8
+    both = flows_both_ways(before.cuda(), after.cuda())  # one batch of two, whatever the size on a GPU
+    assert (both[0] - gpu).abs().max() < 1e-4 and (both[1] - back).abs().max() < 1e-4
+    moved = carry(photo[..., 20:84, 20:116].cuda(), before.cuda(), after.cuda(), (0.0, 0.0))
+    assert moved.image.device.type == "cuda" and 0 <= moved.image.min() and moved.image.max() <= 1
