@@ -1,11 +1,12 @@
 """Video frames through the iterative method: each frame on its own (--init content, the
 default) against --init previous (each frame from the previous frame's result moved onto it, at
 full size only), the previous result moved by the camera's shift alone (as before 2026-11-29's
-session 31) or along the optical flow (stylize.flow, now; moved bilinearly before session 32,
---bilinear), side by side on the same clips.
+session 31) or along the optical flow (stylize.flow, now; before session 32 moved bilinearly
+and with the picture's edge repeated outside it, --carried bilinear,edge), side by side on the
+same clips.
 
     python benchmarks/frames.py [--size 256] [--frames 8] [--device cpu] [--clips pan,still,object,zoom]
-                                [--zoom 1.02] [--bilinear]
+                                [--zoom 1.02] [--carried bilinear,edge]
 
 The clips are made here from the shared photos, so their true motion is known: a pan (the view
 moves 3 px a frame), a still camera, a still camera with an object crossing it (a piece of
@@ -16,7 +17,9 @@ between each result and the one before moved by the true motion, over the pixels
 shows (what a moving object uncovers is not counted; the input frames' own, noise only, beside
 it), the mean final objective of the frames (content, style and smoothing, each scored by its
 run, without the temporal term), the fine detail left in the last result as a share of the
-first's (mean absolute Laplacian: resampling every frame blurs) and the seconds a frame.
+first's (mean absolute Laplacian: resampling every frame blurs), on the pan the strip of the
+last result that the camera uncovered over the clip: its change across against down, beside the
+rest's (streaks drawn across it make it small) and the seconds a frame.
 Reads ../shared/data (STYLIZE_SHARED to point elsewhere)."""
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import argparse
 import statistics
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from unittest.mock import patch
 
@@ -52,6 +56,7 @@ class Clip:
     frames: list[torch.Tensor]
     flows: list[torch.Tensor]
     shown: list[torch.Tensor]
+    uncovered: int = 0  # px at the right edge of the last frame that the first did not show
 
 
 def _noisy(views: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -68,7 +73,7 @@ def pan_clip(photo: torch.Tensor, size: tuple[int, int], frames: int, pan: int) 
     flow[1] = pan
     shown = torch.zeros(height, width, dtype=torch.bool)
     shown[:, :width - pan] = True
-    return Clip(_noisy(views), [flow] * (frames - 1), [shown] * (frames - 1))
+    return Clip(_noisy(views), [flow] * (frames - 1), [shown] * (frames - 1), pan * (frames - 1))
 
 
 def object_clip(photo: torch.Tensor, thing: torch.Tensor, size: tuple[int, int], frames: int) -> Clip:
@@ -129,11 +134,25 @@ def detail(image: torch.Tensor) -> float:
     return float(F.conv2d(image.float().cpu(), kernel, groups=3).abs().mean())
 
 
-def _carry_bilinear(result: torch.Tensor, before: torch.Tensor, after: torch.Tensor,
-                    moved: tuple[float, float], trust: bool = True) -> Carried:
-    """As --init previous moved the previous result before it was moved bicubically."""
-    with patch.object(motion, "warp", lambda image, flow, mode: warp(image, flow)):
-        return motion.carry(result, before, after, moved, trust)
+def across_over_down(image: torch.Tensor) -> float:
+    """Mean absolute change from pixel to pixel across (x) over that down (y)."""
+    across = (image[..., 1:] - image[..., :-1]).abs().mean()
+    return float(across / (image[..., 1:, :] - image[..., :-1, :]).abs().mean())
+
+
+# How --init previous moved the previous result before session 32: "bilinear", bilinearly with the
+# picture's edge repeated outside it; "edge", bicubically with the edge repeated.
+CARRIED = {"bilinear": ("bilinear", "border"), "edge": ("bicubic", "border")}
+
+
+def _carried_as(name: str) -> Callable[..., Carried]:
+    mode, outside = CARRIED[name]
+
+    def carry(result: torch.Tensor, before: torch.Tensor, after: torch.Tensor, moved: tuple[float, float],
+              trust: bool = True) -> Carried:
+        with patch.object(motion, "warp", lambda image, flow, *_: warp(image, flow, mode, outside)):
+            return motion.carry(result, before, after, moved, trust)
+    return carry
 
 
 def _carry_shift(result: torch.Tensor, before: torch.Tensor, after: torch.Tensor,
@@ -171,10 +190,10 @@ def first_longer(clip: Clip, style: LoadedImage, size: int, device: str, factors
 
 
 def compare(name: str, clip: Clip, style: LoadedImage, size: int, device: str, temporal: list[float],
-            baselines: bool = True, bilinear: bool = False) -> None:
+            baselines: bool = True, carried: tuple[str, ...] = ()) -> None:
     """Every mode on one clip (``baselines``: also each frame on its own, the flow without the
-    temporal term and the bundled network; ``bilinear``: also the flow's results moved bilinearly,
-    with each temporal weight)."""
+    temporal term and the bundled network; ``carried``: also the flow's results moved in these
+    ways of CARRIED, with each temporal weight)."""
     print(f"{name}: the input frames' own temporal error {temporal_error(clip.frames, clip):.4f}")
     if baselines:
         model = Fast("starry_night", device)
@@ -185,17 +204,25 @@ def compare(name: str, clip: Clip, style: LoadedImage, size: int, device: str, t
              ("--init previous, flow", InitKind.previous, job.carry, 0.0)]
     modes = [mode for mode in modes if baselines or mode[2] is _carry_shift]
     modes += [(f"  and temporal {weight:g}", InitKind.previous, job.carry, weight) for weight in temporal]
-    if bilinear:
-        modes += [(f"  bilinear, temporal {weight:g}", InitKind.previous, _carry_bilinear, weight)
-                  for weight in temporal]
+    modes += [(f"  {name}, temporal {weight:g}", InitKind.previous, _carried_as(name), weight)
+              for name in carried for weight in temporal]
     for label, init, carry, weight in modes:
         with patch.object(job, "carry", carry or job.carry):
             results, objectives, seconds = run(clip.frames, style, init, size, device, weight)
         print(f"  {label:<24} temporal error {temporal_error(results, clip):.4f} (pairs "
               f"{' '.join(f'{e:.4f}' for e in pair_errors(results, clip))}), objective "
               f"{statistics.mean(objectives):.4f} (after the first {statistics.mean(objectives[1:]):.4f}), "
-              f"detail last/first {detail(results[-1]) / detail(results[0]):.3f}, {seconds:.1f} s a frame",
-              flush=True)
+              f"detail last/first {detail(results[-1]) / detail(results[0]):.3f}, {strip(results[-1], clip)}"
+              f"{seconds:.1f} s a frame", flush=True)
+
+
+def strip(result: torch.Tensor, clip: Clip) -> str:
+    """The uncovered strip's change across over down, and the rest's, where the clip uncovers one."""
+    if not clip.uncovered:
+        return ""
+    width = clip.uncovered
+    return (f"uncovered strip across/down {across_over_down(result[..., 2:-2, -width:-1]):.3f} (the rest "
+            f"{across_over_down(result[..., 2:-2, 1:-width]):.3f}), ")
 
 
 def main() -> None:
@@ -208,8 +235,8 @@ def main() -> None:
                         help="--temporal-weight values to run with the flow, such as 30,100,300")
     parser.add_argument("--no-baselines", action="store_true", help="only the shift and the flow with each "
                         "--temporal weight")
-    parser.add_argument("--bilinear", action="store_true", help="also the flow's results moved bilinearly "
-                        "(before session 32)")
+    parser.add_argument("--carried", default="", help="also the flow's results moved as before session 32: "
+                        "bilinear, edge or both (bilinear,edge)")
     parser.add_argument("--zoom", type=float, default=ZOOM, help="the zoom clip's magnification a frame")
     parser.add_argument("--first-longer", default="", help="instead: the pan with --init previous, the first "
                         "frame's last scale run each of these many times as long, such as 1,2,4")
@@ -232,7 +259,7 @@ def main() -> None:
     for key in args.clips.split(","):
         name, make = clips[key]
         compare(name, make(), style, args.size, args.device, [float(w) for w in args.temporal.split(",")],
-                not args.no_baselines, args.bilinear)
+                not args.no_baselines, tuple(filter(None, args.carried.split(","))))
 
 
 if __name__ == "__main__":

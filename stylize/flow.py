@@ -43,12 +43,14 @@ MAX_SIDE = 512
 ONE_BATCH_PIXELS = 256 * 256
 
 
-def warp(image: torch.Tensor, flow: torch.Tensor, mode: Literal["bilinear", "bicubic"] = "bilinear") -> torch.Tensor:
+def warp(image: torch.Tensor, flow: torch.Tensor, mode: Literal["bilinear", "bicubic"] = "bilinear",
+         outside: Literal["border", "reflection"] = "border") -> torch.Tensor:
     """[B,C,H,W] ``image`` sampled at each pixel plus ``flow`` ([2,H,W], or [B,2,H,W]: one for
     each image), bilinearly or bicubically (Keys' kernel, which may overshoot the image's range);
-    points outside the picture take its nearest edge."""
+    points outside the picture take its nearest edge, or (``outside="reflection"``) the picture
+    mirrored at its edges."""
     if mode == "bicubic" and image.device.type == "mps":  # not every torch has it on MPS; once a frame
-        return warp(image.cpu(), flow.cpu(), mode).to(image.device)
+        return warp(image.cpu(), flow.cpu(), mode, outside).to(image.device)
     height, width = image.shape[-2:]
     ys = torch.arange(height, device=image.device, dtype=flow.dtype).view(-1, 1)
     xs = torch.arange(width, device=image.device, dtype=flow.dtype).view(1, -1)
@@ -57,7 +59,7 @@ def warp(image: torch.Tensor, flow: torch.Tensor, mode: Literal["bilinear", "bic
     gx = (xs + flow[..., 1, :, :]) * (2 / max(width - 1, 1)) - 1
     grid = torch.stack((gx, gy), dim=-1)
     grid = grid.unsqueeze(0).expand(image.shape[0], -1, -1, -1) if flow.dim() == 3 else grid
-    return F.grid_sample(image, grid.to(image.dtype), mode=mode, padding_mode="border", align_corners=True)
+    return F.grid_sample(image, grid.to(image.dtype), mode=mode, padding_mode=outside, align_corners=True)
 
 
 def estimate_flow(frame: torch.Tensor, other: torch.Tensor, start: tuple[float, float] = (0.0, 0.0)) -> torch.Tensor:

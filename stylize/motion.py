@@ -108,8 +108,8 @@ def carry(result: torch.Tensor, before: torch.Tensor, after: torch.Tensor, moved
     """The result of frame ``before`` moved onto frame ``after`` (photos [1,3,H,W] of the result's
     size) along the optical flow, which starts from the camera's shift ``moved`` (see ``follow``).
     Where ``after`` shows what ``before`` did not (uncovered by a moving object or the pan), the
-    texture of the nearest match is carried in, and ``trusted`` (with ``trust``: the flow back
-    as well, flow.reliable) is 0 there."""
+    texture of the nearest match is carried in (past the picture's edge: the result mirrored
+    there), and ``trusted`` (with ``trust``: the flow back as well, flow.reliable) is 0 there."""
     trusted = None
     if trust:
         backward, forward = flows_both_ways(before, after, moved)
@@ -119,5 +119,7 @@ def carry(result: torch.Tensor, before: torch.Tensor, after: torch.Tensor, moved
     # Bicubically: the result is resampled again every frame, and bilinear interpolation's blur
     # adds up, even where nothing moves (the flow is never exactly 0). Bilinearly, 40 frames of a
     # still camera ended with 80 % of the first frame's fine detail, a 24-frame zoom with 59 %;
-    # bicubically 100 % and 73 %, at the same objective (benchmarks/RESULTS.md, "Carried bicubically").
-    return Carried(warp(result, backward, "bicubic").clamp(0, 1), trusted)
+    # bicubically 100 % and 73 %, at the same objective. Mirrored past the edge: the edge repeated
+    # drew streaks across the strip a pan uncovers, which the frame's iterations did not paint out
+    # and the frames after held (benchmarks/RESULTS.md, "Carried bicubically and mirrored").
+    return Carried(warp(result, backward, "bicubic", "reflection").clamp(0, 1), trusted)

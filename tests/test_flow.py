@@ -155,6 +155,20 @@ def test_a_result_carried_frame_after_frame_keeps_its_strokes_sharp(wide):
     assert _detail(carried) > 0.45 * _detail(painted)
 
 
+def test_the_strip_a_pan_uncovers_starts_from_texture_not_the_edge_smeared(wide):
+    """Where the camera shows what the frame before did not, the moved result is the picture
+    mirrored at its edge: repeating the edge drew streaks across the strip, which the frame's
+    iterations did not paint out and the next frames then held."""
+    before, after = wide[..., 20:84, 20:116], wide[..., 20:84, 26:122]  # the view 6 px right
+    painted = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))  # strokes every way
+    carried = carry(painted, before, after, estimate_shift(before, after)).image
+    strip = carried[..., 4:-4, -6:]
+    across = (strip[..., 1:] - strip[..., :-1]).abs().mean()
+    down = (strip[..., 1:, :] - strip[..., :-1, :]).abs().mean()
+    assert across > 0.6 * down  # (the edge repeated: across is 0.1 of down)
+    assert (carried[..., 4:-4, 4:-10] - painted[..., 4:-4, 10:-4]).abs().mean() < 0.02  # the rest moved (not: 0.33)
+
+
 def test_init_previous_keeps_the_texture_on_a_moving_object(wide, thing, painting, monkeypatch):
     """Against the previous result moved by the camera's shift alone (before the optical flow):
     the painted object changes less from frame to frame when its texture moves with it."""
