@@ -85,15 +85,21 @@ def _read_loop(path: Path, max_pixels: int) -> int | None:
     return None if loop is None else int(loop)
 
 
+def animated_format(output: Path, why: str = "") -> str:
+    """The format (Pillow's name) of ``output``, which is to hold an animation; raise where it
+    holds one picture, saying ``why`` first."""
+    fmt = FORMATS.get(Path(output).suffix.lower(), ("", False))[0]
+    if fmt not in ANIMATED_FORMATS:
+        raise OutputError(f"{output}: {why + ' ' if why else ''}{fmt or 'this format'} holds one picture, not an "
+                          "animation; name the output .gif, .webp or .png (an animated PNG)")
+    return fmt
+
+
 def check_animation(content: LoadedImage, output: Path, size: tuple[int, int]) -> None:
     """Raise, before any work, when ``output``'s format cannot hold ``content``'s frames, or when
     its stylised frames at ``size`` (height, width), held until they are written, would not fit in
     memory."""
-    fmt = FORMATS.get(Path(output).suffix.lower(), ("", False))[0]
-    if fmt not in ANIMATED_FORMATS:
-        raise OutputError(f"{output}: {content.path.name} is an animation of {content.frames} frames and "
-                          f"{fmt or 'this format'} holds one picture; name the output .gif, .webp or .png "
-                          "(an animated PNG)")
+    animated_format(output, f"{content.path.name} is an animation of {content.frames} frames and")
     height, width = size
     need = content.frames * height * width * 4
     budget = memory_budget(torch.device("cpu"))
@@ -124,10 +130,7 @@ class AnimationWriter:
         as the animation ``source`` does, with its metadata (colour profile, EXIF) and ``comment``."""
         path = Path(path)
         loop = _read_loop(source.path, max_pixels)
-        fmt = FORMATS.get(path.suffix.lower(), ("", False))[0]
-        if fmt not in ANIMATED_FORMATS:
-            raise OutputError(f"{path}: {fmt or 'this format'} holds one picture, not an animation; name the "
-                              "output .gif, .webp or .png")
+        fmt = animated_format(path)
         pictures = self.pictures
         if len({p.mode for p in pictures}) > 1:  # some frames clear in places, some not
             pictures = [p.convert("RGBA") for p in pictures]

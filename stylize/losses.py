@@ -23,7 +23,7 @@ from torch import nn
 
 from stylize.config import LayerWeights, LossConfig, StyleLossKind
 
-_EPS = 1e-8
+EPS = 1e-8  # keeps square roots and divisions by norms finite (tiledloss uses the same)
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -76,7 +76,7 @@ def mean_std(features: torch.Tensor) -> torch.Tensor:
     """``[B,C,H,W] -> [B,2,C]``: per-channel mean and standard deviation over positions."""
     flat = features.flatten(2).float()  # under --half too
     mean = flat.mean(dim=2)
-    std = (flat.var(dim=2, unbiased=False) + _EPS).sqrt()
+    std = (flat.var(dim=2, unbiased=False) + EPS).sqrt()
     return torch.stack([mean, std], dim=1)
 
 
@@ -92,13 +92,13 @@ def guided_statistic(kind: StyleLossKind, features: torch.Tensor, guide: torch.T
     it is the average outer product over the selected positions, so a region matches the whole
     painting's statistics (with the guide all ones, the plain statistic)."""
     weights = guide.float().pow(2)
-    selected = weights.sum().clamp_min(_EPS)
+    selected = weights.sum().clamp_min(EPS)
     if kind is StyleLossKind.gram:
         return gram_matrix(features * guide.to(features.dtype)) * (weights[0, 0].numel() / selected)
     flat, weights = features.flatten(2).float(), weights.flatten(2)
     mean = (flat * weights).sum(dim=2) / selected
     var = ((flat - mean.unsqueeze(2)).pow(2) * weights).sum(dim=2) / selected
-    return torch.stack([mean, (var + _EPS).sqrt()], dim=1)
+    return torch.stack([mean, (var + EPS).sqrt()], dim=1)
 
 
 def relative_error(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -109,7 +109,7 @@ def relative_error(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     value, target = value.float(), target.float()  # no-ops unless under --half
     dims = tuple(range(1, value.dim()))
     err = (value - target).pow(2).sum(dim=dims)
-    norm = target.pow(2).sum(dim=dims).clamp_min(_EPS)
+    norm = target.pow(2).sum(dim=dims).clamp_min(EPS)
     return (err / norm).mean()
 
 

@@ -27,10 +27,8 @@ import torch
 from stylize.config import LossConfig, StyleLossKind
 from stylize.device import autocast
 from stylize.features import FeatureExtractor, layer_stride, reach
-from stylize.losses import (LossParts, content_layer_weights, gram_matrix, relative_error, style_layer_weights,
+from stylize.losses import (EPS, LossParts, content_layer_weights, gram_matrix, relative_error, style_layer_weights,
                             tv_loss)
-
-_EPS = 1e-8  # as losses.mean_std's
 
 
 @dataclass(frozen=True)
@@ -89,7 +87,7 @@ def _statistic(kind: StyleLossKind, sums: list[torch.Tensor], weight: float) -> 
         return sums[0] / weight
     mean = sums[0] / weight
     variance = (sums[1] / weight - mean.pow(2)).clamp_min(0)
-    return torch.stack([mean, (variance + _EPS).sqrt()], dim=1)
+    return torch.stack([mean, (variance + EPS).sqrt()], dim=1)
 
 
 def _add(totals: dict[str, list[torch.Tensor]], weights: dict[str, float], name: str, kind: StyleLossKind,
@@ -180,14 +178,14 @@ class TiledObjective:
 
     def _content_error(self, features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
         """A tile's share of the (unweighted) content loss: its squared error over the whole target's norm."""
-        return sum((weight * (features[name].float() - targets[name]).pow(2).sum() / max(self.content_norms[name], _EPS)
+        return sum((weight * (features[name].float() - targets[name]).pow(2).sum() / max(self.content_norms[name], EPS)
                     for name, weight in self.content_weights.items()), torch.zeros((), device=self.device))
 
     def _style(self, totals: dict[str, list[torch.Tensor]], positions: dict[str, float]) -> torch.Tensor:
         """The weighted style loss from the whole image's sums."""
         kind = self.config.style_loss
         return self.config.style_weight * sum(
-            weight * relative_error(_statistic(kind, totals[name], max(positions[name], _EPS)), self.targets[name])
+            weight * relative_error(_statistic(kind, totals[name], max(positions[name], EPS)), self.targets[name])
             for name, weight in self.style_weights.items())
 
     def value(self, image: torch.Tensor) -> LossParts:
