@@ -152,8 +152,8 @@ class TiledObjective:
             features = self.extractor(crop, layers)
         return {name: _inner(value, tile, self.strides[name], self.size) for name, value in features.items()}
 
-    def _pass(self, image: torch.Tensor, content: bool) -> tuple[dict[str, list[torch.Tensor]], dict[str, int],
-                                                                   torch.Tensor]:
+    def _pass(self, image: torch.Tensor, content: bool
+              ) -> tuple[dict[str, list[torch.Tensor]], dict[str, float], torch.Tensor]:
         """Pass 1, without gradients: each style layer's sums and positions' weight over the whole image;
         with ``content``, the content error too (else zero)."""
         totals: dict[str, list[torch.Tensor]] = {}
