@@ -165,7 +165,7 @@ def test_the_strip_a_pan_uncovers_starts_from_texture_not_the_edge_smeared(wide)
     strip = carried[..., 4:-4, -6:]
     across = (strip[..., 1:] - strip[..., :-1]).abs().mean()
     down = (strip[..., 1:, :] - strip[..., :-1, :]).abs().mean()
-    assert across > 0.6 * down  # (the edge repeated: across is 0.1 of down)
+    assert across > 0.6 * down  # (the edge repeated: across is 0.4 of down)
     assert (carried[..., 4:-4, 4:-10] - painted[..., 4:-4, 10:-4]).abs().mean() < 0.02  # the rest moved (not: 0.33)
 
 
