@@ -27,8 +27,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from unittest.mock import patch
 
@@ -204,8 +204,8 @@ def compare(name: str, clip: Clip, style: LoadedImage, size: int, device: str, t
              ("--init previous, flow", InitKind.previous, job.carry, 0.0)]
     modes = [mode for mode in modes if baselines or mode[2] is _carry_shift]
     modes += [(f"  and temporal {weight:g}", InitKind.previous, job.carry, weight) for weight in temporal]
-    modes += [(f"  {name}, temporal {weight:g}", InitKind.previous, _carried_as(name), weight)
-              for name in carried for weight in temporal]
+    modes += [(f"  {way}, temporal {weight:g}", InitKind.previous, _carried_as(way), weight)
+              for way in carried for weight in temporal]
     for label, init, carry, weight in modes:
         with patch.object(job, "carry", carry or job.carry):
             results, objectives, seconds = run(clip.frames, style, init, size, device, weight)
