@@ -220,9 +220,9 @@ def run(
                 variant.apply(config)
             backbone_cfg = BackboneConfig(name=backbone, weights=weights, pooling=pooling,
                                           download_progress=not quiet)
-            from stylize.imageio import animation_suffix
-            animation = single and animation_suffix(jobs[0].content.path) is not None  # (what it does anyway)
-            if _given(ctx, "temporal_weight") and init is not InitKind.previous and not _any_animation(jobs):
+            animation = single and _any_animation(jobs)  # (what it does anyway)
+            if (_given(ctx, "temporal_weight") and init is not InitKind.previous
+                    and not (animation if single else _any_animation(jobs))):
                 raise InputError("--temporal-weight: for video frames only (--init previous with a folder of "
                                  "frames, or an animation); leave it out for photos")
             if init is InitKind.previous and ((single and not animation) or init_image is not None
