@@ -35,7 +35,7 @@ from stylize.imageio import (FORMATS, QUALITY_FORMATS, LoadedImage, apply_mask, 
                              load_mask, output_bytes, resize, save_image, save_picture, save_result)
 from stylize.sheet import contact_sheet
 from stylize.job import Fast, Frame, Iterative, Job
-from stylize.recipe import file_input
+from stylize.recipe import Recipe, file_input
 from stylize.optimize import ProgressFn, Result
 
 
@@ -115,10 +115,8 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
         start = time.perf_counter()
         try:
             content = load_image(job.content.path, options.max_pixels)
-            if content.frames > 1 and frames:
-                raise InputError(f"{job.content.path}: an animation of {content.frames} frames among the frames "
-                                 "of --init previous; run it in a batch without --init previous (its own frames "
-                                 "follow each other anyway)")
+            if frames:
+                _check_still(content)
             mask = _mask(job, content, options.max_pixels)
             style_images = [_style(stylizer.style_images, path, options.max_pixels)
                             for path in job.styles]
@@ -140,15 +138,70 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
             image = result.image if mask is None else apply_mask(result.image, content.rgb, mask)
             recipe = (stylizer.recipe(content, style_images, schedule, mask=job.mask, invert_mask=job.invert_mask)
                       if options.recipe else None)
-            if recipe is not None and moved is not None and before is not None:
-                recipe = recipe.following(file_input("previous", before.output), moved)
-            save_result(image, content, job.output, options.overwrite, options.quality,
-                        None if recipe is None else recipe.finished(result.losses).to_text())
-            if frames:  # as the next frame would read it back from the file (a resumed batch); an
-                # empty mask's frame is the photo, with nothing painted to go on from
-                empty = mask is not None and is_empty(mask)
-                last = {job.output: None if empty else Frame(content.rgb, as_saved(image))}
-                _keep_exact(job, before, image, empty)
+            recipe = None if recipe is None else recipe.finished(result.losses)
+            if frames:
+                last = _save_frame(image, content, job, before, mask, recipe, moved, options)
+            else:
+                save_result(image, content, job.output, options.overwrite, options.quality,
+                            None if recipe is None else recipe.to_text())
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            return summary
+        except Exception as exc:
+            _fail(summary, on_job, index, len(jobs), job, exc)
+            if summary.stopped:
+                return summary
+            continue
+        _record(summary, on_job, index, len(jobs), Outcome(job, Status.done, seconds=time.perf_counter() - start))
+    return summary
+
+
+def _check_still(content: LoadedImage) -> None:
+    if content.frames > 1:
+        raise InputError(f"{content.path}: an animation of {content.frames} frames among the frames of --init "
+                         "previous; run it in a batch without --init previous (its own frames follow each other "
+                         "anyway)")
+
+
+def _save_frame(image: torch.Tensor, content: LoadedImage, job: PlannedJob, before: PlannedJob | None,
+                mask: torch.Tensor | None, recipe: Recipe | None, moved: tuple[float, float] | None,
+                options: OutputConfig) -> dict[Path, Frame | None]:
+    """Write a video frame's result (its recipe naming the frame ``before`` it followed, if it did);
+    returns it as the next frame starts from it (see ``_previous_frame``)."""
+    if recipe is not None and moved is not None and before is not None:
+        recipe = recipe.following(file_input("previous", before.output), moved)
+    save_result(image, content, job.output, options.overwrite, options.quality,
+                None if recipe is None else recipe.to_text())
+    # As the next frame would read it back from the file (a resumed batch); an empty mask's frame
+    # is the photo, with nothing painted to go on from.
+    empty = mask is not None and is_empty(mask)
+    _keep_exact(job, before, image, empty)
+    return {job.output: None if empty else Frame(content.rgb, as_saved(image))}
+
+
+def run_fast_frames(jobs: list[PlannedJob], stylizer: Fast, options: OutputConfig, on_job: JobFn | None = None,
+                    predecessors: dict[Path, PlannedJob] | None = None) -> Summary:
+    """A trained network over video frames (--init previous), one at a time in order, each held to
+    the result of the frame before it (``Fast.run_frame``; ``predecessors`` as in
+    ``run_iterative_batch``, whose resumed batches go on from the frames written)."""
+    summary = Summary()
+    last: dict[Path, Frame | None] = {}
+    for index, job in enumerate(jobs):
+        if on_job:
+            on_job(JobEvent(index, len(jobs), job, None))
+        start = time.perf_counter()
+        try:
+            content = stylizer.load(job.content.path, options.max_pixels)
+            _check_still(content)
+            stylizer.check(content, options.max_pixels)
+            check_space(job.output.parent, output_bytes(content, stylizer.output_size(content)))
+            before = (predecessors or {}).get(job.output)
+            result, moved = stylizer.run_frame(content, _previous_frame(before, last, options.max_pixels,
+                                                                        stylizer.load))
+            mask = _mask(job, content, options.max_pixels)
+            image = result if mask is None else apply_mask(result, stylizer.input(content), mask)
+            recipe = stylizer.recipe(content, job.mask, job.invert_mask) if options.recipe else None
+            last = _save_frame(image, content, job, before, mask, recipe, moved, options)
         except KeyboardInterrupt:
             summary.interrupted = True
             return summary
@@ -223,16 +276,18 @@ def _keep_exact(job: PlannedJob, before: PlannedJob | None, image: torch.Tensor,
         exact_copy(before.output).unlink(missing_ok=True)
 
 
-def _previous_frame(before: PlannedJob | None, last: dict[Path, Frame | None], max_pixels: int) -> Frame | None:
+def _previous_frame(before: PlannedJob | None, last: dict[Path, Frame | None], max_pixels: int,
+                    load: Callable[[Path, int], LoadedImage] = load_image) -> Frame | None:
     """The frame ``before`` as the next starts from it: just made, or read back from its output
-    (a resumed batch, whose earlier frames exist); None where there is none, or where it is the
-    photo itself (an empty mask: nothing painted to go on from)."""
+    (a resumed batch, whose earlier frames exist; its photo read by ``load``, as the batch reads
+    photos); None where there is none, or where it is the photo itself (an empty mask: nothing
+    painted to go on from)."""
     if before is None:
         return None
     if before.output in last:
         return last[before.output]
     try:
-        photo = load_image(before.content.path, max_pixels)
+        photo = load(before.content.path, max_pixels)
         mask = _mask(before, photo, max_pixels)
         if mask is not None and is_empty(mask):
             return None
@@ -478,7 +533,9 @@ def run_batch(jobs: list[PlannedJob], stylizer: Iterative | Fast, options: Outpu
     prepare_folders(jobs)
     todo = [job for job in jobs if options.overwrite or not job.exists]
     mine = shard(todo, world)
-    if isinstance(stylizer, Fast):
+    if isinstance(stylizer, Fast) and stylizer.frames and stylizer.temporal_weight:
+        summary = run_fast_frames(mine, stylizer, options, on_job, frame_predecessors(jobs))
+    elif isinstance(stylizer, Fast):
         summary = run_fast_batch(mine, stylizer, options, on_job)
     else:
         summary = run_iterative_batch(mine, stylizer, options, on_job, on_progress, frame_predecessors(jobs))

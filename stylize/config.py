@@ -160,6 +160,11 @@ FIRST_FRAME_ITERATIONS = 4
 # 100 cut the change from frame to frame by 20-48 % against none (the result only started from),
 # at a 0.5-2.8 % higher objective; 300 cut it by 27-64 % at 0.9-6.7 %.
 TEMPORAL_WEIGHT = 100.0
+# The same term for a trained network's frames (--model with --init previous): each frame's output
+# held to the previous result moved onto it, (output + w * moved) / (1 + w) where the flow holds
+# (stylize.motion.hold). Measured in benchmarks/frames.py; see MODEL_TEMPORAL_WEIGHT's section in
+# RESULTS.md.
+MODEL_TEMPORAL_WEIGHT = 2.0
 
 
 @dataclass(frozen=True)

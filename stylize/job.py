@@ -10,6 +10,7 @@ starts, so a bad option never costs minutes of work.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -30,7 +31,7 @@ from stylize.imageio import (DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, a
                              fit_long_side, load_image, load_mask, output_bytes, resize, save_result)
 from stylize.losses import content_layer_weights, style_layer_weights
 from stylize.modelfile import LoadedModel, bundled_models_dir, load_model
-from stylize.motion import carry, follow
+from stylize.motion import carry, follow, hold
 from stylize.optimize import (Progress, ProgressFn, Result, StyleCache, Temporal, check_iterations, estimate_memory,
                               estimate_tiled_memory, iterative_half, largest_fitting_size, largest_fitting_tile,
                               plan_schedule, run_iterative, style_size)
@@ -195,12 +196,16 @@ def _check_strength(strength: float) -> None:
 
 class Fast:
     """A trained network on its device, with the run's --size, --preserve-color, --tile and --strength;
-    ``cuda_graph``: on CUDA, inputs of one size replay a recorded pass (cudagraph.SameShapeReplay)."""
+    ``cuda_graph``: on CUDA, inputs of one size replay a recorded pass (cudagraph.SameShapeReplay);
+    ``temporal_weight`` above 0: an animation's frames are each held to the result before them
+    (``run_frame``), and with ``frames`` (--init previous) so are a batch's photos, a video's frames."""
 
     def __init__(self, model: Path | str, device: str, size: int | None = None, keep_color: bool = False,
                  tile: int | None = None, half: bool | None = None, cuda_graph: bool = True,
-                 strength: float = 1.0) -> None:
+                 strength: float = 1.0, temporal_weight: float = 0.0, frames: bool = False) -> None:
         _check_strength(strength)
+        if not 0 <= temporal_weight < math.inf:
+            raise InputError(f"--temporal-weight must be zero or positive (and finite), got {temporal_weight}")
         if size is not None and size < 16:
             raise ImageError(f"--size must be at least 16 pixels, got {size}")
         if tile is not None and tile != 0 and tile < MIN_TILE:
@@ -227,6 +232,7 @@ class Fast:
             self._pass = SameShapeReplay(lambda x: infer(self.network, x, self.device, self.half), self.device,
                                          self._replay_fits if cuda_graph else lambda images: False)
         self.size, self.keep_color, self.strength = size, keep_color, strength
+        self.temporal_weight, self.frames = temporal_weight, frames
         self.half = not self.exported and resolve_half(self.device, half)
 
     def varied(self, variant: Variant) -> Fast:
@@ -241,7 +247,8 @@ class Fast:
         bundled = self.path.parent == bundled_models_dir()
         return model_recipe(self.path, bundled, content.path, self.device, self.size, self.keep_color,
                             self.strength, None if self.exported else self.tile, None if self.exported else self.half,
-                            mask, invert_mask)
+                            mask, invert_mask, self.temporal_weight if self.frames or content.frames > 1 else 0.0,
+                            content.frames > 1)
 
     def output_size(self, content: LoadedImage) -> tuple[int, int]:
         """(height, width) the photo is stylised at: its own, or --size on its long side (of the
@@ -299,17 +306,37 @@ class Fast:
             results = [torch.lerp(i, r, self.strength) for r, i in zip(results, images)]
         return results
 
+    def run_frame(self, content: LoadedImage, previous: Frame | None) -> tuple[torch.Tensor, tuple[float, float] | None]:
+        """A video frame: ``run``'s result held to the ``previous`` frame's result (as written: its
+        mask applied) moved onto it along the optical flow, by --temporal-weight (motion.hold).
+        Returns the result and the camera's shift (None: the network's result as it is: a first
+        frame, one after a cut, or no --temporal-weight)."""
+        photo = self.input(content)
+        result = self.run([photo])[0]
+        if not self.temporal_weight or previous is None or previous.result.shape != result.shape:
+            return result, None
+        before = resize(previous.photo, tuple(photo.shape[-2:]))
+        moved = follow(before, photo) if previous.photo.shape == content.rgb.shape else None
+        if moved is None:
+            return result, None
+        # On the run's device: on a GPU the flows take a fraction of the CPU's seconds.
+        held = hold(*(t.to(self.device) for t in (result, previous.result, before, photo)), moved,
+                    self.temporal_weight)
+        return held.cpu(), moved
+
     def animate(self, content: LoadedImage, max_pixels: int, masks: Iterable[torch.Tensor | None],
                 on_frame: Callable[[FrameProgress], None] | None = None) -> tuple[AnimationWriter, torch.Tensor]:
         """Stylise every frame of the animation ``content`` (its first, loaded: ``check_animation``
-        first), each as ``run`` would a photo and blended by its mask (``animation.frame_masks``);
-        the frames collected for writing, and the last one."""
+        first), each as ``run_frame`` would after the one before and blended by its mask
+        (``animation.frame_masks``); the frames collected for writing, and the last one."""
         frames = AnimationWriter()
+        previous = None
         for frame, mask in zip(read_frames(content.path, max_pixels), masks):
             photo = self.input(frame.image)
-            result = self.run([photo])[0]
+            result, _ = self.run_frame(frame.image, previous)
             if mask is not None:
                 result = apply_mask(result, photo, mask)
+            previous = Frame(frame.image.rgb, result)
             frames.add(result, frame.image.alpha, frame.duration)
             if on_frame:
                 on_frame(FrameProgress(len(frames.pictures), content.frames))

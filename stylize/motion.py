@@ -123,3 +123,16 @@ def carry(result: torch.Tensor, before: torch.Tensor, after: torch.Tensor, moved
     # drew streaks across the strip a pan uncovers, which the frame's iterations did not paint out
     # and the frames after held (benchmarks/RESULTS.md, "Carried bicubically and mirrored").
     return Carried(warp(result, backward, "bicubic", "reflection").clamp(0, 1), trusted)
+
+
+def hold(result: torch.Tensor, previous: torch.Tensor, before: torch.Tensor, after: torch.Tensor,
+         moved: tuple[float, float], weight: float) -> torch.Tensor:
+    """A trained network's ``result`` for frame ``after``, held to ``previous`` (its result for frame
+    ``before``) moved onto it along the optical flow (``carry``): where the flow holds, (result +
+    weight * moved result) / (1 + weight), the pixel that minimises |x - result|^2 + weight * |x -
+    moved result|^2, the squared difference Ruder et al. (2016) weigh in the iterative method's
+    objective (stylize.losses.temporal_consistency), here against the network's output; elsewhere
+    (uncovered, at motion boundaries) the network's own. All [1,3,H,W] of one size."""
+    carried = carry(previous, before, after, moved)
+    assert carried.trusted is not None  # (carry was asked for it)
+    return torch.lerp(result, carried.image, carried.trusted * (weight / (1 + weight)))

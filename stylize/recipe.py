@@ -81,10 +81,13 @@ class Recipe:
         for item in self.inputs:
             if item.role in OPTION_INPUTS:
                 args += [f"--{item.role}", item.file]
-        # A sequence's first frame (or one after a cut) started from its photo, as one photo would.
+        # A sequence's first frame (or one after a cut) started from its photo, as one photo would
+        # (a trained network's: its output as it is).
         first_frame = not self.is_frame and ("--init", "previous") in self.options
         for name, value in self.options:
             if first_frame and name == "--init":
+                if self.method == "model":
+                    continue
                 value = "content"
             if first_frame and name == "--temporal-weight":
                 continue
@@ -163,12 +166,16 @@ def iterative_recipe(config: RunConfig, backbone: BackboneConfig, schedule: list
 
 def model_recipe(model: Path, bundled: bool, photo: Path, device: torch.device, size: int | None,
                  keep_color: bool, strength: float, tile: int | None, half: bool | None,
-                 mask: Path | None = None, invert_mask: bool = False) -> Recipe:
+                 mask: Path | None = None, invert_mask: bool = False, temporal_weight: float = 0.0,
+                 animated: bool = False) -> Recipe:
     """A trained network's run: ``bundled``, a bundled model, named by its name; ``half`` None
-    for an exported model (it runs as exported)."""
+    for an exported model (it runs as exported); ``temporal_weight`` above 0: of video frames,
+    each held to the one before (a folder's, --init previous; or an ``animated`` photo's)."""
     options: list[tuple[str, str | None]] = [] if size is None else [("--size", str(size))]
     options += [("--preserve-color", None)] if keep_color else []
     options += [("--strength", number(strength))] if strength != 1 else []
+    options += [("--init", "previous")] if temporal_weight and not animated else []
+    options += [("--temporal-weight", number(temporal_weight))] if temporal_weight else []
     options += [("--tile", str(tile))] if tile is not None else []
     options += [] if half is None else [("--half" if half else "--no-half", None)]
     model_input = file_input("model", model)
@@ -217,7 +224,8 @@ def describe(recipe: Recipe) -> list[tuple[str, str]]:
         rows.append(("stopped", recipe.stopped))
     if recipe.moved is not None:
         dy, dx = recipe.moved
-        rows.append(("frame", f"started from the previous frame's result along the optical flow; the camera "
+        how = "held to" if recipe.method == "model" else "started from"
+        rows.append(("frame", f"{how} the previous frame's result along the optical flow; the camera "
                               f"moved {abs(dy):.1f} px {'down' if dy >= 0 else 'up'} and {abs(dx):.1f} px "
                               f"{'right' if dx >= 0 else 'left'}"))
     return rows

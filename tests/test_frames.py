@@ -61,13 +61,17 @@ def test_a_shift_repeats_the_edge_into_the_strip_it_uncovers():
     assert shift(image, -1, 0)[0, 0, :, 0].tolist() == [4, 8, 8]
 
 
-def _frames(tmp_path, wide, count: int = 3):
+def _frames(tmp_path, wide, count: int = 3, noise: float = 0.0):
+    """``count`` views of ``wide`` panning PAN px a frame; with ``noise``, each with its own (a camera's)."""
     folder = tmp_path / "frames"
     folder.mkdir()
     from stylize.imageio import save_image
 
+    generator = torch.Generator().manual_seed(1)
     for t in range(count):
-        save_image(view(wide, 20, 10 + PAN * t, 48, 56), folder / f"frame{t:02d}.png")
+        frame = view(wide, 20, 10 + PAN * t, 48, 56)
+        frame = (frame + noise * torch.randn(frame.shape, generator=generator)).clamp(0, 1)
+        save_image(frame, folder / f"frame{t:02d}.png")
     return folder
 
 
@@ -230,3 +234,117 @@ def test_jpeg_frames_resume_from_their_exact_pixels(tmp_path, wide, painting):
         name = f"frame{t:02d}_x_painting.jpg"
         assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
     assert not (tmp_path / "resumed" / ".frame01_x_painting.jpg.exact.png").exists()
+
+
+# ----------------------------------------------------------------- a trained network's frames
+
+def test_a_networks_frames_are_held_to_the_one_before_and_resume_exactly(tmp_path, wide):
+    frames = _frames(tmp_path, wide, count=4, noise=0.03)
+    outs = {}
+    for label, args in (("held", ["--init", "previous"]), ("alone", [])):
+        result = invoke("run", frames, "--model", "starry_night", "-q", "-o", tmp_path / label, *args)
+        assert result.exit_code == 0, result.output
+        outs[label] = [load_image(tmp_path / label / f"frame{t:02d}_x_starry_night.png").rgb for t in range(4)]
+    # The camera's noise made the network's texture change from frame to frame; held to the
+    # previous result moved with the camera, it changes less (measured: 0.38x).
+    held = [_aligned_difference(a, b) for a, b in zip(outs["held"], outs["held"][1:])]
+    alone = [_aligned_difference(a, b) for a, b in zip(outs["alone"], outs["alone"][1:])]
+    assert sum(held) < 0.6 * sum(alone), (held, alone)
+    assert torch.equal(outs["held"][0], outs["alone"][0])  # the first frame: the network's output
+    recipe = json.loads(invoke("info", tmp_path / "held" / "frame02_x_starry_night.png", "--json").stdout)
+    assert recipe["moved"] == pytest.approx([0, -PAN], abs=0.15)
+    assert recipe["inputs"][-1] == {"role": "previous", "file": "frame01_x_starry_night.png",
+                                    "sha256": recipe["inputs"][-1]["sha256"]}
+    command = shlex.split(recipe["command"])
+    assert command[2:5] == ["FRAMES/", "--model", "starry_night"] and command[-2:] == ["-o", "OUT/"]
+    assert command[command.index("--init") + 1] == "previous" and command[command.index("--temporal-weight") + 1] == "2"
+    assert "held to the previous" in invoke("info", tmp_path / "held" / "frame02_x_starry_night.png").stdout
+    first = json.loads(invoke("info", tmp_path / "held" / "frame00_x_starry_night.png", "--json").stdout)
+    assert "--init" not in first["command"] and "--temporal-weight" not in first["command"]  # one photo's
+    made = {t: (tmp_path / "held" / f"frame{t:02d}_x_starry_night.png").read_bytes() for t in (2, 3)}
+    for t in (2, 3):
+        (tmp_path / "held" / f"frame{t:02d}_x_starry_night.png").unlink()
+    result = invoke("run", frames, "--model", "starry_night", "-q", "-o", tmp_path / "held", "--init", "previous")
+    assert result.exit_code == 0, result.output
+    for t in (2, 3):
+        assert (tmp_path / "held" / f"frame{t:02d}_x_starry_night.png").read_bytes() == made[t]
+
+
+def test_a_held_frame_is_the_networks_output_averaged_with_the_moved_result_where_the_flow_holds(wide):
+    from stylize.motion import hold
+
+    before, after = view(wide, 20, 20), view(wide, 20, 20 + PAN)  # the camera pans PAN px right
+    previous = torch.rand(1, 3, 64, 80, generator=torch.Generator().manual_seed(0))
+    result = torch.full((1, 3, 64, 80), 0.5)
+    held = hold(result, previous, before, after, (0.0, -PAN), 3.0)
+    # Where the frame shows what the one before did (all but the strip the pan uncovers), away
+    # from the edges: a quarter the network's output, three quarters the previous result moved.
+    expected = (result[..., :-PAN] + 3 * previous[..., PAN:]) / 4
+    torch.testing.assert_close(held[..., 4:-4, 4:-PAN - 4], expected[..., 4:-4, 4:-4], atol=0.02, rtol=0)
+    torch.testing.assert_close(held[..., -PAN:], result[..., -PAN:])  # uncovered: the network's own
+    torch.testing.assert_close(hold(result, previous, before, after, (0.0, -PAN), 0.0), result)
+
+
+def test_a_networks_animation_is_held_frame_to_frame_and_its_recipe_makes_it_again(tmp_path, wide, monkeypatch):
+    from PIL import Image
+
+    generator = torch.Generator().manual_seed(2)
+    pictures = []
+    for t in range(4):
+        frame = (view(wide, 20, 10 + PAN * t, 48, 56) + 0.03 * torch.randn(1, 3, 48, 56, generator=generator))
+        data = (frame.clamp(0, 1)[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+        pictures.append(Image.fromarray(data))
+    pictures[0].save(tmp_path / "pan.png", save_all=True, append_images=pictures[1:], duration=80, loop=0)
+    outs = {}
+    for label, args in (("held", ["--init", "previous"]), ("alone", [])):
+        result = invoke("run", tmp_path / "pan.png", "--model", "starry_night", "-q", "-o", tmp_path / f"{label}.png",
+                        *args)
+        assert result.exit_code == 0, result.output
+        with Image.open(tmp_path / f"{label}.png") as animation:
+            assert animation.n_frames == 4
+            outs[label] = []
+            for index in range(4):
+                animation.seek(index)
+                outs[label].append(tensor(animation.convert("RGB")))
+    held = [_aligned_difference(a, b) for a, b in zip(outs["held"], outs["held"][1:])]
+    alone = [_aligned_difference(a, b) for a, b in zip(outs["alone"], outs["alone"][1:])]
+    assert sum(held) < 0.6 * sum(alone), (held, alone)  # (measured: 0.37x)
+    command = shlex.split(json.loads(invoke("info", tmp_path / "held.png", "--json").stdout)["command"])
+    assert command[command.index("--temporal-weight") + 1] == "2" and "--init" not in command
+    monkeypatch.chdir(tmp_path)  # (the command names its inputs without their folder)
+    again = invoke(*command[1:command.index("--device")], "-q", "-o", tmp_path / "again.png")
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "again.png").read_bytes() == (tmp_path / "held.png").read_bytes()
+
+
+@pytest.mark.parametrize("args,words", [(["--init", "random"], "--init random"),
+                                        (["--temporal-weight", "2"], "video frames only"),
+                                        (["--init", "previous", "--temporal-weight", "-1"], "zero or positive")])
+def test_a_networks_frames_options_are_refused_where_they_do_not_apply(tmp_path, wide, args, words):
+    frames = _frames(tmp_path, wide)
+    result = invoke("run", frames, "--model", "starry_night", "-o", tmp_path / "out", *args)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and words in lines[0], result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_networks_jpeg_frames_at_a_smaller_size_resume_exactly(tmp_path, wide):
+    """JPEG frames decoded at half their size for --size (as a batch reads them) are read back the
+    same way when a resumed batch starts from the frame before."""
+    from PIL import Image
+
+    pngs = _frames(tmp_path, wide, count=3, noise=0.03)
+    frames = tmp_path / "jpegs"
+    frames.mkdir()
+    for path in sorted(pngs.iterdir()):
+        with Image.open(path) as picture:
+            picture.resize((112, 96)).save(frames / f"{path.stem}.jpg", quality=95)
+    common = ["--model", "starry_night", "--init", "previous", "--size", "56", "-q"]
+    assert invoke("run", frames, *common, "-o", tmp_path / "whole").exit_code == 0
+    last = tmp_path / "resumed" / "frame02_x_starry_night.png"
+    assert invoke("run", frames, *common, "-o", tmp_path / "resumed").exit_code == 0
+    last.unlink()
+    assert invoke("run", frames, *common, "-o", tmp_path / "resumed").exit_code == 0
+    assert last.read_bytes() == (tmp_path / "whole" / last.name).read_bytes()
+    assert "moved" in json.loads(invoke("info", last, "--json").stdout)

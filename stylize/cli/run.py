@@ -11,8 +11,8 @@ from rich.text import Text
 
 from stylize.cli.app import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, app, command_context, half_help, panel
 from stylize.cli.display import BatchProgress, CountBar, FramesProgress, ImageProgress, console, count, err_console
-from stylize.config import (AUTO_FIRST_SCALE, AUTO_ITERATIONS, DEFAULT_TEMPLATE, VARIANT_TEMPLATE, Backbone,
-                            BackboneConfig, ImageFormat, InitKind, LossConfig, OptimizerKind, OutputConfig, Pairing,
+from stylize.config import (AUTO_FIRST_SCALE, AUTO_ITERATIONS, DEFAULT_TEMPLATE, MODEL_TEMPORAL_WEIGHT,
+                            VARIANT_TEMPLATE, Backbone, BackboneConfig, ImageFormat, InitKind, LossConfig, OptimizerKind, OutputConfig, Pairing,
                             Pooling, RunConfig, StyleLossKind, Variant, format_layer_weights, number,
                             parse_layer_weights, parse_numbers, parse_scales, sweep)
 from stylize.errors import InputError
@@ -30,9 +30,10 @@ DEFAULT_OUTPUT = OutputConfig()
 DEFAULT_BACKBONE = BackboneConfig()
 
 # Options that only one method reads: given to the other, they used to be ignored without a word.
-_ITERATIVE_ONLY = ("iterations", "scales", "optimizer", "lr", "init", "init_image", "content_weight", "style_weight",
+# (--init previous and --temporal-weight are read by both: a trained network's video frames too.)
+_ITERATIVE_ONLY = ("iterations", "scales", "optimizer", "lr", "init_image", "content_weight", "style_weight",
                    "tv_weight", "content_layers", "style_layers", "style_loss", "style_blend", "style_scale",
-                   "save_every", "backbone", "weights", "pooling", "seed", "match_color", "temporal_weight")
+                   "save_every", "backbone", "weights", "pooling", "seed", "match_color")
 _MODEL_ONLY = ("batch_size", "strength")
 
 
@@ -86,11 +87,14 @@ def run(
     lr: Annotated[float, _iterative_option("--lr", help="Adam's learning rate.")] = DEFAULT_RUN.learning_rate,
     init: Annotated[InitKind, _iterative_choice(help="Starting image. previous: a batch's photos are video "
                     "frames, each started from the previous frame's result moved onto it along the optical flow "
-                    "(steady texture), at full size only.")] = DEFAULT_RUN.init,
-    temporal_weight: Annotated[float, _iterative_option(help="Video frames (--init previous, an animation): how "
-                               "strongly each frame keeps the previous frame's result, moved onto it along the "
-                               "optical flow, where the flow holds (Ruder et al. 2016); 0: only start from "
-                               "it.")] = DEFAULT_RUN.temporal_weight,
+                    "(steady texture), at full size only; with --model (previous only): each frame's output held "
+                    "to that.")] = DEFAULT_RUN.init,
+    temporal_weight: Annotated[Optional[float], _iterative_option(
+        help="Video frames (--init previous, an animation): how strongly each frame keeps the previous frame's "
+        "result, moved onto it along the optical flow, where the flow holds (Ruder et al. 2016); 0: only start "
+        "from it. With --model: (output + W x moved result) / (1 + W) there; 0: each frame on its own. "
+        f"\\[default: {number(DEFAULT_RUN.temporal_weight)}; with --model: {number(MODEL_TEMPORAL_WEIGHT)} with "
+        "--init previous, else 0]", show_default=False)] = None,
     init_image: Annotated[Optional[Path], _iterative_option(help="Start from this image instead (e.g. the output of "
                           "an interrupted run, to go on from it); another shape is cropped to the photo's "
                           "proportions, around its centre.", show_default=False)] = None,
@@ -215,21 +219,13 @@ def run(
                 iterations=parse_numbers(iterations, "--iterations", int) if iterations else None,
                 optimizer=optimizer, learning_rate=lr, init=init, seed=seed, style_scale=variants[0].style_scale,
                 style_blend=blend, preserve_color=preserve_color, match_color=match_color, save_every=save_every,
-                half=half, tile=tile, temporal_weight=temporal_weight, loss=loss)
+                half=half, tile=tile, loss=loss,
+                temporal_weight=DEFAULT_RUN.temporal_weight if temporal_weight is None else temporal_weight)
             for variant in variants[1:]:  # a bad value of a list is refused before any work
                 variant.apply(config)
             backbone_cfg = BackboneConfig(name=backbone, weights=weights, pooling=pooling,
                                           download_progress=not quiet)
-            animation = single and _any_animation(jobs)  # (what it does anyway)
-            if (_given(ctx, "temporal_weight") and init is not InitKind.previous
-                    and not (animation if single else _any_animation(jobs))):
-                raise InputError("--temporal-weight: for video frames only (--init previous with a folder of "
-                                 "frames, or an animation); leave it out for photos")
-            if init is InitKind.previous and ((single and not animation) or init_image is not None
-                                              or world.distributed):
-                raise InputError("--init previous starts each frame from the frame before: give a folder (or "
-                                 "pattern) of frames or an animation, without --init-image, in one process (not "
-                                 "torchrun)")
+            _check_frames(init, temporal_weight, single, jobs, world.distributed, init_image)
             if single:
                 _single_iterative(jobs[0], config, backbone_cfg, device, out_cfg, quiet, init_image)
             elif init_image is not None:
@@ -243,8 +239,16 @@ def run(
                 _batch(jobs, groups, out_cfg, quiet, contact_sheet, world)
         else:
             from stylize.job import Fast
+            if _given(ctx, "init") and init is not InitKind.previous:
+                raise InputError(f"--init {init.value}: a trained network makes its result in one pass, from no "
+                                 "starting image; with --model only --init previous (video frames, each held to "
+                                 "the one before)")
+            _check_frames(init, temporal_weight, single, jobs, world.distributed)
+            held = MODEL_TEMPORAL_WEIGHT if init is InitKind.previous else 0.0
             # Every model is loaded (and so checked) before any photo is stylised.
-            stylizers = {name: Fast(spec, device, size, preserve_color, tile, half, strength=variants[0].strength)
+            stylizers = {name: Fast(spec, device, size, preserve_color, tile, half, strength=variants[0].strength,
+                                    temporal_weight=held if temporal_weight is None else temporal_weight,
+                                    frames=init is InitKind.previous)
                          for name, spec in models.items()}
             if single:
                 _single_fast(jobs[0], stylizers[jobs[0].style_label], out_cfg, quiet)
@@ -255,6 +259,19 @@ def run(
         if single and contact_sheet is not None:
             from stylize.batchrun import Summary
             _write_sheet(jobs, Summary(), contact_sheet, overwrite)
+
+
+def _check_frames(init: InitKind, temporal_weight: Optional[float], single: bool, jobs: list, torchrun: bool,
+                  init_image: Optional[Path] = None) -> None:
+    """Refuse --init previous and --temporal-weight where there are no video frames to follow each other."""
+    animation = single and _any_animation(jobs)  # (what it does anyway)
+    if (temporal_weight is not None and init is not InitKind.previous
+            and not (animation if single else _any_animation(jobs))):
+        raise InputError("--temporal-weight: for video frames only (--init previous with a folder of frames, or an "
+                         "animation); leave it out for photos")
+    if init is InitKind.previous and ((single and not animation) or init_image is not None or torchrun):
+        raise InputError("--init previous starts each frame from the frame before: give a folder (or pattern) of "
+                         "frames or an animation, without --init-image, in one process (not torchrun)")
 
 
 def _plan(inputs: list[Path], style_option: Optional[list[Path]], models: Optional[dict[str, str]],
