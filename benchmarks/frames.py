@@ -6,20 +6,22 @@ and with the picture's edge repeated outside it, --carried bilinear,edge), side 
 same clips.
 
     python benchmarks/frames.py [--size 256] [--frames 8] [--device cpu] [--clips pan,still,object,zoom]
-                                [--zoom 1.02] [--carried bilinear,edge]
+                                [--zoom 1.02] [--carried bilinear,edge] [--model-temporal 1,2,3] [--models-only]
 
 The clips are made here from the shared photos, so their true motion is known: a pan (the view
 moves 3 px a frame), a still camera, a still camera with an object crossing it (a piece of
 golden_gate moving 4 px a frame over tubingen) and a zoom (2 % a frame into tubingen's centre);
-each frame with its own sensor noise (sigma 3/255). Printed per clip and mode (and for the
-bundled starry_night model, one pass a frame): the temporal error, the mean absolute difference
-between each result and the one before moved by the true motion, over the pixels the frame before
-shows (what a moving object uncovers is not counted; the input frames' own, noise only, beside
-it), the mean final objective of the frames (content, style and smoothing, each scored by its
-run, without the temporal term), the fine detail left in the last result as a share of the
-first's (mean absolute Laplacian: resampling every frame blurs), on the pan the strip of the
-last result that the camera uncovered over the clip: its change across against down, beside the
-rest's (streaks drawn across it make it small) and the seconds a frame.
+each frame with its own sensor noise (sigma 3/255). Printed per clip and mode: the temporal
+error, the mean absolute difference between each result and the one before moved by the true
+motion, over the pixels the frame before shows (what a moving object uncovers is not counted;
+the input frames' own, noise only, beside it), the mean final objective of the frames (content,
+style and smoothing, each scored by its run, without the temporal term), the fine detail left in
+the last result as a share of the first's (mean absolute Laplacian: resampling every frame
+blurs), on the pan the strip of the last result that the camera uncovered over the clip: its
+change across against down, beside the rest's (streaks drawn across it make it small) and the
+seconds a frame. Also the bundled starry_night network, one pass a frame, on its own and held to
+the frame before (--init previous) by each of --model-temporal's weights: the temporal error, the
+detail, how far holding moved the results from its own, and the last frame's objective.
 Reads ../shared/data (STYLIZE_SHARED to point elsewhere)."""
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ from unittest.mock import patch
 import torch
 import torch.nn.functional as F
 
-from common import SHARED, device_name, setup_device
-from stylize.config import BackboneConfig, InitKind, RunConfig
+from common import SHARED, device_name, final_objective, setup_device
+from stylize.config import MODEL_TEMPORAL_WEIGHT, BackboneConfig, InitKind, RunConfig
+from stylize.features import load_extractor
 from stylize.flow import warp
 from stylize.imageio import LoadedImage, fit_long_side, load_image, resize
+from stylize.losses import required_layers
 from stylize import job, motion
 from stylize.job import Fast, Frame, Iterative
 from stylize.motion import Carried, shift
@@ -189,16 +193,55 @@ def first_longer(clip: Clip, style: LoadedImage, size: int, device: str, factors
               f"objectives {' '.join(f'{o:.3f}' for o in objectives)}; {seconds:.1f} s a frame", flush=True)
 
 
+def model_frames(clip: Clip, device: str, weight: float) -> tuple[list[torch.Tensor], float]:
+    """The bundled starry_night network over the clip, each frame held to the one before by
+    ``weight`` (0: each on its own, one pass); the results and the seconds a frame."""
+    model = Fast("starry_night", device, temporal_weight=weight, frames=True)
+    results: list[torch.Tensor] = []
+    start = time.perf_counter()
+    for index, frame in enumerate(clip.frames):
+        content = LoadedImage(rgb=frame, alpha=None, path=Path(f"frame{index}.png"))
+        previous = Frame(clip.frames[index - 1], results[-1]) if results else None
+        results.append(model.run_frame(content, previous)[0])
+    return results, (time.perf_counter() - start) / len(clip.frames)
+
+
+def compare_models(clip: Clip, style: LoadedImage, device: str, weights: list[float]) -> None:
+    """The bundled network on its own and held by each of ``weights``: the temporal error, the
+    detail left, how far each result moved from the network's own output (mean absolute), and the
+    last frame's objective (content + style, as stylize run scores it, in float32)."""
+    config = RunConfig()
+    extractor = load_extractor(BackboneConfig(), required_layers(config.loss), torch.device("cpu"))
+
+    def objective(results: list[torch.Tensor]) -> float:
+        return final_objective(extractor, config, clip.frames[-1], [style.rgb], results[-1])
+
+    alone, seconds = model_frames(clip, device, 0.0)
+    print(f"  --model starry_night (one pass a frame) temporal error {temporal_error(alone, clip):.4f}, "
+          f"detail last/first {detail(alone[-1]) / detail(alone[0]):.3f}, last objective {objective(alone):.4f}, "
+          f"{seconds:.2f} s a frame")
+    for weight in weights:
+        results, seconds = model_frames(clip, device, weight)
+        away = statistics.mean(float((r - a).abs().mean()) for r, a in zip(results, alone))
+        print(f"    held, --temporal-weight {weight:g}: temporal error {temporal_error(results, clip):.4f} (pairs "
+              f"{' '.join(f'{e:.4f}' for e in pair_errors(results, clip))}), detail last/first "
+              f"{detail(results[-1]) / detail(results[0]):.3f} (against the network's own last "
+              f"{detail(results[-1]) / detail(alone[-1]):.3f}), from its own {away:.4f}, last objective "
+              f"{objective(results):.4f}, {seconds:.2f} s a frame", flush=True)
+
+
 def compare(name: str, clip: Clip, style: LoadedImage, size: int, device: str, temporal: list[float],
-            baselines: bool = True, carried: tuple[str, ...] = ()) -> None:
+            baselines: bool = True, carried: tuple[str, ...] = (), model_weights: list[float] | None = None,
+            models_only: bool = False) -> None:
     """Every mode on one clip (``baselines``: also each frame on its own, the flow without the
-    temporal term and the bundled network; ``carried``: also the flow's results moved in these
-    ways of CARRIED, with each temporal weight)."""
+    temporal term and the bundled network, on its own and held by each of ``model_weights``;
+    ``carried``: also the flow's results moved in these ways of CARRIED, with each temporal
+    weight; ``models_only``: the network's alone)."""
     print(f"{name}: the input frames' own temporal error {temporal_error(clip.frames, clip):.4f}")
-    if baselines:
-        model = Fast("starry_night", device)
-        results = [model.run([frame])[0] for frame in clip.frames]
-        print(f"  --model starry_night (one pass a frame) temporal error {temporal_error(results, clip):.4f}")
+    if baselines or models_only:
+        compare_models(clip, style, device, model_weights or [])
+    if models_only:
+        return
     modes = [("--init content", InitKind.content, None, 0.0),
              ("--init previous, shift", InitKind.previous, _carry_shift, 0.0),
              ("--init previous, flow", InitKind.previous, job.carry, 0.0)]
@@ -238,6 +281,9 @@ def main() -> None:
     parser.add_argument("--carried", default="", help="also the flow's results moved as before session 32: "
                         "bilinear, edge or both (bilinear,edge)")
     parser.add_argument("--zoom", type=float, default=ZOOM, help="the zoom clip's magnification a frame")
+    parser.add_argument("--model-temporal", default=f"{MODEL_TEMPORAL_WEIGHT:g}",
+                        help="--temporal-weight values to hold the network's frames with, such as 1,2,3")
+    parser.add_argument("--models-only", action="store_true", help="only the network, alone and held")
     parser.add_argument("--first-longer", default="", help="instead: the pan with --init previous, the first "
                         "frame's last scale run each of these many times as long, such as 1,2,4")
     args = parser.parse_args()
@@ -259,7 +305,8 @@ def main() -> None:
     for key in args.clips.split(","):
         name, make = clips[key]
         compare(name, make(), style, args.size, args.device, [float(w) for w in args.temporal.split(",")],
-                not args.no_baselines, tuple(filter(None, args.carried.split(","))))
+                not args.no_baselines, tuple(filter(None, args.carried.split(","))),
+                [float(w) for w in filter(None, args.model_temporal.split(","))], args.models_only)
 
 
 if __name__ == "__main__":

@@ -306,7 +306,8 @@ class Fast:
             results = [torch.lerp(i, r, self.strength) for r, i in zip(results, images)]
         return results
 
-    def run_frame(self, content: LoadedImage, previous: Frame | None) -> tuple[torch.Tensor, tuple[float, float] | None]:
+    def run_frame(self, content: LoadedImage,
+                  previous: Frame | None) -> tuple[torch.Tensor, tuple[float, float] | None]:
         """A video frame: ``run``'s result held to the ``previous`` frame's result (as written: its
         mask applied) moved onto it along the optical flow, by --temporal-weight (motion.hold).
         Returns the result and the camera's shift (None: the network's result as it is: a first

@@ -46,3 +46,14 @@ def test_flow_benchmark_runs_and_finds_the_same_flows_both_ways():
                             env={**os.environ, "STYLIZE_SHARED": str(SHARED)})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "64 px" in result.stdout and "largest difference 0.00e+00 px" in result.stdout, result.stdout
+
+
+@pytest.mark.skipif(not (SHARED / "content").is_dir(), reason="needs ../shared/data/content (the clips' photos)")
+def test_frames_benchmark_runs_a_networks_frames_alone_and_held():
+    result = subprocess.run([sys.executable, "benchmarks/frames.py", "--models-only", "--size", "64", "--frames",
+                             "3", "--clips", "still", "--model-temporal", "2"], cwd=REPO, capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "STYLIZE_SHARED": str(SHARED)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "--model starry_night (one pass a frame) temporal error" in out, out
+    assert "held, --temporal-weight 2: temporal error" in out and "last objective" in out, out

@@ -12,9 +12,9 @@ from rich.text import Text
 from stylize.cli.app import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, app, command_context, half_help, panel
 from stylize.cli.display import BatchProgress, CountBar, FramesProgress, ImageProgress, console, count, err_console
 from stylize.config import (AUTO_FIRST_SCALE, AUTO_ITERATIONS, DEFAULT_TEMPLATE, MODEL_TEMPORAL_WEIGHT,
-                            VARIANT_TEMPLATE, Backbone, BackboneConfig, ImageFormat, InitKind, LossConfig, OptimizerKind, OutputConfig, Pairing,
-                            Pooling, RunConfig, StyleLossKind, Variant, format_layer_weights, number,
-                            parse_layer_weights, parse_numbers, parse_scales, sweep)
+                            VARIANT_TEMPLATE, Backbone, BackboneConfig, ImageFormat, InitKind, LossConfig,
+                            OptimizerKind, OutputConfig, Pairing, Pooling, RunConfig, StyleLossKind, Variant,
+                            format_layer_weights, number, parse_layer_weights, parse_numbers, parse_scales, sweep)
 from stylize.errors import InputError
 
 # `stylize run --help` in panels: the common options first, then each method's and the files'.
