@@ -106,44 +106,51 @@ def run_iterative_batch(jobs: list[PlannedJob], stylizer: Iterative, options: Ou
     image is read once (by the stylizer and its sweep's variants). With --init previous each job
     starts from its predecessor's result (``predecessors``, by output: the frame before, see
     ``frame_predecessors``)."""
-    summary = Summary()
     frames = stylizer.config.init is InitKind.previous
     last: dict[Path, Frame | None] = {}  # the last frame made, by its output
+
+    def one(job: PlannedJob) -> bool:
+        nonlocal last
+        content = load_image(job.content.path, options.max_pixels)
+        if frames:
+            _check_still(content)
+        mask = _mask(job, content, options.max_pixels)
+        style_images = [_style(stylizer.style_images, path, options.max_pixels) for path in job.styles]
+        schedule = stylizer.check(content, style_images, masked=mask is not None)
+        check_space(job.output.parent, output_bytes(content, schedule[-1][0]))
+        if content.frames > 1:  # (interrupted, its finished frames are kept: running the batch again goes on)
+            return _animate_iterative(job, content, style_images, mask, schedule, stylizer, options, on_progress)
+        before = (predecessors or {}).get(job.output) if frames else None
+        previous = _previous_frame(before, last, options.max_pixels) if frames else None
+        result, moved = _stylize(stylizer, content, style_images, schedule, mask, frames, previous, on_progress)
+        if result.interrupted:  # Ctrl-C inside the optimiser: discard the unfinished image
+            return False
+        image = result.image if mask is None else apply_mask(result.image, content.rgb, mask)
+        recipe = (stylizer.recipe(content, style_images, schedule, mask=job.mask, invert_mask=job.invert_mask)
+                  if options.recipe else None)
+        recipe = None if recipe is None else recipe.finished(result.losses)
+        if frames:
+            last = _save_frame(image, content, job, before, mask, recipe, moved, options)
+        else:
+            save_result(image, content, job.output, options.overwrite, options.quality,
+                        None if recipe is None else recipe.to_text())
+        return True
+
+    return _one_by_one(jobs, one, on_job)
+
+
+def _one_by_one(jobs: list[PlannedJob], one: Callable[[PlannedJob], bool], on_job: JobFn | None) -> Summary:
+    """``one`` for each job in turn, each outcome recorded: a job that raises fails (a full disk
+    also stops the batch); Ctrl-C, or ``one`` returning False (interrupted inside), interrupts it."""
+    summary = Summary()
     for index, job in enumerate(jobs):
         if on_job:
             on_job(JobEvent(index, len(jobs), job, None))
         start = time.perf_counter()
         try:
-            content = load_image(job.content.path, options.max_pixels)
-            if frames:
-                _check_still(content)
-            mask = _mask(job, content, options.max_pixels)
-            style_images = [_style(stylizer.style_images, path, options.max_pixels)
-                            for path in job.styles]
-            schedule = stylizer.check(content, style_images, masked=mask is not None)
-            check_space(job.output.parent, output_bytes(content, schedule[-1][0]))
-            if content.frames > 1:
-                if not _animate_iterative(job, content, style_images, mask, schedule, stylizer, options, on_progress):
-                    summary.interrupted = True  # (its finished frames are kept: running the batch again goes on)
-                    return summary
-                _record(summary, on_job, index, len(jobs), Outcome(job, Status.done,
-                                                                   seconds=time.perf_counter() - start))
-                continue
-            before = (predecessors or {}).get(job.output) if frames else None
-            previous = _previous_frame(before, last, options.max_pixels) if frames else None
-            result, moved = _stylize(stylizer, content, style_images, schedule, mask, frames, previous, on_progress)
-            if result.interrupted:  # Ctrl-C inside the optimiser: discard the unfinished image
+            if not one(job):
                 summary.interrupted = True
                 return summary
-            image = result.image if mask is None else apply_mask(result.image, content.rgb, mask)
-            recipe = (stylizer.recipe(content, style_images, schedule, mask=job.mask, invert_mask=job.invert_mask)
-                      if options.recipe else None)
-            recipe = None if recipe is None else recipe.finished(result.losses)
-            if frames:
-                last = _save_frame(image, content, job, before, mask, recipe, moved, options)
-            else:
-                save_result(image, content, job.output, options.overwrite, options.quality,
-                            None if recipe is None else recipe.to_text())
         except KeyboardInterrupt:
             summary.interrupted = True
             return summary
@@ -184,34 +191,23 @@ def run_fast_frames(jobs: list[PlannedJob], stylizer: Fast, options: OutputConfi
     """A trained network over video frames (--init previous), one at a time in order, each held to
     the result of the frame before it (``Fast.run_frame``; ``predecessors`` as in
     ``run_iterative_batch``, whose resumed batches go on from the frames written)."""
-    summary = Summary()
     last: dict[Path, Frame | None] = {}
-    for index, job in enumerate(jobs):
-        if on_job:
-            on_job(JobEvent(index, len(jobs), job, None))
-        start = time.perf_counter()
-        try:
-            content = stylizer.load(job.content.path, options.max_pixels)
-            _check_still(content)
-            stylizer.check(content, options.max_pixels)
-            check_space(job.output.parent, output_bytes(content, stylizer.output_size(content)))
-            before = (predecessors or {}).get(job.output)
-            result, moved = stylizer.run_frame(content, _previous_frame(before, last, options.max_pixels,
-                                                                        stylizer.load))
-            mask = _mask(job, content, options.max_pixels)
-            image = result if mask is None else apply_mask(result, stylizer.input(content), mask)
-            recipe = stylizer.recipe(content, job.mask, job.invert_mask) if options.recipe else None
-            last = _save_frame(image, content, job, before, mask, recipe, moved, options)
-        except KeyboardInterrupt:
-            summary.interrupted = True
-            return summary
-        except Exception as exc:
-            _fail(summary, on_job, index, len(jobs), job, exc)
-            if summary.stopped:
-                return summary
-            continue
-        _record(summary, on_job, index, len(jobs), Outcome(job, Status.done, seconds=time.perf_counter() - start))
-    return summary
+
+    def one(job: PlannedJob) -> bool:
+        nonlocal last
+        content = stylizer.load(job.content.path, options.max_pixels)
+        _check_still(content)
+        stylizer.check(content, options.max_pixels)
+        check_space(job.output.parent, output_bytes(content, stylizer.output_size(content)))
+        before = (predecessors or {}).get(job.output)
+        result, moved = stylizer.run_frame(content, _previous_frame(before, last, options.max_pixels, stylizer.load))
+        mask = _mask(job, content, options.max_pixels)
+        image = result if mask is None else apply_mask(result, stylizer.input(content), mask)
+        recipe = stylizer.recipe(content, job.mask, job.invert_mask) if options.recipe else None
+        last = _save_frame(image, content, job, before, mask, recipe, moved, options)
+        return True
+
+    return _one_by_one(jobs, one, on_job)
 
 
 def _animate_iterative(job: PlannedJob, content: LoadedImage, styles: list[LoadedImage], mask: torch.Tensor | None,
