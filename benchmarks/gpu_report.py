@@ -1,6 +1,7 @@
 """The GPU figures in one short run: the default 512 px iterative run (and with --half), fast-model frames per
 second at 1920x1080 in float32 and in half precision (one pass at a time, and frames of one size replayed as a
-CUDA graph, as `stylize run --model` runs them), and `stylize train` images/s (with the reference loop's
+CUDA graph, as `stylize run --model` runs them; and what holding each frame to the one before costs, as
+`--init previous` does), and `stylize train` images/s (with the reference loop's
 objective, --shift-weight 0, and with the default shift-consistency term; on CUDA also without replaying the
 step as a CUDA graph). The device is set up as stylize's commands set it up (cuDNN limited to deterministic
 kernels); on CUDA the iterative run is also timed without that limit, and training with its losses read back
@@ -30,9 +31,10 @@ from stylize.cudagraph import SameShapeReplay
 from stylize.dataset import scan_photos
 from stylize.device import half_dtype
 from stylize.features import load_extractor
-from stylize.imageio import fit_long_side, load_image
+from stylize.imageio import fit_long_side, load_image, resize
 from stylize.losses import required_layers
 from stylize.modelfile import bundled_models, load_model
+from stylize.motion import follow, hold
 from stylize.optimize import ScaleProblem, run_iterative
 from stylize.train import prepare_training, train
 from stylize.transformer import CLASSIC, TransformerConfig, for_inference, infer
@@ -68,6 +70,20 @@ def frames_per_second(stylise: Callable[[torch.Tensor], torch.Tensor], frame: to
     SameShapeReplay records at the second)."""
     stylise(frame), stylise(frame)
     return 1 / timed(lambda: stylise(frame), frame.device, count)  # after its own warm-up call
+
+
+def held_frames_per_second(network: torch.nn.Module, photo: torch.Tensor, size: tuple[int, int],
+                           device: torch.device, count: int) -> None:
+    """Print what holding a network's frame to the one before costs (--model --init previous): the
+    optical flows there and back and the blend (motion.hold) on the device, for two views of
+    ``photo`` at ``size`` 4 px apart; the network's pass not included."""
+    view = resize(photo, (size[0], size[1] + 4)).to(device)
+    before, after = view[..., :-4], view[..., 4:]
+    previous, result = (infer(network, image, device) for image in (before, after))
+    moved = follow(before, after)
+    fps = frames_per_second(lambda image: hold(result, previous, before, image, moved, 2.0), after, count)
+    print(f"fast model frames held to the one before (--init previous), {size[1]}x{size[0]}, the flows and the "
+          f"blend: {fps:.1f} frames/s")
 
 
 def main() -> None:
@@ -132,6 +148,7 @@ def main() -> None:
         how = "replayed as a CUDA graph" if replay.replaying else "not recorded, eager"
         print(f"fast model {model.path.stem}, frames of one size ({how}), {frame.shape[-1]}x{frame.shape[-2]}, "
               f"{'half precision' if half else 'float32'}: {fps:.1f} frames/s")
+    held_frames_per_second(inference, content, tuple(frame.shape[-2:]), device, max(2, args.frames // 5))
 
     photos = SHARED / "photos"
     if photos.is_dir():

@@ -20,7 +20,7 @@ def test_gpu_report_runs_and_prints_every_figure():
     out = result.stdout
     assert "iterative, default run at 96 px" in out and "objective" in out
     assert "frames/s" in out and "half precision" in out and "torch's instance norm" in out
-    assert "frames of one size" in out
+    assert "frames of one size" in out and "held to the one before" in out
     if (SHARED / "photos").is_dir():
         for line in ("reference loop", "stylize train --shift-weight 0:", "stylize train --half --shift-weight 400:",
                      "losses read every step",
