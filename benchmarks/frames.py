@@ -7,6 +7,7 @@ same clips.
 
     python benchmarks/frames.py [--size 256] [--frames 8] [--device cpu] [--clips pan,still,object,zoom]
                                 [--zoom 1.02] [--carried bilinear,edge] [--model-temporal 1,2,3] [--models-only]
+                                [--model-trust matching,both-ways]
 
 The clips are made here from the shared photos, so their true motion is known: a pan (the view
 moves 3 px a frame), a still camera, a still camera with an object crossing it (a piece of
@@ -193,20 +194,35 @@ def first_longer(clip: Clip, style: LoadedImage, size: int, device: str, factors
               f"objectives {' '.join(f'{o:.3f}' for o in objectives)}; {seconds:.1f} s a frame", flush=True)
 
 
-def model_frames(clip: Clip, device: str, weight: float) -> tuple[list[torch.Tensor], float]:
+def _hold_both_ways(result: torch.Tensor, previous: torch.Tensor, before: torch.Tensor, after: torch.Tensor,
+                    moved: tuple[float, float], weight: float) -> torch.Tensor:
+    """motion.hold as first written (session 33): held where the flows there and back agree
+    (motion.carry's flow.reliable) instead of where the moved photo matches the frame."""
+    carried = motion.carry(previous, before, after, moved)
+    assert carried.trusted is not None
+    return torch.lerp(result, carried.image, carried.trusted * (weight / (1 + weight)))
+
+
+HOLDS = {"matching": motion.hold, "both-ways": _hold_both_ways}
+
+
+def model_frames(clip: Clip, device: str, weight: float, trust: str = "matching") -> tuple[list[torch.Tensor], float]:
     """The bundled starry_night network over the clip, each frame held to the one before by
-    ``weight`` (0: each on its own, one pass); the results and the seconds a frame."""
+    ``weight`` (0: each on its own, one pass) where ``trust`` (of HOLDS) says; the results and the
+    seconds a frame."""
     model = Fast("starry_night", device, temporal_weight=weight, frames=True)
     results: list[torch.Tensor] = []
     start = time.perf_counter()
-    for index, frame in enumerate(clip.frames):
-        content = LoadedImage(rgb=frame, alpha=None, path=Path(f"frame{index}.png"))
-        previous = Frame(clip.frames[index - 1], results[-1]) if results else None
-        results.append(model.run_frame(content, previous)[0])
+    with patch.object(job, "hold", HOLDS[trust]):
+        for index, frame in enumerate(clip.frames):
+            content = LoadedImage(rgb=frame, alpha=None, path=Path(f"frame{index}.png"))
+            previous = Frame(clip.frames[index - 1], results[-1]) if results else None
+            results.append(model.run_frame(content, previous)[0])
     return results, (time.perf_counter() - start) / len(clip.frames)
 
 
-def compare_models(clip: Clip, style: LoadedImage, device: str, weights: list[float]) -> None:
+def compare_models(clip: Clip, style: LoadedImage, device: str, weights: list[float],
+                   trusts: tuple[str, ...] = ("matching",)) -> None:
     """The bundled network on its own and held by each of ``weights``: the temporal error, the
     detail left, how far each result moved from the network's own output (mean absolute), and the
     last frame's objective (content + style, as stylize run scores it, in float32)."""
@@ -220,10 +236,11 @@ def compare_models(clip: Clip, style: LoadedImage, device: str, weights: list[fl
     print(f"  --model starry_night (one pass a frame) temporal error {temporal_error(alone, clip):.4f}, "
           f"detail last/first {detail(alone[-1]) / detail(alone[0]):.3f}, last objective {objective(alone):.4f}, "
           f"{seconds:.2f} s a frame")
-    for weight in weights:
-        results, seconds = model_frames(clip, device, weight)
+    for weight, trust in ((w, t) for w in weights for t in trusts):
+        results, seconds = model_frames(clip, device, weight, trust)
         away = statistics.mean(float((r - a).abs().mean()) for r, a in zip(results, alone))
-        print(f"    held, --temporal-weight {weight:g}: temporal error {temporal_error(results, clip):.4f} (pairs "
+        label = "" if trusts == ("matching",) else f" ({trust})"
+        print(f"    held{label}, --temporal-weight {weight:g}: temporal error {temporal_error(results, clip):.4f} (pairs "
               f"{' '.join(f'{e:.4f}' for e in pair_errors(results, clip))}), detail last/first "
               f"{detail(results[-1]) / detail(results[0]):.3f} (against the network's own last "
               f"{detail(results[-1]) / detail(alone[-1]):.3f}), from its own {away:.4f}, last objective "
@@ -232,14 +249,14 @@ def compare_models(clip: Clip, style: LoadedImage, device: str, weights: list[fl
 
 def compare(name: str, clip: Clip, style: LoadedImage, size: int, device: str, temporal: list[float],
             baselines: bool = True, carried: tuple[str, ...] = (), model_weights: list[float] | None = None,
-            models_only: bool = False) -> None:
+            models_only: bool = False, model_trusts: tuple[str, ...] = ("matching",)) -> None:
     """Every mode on one clip (``baselines``: also each frame on its own, the flow without the
     temporal term and the bundled network, on its own and held by each of ``model_weights``;
     ``carried``: also the flow's results moved in these ways of CARRIED, with each temporal
     weight; ``models_only``: the network's alone)."""
     print(f"{name}: the input frames' own temporal error {temporal_error(clip.frames, clip):.4f}")
     if baselines or models_only:
-        compare_models(clip, style, device, model_weights or [])
+        compare_models(clip, style, device, model_weights or [], model_trusts)
     if models_only:
         return
     modes = [("--init content", InitKind.content, None, 0.0),
@@ -284,6 +301,9 @@ def main() -> None:
     parser.add_argument("--model-temporal", default=f"{MODEL_TEMPORAL_WEIGHT:g}",
                         help="--temporal-weight values to hold the network's frames with, such as 1,2,3")
     parser.add_argument("--models-only", action="store_true", help="only the network, alone and held")
+    parser.add_argument("--model-trust", default="matching", help="where the network's frames are held: "
+                        "matching (the moved photo matches the frame, now), both-ways (the flows there and back "
+                        "agree, as first written) or both (matching,both-ways)")
     parser.add_argument("--first-longer", default="", help="instead: the pan with --init previous, the first "
                         "frame's last scale run each of these many times as long, such as 1,2,4")
     args = parser.parse_args()
@@ -306,7 +326,8 @@ def main() -> None:
         name, make = clips[key]
         compare(name, make(), style, args.size, args.device, [float(w) for w in args.temporal.split(",")],
                 not args.no_baselines, tuple(filter(None, args.carried.split(","))),
-                [float(w) for w in filter(None, args.model_temporal.split(","))], args.models_only)
+                [float(w) for w in filter(None, args.model_temporal.split(","))], args.models_only,
+                tuple(args.model_trust.split(",")))
 
 
 if __name__ == "__main__":

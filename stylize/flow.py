@@ -109,15 +109,33 @@ def reliable(backward: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
     not undo each other (it was hidden in the other frame: uncovered by a moving object or the
     camera), at motion boundaries, where the flow is least exact, and where it points outside the
     other frame."""
-    height, width = backward.shape[-2:]
     there = warp(forward[None], backward)[0]  # the forward flow where each pixel comes from
     trip = (backward + there).pow(2).sum(0)
     hidden = trip > 0.01 * (backward.pow(2).sum(0) + there.pow(2).sum(0)) + 0.5
-    boundary = _gradient(backward).pow(2).sum((0, 1)) > 0.01 * backward.pow(2).sum(0) + 0.002
+    return _inside(backward) & ~hidden & ~_boundary(backward)
+
+
+def matching(frame: torch.Tensor, other: torch.Tensor, backward: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """[H,W]: True where ``frame`` ([1,3,H,W]) shows what ``other`` did, by one flow where
+    ``reliable`` needs two: ``other`` moved along ``backward`` (the flow from ``frame`` to it)
+    differs from it by less than ``tolerance`` in every channel (a pixel uncovered by a moving
+    object or the camera mostly shows something else), away from motion boundaries (where what
+    is uncovered lies, and where the flow is least exact), and the flow points inside ``other``."""
+    moved = warp(other, backward, "bicubic")
+    return _inside(backward) & ~_boundary(backward) & ((frame - moved).abs().amax(1)[0] < tolerance)
+
+
+def _boundary(backward: torch.Tensor) -> torch.Tensor:
+    """[H,W]: True at motion boundaries, where the flow changes fast for its size (Sundaram et al.)."""
+    return _gradient(backward).pow(2).sum((0, 1)) > 0.01 * backward.pow(2).sum(0) + 0.002
+
+
+def _inside(backward: torch.Tensor) -> torch.Tensor:
+    """[H,W]: True where the flow points inside the other frame."""
+    height, width = backward.shape[-2:]
     ys = torch.arange(height, device=backward.device).view(-1, 1) + backward[0]
     xs = torch.arange(width, device=backward.device).view(1, -1) + backward[1]
-    inside = (ys >= 0) & (ys <= height - 1) & (xs >= 0) & (xs <= width - 1)
-    return inside & ~hidden & ~boundary
+    return (ys >= 0) & (ys <= height - 1) & (xs >= 0) & (xs <= width - 1)
 
 
 def luminance(image: torch.Tensor) -> torch.Tensor:

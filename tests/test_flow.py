@@ -118,6 +118,19 @@ def test_the_flow_is_the_same_every_time_and_of_large_frames_too(wide, thing, mo
     assert flow[:, 52:, :].abs().mean() < 0.2
 
 
+def test_what_the_object_uncovers_does_not_match_and_the_rest_does(wide, thing):
+    """flow.matching, where a network's frame is held to the result before it (motion.hold)."""
+    before, after = crossing(wide, thing, 0), crossing(wide, thing, 1)
+    noisy = [(f + 0.012 * torch.randn(f.shape, generator=torch.Generator().manual_seed(i))).clamp(0, 1)
+             for i, f in enumerate((before, after))]  # a camera's noise (3/255) stays below the tolerance
+    shown = flow_module.matching(noisy[1], noisy[0], estimate_flow(noisy[1], noisy[0]), 0.1)
+    assert shown[20:42, 10:10 + SPEED].float().mean() < 0.5  # the strip the object uncovers (about 0.8 without the
+    # motion boundary: the flow there points to the ground beside it, which looks alike)
+    assert shown[4:60, 60:92].float().mean() > 0.98 and shown.float().mean() > 0.8  # (the object's edges: not)
+    # The flow pointing outside the frame before: the strip a pan uncovers.
+    assert not flow_module.matching(after, after, torch.full((2, 64, 96), -3.0), 0.1)[:, :3].any()
+
+
 def test_carry_moves_a_result_with_the_object(wide, thing):
     """A 'result' that is any picture drawn on the frame (here the photo's negative) is carried
     by the object's motion onto the next frame: what --init previous starts from."""
