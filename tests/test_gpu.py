@@ -1,6 +1,7 @@
 """Checks that need a CUDA device; skipped, with the reason, everywhere else."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ import torch
 from stylize.config import BackboneConfig, InitKind, LossConfig, RunConfig
 from stylize.device import make_deterministic, resolve_device
 from stylize.features import FeatureExtractor, load_weights
-from stylize.imageio import load_image, resize
+from stylize.imageio import LoadedImage, load_image, resize
 from stylize.losses import required_layers
 from stylize.optimize import ScaleProblem, run_iterative
 
@@ -353,3 +354,22 @@ def test_cuda_optical_flow_is_the_cpus_and_the_same_every_time():
     assert (both[0] - gpu).abs().max() < 1e-4 and (both[1] - back).abs().max() < 1e-4
     moved = carry(photo[..., 20:84, 20:116].cuda(), before.cuda(), after.cuda(), (0.0, 0.0))
     assert moved.image.device.type == "cuda" and 0 <= moved.image.min() and moved.image.max() <= 1
+
+
+def test_cuda_held_frames_are_the_cpus_and_the_same_every_time():
+    """--model with --init previous holds each frame on the run's device (the flow there too)."""
+    from stylize.job import Fast, Frame
+
+    photo = resize(load_image(SAMPLES / "chelsea.jpg").rgb, (120, 180))
+    frames = [LoadedImage(photo[..., 20:84, 20 + 3 * t:116 + 3 * t].contiguous(), None, Path(f"f{t}.png"))
+              for t in range(2)]
+    held = {}
+    for device in ("cpu", "cuda"):
+        model = Fast("starry_night", device, half=False, temporal_weight=2.0, frames=True)
+        first, _ = model.run_frame(frames[0], None)
+        held[device], moved = model.run_frame(frames[1], Frame(frames[0].rgb, first))
+        assert moved is not None and held[device].device.type == "cpu"
+        if device == "cuda":
+            again, _ = model.run_frame(frames[1], Frame(frames[0].rgb, first))
+            assert torch.equal(again, held[device])
+    assert (held["cuda"] - held["cpu"]).abs().mean() < 0.01
