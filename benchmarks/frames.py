@@ -154,14 +154,14 @@ def _carried_as(name: str) -> Callable[..., Carried]:
     mode, outside = CARRIED[name]
 
     def carry(result: torch.Tensor, before: torch.Tensor, after: torch.Tensor, moved: tuple[float, float],
-              trust: bool = True) -> Carried:
+              trust: bool = True, mask: torch.Tensor | None = None) -> Carried:
         with patch.object(motion, "warp", lambda image, flow, *_: warp(image, flow, mode, outside)):
-            return motion.carry(result, before, after, moved, trust)
+            return motion.carry(result, before, after, moved, trust, mask)
     return carry
 
 
 def _carry_shift(result: torch.Tensor, before: torch.Tensor, after: torch.Tensor,
-                 moved: tuple[float, float], trust: bool = True) -> Carried:
+                 moved: tuple[float, float], trust: bool = True, mask: torch.Tensor | None = None) -> Carried:
     """As --init previous moved the previous result before the optical flow: the camera's shift."""
     return Carried(shift(result, *moved), None)
 
@@ -195,10 +195,10 @@ def first_longer(clip: Clip, style: LoadedImage, size: int, device: str, factors
 
 
 def _hold_both_ways(result: torch.Tensor, previous: torch.Tensor, before: torch.Tensor, after: torch.Tensor,
-                    moved: tuple[float, float], weight: float) -> torch.Tensor:
+                    moved: tuple[float, float], weight: float, mask: torch.Tensor | None = None) -> torch.Tensor:
     """motion.hold as first written (session 33): held where the flows there and back agree
     (motion.carry's flow.reliable) instead of where the moved photo matches the frame."""
-    carried = motion.carry(previous, before, after, moved)
+    carried = motion.carry(previous, before, after, moved, mask=mask)
     assert carried.trusted is not None
     return torch.lerp(result, carried.image, carried.trusted * (weight / (1 + weight)))
 

@@ -92,7 +92,7 @@ def execute_animation(job: Job, on_frame: Callable[[FrameProgress], None] | None
                 image = result.image if mask is None else apply_mask(result.image, frame.image.rgb, mask)
             save_image(image, path, overwrite=True)
             last = as_saved(image)  # as a resumed run reads it back
-        previous = None if empty else Frame(frame.image.rgb, last)
+        previous = None if empty else Frame(frame.image.rgb, last, mask)
         frames.add(last, frame.image.alpha, frame.duration)
     if on_frame:
         on_frame(FrameProgress(job.content.frames, job.content.frames))

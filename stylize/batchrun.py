@@ -183,7 +183,7 @@ def _save_frame(image: torch.Tensor, content: LoadedImage, job: PlannedJob, befo
     # is the photo, with nothing painted to go on from.
     empty = mask is not None and is_empty(mask)
     _keep_exact(job, before, image, empty)
-    return {job.output: None if empty else Frame(content.rgb, as_saved(image))}
+    return {job.output: None if empty else Frame(content.rgb, as_saved(image), mask)}
 
 
 def run_fast_frames(jobs: list[PlannedJob], stylizer: Fast, options: OutputConfig, on_job: JobFn | None = None,
@@ -288,7 +288,7 @@ def _previous_frame(before: PlannedJob | None, last: dict[Path, Frame | None], m
         if mask is not None and is_empty(mask):
             return None
         exact = exact_copy(before.output)  # a lossy frame's own pixels, where it kept them
-        return Frame(photo.rgb, load_image(exact if exact.is_file() else before.output, max_pixels).rgb)
+        return Frame(photo.rgb, load_image(exact if exact.is_file() else before.output, max_pixels).rgb, mask)
     except StylizeError:  # not made (it failed), or unreadable: this frame starts from its photo
         return None
 

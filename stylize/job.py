@@ -173,7 +173,8 @@ class Iterative:
                                  tile=self.tile_for(size, mask is not None)), None
         weight = self.config.temporal_weight
         # On the run's device: on a GPU the flows take a fraction of the CPU's seconds.
-        carried = carry(*(t.to(self.device) for t in (previous.result, before, after)), moved, trust=weight > 0)
+        carried = carry(*(t.to(self.device) for t in (previous.result, before, after)), moved, trust=weight > 0,
+                        mask=None if previous.mask is None else previous.mask.to(self.device))
         temporal = None if carried.trusted is None else Temporal(carried.image, carried.trusted, weight)
         result = run_iterative(content.rgb, [s.rgb for s in styles], self.config, self.extractor,
                                on_progress=on_progress, cache=self.cache, init=carried.image, mask=mask,
@@ -183,10 +184,13 @@ class Iterative:
 
 @dataclass(frozen=True)
 class Frame:
-    """A video's frame as the next one starts from it (--init previous): its photo and its result."""
+    """A video's frame as the next one starts from it (--init previous): its photo, its result and
+    its --mask (None: the style everywhere; where it kept the photo, the next frame is not held to
+    it, see motion.carry)."""
 
     photo: torch.Tensor  # [1,3,H,W] as read
     result: torch.Tensor  # [1,3,h,w] at the run's size
+    mask: torch.Tensor | None = None  # [1,1,H',W'] of the photo's proportions, 1: the style's
 
 
 def _check_strength(strength: float) -> None:
@@ -322,7 +326,7 @@ class Fast:
             return result, None
         # On the run's device: on a GPU the flows take a fraction of the CPU's seconds.
         held = hold(*(t.to(self.device) for t in (result, previous.result, before, photo)), moved,
-                    self.temporal_weight)
+                    self.temporal_weight, None if previous.mask is None else previous.mask.to(self.device))
         return held.cpu(), moved
 
     def animate(self, content: LoadedImage, max_pixels: int, masks: Iterable[torch.Tensor | None],
@@ -337,7 +341,7 @@ class Fast:
             result, _ = self.run_frame(frame.image, previous)
             if mask is not None:
                 result = apply_mask(result, photo, mask)
-            previous = Frame(frame.image.rgb, result)
+            previous = Frame(frame.image.rgb, result, mask)
             frames.add(result, frame.image.alpha, frame.duration)
             if on_frame:
                 on_frame(FrameProgress(len(frames.pictures), content.frames))

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from stylize.flow import estimate_flow, flows_both_ways, luminance, matching, reliable, warp
+from stylize.imageio import resize
 
 # Aligned frames further apart than this (mean absolute luminance difference, 0-1) are taken as
 # a cut to another shot, whose first frame starts from its own photo. Consecutive frames of one
@@ -109,16 +110,17 @@ class Carried:
 
 
 def carry(result: torch.Tensor, before: torch.Tensor, after: torch.Tensor, moved: tuple[float, float],
-          trust: bool = True) -> Carried:
+          trust: bool = True, mask: torch.Tensor | None = None) -> Carried:
     """The result of frame ``before`` moved onto frame ``after`` (photos [1,3,H,W] of the result's
     size) along the optical flow, which starts from the camera's shift ``moved`` (see ``follow``).
     Where ``after`` shows what ``before`` did not (uncovered by a moving object or the pan), the
     texture of the nearest match is carried in (past the picture's edge: the result mirrored
-    there), and ``trusted`` (with ``trust``: the flow back as well, flow.reliable) is 0 there."""
+    there), and ``trusted`` (with ``trust``: the flow back as well, flow.reliable) is 0 there, as
+    where the result was the photo: outside the ``mask`` of ``before`` (see ``masked_trust``)."""
     trusted = None
     if trust:
         backward, forward = flows_both_ways(before, after, moved)
-        trusted = reliable(backward, forward)[None, None].to(result.dtype)
+        trusted = masked_trust(reliable(backward, forward)[None, None].to(result.dtype), backward, mask)
     else:
         backward = estimate_flow(after, before, start=(-moved[0], -moved[1]))
     # Bicubically: the result is resampled again every frame, and bilinear interpolation's blur
@@ -130,19 +132,31 @@ def carry(result: torch.Tensor, before: torch.Tensor, after: torch.Tensor, moved
     return Carried(warp(result, backward, "bicubic", "reflection").clamp(0, 1), trusted)
 
 
+def masked_trust(trusted: torch.Tensor, backward: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``trusted`` ([1,1,H,W]) times the previous frame's ``mask`` (any size of its proportions)
+    moved along ``backward``: where the previous result kept the photo (a still mask over a moving
+    camera), a frame held to it drew the photo into the painted part, a band growing frame by
+    frame inside the mask's edge (tested)."""
+    if mask is None:
+        return trusted
+    moved = warp(resize(mask.to(trusted), tuple(trusted.shape[-2:])), backward)
+    return trusted * moved.clamp(0, 1)
+
+
 def hold(result: torch.Tensor, previous: torch.Tensor, before: torch.Tensor, after: torch.Tensor,
-         moved: tuple[float, float], weight: float) -> torch.Tensor:
+         moved: tuple[float, float], weight: float, mask: torch.Tensor | None = None) -> torch.Tensor:
     """A trained network's ``result`` for frame ``after``, held to ``previous`` (its result for frame
     ``before``) moved onto it along the optical flow, as ``carry`` moves it: where ``after`` shows
     what ``before`` did, (result + weight * moved result) / (1 + weight), the pixel that minimises
     |x - result|^2 + weight * |x - moved result|^2, the squared difference Ruder et al. (2016)
     weigh in the iterative method's objective (stylize.losses.temporal_consistency), here against
-    the network's output; elsewhere (uncovered, a wrong flow) the network's own. All [1,3,H,W] of
-    one size."""
+    the network's output; elsewhere (uncovered, a wrong flow, outside the ``mask`` of ``before``:
+    ``masked_trust``) the network's own. All [1,3,H,W] of one size."""
     backward = estimate_flow(after, before, start=(-moved[0], -moved[1]))
     # Where the photo moved along the flow matches the frame (flow.matching), not their flows there
     # and back (flow.reliable, as ``carry``): one flow instead of two, 1.2-2x as fast a frame at
     # 256-512 px on the CPU, with the same or a lower temporal error (benchmarks/RESULTS.md).
-    shown = matching(after, before, backward, HOLD_TOLERANCE)[None, None].to(result.dtype)
+    shown = masked_trust(matching(after, before, backward, HOLD_TOLERANCE)[None, None].to(result.dtype), backward,
+                         mask)
     carried = warp(previous, backward, "bicubic", "reflection").clamp(0, 1)
     return torch.lerp(result, carried, shown * (weight / (1 + weight)))

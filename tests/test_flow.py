@@ -15,7 +15,7 @@ from stylize.features import FeatureExtractor, load_weights
 from stylize.flow import estimate_flow, flows_both_ways, warp
 from stylize.imageio import LoadedImage, load_image, resize
 from stylize.losses import required_layers, temporal_consistency
-from stylize.motion import Carried, carry, estimate_shift, shift
+from stylize.motion import Carried, carry, estimate_shift, hold, shift
 
 from stylize.optimize import ScaleProblem, Temporal
 
@@ -131,6 +131,18 @@ def test_what_the_object_uncovers_does_not_match_and_the_rest_does(wide, thing):
     assert not flow_module.matching(after, after, torch.full((2, 64, 96), -3.0), 0.1)[:, :3].any()
 
 
+def test_where_the_frame_before_kept_the_photo_its_result_is_not_trusted(wide):
+    """A still --mask over a pan: what comes from the part the mask kept as the photo is not held."""
+    before, after = wide[..., 30:94, 30:126], wide[..., 30:94, 33:129]  # the picture moves 3 px left
+    mask = torch.zeros(1, 1, 32, 48)
+    mask[..., :30] = 1  # (half the frame's size: the mask is resized) the style left of column 60
+    trusted = carry(1 - before, before, after, (0.0, -3.0), mask=mask).trusted[0, 0]
+    assert trusted[8:-8, 58:61].max() < 0.05  # from columns 61-63 before: the photo (60: the resized edge)
+    assert trusted[8:-8, 8:52].mean() > 0.95  # from the painted part
+    held = hold(torch.zeros_like(after), 1 - before, before, after, (0.0, -3.0), 2.0, mask)
+    assert held[..., 8:-8, 58:61].abs().max() < 0.05 and held[..., 8:-8, 8:52].mean() > 0.3
+
+
 def test_carry_moves_a_result_with_the_object(wide, thing):
     """A 'result' that is any picture drawn on the frame (here the photo's negative) is carried
     by the object's motion onto the next frame: what --init previous starts from."""
@@ -203,7 +215,7 @@ def test_init_previous_keeps_the_texture_on_a_moving_object(wide, thing, paintin
                    for t, (a, b) in enumerate(zip(results, results[1:]), start=1))
 
     with_flow = object_change(carry)
-    shift_alone = object_change(lambda result, before, after, moved, trust: Carried(shift(result, *moved), None))
+    shift_alone = object_change(lambda result, before, after, moved, trust, mask: Carried(shift(result, *moved), None))
     assert with_flow < 0.8 * shift_alone
 
 
