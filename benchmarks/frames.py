@@ -240,8 +240,8 @@ def compare_models(clip: Clip, style: LoadedImage, device: str, weights: list[fl
         results, seconds = model_frames(clip, device, weight, trust)
         away = statistics.mean(float((r - a).abs().mean()) for r, a in zip(results, alone))
         label = "" if trusts == ("matching",) else f" ({trust})"
-        print(f"    held{label}, --temporal-weight {weight:g}: temporal error {temporal_error(results, clip):.4f} (pairs "
-              f"{' '.join(f'{e:.4f}' for e in pair_errors(results, clip))}), detail last/first "
+        print(f"    held{label}, --temporal-weight {weight:g}: temporal error {temporal_error(results, clip):.4f} "
+              f"(pairs {' '.join(f'{e:.4f}' for e in pair_errors(results, clip))}), detail last/first "
               f"{detail(results[-1]) / detail(results[0]):.3f} (against the network's own last "
               f"{detail(results[-1]) / detail(alone[-1]):.3f}), from its own {away:.4f}, last objective "
               f"{objective(results):.4f}, {seconds:.2f} s a frame", flush=True)
