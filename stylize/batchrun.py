@@ -163,11 +163,12 @@ def _one_by_one(jobs: list[PlannedJob], one: Callable[[PlannedJob], bool], on_jo
     return summary
 
 
-def _check_still(content: LoadedImage) -> None:
+def _check_still(content: LoadedImage, model: bool = False) -> None:
     if content.frames > 1:
+        how = ("(and with --temporal-weight, to hold its frames to each other)" if model else
+               "(its own frames follow each other anyway)")
         raise InputError(f"{content.path}: an animation of {content.frames} frames among the frames of --init "
-                         "previous; run it in a batch without --init previous (its own frames follow each other "
-                         "anyway)")
+                         f"previous; run it in a batch without --init previous {how}")
 
 
 def _save_frame(image: torch.Tensor, content: LoadedImage, job: PlannedJob, before: PlannedJob | None,
@@ -196,7 +197,7 @@ def run_fast_frames(jobs: list[PlannedJob], stylizer: Fast, options: OutputConfi
     def one(job: PlannedJob) -> bool:
         nonlocal last
         content = stylizer.load(job.content.path, options.max_pixels)
-        _check_still(content)
+        _check_still(content, model=True)
         stylizer.check(content, options.max_pixels)
         check_space(job.output.parent, output_bytes(content, stylizer.output_size(content)))
         before = (predecessors or {}).get(job.output)

@@ -378,3 +378,17 @@ def test_a_still_mask_over_a_pan_does_not_draw_the_photo_into_the_painted_part(t
     assert invoke("run", frames, "--model", "starry_night", "--mask", tmp_path / "mask.png", "-q", "-o",
                   tmp_path / "held", "--init", "previous").exit_code == 0
     assert last.read_bytes() == made
+
+
+def test_an_animation_among_a_networks_frames_fails_alone_and_says_what_to_do(tmp_path, wide):
+    from PIL import Image
+
+    from stylize.cli.app import EXIT_FAILED_JOBS
+
+    frames = _frames(tmp_path, wide)
+    pictures = [Image.open(path).convert("RGB") for path in sorted(frames.iterdir())]
+    pictures[0].save(frames / "zclip.gif", save_all=True, append_images=pictures[1:], duration=80)
+    result = invoke("run", frames, "--model", "starry_night", "--init", "previous", "-o", tmp_path / "out")
+    assert result.exit_code == EXIT_FAILED_JOBS and "Traceback" not in result.output
+    assert "zclip.gif" in result.output and "--temporal-weight" in result.output, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"frame{t:02d}_x_starry_night.png" for t in range(3)]
