@@ -116,7 +116,8 @@ def carry(result: torch.Tensor, before: torch.Tensor, after: torch.Tensor, moved
     Where ``after`` shows what ``before`` did not (uncovered by a moving object or the pan), the
     texture of the nearest match is carried in (past the picture's edge: the result mirrored
     there), and ``trusted`` (with ``trust``: the flow back as well, flow.reliable) is 0 there, as
-    where the result was the photo: outside the ``mask`` of ``before`` (see ``masked_trust``)."""
+    where the result was the photo: outside the ``mask`` of ``before`` (see ``masked_trust``),
+    where the painted texture around is carried in instead (``pull_push``)."""
     trusted = None
     if trust:
         backward, forward = flows_both_ways(before, after, moved)
@@ -129,7 +130,14 @@ def carry(result: torch.Tensor, before: torch.Tensor, after: torch.Tensor, moved
     # bicubically 100 % and 73 %, at the same objective. Mirrored past the edge: the edge repeated
     # drew streaks across the strip a pan uncovers, which the frame's iterations did not paint out
     # and the frames after held (benchmarks/RESULTS.md, "Carried bicubically and mirrored").
-    return Carried(warp(result, backward, "bicubic", "reflection").clamp(0, 1), trusted)
+    image = warp(result, backward, "bicubic", "reflection").clamp(0, 1)
+    if mask is not None:
+        # Where a matted subject moved off the background (--mask mattes/ --invert-mask), the
+        # background it uncovers started from the subject's photo, and the frame's iterations left
+        # a pale trail there; started from the painted background around it, the trail's detail
+        # rose from 0.54 to 0.67 of the rest's (benchmarks/RESULTS.md).
+        image = pull_push(image, _painted(mask, backward, result))
+    return Carried(image, trusted)
 
 
 def masked_trust(trusted: torch.Tensor, backward: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -137,10 +145,25 @@ def masked_trust(trusted: torch.Tensor, backward: torch.Tensor, mask: torch.Tens
     moved along ``backward``: where the previous result kept the photo (a still mask over a moving
     camera), a frame held to it drew the photo into the painted part, a band growing frame by
     frame inside the mask's edge (tested)."""
-    if mask is None:
-        return trusted
-    moved = warp(resize(mask.to(trusted), tuple(trusted.shape[-2:])), backward)
-    return trusted * moved.clamp(0, 1)
+    return trusted if mask is None else trusted * _painted(mask, backward, trusted)
+
+
+def _painted(mask: torch.Tensor, backward: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """[1,1,H,W] of ``like``'s size and type: the previous frame's ``mask`` moved along ``backward``,
+    1 where the previous result moved there was painted, 0 where it was the photo."""
+    return warp(resize(mask.to(like), tuple(like.shape[-2:])), backward).clamp(0, 1)
+
+
+def pull_push(image: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``image`` ([1,C,H,W]) where ``weight`` ([1,1,H,W], 0-1) is 1; elsewhere the weighted mean
+    of its surroundings, coarse to fine (Gortler et al. 1996, "The Lumigraph", pull-push)."""
+    if min(image.shape[-2:]) <= 2 or bool((weight > 0.999).all()):
+        return image
+    total = F.avg_pool2d(weight, 2, ceil_mode=True)
+    coarse = F.avg_pool2d(image * weight, 2, ceil_mode=True) / total.clamp_min(1e-6)
+    coarse = pull_push(coarse, (4 * total).clamp(max=1))  # one painted pixel of four: enough
+    return torch.lerp(F.interpolate(coarse, size=image.shape[-2:], mode="bilinear", align_corners=False), image,
+                      weight)
 
 
 def hold(result: torch.Tensor, previous: torch.Tensor, before: torch.Tensor, after: torch.Tensor,

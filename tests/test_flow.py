@@ -143,6 +143,36 @@ def test_where_the_frame_before_kept_the_photo_its_result_is_not_trusted(wide):
     assert held[..., 8:-8, 58:61].abs().max() < 0.05 and held[..., 8:-8, 8:52].mean() > 0.3
 
 
+def test_pull_push_keeps_what_is_weighed_and_fills_the_rest_from_around_it():
+    from stylize.motion import pull_push
+
+    image = torch.zeros(1, 3, 40, 50)
+    image[..., :, :25] = torch.tensor([0.2, 0.4, 0.6]).view(1, 3, 1, 1)  # a colour on the left
+    image[..., :, 25:] = torch.tensor([0.9, 0.1, 0.5]).view(1, 3, 1, 1)  # another on the right
+    weight = torch.ones(1, 1, 40, 50)
+    weight[..., 10:30, 5:15] = 0  # a hole in the left part
+    weight[..., :, 40:] = 0  # and the right edge
+    filled = pull_push(image * weight, weight)  # (what is in the holes must not matter)
+    torch.testing.assert_close(filled[..., weight[0, 0] == 1], image[..., weight[0, 0] == 1])
+    torch.testing.assert_close(filled[..., 14:26, 8:12], image[..., 14:26, 8:12], atol=0.02, rtol=0)
+    torch.testing.assert_close(filled[..., :, 44:], image[..., :, 44:], atol=0.02, rtol=0)
+
+
+def test_where_the_frame_before_kept_the_photo_the_start_is_the_painted_texture_around(wide, thing):
+    """--mask mattes/ --invert-mask: the subject kept as the photo, the background painted. Where
+    the subject moves off, the previous result is its photo: the next frame starts from the
+    background painted around instead (in a clip, a pale trail was left behind the subject)."""
+    frame = crossing(wide, thing, 0)
+    painted = torch.full_like(frame, 0.5)  # the previous result: grey background...
+    painted[..., 16:46, 10:50] = frame[..., 16:46, 10:50]  # ...and the subject's photo
+    matte = torch.ones(1, 1, 64, 96)
+    matte[..., 16:46, 10:50] = 0  # (inverted) the photo kept on the subject
+    start = carry(painted, frame, frame, (0.0, 0.0), trust=False, mask=matte).image
+    assert (start[..., 20:42, 14:46] - 0.5).abs().mean() < 0.01  # within the subject's place: the grey
+    assert (start[..., :, 60:] - painted[..., :, 60:]).abs().max() < 0.01  # the painted part as it was
+    assert (carry(painted, frame, frame, (0.0, 0.0), trust=False).image[..., 20:42, 14:46] - 0.5).abs().mean() > 0.1
+
+
 def test_carry_moves_a_result_with_the_object(wide, thing):
     """A 'result' that is any picture drawn on the frame (here the photo's negative) is carried
     by the object's motion onto the next frame: what --init previous starts from."""
