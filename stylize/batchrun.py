@@ -201,9 +201,9 @@ def run_fast_frames(jobs: list[PlannedJob], stylizer: Fast, options: OutputConfi
         stylizer.check(content, options.max_pixels)
         check_space(job.output.parent, output_bytes(content, stylizer.output_size(content)))
         before = (predecessors or {}).get(job.output)
-        result, moved = stylizer.run_frame(content, _previous_frame(before, last, options.max_pixels, stylizer.load))
         mask = _mask(job, content, options.max_pixels)
-        image = result if mask is None else apply_mask(result, stylizer.input(content), mask)
+        image, moved = stylizer.run_frame(content, _previous_frame(before, last, options.max_pixels, stylizer.load),
+                                          mask)
         recipe = stylizer.recipe(content, job.mask, job.invert_mask) if options.recipe else None
         last = _save_frame(image, content, job, before, mask, recipe, moved, options)
         return True

@@ -310,24 +310,24 @@ class Fast:
             results = [torch.lerp(i, r, self.strength) for r, i in zip(results, images)]
         return results
 
-    def run_frame(self, content: LoadedImage,
-                  previous: Frame | None) -> tuple[torch.Tensor, tuple[float, float] | None]:
+    def run_frame(self, content: LoadedImage, previous: Frame | None,
+                  mask: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[float, float] | None]:
         """A video frame: ``run``'s result held to the ``previous`` frame's result (as written: its
-        mask applied) moved onto it along the optical flow, by --temporal-weight (motion.hold).
-        Returns the result and the camera's shift (None: the network's result as it is: a first
-        frame, one after a cut, or no --temporal-weight)."""
+        mask applied) moved onto it along the optical flow, by --temporal-weight (motion.hold), and
+        blended over the photo by the frame's ``mask``. Returns the result and the camera's shift
+        (None: not held: a first frame, one after a cut, or no --temporal-weight)."""
         photo = self.input(content)
         result = self.run([photo])[0]
-        if not self.temporal_weight or previous is None or previous.result.shape != result.shape:
-            return result, None
-        before = resize(previous.photo, tuple(photo.shape[-2:]))
-        moved = follow(before, photo) if previous.photo.shape == content.rgb.shape else None
-        if moved is None:
-            return result, None
-        # On the run's device: on a GPU the flows take a fraction of the CPU's seconds.
-        held = hold(*(t.to(self.device) for t in (result, previous.result, before, photo)), moved,
-                    self.temporal_weight, None if previous.mask is None else previous.mask.to(self.device))
-        return held.cpu(), moved
+        moved = None
+        if self.temporal_weight and previous is not None and previous.result.shape == result.shape:
+            before = resize(previous.photo, tuple(photo.shape[-2:]))
+            moved = follow(before, photo) if previous.photo.shape == content.rgb.shape else None
+        if moved is not None:
+            # On the run's device: on a GPU the flows take a fraction of the CPU's seconds.
+            result = hold(*(t.to(self.device) for t in (result, previous.result, before, photo)), moved,
+                          self.temporal_weight, None if previous.mask is None else previous.mask.to(self.device)
+                          ).cpu()
+        return (result if mask is None else apply_mask(result, photo, mask)), moved
 
     def animate(self, content: LoadedImage, max_pixels: int, masks: Iterable[torch.Tensor | None],
                 on_frame: Callable[[FrameProgress], None] | None = None) -> tuple[AnimationWriter, torch.Tensor]:
@@ -337,10 +337,7 @@ class Fast:
         frames = AnimationWriter()
         previous = None
         for frame, mask in zip(read_frames(content.path, max_pixels), masks):
-            photo = self.input(frame.image)
-            result, _ = self.run_frame(frame.image, previous)
-            if mask is not None:
-                result = apply_mask(result, photo, mask)
+            result, _ = self.run_frame(frame.image, previous, mask)
             previous = Frame(frame.image.rgb, result, mask)
             frames.add(result, frame.image.alpha, frame.duration)
             if on_frame:

@@ -116,41 +116,43 @@ def carry(result: torch.Tensor, before: torch.Tensor, after: torch.Tensor, moved
     Where ``after`` shows what ``before`` did not (uncovered by a moving object or the pan), the
     texture of the nearest match is carried in (past the picture's edge: the result mirrored
     there), and ``trusted`` (with ``trust``: the flow back as well, flow.reliable) is 0 there, as
-    where the result was the photo: outside the ``mask`` of ``before`` (see ``masked_trust``),
-    where the painted texture around is carried in instead (``pull_push``)."""
-    trusted = None
+    where the result was the photo, outside the ``mask`` of ``before`` (``_painted``), where the
+    painted texture around is carried in instead (``pull_push``)."""
     if trust:
         backward, forward = flows_both_ways(before, after, moved)
-        trusted = masked_trust(reliable(backward, forward)[None, None].to(result.dtype), backward, mask)
     else:
-        backward = estimate_flow(after, before, start=(-moved[0], -moved[1]))
-    # Bicubically: the result is resampled again every frame, and bilinear interpolation's blur
-    # adds up, even where nothing moves (the flow is never exactly 0). Bilinearly, 40 frames of a
-    # still camera ended with 80 % of the first frame's fine detail, a 24-frame zoom with 59 %;
-    # bicubically 100 % and 73 %, at the same objective. Mirrored past the edge: the edge repeated
-    # drew streaks across the strip a pan uncovers, which the frame's iterations did not paint out
-    # and the frames after held (benchmarks/RESULTS.md, "Carried bicubically and mirrored").
-    image = warp(result, backward, "bicubic", "reflection").clamp(0, 1)
-    if mask is not None:
+        backward, forward = estimate_flow(after, before, start=(-moved[0], -moved[1])), None
+    painted = None if mask is None else _painted(mask, backward, result)
+    trusted = None if forward is None else reliable(backward, forward)[None, None].to(result.dtype)
+    if trusted is not None and painted is not None:
+        trusted = trusted * painted
+    image = _moved(result, backward)
+    if painted is not None:
         # Where a matted subject moved off the background (--mask mattes/ --invert-mask), the
         # background it uncovers started from the subject's photo, and the frame's iterations left
         # a pale trail there; started from the painted background around it, the trail's detail
         # rose from 0.54 to 0.67 of the rest's (benchmarks/RESULTS.md).
-        image = pull_push(image, _painted(mask, backward, result))
+        image = pull_push(image, painted)
     return Carried(image, trusted)
 
 
-def masked_trust(trusted: torch.Tensor, backward: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """``trusted`` ([1,1,H,W]) times the previous frame's ``mask`` (any size of its proportions)
-    moved along ``backward``: where the previous result kept the photo (a still mask over a moving
-    camera), a frame held to it drew the photo into the painted part, a band growing frame by
-    frame inside the mask's edge (tested)."""
-    return trusted if mask is None else trusted * _painted(mask, backward, trusted)
+def _moved(result: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
+    """``result`` moved along ``backward`` (the flow from the frame it is moved onto).
+
+    Bicubically: the result is resampled again every frame, and bilinear interpolation's blur
+    adds up, even where nothing moves (the flow is never exactly 0). Bilinearly, 40 frames of a
+    still camera ended with 80 % of the first frame's fine detail, a 24-frame zoom with 59 %;
+    bicubically 100 % and 73 %, at the same objective. Mirrored past the edge: the edge repeated
+    drew streaks across the strip a pan uncovers, which the frame's iterations did not paint out
+    and the frames after held (benchmarks/RESULTS.md, "Carried bicubically and mirrored")."""
+    return warp(result, backward, "bicubic", "reflection").clamp(0, 1)
 
 
 def _painted(mask: torch.Tensor, backward: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """[1,1,H,W] of ``like``'s size and type: the previous frame's ``mask`` moved along ``backward``,
-    1 where the previous result moved there was painted, 0 where it was the photo."""
+    """[1,1,H,W] of ``like``'s size and type: the previous frame's ``mask`` (any size of its
+    proportions) moved along ``backward``, 1 where the previous result moved there was painted,
+    0 where it was the photo. A frame is not held there: under a still mask over a moving camera,
+    held to the photo, a band of it grew frame by frame inside the mask's edge (tested)."""
     return warp(resize(mask.to(like), tuple(like.shape[-2:])), backward).clamp(0, 1)
 
 
@@ -174,12 +176,12 @@ def hold(result: torch.Tensor, previous: torch.Tensor, before: torch.Tensor, aft
     |x - result|^2 + weight * |x - moved result|^2, the squared difference Ruder et al. (2016)
     weigh in the iterative method's objective (stylize.losses.temporal_consistency), here against
     the network's output; elsewhere (uncovered, a wrong flow, outside the ``mask`` of ``before``:
-    ``masked_trust``) the network's own. All [1,3,H,W] of one size."""
+    ``_painted``) the network's own. All [1,3,H,W] of one size."""
     backward = estimate_flow(after, before, start=(-moved[0], -moved[1]))
     # Where the photo moved along the flow matches the frame (flow.matching), not their flows there
     # and back (flow.reliable, as ``carry``): one flow instead of two, 1.2-2x as fast a frame at
     # 256-512 px on the CPU, with the same or a lower temporal error (benchmarks/RESULTS.md).
-    shown = masked_trust(matching(after, before, backward, HOLD_TOLERANCE)[None, None].to(result.dtype), backward,
-                         mask)
-    carried = warp(previous, backward, "bicubic", "reflection").clamp(0, 1)
-    return torch.lerp(result, carried, shown * (weight / (1 + weight)))
+    shown = matching(after, before, backward, HOLD_TOLERANCE)[None, None].to(result.dtype)
+    if mask is not None:
+        shown = shown * _painted(mask, backward, shown)
+    return torch.lerp(result, _moved(previous, backward), shown * (weight / (1 + weight)))

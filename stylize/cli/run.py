@@ -263,13 +263,12 @@ def run(
 
 def _check_frames(init: InitKind, temporal_weight: Optional[float], single: bool, jobs: list, torchrun: bool,
                   init_image: Optional[Path] = None) -> None:
-    """Refuse --init previous and --temporal-weight where there are no video frames to follow each other."""
-    animation = single and _any_animation(jobs)  # (what it does anyway)
-    if (temporal_weight is not None and init is not InitKind.previous
-            and not (animation if single else _any_animation(jobs))):
+    """Refuse --init previous and --temporal-weight where there are no video frames to follow each other
+    (the photos are opened to find animations only where it matters, and at most once)."""
+    if temporal_weight is not None and init is not InitKind.previous and not _any_animation(jobs):
         raise InputError("--temporal-weight: for video frames only (--init previous with a folder of frames, or an "
                          "animation); leave it out for photos")
-    if init is InitKind.previous and ((single and not animation) or init_image is not None or torchrun):
+    if init is InitKind.previous and ((single and not _any_animation(jobs)) or init_image is not None or torchrun):
         raise InputError("--init previous starts each frame from the frame before: give a folder (or pattern) of "
                          "frames or an animation, without --init-image, in one process (not torchrun)")
 
