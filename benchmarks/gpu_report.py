@@ -75,14 +75,14 @@ def frames_per_second(stylise: Callable[[torch.Tensor], torch.Tensor], frame: to
 def held_frames_per_second(network: torch.nn.Module, photo: torch.Tensor, size: tuple[int, int],
                            device: torch.device, count: int) -> None:
     """Print what holding a network's frame to the one before costs (--model --init previous): the
-    optical flows there and back and the blend (motion.hold) on the device, for two views of
-    ``photo`` at ``size`` 4 px apart; the network's pass not included."""
+    optical flow (one, back to the frame before), the check and the blend (motion.hold) on the
+    device, for two views of ``photo`` at ``size`` 4 px apart; the network's pass not included."""
     view = resize(photo, (size[0], size[1] + 4)).to(device)
     before, after = view[..., :-4], view[..., 4:]
     previous, result = (infer(network, image, device) for image in (before, after))
     moved = follow(before, after)
     fps = frames_per_second(lambda image: hold(result, previous, before, image, moved, 2.0), after, count)
-    print(f"fast model frames held to the one before (--init previous), {size[1]}x{size[0]}, the flows and the "
+    print(f"fast model frames held to the one before (--init previous), {size[1]}x{size[0]}, the flow and the "
           f"blend: {fps:.1f} frames/s")
 
 

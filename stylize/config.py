@@ -203,8 +203,7 @@ class RunConfig:
             raise InputError(f"--style-scale must be positive (and finite), got {self.style_scale}")
         if not 0 < self.learning_rate < math.inf:
             raise InputError(f"--lr must be positive (and finite), got {self.learning_rate}")
-        if not 0 <= self.temporal_weight < math.inf:
-            raise InputError(f"--temporal-weight must be zero or positive (and finite), got {self.temporal_weight}")
+        check_temporal_weight(self.temporal_weight)
         if self.save_every < 0:
             raise InputError("--save-every must be zero or positive")
         if self.tile is not None and self.tile != 0 and self.tile < MIN_ITERATIVE_TILE:
@@ -220,6 +219,12 @@ class RunConfig:
 MIN_ITERATIVE_TILE = 128
 
 SEED_MAX = 2**32 - 1  # training scales the seed (dataset, trainstep): kept well inside torch's 64 bits
+
+
+def check_temporal_weight(weight: float) -> None:
+    """--temporal-weight's bounds, for either method."""
+    if not 0 <= weight < math.inf:
+        raise InputError(f"--temporal-weight must be zero or positive (and finite), got {weight}")
 
 
 def check_seed(seed: int) -> None:

@@ -10,7 +10,6 @@ starts, so a bad option never costs minutes of work.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -21,7 +20,8 @@ import torch
 from stylize.animation import AnimationWriter, FrameProgress, animated_mask, check_animation, frame_masks, read_frames
 from stylize.atomic import check_space
 from stylize.color import preserve_color
-from stylize.config import FIRST_FRAME_ITERATIONS, MIN_ITERATIVE_TILE, BackboneConfig, InitKind, RunConfig, Variant
+from stylize.config import (FIRST_FRAME_ITERATIONS, MIN_ITERATIVE_TILE, BackboneConfig, InitKind, RunConfig, Variant,
+                            check_temporal_weight)
 from stylize.cudagraph import SameShapeReplay
 from stylize.device import gigabytes, make_deterministic, memory_budget, resolve_device, resolve_half
 from stylize.errors import ImageError, InputError, OutputError, ResourceError, StylizeError
@@ -208,8 +208,7 @@ class Fast:
                  tile: int | None = None, half: bool | None = None, cuda_graph: bool = True,
                  strength: float = 1.0, temporal_weight: float = 0.0, frames: bool = False) -> None:
         _check_strength(strength)
-        if not 0 <= temporal_weight < math.inf:
-            raise InputError(f"--temporal-weight must be zero or positive (and finite), got {temporal_weight}")
+        check_temporal_weight(temporal_weight)
         if size is not None and size < 16:
             raise ImageError(f"--size must be at least 16 pixels, got {size}")
         if tile is not None and tile != 0 and tile < MIN_TILE:
